@@ -1,0 +1,107 @@
+"""Every error, rendered in the shape of the API family its path belongs to.
+
+- OpenAI (`/v1/...`): {"error": {"message", "type", "param", "code"}}
+- Ollama and the native routes: {"error": "message"}
+One handler decides by path, so no route renders its own errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+
+from gateway.errors import Busy, GatewayError, Unauthorized
+
+log = logging.getLogger(__name__)
+
+OPENAI_PREFIX = "/v1/"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    status: int
+    message: str
+    code: str | None = None
+    param: str | None = None
+    retry_after: int | None = None
+
+
+def describe(exc: Exception) -> ErrorInfo:
+    """Reduce any exception to what a client needs to know."""
+    if isinstance(exc, GatewayError):
+        return ErrorInfo(
+            exc.status_code,
+            exc.message,
+            exc.code,
+            exc.param,
+            exc.retry_after if isinstance(exc, Busy) else None,
+        )
+    if isinstance(exc, ValidationException):
+        return _validation_info(exc)
+    if isinstance(exc, NotFoundException):
+        return ErrorInfo(404, "404 page not found", "not_found")
+    if isinstance(exc, MethodNotAllowedException):
+        return ErrorInfo(405, "405 method not allowed", "method_not_allowed")
+    if isinstance(exc, ClientException):
+        return ErrorInfo(exc.status_code, str(exc.detail), "invalid_request")
+    if isinstance(exc, HTTPException):
+        return ErrorInfo(exc.status_code, str(exc.detail), None)
+    log.exception("unhandled error", exc_info=exc)
+    return ErrorInfo(500, f"internal error: {type(exc).__name__}", "internal_error")
+
+
+def _validation_info(exc: ValidationException) -> ErrorInfo:
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    if not problems:
+        return ErrorInfo(400, str(exc.detail), "invalid_request")
+    first = problems[0]
+    key, message = str(first.get("key", "")), str(first.get("message", exc.detail))
+    if key == "data" and message == "'data'":
+        return ErrorInfo(400, "missing request body", "invalid_request")
+    if key == "data":
+        return ErrorInfo(400, f"request body: {message}", "invalid_request")
+    return ErrorInfo(400, f"{key}: {message}", "invalid_request", param=key.split("[")[0])
+
+
+def _openai_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def render_error(request: Request, exc: Exception) -> Response:
+    info = describe(exc)
+    is_openai = request.url.path.startswith(OPENAI_PREFIX)
+    status = info.status
+    if is_openai and isinstance(exc, Busy):
+        status = 429  # OpenAI clients retry 429 with backoff; Ollama clients expect 503
+    headers: dict[str, str] = {}
+    if info.retry_after is not None:
+        headers["Retry-After"] = str(info.retry_after)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if is_openai:
+        body: dict[str, object] = {
+            "error": {
+                "message": info.message,
+                "type": _openai_type(status),
+                "param": info.param,
+                "code": info.code,
+            }
+        }
+    else:
+        body = {"error": info.message}
+    return Response(body, status_code=status, headers=headers, media_type="application/json")

@@ -1,0 +1,243 @@
+"""Ollama's API: /api/embed, /api/embeddings, /api/tags, /api/show, /api/version, GET /.
+
+Field for field as ollama/ollama serves them (see reference/api-contracts.md section 1), so the
+`ollama` clients, LangChain's OllamaEmbeddings and n8n work unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, get, head, post
+
+from gateway.api.auth import PUBLIC
+from gateway.catalog import ModelInfo
+from gateway.core import Gateway
+from gateway.errors import InvalidRequest
+from gateway.service import EmbedRequest
+from gateway.units import parse_duration
+
+# The Ollama release whose API this gateway mirrors; clients gate features on it.
+OLLAMA_API_VERSION = "0.12.7"
+NANOS = 1_000_000_000
+
+
+# -- wire types ----------------------------------------------------------------------------------
+
+
+class EmbedBody(msgspec.Struct):
+    model: str
+    input: str | list[str] | None = None
+    truncate: bool | None = None
+    dimensions: int | None = None
+    keep_alive: float | str | None = None
+    # Modelfile parameters (num_ctx, temperature, ...). LangChain sends a dozen of them, all null.
+    options: dict[str, Any] | None = None
+
+
+class EmbedResponse(msgspec.Struct, omit_defaults=True):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+
+
+class EmbeddingsBody(msgspec.Struct):
+    model: str
+    prompt: str = ""
+    keep_alive: float | str | None = None
+    options: dict[str, Any] | None = None
+
+
+class EmbeddingsResponse(msgspec.Struct):
+    embedding: list[float]
+
+
+class ModelDetails(msgspec.Struct):
+    parent_model: str
+    format: str
+    family: str
+    families: list[str]
+    parameter_size: str
+    quantization_level: str
+
+
+class ListedModel(msgspec.Struct, omit_defaults=True):
+    name: str
+    model: str
+    modified_at: datetime
+    size: int
+    digest: str
+    details: ModelDetails
+    capabilities: list[str] | None = None
+
+
+class TagsResponse(msgspec.Struct):
+    models: list[ListedModel]
+
+
+class ShowBody(msgspec.Struct):
+    model: str = ""
+    name: str = ""  # deprecated spelling, still sent by old clients
+    verbose: bool = False
+
+
+class ShowResponse(msgspec.Struct):
+    modelfile: str
+    parameters: str
+    template: str
+    license: str
+    details: ModelDetails
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: datetime
+
+
+class VersionResponse(msgspec.Struct):
+    version: str
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def keep_alive_seconds(raw: float | str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="keep_alive") from None
+
+
+def details_of(info: ModelInfo) -> ModelDetails:
+    spec = info.spec
+    return ModelDetails(
+        parent_model="",
+        format="onnx",
+        family=spec.family,
+        families=[spec.family],
+        parameter_size=spec.parameter_size,
+        quantization_level=spec.quantization,
+    )
+
+
+def listed(gw: Gateway, info: ModelInfo) -> ListedModel:
+    return ListedModel(
+        name=info.name,
+        model=info.name,
+        modified_at=info.modified_at,
+        size=info.size,
+        digest=gw.catalog.digest(info.spec),
+        details=details_of(info),
+        capabilities=info.capabilities,
+    )
+
+
+def model_info_of(info: ModelInfo, digest: str) -> dict[str, Any]:
+    spec = info.spec
+    family = spec.family
+    facts: dict[str, Any] = {"general.architecture": family, "general.file_type": "onnx"}
+    if info.context_length is not None:
+        facts[f"{family}.context_length"] = info.context_length
+    if info.embedding_length is not None:
+        facts[f"{family}.embedding_length"] = info.embedding_length
+    facts["gateway.kind"] = spec.kind
+    facts["gateway.sha256"] = digest
+    for key, value in gateway_facts(spec).items():
+        facts[f"gateway.{key}"] = value
+    return facts
+
+
+def gateway_facts(spec: Any) -> dict[str, Any]:
+    """Registry facts a client may want to see (prefixes, Matryoshka widths, pooling)."""
+    facts: dict[str, Any] = {}
+    for key in ("pooling", "layer_norm", "normalize", "prefixes", "default_task"):
+        if hasattr(spec, key):
+            facts[key] = getattr(spec, key)
+    if hasattr(spec, "allowed_dimensions"):
+        facts["dimensions"] = spec.allowed_dimensions
+    return facts
+
+
+# -- routes --------------------------------------------------------------------------------------
+
+
+class OllamaController(Controller):
+    path = "/"
+    tags = ["Ollama"]
+
+    @get("/", opt=PUBLIC, media_type="text/plain", include_in_schema=False)
+    async def root(self) -> str:
+        return "Ollama is running"
+
+    @head("/", opt=PUBLIC, include_in_schema=False)
+    async def root_head(self) -> None:
+        return None
+
+    @get("/api/version", opt=PUBLIC)
+    async def version(self) -> VersionResponse:
+        return VersionResponse(OLLAMA_API_VERSION)
+
+    @post("/api/embed", status_code=200, summary="Embed one or many inputs (normalized)")
+    async def embed(self, data: EmbedBody, gw: Gateway) -> EmbedResponse:
+        inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
+        if inputs == [""]:
+            inputs = []  # Ollama: empty input loads the model and embeds nothing
+        result = await gw.service.embed(
+            EmbedRequest(
+                model=data.model,
+                inputs=inputs,
+                dimensions=data.dimensions,
+                truncate=True if data.truncate is None else data.truncate,
+                keep_alive=keep_alive_seconds(data.keep_alive),
+            )
+        )
+        if not inputs:
+            return EmbedResponse(model=data.model, embeddings=[])
+        return EmbedResponse(
+            model=data.model,
+            embeddings=result.vectors.tolist(),
+            total_duration=int(result.total_seconds * NANOS),
+            load_duration=int(result.load_seconds * NANOS),
+            prompt_eval_count=result.prompt_tokens,
+        )
+
+    @post("/api/embeddings", status_code=200, summary="Legacy: embed one prompt (not normalized)")
+    async def embeddings(self, data: EmbeddingsBody, gw: Gateway) -> EmbeddingsResponse:
+        inputs = [data.prompt] if data.prompt else []
+        result = await gw.service.embed(
+            EmbedRequest(
+                model=data.model,
+                inputs=inputs,
+                keep_alive=keep_alive_seconds(data.keep_alive),
+                normalize=False,
+            )
+        )
+        return EmbeddingsResponse(result.vectors[0].tolist() if inputs else [])
+
+    @get("/api/tags")
+    async def list_models(self, gw: Gateway) -> TagsResponse:
+        return TagsResponse([listed(gw, info) for info in gw.catalog.available()])
+
+    @head("/api/tags", include_in_schema=False)
+    async def tags_head(self) -> None:
+        return None
+
+    @post("/api/show", status_code=200)
+    async def show(self, data: ShowBody, gw: Gateway) -> ShowResponse:
+        spec = gw.service.resolve(data.model or data.name).spec
+        info = gw.catalog.info(spec)
+        digest = gw.catalog.digest(spec)
+        return ShowResponse(
+            modelfile=f"# served by embedding-gateway from {spec.source or 'registry.yaml'}\n",
+            parameters="",
+            template="{{ .Prompt }}",
+            license=spec.license or "",
+            details=details_of(info),
+            model_info=model_info_of(info, digest),
+            capabilities=info.capabilities,
+            modified_at=info.modified_at,
+        )

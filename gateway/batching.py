@@ -1,0 +1,181 @@
+"""Batcher: one queue per loaded model, drained into length-sorted, token-budgeted batches.
+
+Requests from every client land in one queue. Each batch is cut from a window of the oldest
+queued items, sorted by length so little padding is wasted, and always holds the oldest item so
+nothing starves. Batches run on the device's single inference thread, so one run at a time per
+device; preparing inputs (tokenizing, decoding images) happens in other threads meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.encoders.base import Encoder, Item
+from gateway.errors import Busy, GatewayError
+
+log = logging.getLogger(__name__)
+
+WINDOW_BATCHES = 8  # how many batches' worth of queued items are sorted together
+
+
+class InferenceError(GatewayError):
+    status_code = 500
+    code = "inference_failed"
+
+
+@dataclass(eq=False)
+class _Job:
+    future: asyncio.Future[list[np.ndarray]]
+    results: list[np.ndarray | None]
+    remaining: int
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    job: _Job
+    index: int
+    item: Item
+
+    @property
+    def length(self) -> int:
+        return self.item.length
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    items: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    busy_seconds: float = 0.0
+    rejected: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def padding_ratio(self) -> float:
+        return self.padded_tokens / self.real_tokens if self.real_tokens else 1.0
+
+
+def cut_batch(window: Sequence[_Entry], *, max_size: int, max_tokens: int) -> list[_Entry]:
+    """The batch to run next: a run of similar lengths that contains window[0] (the oldest).
+
+    The window is sorted by length and split greedily into consecutive groups whose padded
+    size (count x longest) fits the token budget; the group holding the oldest entry wins.
+    """
+    oldest = window[0]
+    group: list[_Entry] = []
+    for entry in sorted(window, key=lambda e: e.length):
+        longest = max(entry.length, group[-1].length if group else 0)
+        if group and (len(group) >= max_size or longest * (len(group) + 1) > max_tokens):
+            if any(e is oldest for e in group):
+                return group
+            group = []
+        group.append(entry)
+    return group
+
+
+class Batcher:
+    """Schedules one model's inference; owns its queue alone."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        executor: Executor,
+        *,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_queue: int,
+    ) -> None:
+        self.encoder = encoder
+        self.executor = executor
+        # A model that quantizes activations per batch runs each item alone: mixing items
+        # would make a text's vector depend on its neighbours.
+        self.max_batch_size = max_batch_size if encoder.batch_invariant else 1
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queue = max_queue
+        self.stats = BatchStats()
+        self._pending: list[_Entry] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    async def submit(self, items: Sequence[Item]) -> list[np.ndarray]:
+        """Run `items` (possibly across several batches); results come back in order."""
+        if not items:
+            return []
+        if self._pending and len(self._pending) + len(items) > self.max_queue:
+            self.stats.rejected += 1
+            raise Busy(f"server busy, please try again ({len(self._pending)} inputs queued)")
+        loop = asyncio.get_running_loop()
+        job = _Job(loop.create_future(), [None] * len(items), len(items))
+        self._pending.extend(_Entry(job, i, item) for i, item in enumerate(items))
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain(), name=f"batcher:{self.encoder.spec.name}")
+        # A cancelled wait (client gone) marks the job done; its queued items are then skipped.
+        return await job.future  # type: ignore[return-value]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for entry in self._pending:
+            if not entry.job.future.done():
+                entry.job.future.set_exception(Busy("the model was unloaded, please retry"))
+        self._pending.clear()
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._pending = [e for e in self._pending if not e.job.future.done()]
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            window = self._pending[: self.max_batch_size * WINDOW_BATCHES]
+            batch = cut_batch(
+                window, max_size=self.max_batch_size, max_tokens=self.max_batch_tokens
+            )
+            chosen = {id(e) for e in batch}
+            self._pending = [e for e in self._pending if id(e) not in chosen]
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(
+                    self.executor, self.encoder.run, [e.item for e in batch]
+                )
+            except Exception as exc:
+                log.exception("inference failed for %s", self.encoder.spec.name)
+                error = InferenceError(f"inference failed: {exc}")
+                for entry in batch:
+                    if not entry.job.future.done():
+                        entry.job.future.set_exception(error)
+                continue
+            self._record(batch, time.perf_counter() - started)
+            for entry, output in zip(batch, outputs, strict=True):
+                job = entry.job
+                if job.future.done():
+                    continue
+                job.results[entry.index] = output
+                job.remaining -= 1
+                if job.remaining == 0:
+                    job.future.set_result(job.results)  # type: ignore[arg-type]
+
+    def _record(self, batch: list[_Entry], seconds: float) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.items += len(batch)
+        stats.real_tokens += sum(e.length for e in batch)
+        stats.padded_tokens += len(batch) * max(e.length for e in batch)
+        stats.busy_seconds += seconds

@@ -1,0 +1,56 @@
+"""What the gateway can tell about a registry model, independent of any wire format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from gateway.registry import AnySpec, Registry, TextModelSpec, tagged_name
+from gateway.sources import ModelStore
+
+CAPABILITIES = {"text": ["embedding"], "image": ["embedding", "vision"], "late": ["embedding"]}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    spec: AnySpec
+    present: bool
+    size: int
+    modified_at: datetime
+
+    @property
+    def name(self) -> str:
+        return tagged_name(self.spec.name)
+
+    @property
+    def capabilities(self) -> list[str]:
+        return CAPABILITIES.get(self.spec.kind, ["embedding"])
+
+    @property
+    def context_length(self) -> int | None:
+        return self.spec.max_tokens if isinstance(self.spec, TextModelSpec) else None
+
+    @property
+    def embedding_length(self) -> int | None:
+        return self.spec.dim if isinstance(self.spec, TextModelSpec) else None
+
+
+class Catalog:
+    """Registry models joined with what is on disk."""
+
+    def __init__(self, registry: Registry, store: ModelStore) -> None:
+        self.registry = registry
+        self.store = store
+
+    def info(self, spec: AnySpec) -> ModelInfo:
+        present = self.store.is_present(spec)
+        size = self.store.size(spec) if present else 0
+        stamp = self.store.modified_at(spec) if present else 0.0
+        return ModelInfo(spec, present, size, datetime.fromtimestamp(stamp, timezone.utc))
+
+    def available(self) -> list[ModelInfo]:
+        """Models whose files are present, as Ollama lists what has been pulled."""
+        return [info for info in map(self.info, self.registry) if info.present]
+
+    def digest(self, spec: AnySpec) -> str:
+        return self.store.digest(spec) if self.store.is_present(spec) else ""

@@ -1,0 +1,45 @@
+"""The composition root: builds the gateway's parts once and hands them to the API layer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from gateway.catalog import Catalog
+from gateway.manager import ModelManager
+from gateway.registry import Registry
+from gateway.runtime import Runtime
+from gateway.service import EmbeddingService
+from gateway.settings import Settings
+from gateway.sources import ModelStore
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    registry: Registry
+    store: ModelStore
+    runtime: Runtime
+    manager: ModelManager
+    service: EmbeddingService
+    catalog: Catalog
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def build(cls, settings: Settings, registry: Registry | None = None) -> Gateway:
+        registry = registry or Registry.load(settings.registry)
+        store = ModelStore(settings.models_dir, registry.base_dir)
+        runtime = Runtime(device=settings.device, threads=settings.threads)
+        manager = ModelManager(registry, store, runtime, settings)
+        return cls(
+            settings=settings,
+            registry=registry,
+            store=store,
+            runtime=runtime,
+            manager=manager,
+            service=EmbeddingService(registry, manager, settings),
+            catalog=Catalog(registry, store),
+        )
+
+    async def close(self) -> None:
+        await self.manager.close()

@@ -1,0 +1,150 @@
+"""Sentence embedders: tokenize -> ONNX -> pool -> (layer_norm) -> Matryoshka slice -> L2."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gateway.encoders.base import Encoder
+from gateway.encoders.tokenization import load_tokenizer, pad_id
+from gateway.errors import InputTooLong, ModelLoadError
+from gateway.registry import TextModelSpec
+from gateway.runtime import GraphInfo, Runtime
+
+TOKEN_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+HIDDEN_STATE_OUTPUTS = ("last_hidden_state", "token_embeddings")
+LAYER_NORM_EPS = 1e-5  # torch.nn.functional.layer_norm's default, as in nomic's model card
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizedText:
+    ids: np.ndarray
+    type_ids: np.ndarray
+    truncated: bool
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+def map_graph_inputs(
+    graph: GraphInfo, overrides: dict[str, str], roles: Sequence[str], model: str
+) -> dict[str, str]:
+    """role -> graph input name; every graph input must be understood."""
+    names = set(graph.input_names)
+    mapping: dict[str, str] = {}
+    for role in roles:
+        name = overrides.get(role, role)
+        if name in names:
+            mapping[role] = name
+    unknown = names - set(mapping.values())
+    if unknown:
+        raise ModelLoadError(
+            f"model {model}: graph inputs {sorted(unknown)} are not understood; "
+            f"map them to {list(roles)} with `inputs:` in registry.yaml"
+        )
+    if "input_ids" not in mapping:
+        raise ModelLoadError(f"model {model}: the graph has no input_ids input")
+    return mapping
+
+
+def pick_output(graph: GraphInfo, configured: str | None, model: str) -> tuple[str, bool]:
+    """(output name, already pooled): hidden states of rank 3, or a pooled rank-2 output."""
+    by_name = {t.name: t for t in graph.outputs}
+    if configured is not None:
+        if configured not in by_name:
+            raise ModelLoadError(
+                f"model {model}: output {configured!r} is not one of {sorted(by_name)}"
+            )
+        return configured, len(by_name[configured].shape) == 2
+    for name in HIDDEN_STATE_OUTPUTS:
+        if name in by_name:
+            return name, False
+    for rank in (3, 2):
+        for tensor in graph.outputs:
+            if tensor.is_float and len(tensor.shape) == rank:
+                return tensor.name, rank == 2
+    raise ModelLoadError(f"model {model}: no float output of rank 3 or 2 in the graph")
+
+
+def pad_batch(items: Sequence[TokenizedText], pad: int) -> dict[str, np.ndarray]:
+    """Right-pad token rows into [batch, longest] arrays with an attention mask."""
+    longest = max(item.length for item in items)
+    ids = np.full((len(items), longest), pad, dtype=np.int64)
+    types = np.zeros((len(items), longest), dtype=np.int64)
+    mask = np.zeros((len(items), longest), dtype=np.int64)
+    for row, item in enumerate(items):
+        ids[row, : item.length] = item.ids
+        types[row, : item.length] = item.type_ids
+        mask[row, : item.length] = 1
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+
+
+def postprocess(
+    pooled: np.ndarray, *, layer_norm: bool, dimensions: int, normalize: bool
+) -> np.ndarray:
+    """Nomic's published order: layer_norm over the full width, slice, then L2-normalize."""
+    x = np.array(pooled, dtype=np.float32, copy=True)
+    if layer_norm:
+        x -= x.mean(axis=1, keepdims=True)
+        x /= np.sqrt(x.var(axis=1, keepdims=True) + LAYER_NORM_EPS)
+    x = x[:, :dimensions]
+    if normalize:
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(x)
+
+
+class TextEncoder(Encoder):
+    """A BERT-family sentence embedder described by a TextModelSpec."""
+
+    def __init__(self, spec: TextModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
+        self.spec = spec
+        self.tokenizer = load_tokenizer(paths["tokenizer"], spec.max_tokens)
+        self.pad_id = pad_id(self.tokenizer)
+        self.session, self.graph = runtime.load(paths["model"])
+        self.input_names = map_graph_inputs(self.graph, spec.inputs, TOKEN_ROLES, spec.name)
+        self.output_name, self.output_is_pooled = pick_output(self.graph, spec.output, spec.name)
+
+    def prefix(self, task: str | None) -> str:
+        task = task or self.spec.default_task
+        return self.spec.prefixes.get(task, "") if task else ""
+
+    def tokenize(
+        self, texts: Sequence[str], *, task: str | None, truncate: bool
+    ) -> list[TokenizedText]:
+        """Tokenize with the task prefix; over-long inputs are cut, or refused if not allowed."""
+        prefix = self.prefix(task)
+        encodings = self.tokenizer.encode_batch([prefix + text for text in texts])
+        items = []
+        for index, encoding in enumerate(encodings):
+            truncated = bool(encoding.overflowing)
+            if truncated and not truncate:
+                raise InputTooLong(
+                    f"input {index} is longer than the context length of {self.spec.max_tokens} "
+                    "tokens (the input length exceeds the context length); "
+                    "send truncate: true to cut it",
+                    param="input",
+                )
+            items.append(
+                TokenizedText(
+                    np.asarray(encoding.ids, dtype=np.int64),
+                    np.asarray(encoding.type_ids, dtype=np.int64),
+                    truncated,
+                )
+            )
+        return items
+
+    def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
+        arrays = pad_batch(items, self.pad_id)
+        feed = {name: arrays[role] for role, name in self.input_names.items()}
+        (output,) = self.session.run([self.output_name], feed)
+        if self.output_is_pooled:
+            return list(output)
+        if self.spec.pooling == "cls":
+            return [output[row, 0] for row in range(len(items))]
+        # Mean over each row's real tokens. Slicing (rather than masking the padded row) gives
+        # the same reduction as the unbatched text, so batching cannot change the result.
+        return [output[row, : item.length].mean(axis=0) for row, item in enumerate(items)]

@@ -1,0 +1,34 @@
+"""Loading a tokenizer.json so that it does what the registry says, not what was baked in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from gateway.errors import ModelLoadError
+
+_PAD_TOKENS = ("[PAD]", "<pad>", "<|padding|>")
+
+
+def load_tokenizer(path: Path, max_tokens: int) -> Tokenizer:
+    """A tokenizer that never pads and truncates at `max_tokens` (special tokens included).
+
+    Published tokenizer.json files often carry Fixed(128) padding and a 128-token truncation
+    (all-MiniLM's does); left in place they would silently pad and cut every input.
+    """
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception for bad files
+        raise ModelLoadError(f"cannot read tokenizer {path.name}: {exc}") from None
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_tokens)
+    return tokenizer
+
+
+def pad_id(tokenizer: Tokenizer) -> int:
+    for token in _PAD_TOKENS:
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return token_id
+    return 0

@@ -1,0 +1,181 @@
+"""Process-wide settings: one home for every knob that is not a per-model fact.
+
+Each setting is read from its environment variable and can be overridden by the matching
+`gateway serve` flag. Per-model facts live in registry.yaml instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.units import parse_bytes, parse_duration
+
+_LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {raw!r}")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _setting(env: str, parse: Callable[[str], Any], help: str, default: Any, secret: bool = False):
+    return field(
+        default=default,
+        metadata={"env": env, "parse": parse, "help": help, "secret": secret},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = _setting("GATEWAY_HOST", str, "address to bind", "127.0.0.1")
+    port: int = _setting("GATEWAY_PORT", int, "port to listen on (Ollama's port)", 11434)
+    registry: Path = _setting(
+        "GATEWAY_REGISTRY", Path, "path of registry.yaml", Path("registry.yaml")
+    )
+    models_dir: Path = _setting(
+        "GATEWAY_MODELS_DIR", Path, "where pulled model files live", Path("models")
+    )
+    api_keys: tuple[str, ...] = _setting(
+        "GATEWAY_API_KEYS",
+        _parse_list,
+        "comma-separated API keys; empty disables auth",
+        (),
+        secret=True,
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        "GATEWAY_CORS_ORIGINS",
+        _parse_list,
+        "comma-separated allowed browser origins ('*' for any); empty allows localhost only",
+        (),
+    )
+    log_level: str = _setting("GATEWAY_LOG_LEVEL", str, "logging level", "info")
+    keep_alive: float = _setting(
+        "GATEWAY_KEEP_ALIVE",
+        lambda raw: parse_duration(raw, bare_number_ok=True),
+        "default keep_alive of a loaded model (Go duration or seconds; negative keeps forever)",
+        300.0,
+    )
+    auto_pull: bool = _setting(
+        "GATEWAY_AUTO_PULL",
+        _parse_bool,
+        "pull a registry model's files on first use instead of answering 404",
+        False,
+    )
+    threads: int = _setting(
+        "GATEWAY_THREADS",
+        int,
+        "ONNX Runtime intra-op threads per session (0: one per physical core)",
+        0,
+    )
+    device: str = _setting(
+        "GATEWAY_DEVICE",
+        str,
+        "execution device: auto (CUDA when available), cuda or cpu",
+        "auto",
+    )
+    max_inputs: int = _setting(
+        "GATEWAY_MAX_INPUTS", int, "most inputs accepted in one request", 2048
+    )
+    max_input_chars: int = _setting(
+        "GATEWAY_MAX_INPUT_CHARS",
+        int,
+        "longest text accepted, in characters (before tokenization)",
+        200_000,
+    )
+    max_body_bytes: int = _setting(
+        "GATEWAY_MAX_BODY_BYTES",
+        parse_bytes,
+        "largest request body accepted",
+        64 * 1024 * 1024,
+    )
+    max_batch_size: int = _setting(
+        "GATEWAY_MAX_BATCH_SIZE", int, "most inputs in one inference run", 64
+    )
+    max_batch_tokens: int = _setting(
+        "GATEWAY_MAX_BATCH_TOKENS",
+        int,
+        "most padded tokens in one inference run",
+        16384,
+    )
+
+    max_queue: int = _setting(
+        "GATEWAY_MAX_QUEUE",
+        int,
+        "most inputs waiting for one model; beyond it requests are refused with 503/429",
+        8192,
+    )
+
+    @property
+    def cors_origin_regex(self) -> str | None:
+        return None if self.cors_origins else _LOCALHOST_ORIGINS
+
+    def public_view(self) -> dict[str, Any]:
+        """Settings as shown by /info: secrets reduced to a count."""
+        view: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["secret"]:
+                view[f.name] = f"{len(value)} configured"
+            elif isinstance(value, Path):
+                view[f.name] = str(value)
+            elif isinstance(value, tuple):
+                view[f.name] = list(value)
+            else:
+                view[f.name] = value
+        return view
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings from the environment, then from flag overrides (both as text)."""
+        environ = os.environ if environ is None else environ
+        overrides = overrides or {}
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = overrides.get(f.name)
+            origin = f"--{f.name.replace('_', '-')}"
+            if raw is None:
+                raw = environ.get(f.metadata["env"])
+                origin = f.metadata["env"]
+            if raw is None:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{origin}: {exc}") from None
+        return cls(**values)
+
+
+class SettingsError(ValueError):
+    """A setting could not be parsed; the message names the variable or flag."""
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(flag, env var, default, help) for every setting, for `gateway serve --help`."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or "(empty)"
+        rows.append(
+            (f"--{f.name.replace('_', '-')}", f.metadata["env"], str(default), f.metadata["help"])
+        )
+    return rows
+
+
+def settings_field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings)]

@@ -1,0 +1,110 @@
+"""Parsing of durations (Go's time.ParseDuration, as Ollama uses) and byte sizes."""
+
+from __future__ import annotations
+
+import math
+import re
+
+FOREVER = math.inf
+
+_GO_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds in a Go duration string such as "5m", "1h30m", "-1m" or "300ms".
+
+    Raises ValueError with Go's wording, which Ollama clients are used to seeing.
+    """
+    original = text
+    sign = 1.0
+    if text[:1] in "+-":
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    if text == "0":
+        return 0.0
+    if not text:
+        raise ValueError(f'time: invalid duration "{original}"')
+    total = 0.0
+    pos = 0
+    while pos < len(text):
+        match = _GO_PART.match(text, pos)
+        if match is None:
+            if re.fullmatch(r"\d+(?:\.\d*)?", text[pos:]):
+                raise ValueError(f'time: missing unit in duration "{original}"')
+            raise ValueError(f'time: invalid duration "{original}"')
+        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+def parse_duration(raw: object, *, bare_number_ok: bool = False) -> float:
+    """keep_alive in seconds, as Ollama reads it; negative values mean forever (math.inf).
+
+    Numbers are seconds. Strings are Go durations; a unit-less string is refused unless
+    `bare_number_ok` (Ollama's OLLAMA_KEEP_ALIVE environment variable allows it, the API does not).
+    """
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise ValueError(f"Unsupported type: '{type(raw).__name__}'")
+    if isinstance(raw, str):
+        text = raw.strip()
+        if bare_number_ok and re.fullmatch(r"[+-]?\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        else:
+            seconds = parse_go_duration(text)
+    else:
+        seconds = float(raw)
+    if math.isnan(seconds):
+        raise ValueError("keep_alive must be a number")
+    return FOREVER if seconds < 0 else seconds
+
+
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+def parse_bytes(raw: str | int) -> int:
+    """Bytes in "6GiB", "512MB", "1.5g" or a plain integer."""
+    if isinstance(raw, int):
+        return raw
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", raw)
+    if match is None or match.group(2).lower() not in _BYTE_UNITS:
+        raise ValueError(f"expected a size such as 512MiB or 6GB, got {raw!r}")
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
+
+
+def format_go_duration(seconds: float) -> str:
+    """Go's Duration.String() for whole and fractional seconds (used in messages)."""
+    if seconds == FOREVER:
+        return "forever"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = ""
+    if hours:
+        out += f"{int(hours)}h"
+    if hours or minutes:
+        out += f"{int(minutes)}m"
+    return out + f"{secs:g}s"
