@@ -14,16 +14,19 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from gateway.encoders.base import Encoder, Item
 from gateway.errors import Busy, GatewayError
+from gateway.memory import process_anonymous
 
 log = logging.getLogger(__name__)
 
 WINDOW_BATCHES = 8  # how many batches' worth of queued items are sorted together
+# RSS growth during a run below this is noise from other threads, not the model's arena.
+GROWTH_NOISE_BYTES = 4 << 20
 
 
 class InferenceError(GatewayError):
@@ -57,7 +60,8 @@ class BatchStats:
     padded_tokens: int = 0
     busy_seconds: float = 0.0
     rejected: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
+    # Host memory the runtime's arena took while serving (it grows with the largest batch).
+    grown_bytes: int = 0
 
     @property
     def padding_ratio(self) -> float:
@@ -93,6 +97,7 @@ class Batcher:
         max_batch_size: int,
         max_batch_tokens: int,
         max_queue: int,
+        measure_growth: bool = False,
     ) -> None:
         self.encoder = encoder
         self.executor = executor
@@ -101,6 +106,7 @@ class Batcher:
         self.max_batch_size = max_batch_size if encoder.batch_invariant else 1
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
+        self.measure_growth = measure_growth
         self.stats = BatchStats()
         self._pending: list[_Entry] = []
         self._wakeup = asyncio.Event()
@@ -153,7 +159,7 @@ class Batcher:
             started = time.perf_counter()
             try:
                 outputs = await loop.run_in_executor(
-                    self.executor, self.encoder.run, [e.item for e in batch]
+                    self.executor, self._run, [e.item for e in batch]
                 )
             except Exception as exc:
                 log.exception("inference failed for %s", self.encoder.spec.name)
@@ -171,6 +177,17 @@ class Batcher:
                 job.remaining -= 1
                 if job.remaining == 0:
                     job.future.set_result(job.results)  # type: ignore[arg-type]
+
+    def _run(self, items: list[Item]) -> list[np.ndarray]:
+        """On the device thread: one run, plus the memory it made the arena take."""
+        if not self.measure_growth:
+            return self.encoder.run(items)
+        before = process_anonymous()
+        outputs = self.encoder.run(items)
+        grown = process_anonymous() - before
+        if grown > GROWTH_NOISE_BYTES:
+            self.stats.grown_bytes += grown
+        return outputs
 
     def _record(self, batch: list[_Entry], seconds: float) -> None:
         stats = self.stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +25,11 @@ class Gateway:
     service: EmbeddingService
     catalog: Catalog
     started_at: float = field(default_factory=time.time)
+    _pull_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def pull_lock(self, name: str) -> asyncio.Lock:
+        """One pull of a model at a time: two would write the same files."""
+        return self._pull_locks.setdefault(name, asyncio.Lock())
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry | None = None) -> Gateway:

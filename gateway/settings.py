@@ -31,6 +31,20 @@ def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _parse_budget(raw: str) -> str | None:
+    # Kept as text: a percentage is resolved against the device's total when it is known.
+    raw = raw.strip()
+    if raw in {"", "0"}:
+        return None
+    if raw.endswith("%"):
+        percent = float(raw[:-1])
+        if not 0 < percent <= 100:
+            raise ValueError(f"a percentage must be within (0, 100], got {raw!r}")
+    else:
+        parse_bytes(raw)
+    return raw
+
+
 def _setting(env: str, parse: Callable[[str], Any], help: str, default: Any, secret: bool = False):
     return field(
         default=default,
@@ -116,6 +130,28 @@ class Settings:
         int,
         "most inputs waiting for one model; beyond it requests are refused with 503/429",
         8192,
+    )
+
+    max_ram: str | None = _setting(
+        "GATEWAY_MAX_RAM",
+        _parse_budget,
+        "host memory models may use: bytes, 6GiB, or a percentage of the machine; 0 = no cap",
+        "80%",
+    )
+    max_vram: str | None = _setting(
+        "GATEWAY_MAX_VRAM",
+        _parse_budget,
+        "GPU memory models may use: bytes, 6GiB, or a percentage of the device; 0 = no cap",
+        "90%",
+    )
+    max_loaded_models: int = _setting(
+        "GATEWAY_MAX_LOADED_MODELS", int, "most models loaded at once (0: no limit)", 0
+    )
+    memory_wait: float = _setting(
+        "GATEWAY_MEMORY_WAIT",
+        lambda raw: parse_duration(raw, bare_number_ok=True),
+        "how long a load waits for busy models to free memory before answering 503",
+        30.0,
     )
 
     @property

@@ -15,6 +15,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from gateway import __version__
 from gateway.api.auth import api_key_guard
 from gateway.api.errors import render_error
+from gateway.api.models import ModelsController
 from gateway.api.native import NativeController
 from gateway.api.ollama import OllamaController
 from gateway.api.openai import OpenAIController
@@ -61,6 +62,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await gw.manager.preload()
         try:
             yield
         finally:
@@ -74,7 +76,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         expose_headers=["X-Truncated-Inputs", "Retry-After"],
     )
     return Litestar(
-        route_handlers=[OllamaController, OpenAIController, NativeController],
+        route_handlers=[OllamaController, ModelsController, OpenAIController, NativeController],
         dependencies={"gw": Provide(provide_gateway, sync_to_thread=False)},
         guards=[api_key_guard],
         exception_handlers={Exception: render_error},

@@ -1,0 +1,152 @@
+"""Memory probes: host RAM of this process and of the machine, GPU memory through NVML.
+
+NVML is optional: without a GPU, a driver, or nvidia-ml-py's library, every GPU probe reports
+"unavailable" and the gateway budgets host memory only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from gateway.units import parse_bytes
+
+log = logging.getLogger(__name__)
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def process_rss() -> int:
+    """Resident memory of this process, in bytes."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except OSError:  # not Linux: ru_maxrss is a peak, but better than nothing
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def process_anonymous() -> int:
+    """Anonymous resident memory of this process (heap, arenas), in bytes.
+
+    Model footprints are measured with this rather than RSS: RSS also counts shared libraries
+    paged in on first use, which would be charged to whichever model happened to load first.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return process_rss()
+
+
+def _meminfo() -> dict[str, int]:
+    values: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                key, _, rest = line.partition(":")
+                values[key] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return values
+
+
+def _cgroup_limit() -> int | None:
+    """The container's memory limit, when one is set (cgroup v2 or v1)."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as handle:
+                raw = handle.read().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:
+            return int(raw)
+    return None
+
+
+def host_total() -> int:
+    total = _meminfo().get("MemTotal", 0)
+    limit = _cgroup_limit()
+    return min(total, limit) if limit and total else (limit or total)
+
+
+def host_available() -> int:
+    return _meminfo().get("MemAvailable", 0)
+
+
+def release_free_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise, and RSS never falls)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@dataclass(frozen=True)
+class GpuMemory:
+    total: int
+    used: int
+    used_by_this_process: int | None
+
+
+class Nvml:
+    """Lazy, failure-tolerant NVML access (nvidia-ml-py)."""
+
+    def __init__(self, device_index: int = 0) -> None:
+        self.device_index = device_index
+        self._lock = threading.Lock()
+        self._handle: object | None = None
+        self._failed = False
+
+    def _device(self) -> object | None:
+        with self._lock:
+            if self._handle is None and not self._failed:
+                try:
+                    import pynvml
+
+                    pynvml.nvmlInit()
+                    self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.device_index)
+                except Exception as exc:  # library missing, no driver, no device
+                    self._failed = True
+                    log.info("NVML unavailable (%s); budgeting host memory only", exc)
+            return self._handle
+
+    @property
+    def available(self) -> bool:
+        return self._device() is not None
+
+    def memory(self) -> GpuMemory | None:
+        handle = self._device()
+        if handle is None:
+            return None
+        import pynvml
+
+        try:
+            info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            mine: int | None = None
+            try:
+                for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    if proc.pid == os.getpid() and proc.usedGpuMemory is not None:
+                        mine = int(proc.usedGpuMemory)
+            except pynvml.NVMLError:
+                mine = None  # per-process accounting is not available in every container
+            return GpuMemory(int(info.total), int(info.used), mine)
+        except pynvml.NVMLError as exc:
+            log.warning("NVML query failed: %s", exc)
+            return None
+
+
+def resolve_budget(raw: str | None, total: int) -> int | None:
+    """A budget setting ("6GiB", "80%", bytes) against a device's total; None means no cap."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.endswith("%"):
+        return int(total * float(raw[:-1]) / 100)
+    return parse_bytes(raw)
