@@ -21,7 +21,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             dest=flag[2:].replace("-", "_"),
             default=None,
             metavar="VALUE",
-            help=f"{help_text} [env {env}; default {default}]",
+            # argparse %-formats help text: a default such as "80%" must be escaped.
+            help=f"{help_text} [env {env}; default {default}]".replace("%", "%%"),
         )
 
 
@@ -73,8 +74,9 @@ def serve(settings: Settings) -> None:
 def pull(settings: Settings, names: Sequence[str]) -> int:
     registry = Registry.load(settings.registry)
     store = ModelStore(settings.models_dir, registry.base_dir)
-    for name in names:
-        spec = registry.resolve(name).spec
+    # Resolve every name first: a typo in the last one should not cost a download of the first.
+    specs = [registry.resolve(name).spec for name in names]
+    for spec in specs:
 
         def report(status, digest, total, completed, name=spec.name):
             done = f" {completed}/{total} bytes" if total and completed is not None else ""

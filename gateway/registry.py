@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
 import yaml
@@ -175,9 +175,18 @@ class ImageModelSpec(ModelSpec, frozen=True, tag="image"):
 
 
 class LateModelSpec(ModelSpec, frozen=True, tag="late"):
-    """A ColBERT-style encoder: one L2-normalized vector per token, scored by MaxSim."""
+    """A ColBERT-style encoder: one L2-normalized vector per token, scored by MaxSim.
+
+    Settings follow PyLate's `config_sentence_transformers.json`. The graph either projects and
+    normalizes inside (PyLate/next-plaid exports, output `output`), or emits hidden states and
+    `files.projection` holds the Dense weight [dim, hidden] (.npy, .npz or .safetensors) that
+    is applied outside. Without a projection the graph's own output is the token vector.
+    """
 
     dim: int = 0
+    # Marker tokens inserted after [CLS], looked up in the tokenizer exactly as written:
+    # "[unused0]"/"[unused1]" (BERT vocab) or added tokens such as "[Q] " (trailing space and
+    # all, as PyLate adds them). An empty string inserts no marker.
     query_prefix: str = "[unused0]"
     document_prefix: str = "[unused1]"
     query_length: int = 32
@@ -188,6 +197,7 @@ class LateModelSpec(ModelSpec, frozen=True, tag="late"):
     default_task: str = "document"
 
     required_files: ClassVar[tuple[str, ...]] = ("model", "tokenizer")
+    optional_files: ClassVar[tuple[str, ...]] = ("projection",)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -197,17 +207,45 @@ class LateModelSpec(ModelSpec, frozen=True, tag="late"):
             raise ValueError("query_length and document_length must be at least 3")
         if self.default_task not in ("query", "document"):
             raise ValueError("default_task must be query or document")
+        if self.attend_to_expansion_tokens and not self.do_query_expansion:
+            # PyLate silently turns it off; a registry entry that asks for it is a mistake.
+            raise ValueError("attend_to_expansion_tokens needs do_query_expansion")
+        if any(not word for word in self.skiplist):
+            raise ValueError("skiplist entries must be non-empty strings")
+        known = (*self.required_files, *self.optional_files)
+        for role in self.files:
+            if role not in known:
+                raise ValueError(f"files.{role} is not a file a late model uses ({known})")
 
     @property
     def tasks(self) -> tuple[str, ...]:
         return ("query", "document")
 
 
-AnySpec = TextModelSpec | ImageModelSpec | LateModelSpec
+class CrossEncoderSpec(ModelSpec, frozen=True, tag="cross-encoder"):
+    """A reranker that reads a (query, document) pair and emits one relevance logit.
+
+    BERT-style sequence-pair input ([CLS] query [SEP] document [SEP], token types 0 then 1),
+    truncated longest-first to max_tokens as transformers' tokenizers do, and a
+    single-logit head (AutoModelForSequenceClassification with num_labels=1).
+    """
+
+    max_tokens: int = 512
+
+    required_files: ClassVar[tuple[str, ...]] = ("model", "tokenizer")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_tokens < 4:
+            raise ValueError("max_tokens must be at least 4 ([CLS], [SEP], [SEP] and a token)")
+
+
+AnySpec = TextModelSpec | ImageModelSpec | LateModelSpec | CrossEncoderSpec
 
 
 class _RegistryFile(msgspec.Struct, forbid_unknown_fields=True):
-    models: dict[str, dict[str, Any]]
+    # Entries stay untyped here so that parse_entry's errors can name the entry.
+    models: dict[str, Any]
     default_model: str | None = None
     preload: list[str] = []
 
@@ -278,6 +316,8 @@ class Registry:
             )
         except ModelNotFound as exc:
             raise RegistryError(f"{path}: preload: {exc.message}") from None
+        except RegistryError as exc:
+            raise RegistryError(f"{path}: {exc}") from None
 
     def _index_names(self) -> dict[str, str]:
         names: dict[str, str] = {}
@@ -316,19 +356,24 @@ def parse_entry(name: str, entry: Any, *, where: str = "registry") -> AnySpec:
         raise RegistryError(f"{where}: model {name!r}: expected a mapping of fields")
     if "name" in entry:
         raise RegistryError(f"{where}: model {name!r}: `name` is the entry's key, not a field")
-    if "kind" not in entry:
+    kinds = [spec.__struct_config__.tag for spec in get_args(AnySpec)]
+    if entry.get("kind") not in kinds:
+        problem = "is required" if "kind" not in entry else f"{entry['kind']!r} is not known"
         raise RegistryError(
-            f"{where}: model {name!r}: kind is required (one of: text, image, late, cross-encoder)"
+            f"{where}: model {name!r}: kind {problem} (one of: {', '.join(map(str, kinds))})"
         )
     files = entry.get("files")
     if isinstance(files, dict):
-        # A bare string is shorthand for {path: ...}.
-        entry = {
-            **entry,
-            "files": {
-                role: {"path": ref} if isinstance(ref, str) else ref for role, ref in files.items()
-            },
-        }
+        # A bare string is shorthand for {path: ...}. Each file is checked alone so that an
+        # error names its role ("files.model"), which msgspec's path for dict values does not.
+        refs = {}
+        for role, ref in files.items():
+            raw = {"path": ref} if isinstance(ref, str) else ref
+            try:
+                refs[role] = msgspec.convert(raw, FileRef)
+            except msgspec.ValidationError as exc:
+                raise RegistryError(f"{where}: model {name!r}: files.{role}: {exc}") from None
+        entry = {**entry, "files": {role: msgspec.to_builtins(ref) for role, ref in refs.items()}}
     try:
         return msgspec.convert({"name": name, **entry}, AnySpec)
     except msgspec.ValidationError as exc:

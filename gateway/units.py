@@ -17,33 +17,43 @@ _GO_UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
-_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_NUMBER = re.compile(r"(\d*)(\.\d*)?")
+_GO_UNIT = re.compile(r"[^0-9.]*")
 
 
 def parse_go_duration(text: str) -> float:
     """Seconds in a Go duration string such as "5m", "1h30m", "-1m" or "300ms".
 
-    Raises ValueError with Go's wording, which Ollama clients are used to seeing.
+    Follows Go's time.ParseDuration step by step, errors included, since Ollama clients are used
+    to its wording: `time: missing unit in duration "300"`, `time: unknown unit "d" in ...`.
     """
     original = text
+    quoted = f'"{original}"'
     sign = 1.0
-    if text[:1] in "+-":
+    if text[:1] in ("+", "-"):
         sign = -1.0 if text[0] == "-" else 1.0
         text = text[1:]
-    if text == "0":
+    if text == "0":  # Go's special case: a bare zero needs no unit
         return 0.0
     if not text:
-        raise ValueError(f'time: invalid duration "{original}"')
+        raise ValueError(f"time: invalid duration {quoted}")
     total = 0.0
     pos = 0
     while pos < len(text):
-        match = _GO_PART.match(text, pos)
-        if match is None:
-            if re.fullmatch(r"\d+(?:\.\d*)?", text[pos:]):
-                raise ValueError(f'time: missing unit in duration "{original}"')
-            raise ValueError(f'time: invalid duration "{original}"')
-        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
-        pos = match.end()
+        number = _GO_NUMBER.match(text, pos)
+        assert number is not None  # both groups are optional
+        whole, fraction = number.group(1), number.group(2) or ""
+        if not whole and len(fraction) < 2:  # no digits at all: "", ".", ".s", "s"
+            raise ValueError(f"time: invalid duration {quoted}")
+        unit = _GO_UNIT.match(text, number.end())
+        assert unit is not None
+        if not unit.group():
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit.group() not in _GO_UNITS:
+            raise ValueError(f'time: unknown unit "{unit.group()}" in duration {quoted}')
+        value = float(whole or 0) + (float(fraction) if len(fraction) > 1 else 0.0)
+        total += value * _GO_UNITS[unit.group()]
+        pos = unit.end()
     return sign * total
 
 
@@ -88,7 +98,11 @@ _BYTE_UNITS = {
 
 def parse_bytes(raw: str | int) -> int:
     """Bytes in "6GiB", "512MB", "1.5g" or a plain integer."""
+    if isinstance(raw, bool):
+        raise ValueError(f"expected a size such as 512MiB or 6GB, got {raw!r}")
     if isinstance(raw, int):
+        if raw < 0:
+            raise ValueError(f"a size cannot be negative, got {raw}")
         return raw
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", raw)
     if match is None or match.group(2).lower() not in _BYTE_UNITS:
