@@ -35,7 +35,13 @@ class Gateway:
     def build(cls, settings: Settings, registry: Registry | None = None) -> Gateway:
         registry = registry or Registry.load(settings.registry)
         store = ModelStore(settings.models_dir, registry.base_dir)
-        runtime = Runtime(device=settings.device, threads=settings.threads)
+        runtime = Runtime(
+            device=settings.device,
+            threads=settings.threads,
+            cache_dir=settings.models_dir / ".cache" / "optimized"
+            if settings.graph_cache
+            else None,
+        )
         manager = ModelManager(registry, store, runtime, settings)
         return cls(
             settings=settings,

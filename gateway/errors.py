@@ -50,6 +50,13 @@ class ModelLoadError(GatewayError):
     code = "model_load_failed"
 
 
+class PullFailed(GatewayError):
+    """Fetching a model's files from its source failed (network, missing file, checksum)."""
+
+    status_code = 502
+    code = "pull_failed"
+
+
 class Busy(GatewayError):
     """The gateway cannot take more work right now; the client should retry."""
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from gateway.batching import Batcher
 from gateway.encoders import Encoder, build_encoder
-from gateway.errors import Busy, ModelNotFound
+from gateway.errors import Busy, ModelNotFound, PullFailed
 from gateway.memory import (
     Nvml,
     host_available,
@@ -39,7 +39,7 @@ from gateway.memory import host_total as host_memory_total
 from gateway.registry import AnySpec, Registry
 from gateway.runtime import Runtime
 from gateway.settings import Settings
-from gateway.sources import ModelStore
+from gateway.sources import ModelStore, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,10 @@ class ModelManager:
     async def _load(self, spec: AnySpec) -> LoadedModel:
         missing = self.store.missing(spec)
         if missing and self.settings.auto_pull:
-            await asyncio.to_thread(self.store.pull, spec)
+            try:
+                await asyncio.to_thread(self.store.pull, spec)
+            except SourceError as exc:
+                raise PullFailed(f"model '{spec.name}' could not be pulled: {exc}") from None
         elif missing:
             raise ModelNotFound(
                 f"model '{spec.name}' not found, try pulling it first "

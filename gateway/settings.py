@@ -45,17 +45,51 @@ def _parse_budget(raw: str) -> str | None:
     return raw
 
 
-def _setting(env: str, parse: Callable[[str], Any], help: str, default: Any, secret: bool = False):
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"within {low}..{high}"
+            raise ValueError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _setting(
+    env: str,
+    parse: Callable[[str], Any],
+    help: str,
+    default: Any,
+    *,
+    secret: bool = False,
+    shown: str | None = None,
+):
     return field(
         default=default,
-        metadata={"env": env, "parse": parse, "help": help, "secret": secret},
+        metadata={"env": env, "parse": parse, "help": help, "secret": secret, "shown": shown},
     )
 
 
 @dataclass(frozen=True)
 class Settings:
     host: str = _setting("GATEWAY_HOST", str, "address to bind", "127.0.0.1")
-    port: int = _setting("GATEWAY_PORT", int, "port to listen on (Ollama's port)", 11434)
+    port: int = _setting(
+        "GATEWAY_PORT", _int_in(1, 65535), "port to listen on (Ollama's port)", 11434
+    )
     registry: Path = _setting(
         "GATEWAY_REGISTRY", Path, "path of registry.yaml", Path("registry.yaml")
     )
@@ -75,12 +109,18 @@ class Settings:
         "comma-separated allowed browser origins ('*' for any); empty allows localhost only",
         (),
     )
-    log_level: str = _setting("GATEWAY_LOG_LEVEL", str, "logging level", "info")
+    log_level: str = _setting(
+        "GATEWAY_LOG_LEVEL",
+        _one_of("critical", "error", "warning", "info", "debug", "trace"),
+        "logging level",
+        "info",
+    )
     keep_alive: float = _setting(
         "GATEWAY_KEEP_ALIVE",
         lambda raw: parse_duration(raw, bare_number_ok=True),
         "default keep_alive of a loaded model (Go duration or seconds; negative keeps forever)",
         300.0,
+        shown="5m",
     )
     auto_pull: bool = _setting(
         "GATEWAY_AUTO_PULL",
@@ -90,22 +130,28 @@ class Settings:
     )
     threads: int = _setting(
         "GATEWAY_THREADS",
-        int,
+        _int_in(0),
         "ONNX Runtime intra-op threads per session (0: one per physical core)",
         0,
     )
     device: str = _setting(
         "GATEWAY_DEVICE",
-        str,
+        _one_of("auto", "cuda", "cpu"),
         "execution device: auto (CUDA when available), cuda or cpu",
         "auto",
     )
+    graph_cache: bool = _setting(
+        "GATEWAY_GRAPH_CACHE",
+        _parse_bool,
+        "keep optimized ONNX graphs under <models dir>/.cache/optimized for faster loads",
+        True,
+    )
     max_inputs: int = _setting(
-        "GATEWAY_MAX_INPUTS", int, "most inputs accepted in one request", 2048
+        "GATEWAY_MAX_INPUTS", _int_in(1), "most inputs accepted in one request", 2048
     )
     max_input_chars: int = _setting(
         "GATEWAY_MAX_INPUT_CHARS",
-        int,
+        _int_in(1),
         "longest text accepted, in characters (before tokenization)",
         200_000,
     )
@@ -116,18 +162,18 @@ class Settings:
         64 * 1024 * 1024,
     )
     max_batch_size: int = _setting(
-        "GATEWAY_MAX_BATCH_SIZE", int, "most inputs in one inference run", 64
+        "GATEWAY_MAX_BATCH_SIZE", _int_in(1), "most inputs in one inference run", 64
     )
     max_batch_tokens: int = _setting(
         "GATEWAY_MAX_BATCH_TOKENS",
-        int,
+        _int_in(1),
         "most padded tokens in one inference run",
         16384,
     )
 
     max_queue: int = _setting(
         "GATEWAY_MAX_QUEUE",
-        int,
+        _int_in(1),
         "most inputs waiting for one model; beyond it requests are refused with 503/429",
         8192,
     )
@@ -145,13 +191,14 @@ class Settings:
         "90%",
     )
     max_loaded_models: int = _setting(
-        "GATEWAY_MAX_LOADED_MODELS", int, "most models loaded at once (0: no limit)", 0
+        "GATEWAY_MAX_LOADED_MODELS", _int_in(0), "most models loaded at once (0: no limit)", 0
     )
     memory_wait: float = _setting(
         "GATEWAY_MEMORY_WAIT",
         lambda raw: parse_duration(raw, bare_number_ok=True),
         "how long a load waits for busy models to free memory before answering 503",
         30.0,
+        shown="30s",
     )
 
     @property
@@ -187,7 +234,7 @@ class Settings:
             if raw is None:
                 raw = environ.get(f.metadata["env"])
                 origin = f.metadata["env"]
-            if raw is None:
+            if raw is None or not raw.strip():  # an empty variable means unset, as in Ollama
                 continue
             try:
                 values[f.name] = f.metadata["parse"](raw)
@@ -204,7 +251,7 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
     """(flag, env var, default, help) for every setting, for `gateway serve --help`."""
     rows = []
     for f in dataclasses.fields(Settings):
-        default = f.default
+        default = f.metadata["shown"] or f.default
         if isinstance(default, tuple):
             default = ",".join(default) or "(empty)"
         rows.append(

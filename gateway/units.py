@@ -108,17 +108,3 @@ def parse_bytes(raw: str | int) -> int:
     if match is None or match.group(2).lower() not in _BYTE_UNITS:
         raise ValueError(f"expected a size such as 512MiB or 6GB, got {raw!r}")
     return int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
-
-
-def format_go_duration(seconds: float) -> str:
-    """Go's Duration.String() for whole and fractional seconds (used in messages)."""
-    if seconds == FOREVER:
-        return "forever"
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    out = ""
-    if hours:
-        out += f"{int(hours)}h"
-    if hours or minutes:
-        out += f"{int(minutes)}m"
-    return out + f"{secs:g}s"

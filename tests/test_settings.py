@@ -180,7 +180,7 @@ def test_flags_override_the_environment() -> None:
 @pytest.mark.parametrize(
     ("environ", "overrides", "message"),
     [
-        ({"GATEWAY_PORT": "eighty"}, {}, "GATEWAY_PORT: invalid literal for int()"),
+        ({"GATEWAY_PORT": "eighty"}, {}, "GATEWAY_PORT: expected a whole number"),
         ({"GATEWAY_AUTO_PULL": "maybe"}, {}, "GATEWAY_AUTO_PULL: expected a boolean"),
         (
             {"GATEWAY_KEEP_ALIVE": "5 minutes"},
@@ -189,7 +189,7 @@ def test_flags_override_the_environment() -> None:
         ),
         ({"GATEWAY_MAX_BODY_BYTES": "big"}, {}, "GATEWAY_MAX_BODY_BYTES: expected a size"),
         # The flag's value is the one used, so the flag is the one named.
-        ({"GATEWAY_PORT": "8080"}, {"port": "x"}, "--port: invalid literal for int()"),
+        ({"GATEWAY_PORT": "8080"}, {"port": "x"}, "--port: expected a whole number"),
         ({}, {"keep_alive": "1d"}, '--keep-alive: time: unknown unit "d" in duration "1d"'),
     ],
 )
@@ -244,7 +244,7 @@ def test_serve_help_lists_every_setting() -> None:
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (("list",), {"GATEWAY_PORT": "eighty"}, "gateway: GATEWAY_PORT: invalid literal"),
+        (("list",), {"GATEWAY_PORT": "eighty"}, "gateway: GATEWAY_PORT: expected a whole number"),
         (
             ("list", "--keep-alive", "5x"),
             {},
@@ -258,3 +258,23 @@ def test_cli_reports_bad_settings(args: tuple[str, ...], env: dict[str, str], me
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(message), result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"GATEWAY_PORT": "99999"}, "GATEWAY_PORT: must be within 1..65535, got 99999"),
+        ({"GATEWAY_MAX_BATCH_SIZE": "0"}, "GATEWAY_MAX_BATCH_SIZE: must be at least 1, got 0"),
+        ({"GATEWAY_DEVICE": "tpu"}, "GATEWAY_DEVICE: expected one of auto, cuda, cpu"),
+    ],
+)
+def test_out_of_range_settings_are_refused(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(environ=environ)
+    assert message in str(caught.value)
+
+
+def test_an_empty_variable_means_unset() -> None:
+    settings = Settings.load(environ={"GATEWAY_PORT": "", "GATEWAY_MAX_RAM": " "})
+    assert settings.port == 11434
+    assert settings.max_ram == "80%"
