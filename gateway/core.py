@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from gateway.cache import EmbeddingCache
 from gateway.catalog import Catalog
 from gateway.manager import ModelManager
 from gateway.registry import Registry
@@ -49,7 +50,9 @@ class Gateway:
             store=store,
             runtime=runtime,
             manager=manager,
-            service=EmbeddingService(registry, manager, settings),
+            service=EmbeddingService(
+                registry, manager, settings, EmbeddingCache(settings.cache_bytes)
+            ),
             catalog=Catalog(registry, store),
         )
 

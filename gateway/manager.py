@@ -57,6 +57,7 @@ class LoadedModel:
     load_seconds: float
     load_bytes: int  # measured at load: host RSS delta on CPU, device memory delta on GPU
     keep_alive: float
+    digest: str  # sha256 of the model file: identifies the weights in cache keys
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     in_flight: int = 0
@@ -228,6 +229,8 @@ class ModelManager:
                 encoder, footprint = await loop.run_in_executor(
                     self.executor, self._build_measured, spec
                 )
+                # Hashing a large file can take a second; never on the event loop.
+                digest = await asyncio.to_thread(self.store.digest, spec)
             except Exception as exc:
                 self.load_failures[spec.name] = str(exc)
                 raise
@@ -250,6 +253,7 @@ class ModelManager:
                 load_seconds=time.perf_counter() - started,
                 load_bytes=footprint,
                 keep_alive=self.default_keep_alive(spec),
+                digest=digest,
             )
             self._loaded[spec.name] = model
             await self._enforce_budget(keep=model)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gateway.cache import CachedEmbedding, EmbeddingCache
 from gateway.encoders.text import TextEncoder, postprocess
-from gateway.errors import InvalidRequest, UnsupportedInput
-from gateway.manager import ModelManager
+from gateway.errors import InputTooLong, InvalidRequest, UnsupportedInput
+from gateway.manager import LoadedModel, ModelManager
 from gateway.registry import AnySpec, Registry, Resolved, TextModelSpec
 from gateway.settings import Settings
 
@@ -46,10 +47,17 @@ class EmbedResult:
 
 
 class EmbeddingService:
-    def __init__(self, registry: Registry, manager: ModelManager, settings: Settings) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        manager: ModelManager,
+        settings: Settings,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
         self.registry = registry
         self.manager = manager
         self.settings = settings
+        self.cache = cache or EmbeddingCache(0)
 
     def resolve(self, name: str) -> Resolved:
         if not name or not name.strip():
@@ -64,17 +72,18 @@ class EmbeddingService:
         dimensions = self.check_dimensions(spec, request.dimensions)
         self.check_inputs(request.inputs)
         async with self.manager.use(spec, request.keep_alive) as (model, load_seconds):
-            if not request.inputs:
-                return EmbedResult(spec, np.zeros((0, dimensions), np.float32), [], [],
-                                   load_seconds, time.perf_counter() - started)  # fmt: skip
-            encoder = model.encoder
-            assert isinstance(encoder, TextEncoder)
-            items = await asyncio.to_thread(
-                encoder.tokenize, request.inputs, task=task, truncate=request.truncate
+            entries = await self._pooled(model, request.inputs, task) if request.inputs else []
+        too_long = [i for i, entry in enumerate(entries) if entry.truncated]
+        if too_long and not request.truncate:
+            raise InputTooLong(
+                f"input[{too_long[0]}] is longer than the context length of {spec.max_tokens} "
+                "tokens (the input length exceeds the context length); "
+                "send truncate: true to cut it",
+                param="input",
             )
-            pooled = await model.batcher.submit(items)
+        pooled = np.stack([e.vector for e in entries]) if entries else np.zeros((0, spec.dim))
         vectors = postprocess(
-            np.stack(pooled),
+            pooled,
             layer_norm=spec.layer_norm,
             dimensions=dimensions,
             normalize=request.normalize and spec.normalize,
@@ -84,11 +93,34 @@ class EmbeddingService:
         return EmbedResult(
             spec=spec,
             vectors=vectors,
-            token_counts=[item.length for item in items],
-            truncated=[i for i, item in enumerate(items) if item.truncated],
+            token_counts=[entry.tokens for entry in entries],
+            truncated=too_long,
             load_seconds=load_seconds,
             total_seconds=time.perf_counter() - started,
         )
+
+    async def _pooled(
+        self, model: LoadedModel, texts: list[str], task: str | None
+    ) -> list[CachedEmbedding]:
+        """Pooled vectors of `texts`: from the cache where present, the rest run as one job."""
+        encoder = model.encoder
+        assert isinstance(encoder, TextEncoder)
+        keys = [self.cache.key(model.digest, encoder.prefix(task), text) for text in texts]
+        found = self.cache.get_many(model.spec.name, keys)
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        if missing:
+            items = await asyncio.to_thread(
+                encoder.tokenize, [texts[i] for i in missing], task=task
+            )
+            outputs = await model.batcher.submit(items)
+            fresh = [
+                CachedEmbedding(np.array(output, dtype=np.float32), item.length, item.truncated)
+                for item, output in zip(items, outputs, strict=True)
+            ]
+            self.cache.put_many([keys[i] for i in missing], fresh)
+            for index, entry in zip(missing, fresh, strict=True):
+                found[index] = entry
+        return found  # type: ignore[return-value]
 
     # -- validation against the model ---------------------------------------------------------
 

@@ -178,6 +178,13 @@ class Settings:
         8192,
     )
 
+    cache_bytes: int = _setting(
+        "GATEWAY_CACHE_BYTES",
+        parse_bytes,
+        "memory for cached embeddings (repeated inputs skip inference); 0 turns the cache off",
+        256 * 1024 * 1024,
+        shown="256MiB",
+    )
     max_ram: str | None = _setting(
         "GATEWAY_MAX_RAM",
         _parse_budget,

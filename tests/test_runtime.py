@@ -27,7 +27,7 @@ def encoder_for(model_dir: Path, runtime: Runtime) -> tuple[TextModelSpec, TextE
 
 
 def pooled(encoder: TextEncoder) -> np.ndarray:
-    return np.stack(encoder.run(encoder.tokenize(TEXTS, task=None, truncate=True)))
+    return np.stack(encoder.run(encoder.tokenize(TEXTS, task=None)))
 
 
 def test_cached_optimized_graph_gives_identical_vectors(

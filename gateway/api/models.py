@@ -97,6 +97,9 @@ def model_view(gw: Gateway, model: LoadedModel) -> dict[str, Any]:
         "padding_ratio": round(stats.padding_ratio, 3),
         "busy_seconds": round(stats.busy_seconds, 3),
         "rejected": stats.rejected,
+        "cache_hits": gw.service.cache.hits[model.spec.name],
+        "cache_misses": gw.service.cache.misses[model.spec.name],
+        "cache_hit_rate": gw.service.cache.hit_rate(model.spec.name),
     }
 
 
@@ -170,7 +173,11 @@ class ModelsController(Controller):
             if spec.name in gw.manager.load_failures:
                 row["last_load_error"] = gw.manager.load_failures[spec.name]
             models.append(row)
-        return {"memory": gw.manager.memory_view(), "models": models}
+        return {
+            "memory": gw.manager.memory_view(),
+            "cache": gw.service.cache.view(),
+            "models": models,
+        }
 
 
 async def _pull_events(gw: Gateway, spec: Any) -> AsyncIterator[PullStatus | Exception]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from gateway.encoders.base import Encoder
 from gateway.encoders.tokenization import load_tokenizer, pad_id
-from gateway.errors import InputTooLong, ModelLoadError
+from gateway.errors import ModelLoadError
 from gateway.registry import TextModelSpec
 from gateway.runtime import GraphInfo, Runtime
 
@@ -112,30 +112,18 @@ class TextEncoder(Encoder):
         task = task or self.spec.default_task
         return self.spec.prefixes.get(task, "") if task else ""
 
-    def tokenize(
-        self, texts: Sequence[str], *, task: str | None, truncate: bool
-    ) -> list[TokenizedText]:
-        """Tokenize with the task prefix; over-long inputs are cut, or refused if not allowed."""
+    def tokenize(self, texts: Sequence[str], *, task: str | None) -> list[TokenizedText]:
+        """Tokenize with the task prefix, cut at max_tokens; each item says if it was cut."""
         prefix = self.prefix(task)
         encodings = self.tokenizer.encode_batch([prefix + text for text in texts])
-        items = []
-        for index, encoding in enumerate(encodings):
-            truncated = bool(encoding.overflowing)
-            if truncated and not truncate:
-                raise InputTooLong(
-                    f"input {index} is longer than the context length of {self.spec.max_tokens} "
-                    "tokens (the input length exceeds the context length); "
-                    "send truncate: true to cut it",
-                    param="input",
-                )
-            items.append(
-                TokenizedText(
-                    np.asarray(encoding.ids, dtype=np.int64),
-                    np.asarray(encoding.type_ids, dtype=np.int64),
-                    truncated,
-                )
+        return [
+            TokenizedText(
+                np.asarray(encoding.ids, dtype=np.int64),
+                np.asarray(encoding.type_ids, dtype=np.int64),
+                bool(encoding.overflowing),
             )
-        return items
+            for encoding in encodings
+        ]
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
         arrays = pad_batch(items, self.pad_id)
