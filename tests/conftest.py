@@ -1,4 +1,8 @@
-"""Session fixtures shared by every test module."""
+"""Session fixtures shared by every test module.
+
+Each server is a real `gateway serve` process, started once per session and only when a test asks
+for it; exports are cached on disk, so only the first run on a machine pays for them.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.models import pull_default_model
+from tests.support.exports import export_minilm_fp32, export_tiny_nomic
+from tests.support.models import minilm_entry, nomic_entry, pull_default_model, write_registry
 from tests.support.server import REPO, GatewayServer
+
+MINILM_FP32 = "all-minilm-fp32"
+NOMIC = "nomic-embed-text"
+# Servers that exist for numerical comparisons run without the embedding cache, so that every
+# vector they return was computed for that request (a cached one would hide batching effects).
+NO_CACHE = {"GATEWAY_CACHE_BYTES": "0"}
 
 
 @pytest.fixture(scope="session")
@@ -26,4 +37,54 @@ def server(
     registry = log_dir / "registry.yaml"
     registry.write_text((REPO / "registry.yaml").read_text())
     with GatewayServer(registry=registry) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def uncached_server(
+    default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    """The repository's registry.yaml, like `server`, with the embedding cache off."""
+    registry = tmp_path_factory.mktemp("uncached") / "registry.yaml"
+    registry.write_text((REPO / "registry.yaml").read_text())
+    with GatewayServer(registry=registry, env=NO_CACHE) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def minilm_fp32_dir() -> Path:
+    """all-MiniLM-L6-v2 exported to fp32 ONNX from the real weights (cached)."""
+    return export_minilm_fp32()
+
+
+@pytest.fixture(scope="session")
+def minilm_fp32_server(
+    minilm_fp32_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    """A gateway serving the fp32 export as `all-minilm-fp32` (a local-source entry)."""
+    registry = write_registry(
+        tmp_path_factory.mktemp("fp32") / "registry.yaml",
+        {MINILM_FP32: minilm_entry(minilm_fp32_dir, quantization="F32")},
+    )
+    with GatewayServer(registry=registry, env=NO_CACHE) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def nomic_dir() -> Path:
+    """The tiny random NomicBert: model.onnx, tokenizer.json and torch/ weights (cached)."""
+    return export_tiny_nomic()
+
+
+@pytest.fixture(scope="session")
+def nomic_server(
+    nomic_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    """A gateway whose default model is `nomic-embed-text`, served from the tiny export."""
+    registry = write_registry(
+        tmp_path_factory.mktemp("nomic") / "registry.yaml",
+        {NOMIC: nomic_entry(nomic_dir)},
+        default_model=NOMIC,
+    )
+    with GatewayServer(registry=registry, env=NO_CACHE) as running:
         yield running

@@ -16,6 +16,7 @@ from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
     NotFoundException,
+    SerializationException,
     ValidationException,
 )
 
@@ -51,6 +52,9 @@ def describe(exc: Exception) -> ErrorInfo:
         return ErrorInfo(404, "404 page not found", "not_found")
     if isinstance(exc, MethodNotAllowedException):
         return ErrorInfo(405, "405 method not allowed", "method_not_allowed")
+    if isinstance(exc, ClientException) and isinstance(exc.__cause__, SerializationException):
+        # msgspec's own words ("Input data was truncated") do not say that the JSON is bad.
+        return ErrorInfo(400, f"invalid JSON in request body: {exc.detail}", "invalid_request")
     if isinstance(exc, ClientException):
         return ErrorInfo(exc.status_code, str(exc.detail), "invalid_request")
     if isinstance(exc, HTTPException):

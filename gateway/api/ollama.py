@@ -15,7 +15,7 @@ from litestar import Controller, get, head, post
 from gateway.api.auth import PUBLIC
 from gateway.catalog import ModelInfo
 from gateway.core import Gateway
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.service import EmbedRequest
 from gateway.units import parse_duration
 
@@ -173,7 +173,7 @@ class OllamaController(Controller):
     async def root(self) -> str:
         return "Ollama is running"
 
-    @head("/", opt=PUBLIC, include_in_schema=False)
+    @head("/", opt=PUBLIC, media_type="text/plain", include_in_schema=False)
     async def root_head(self) -> None:
         return None
 
@@ -228,8 +228,12 @@ class OllamaController(Controller):
 
     @post("/api/show", status_code=200)
     async def show(self, data: ShowBody, gw: Gateway) -> ShowResponse:
-        spec = gw.service.resolve(data.model or data.name).spec
+        name = data.model or data.name
+        spec = gw.service.resolve(name).spec
         info = gw.catalog.info(spec)
+        if not info.present:
+            # As Ollama (and /v1/models/{id}): a model is shown once its files are pulled.
+            raise ModelNotFound(f"model '{name}' not found, try pulling it first")
         digest = gw.catalog.digest(spec)
         return ShowResponse(
             modelfile=f"# served by embedding-gateway from {spec.source or 'registry.yaml'}\n",

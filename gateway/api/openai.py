@@ -161,7 +161,8 @@ class OpenAIController(Controller):
 
     @get("/models/{model_id:path}")
     async def model(self, model_id: str, gw: Gateway) -> ModelObject:
-        spec = gw.service.resolve(model_id.lstrip("/")).spec
+        model_id = model_id.lstrip("/")  # a :path parameter keeps its leading slash
+        spec = gw.service.resolve(model_id).spec
         info = gw.catalog.info(spec)
         if not info.present:
             raise ModelNotFound(f"The model '{model_id}' does not exist")

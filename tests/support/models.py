@@ -45,3 +45,20 @@ def minilm_entry(model_dir: Path, **overrides: object) -> dict:
     }
     entry.update(overrides)
     return entry
+
+
+def nomic_entry(model_dir: Path, **overrides: object) -> dict:
+    """The repository's nomic-embed-text entry (prefixes, default task, layer_norm, Matryoshka
+    widths), serving a local export instead of the Hugging Face files."""
+    shipped = yaml.safe_load((REPO / "registry.yaml").read_text())["models"]["nomic-embed-text"]
+    entry = {
+        **shipped,
+        "description": "tiny random-weight NomicBert following nomic-embed-text's recipe",
+        "source": str(model_dir),
+        "files": {"model": "model.onnx", "tokenizer": "tokenizer.json"},
+        "parameter_size": "29M",
+        # The test model is traced for rotary positions up to 512; longer is not verified.
+        "max_tokens": 512,
+    }
+    entry.update(overrides)
+    return entry
