@@ -1,0 +1,111 @@
+"""Image inputs: references (URL, data URL, base64), safe fetching, decoding, statistics.
+
+The service's entry point is `read_images`: it turns a request's image references into whatever
+`convert` makes of each decoded RGB image (an encoder's prepared item, say), fetching URLs
+concurrently on the event loop and decoding in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from PIL import Image
+
+from gateway.errors import GatewayError
+from gateway.media.decode import decode_image, open_image, sniff_format, to_rgb
+from gateway.media.fetch import FetchedImage, fetch_image
+from gateway.media.policy import (
+    FetchPolicy,
+    ForbiddenURL,
+    ImageFetchError,
+    ImagePolicy,
+    InvalidImage,
+)
+from gateway.media.refs import ImageRef, looks_like_url, parse_image_ref
+from gateway.media.stats import ImageStats, image_stats
+
+__all__ = [
+    "FetchPolicy",
+    "FetchedImage",
+    "ForbiddenURL",
+    "ImageFetchError",
+    "ImagePolicy",
+    "ImageRef",
+    "ImageStats",
+    "InvalidImage",
+    "decode_image",
+    "fetch_image",
+    "image_stats",
+    "looks_like_url",
+    "open_image",
+    "parse_image_ref",
+    "read_image_bytes",
+    "read_images",
+    "sniff_format",
+    "to_rgb",
+]
+
+T = TypeVar("T")
+
+
+async def read_image_bytes(
+    reference: str, *, fetch: FetchPolicy, image: ImagePolicy, param: str = "input"
+) -> bytes:
+    """The encoded bytes behind one reference (inline data decoded, URLs fetched)."""
+    ref = parse_image_ref(reference, max_bytes=image.max_bytes, param=param)
+    if ref.data is not None:
+        return ref.data
+    assert ref.url is not None
+    try:
+        return (await fetch_image(ref.url, fetch)).data
+    except GatewayError as exc:
+        exc.param = param
+        raise
+
+
+async def read_images(
+    references: Sequence[str],
+    *,
+    fetch: FetchPolicy,
+    image: ImagePolicy,
+    convert: Callable[[Image.Image], T] | None = None,
+    param: str = "input",
+    indices: Sequence[int] | None = None,
+) -> list[T]:
+    """Fetch, decode and convert every reference, in order; a failure names its index.
+
+    `indices` are the references' positions in the client's input list (for error messages),
+    when the images are only some of its inputs.
+
+    `convert` runs in the decoding thread right after decoding, so only `fetch.concurrency`
+    full-size images exist at any moment (a 50 MP photo is 150 MB as RGB).
+    """
+    gate = asyncio.Semaphore(fetch.concurrency)
+    transform = convert if convert is not None else (lambda rgb: rgb)
+
+    def decode(data: bytes, where: str) -> T:
+        return transform(decode_image(data, image, param=where))  # type: ignore[return-value]
+
+    positions = list(indices) if indices is not None else list(range(len(references)))
+
+    async def one(index: int, reference: str) -> T:
+        where = f"{param}[{positions[index]}]" if len(references) > 1 or indices else param
+        async with gate:
+            try:
+                data = await read_image_bytes(reference, fetch=fetch, image=image, param=where)
+                return await asyncio.to_thread(decode, data, where)
+            except GatewayError as exc:
+                exc.message = f"{where}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+
+    tasks = [asyncio.ensure_future(one(i, ref)) for i, ref in enumerate(references)]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        # After a failure the rest are pointless: cancel them and collect their outcomes.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,170 @@
+"""Bytes -> a checked, oriented, 8-bit Pillow image; then -> RGB for the encoders.
+
+Rules (each is tested):
+- Formats: JPEG (and MPO), PNG, WebP, GIF, BMP, TIFF, recognised by their magic bytes; the
+  first frame of an animation or multi-page file.
+- Size: width and height at least 1, width x height at most `ImagePolicy.max_pixels`, checked
+  from the header before any pixel is decoded (so a decompression bomb costs nothing).
+- EXIF orientation is applied (the picture as a viewer shows it).
+- 16-bit and 32-bit integer grey images (I;16, I) are scaled to 8 bits (v / 257, rounded);
+  Pillow's own conversion would clip everything above 255 to white.
+- Transparency (RGBA, LA, PA, palette or grey with a transparent colour) is alpha-composited onto
+  white, as transformers' `convert_to_rgb` does from 5.x on; CMYK, YCbCr, 1-bit, grey and palette
+  images use Pillow's conversion to RGB.
+- Anything Pillow fails on (truncated data, corrupt chunks) is the client's input: a 400.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from gateway.media.policy import ImagePolicy, InvalidImage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_POLICY = ImagePolicy()
+WHITE = (255, 255, 255, 255)
+_HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format named by the first bytes, or None when they match no accepted format."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    for signature, name in _SIGNATURES:
+        if head.startswith(signature):
+            return name
+    return None
+
+
+def load_image(
+    data: bytes, policy: ImagePolicy = DEFAULT_IMAGE_POLICY, *, param: str = "input"
+) -> Image.Image:
+    """Decode and check one image, as stored (EXIF intact, orientation not applied)."""
+    if not data:
+        raise InvalidImage("the image is empty (0 bytes)", param=param)
+    if len(data) > policy.max_bytes:
+        raise InvalidImage(
+            f"the image is {len(data)} bytes, more than the {policy.max_bytes} allowed",
+            param=param,
+        )
+    kind = sniff_format(data[:16])
+    if kind is None or (kind not in policy.formats):
+        raise InvalidImage(
+            "not a supported image: expected JPEG, PNG, WebP, GIF, BMP or TIFF data", param=param
+        )
+    try:
+        image = Image.open(io.BytesIO(data), formats=sorted(policy.formats))
+        check_size(image.size, policy, param=param)
+        # Decodes the first frame only; LOAD_TRUNCATED_IMAGES stays False so a cut-off
+        # file raises instead of being padded with grey.
+        image.load()
+    except InvalidImage:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InvalidImage(f"the image has too many pixels: {exc}", param=param) from None
+    except MemoryError:
+        raise InvalidImage("the image is too large to decode", param=param) from None
+    except UnidentifiedImageError:  # its message is a BytesIO repr: say it plainly
+        declared = header_size(data, kind)
+        if declared is not None and min(declared) < 1:
+            raise InvalidImage(
+                f"the image has no pixels ({declared[0]}x{declared[1]})", param=param
+            ) from None
+        raise InvalidImage(
+            f"the {kind} data is corrupt: its header cannot be read", param=param
+        ) from None
+    except Exception as exc:  # Pillow raises many types on corrupt input; all are the client's
+        raise InvalidImage(f"cannot decode the {kind} image: {exc}", param=param) from None
+    return image
+
+
+def open_image(
+    data: bytes, policy: ImagePolicy = DEFAULT_IMAGE_POLICY, *, param: str = "input"
+) -> Image.Image:
+    """Decode and check one image; oriented, 8 bits per channel, transparency kept."""
+    return to_8bit(orient(load_image(data, policy, param=param)))
+
+
+def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """Width and height as a PNG or GIF header states them (Pillow refuses 0x0 files
+    without saying why)."""
+    if kind == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if kind == "GIF" and len(data) >= 10:
+        return struct.unpack("<HH", data[6:10])
+    return None
+
+
+def check_size(size: tuple[int, int], policy: ImagePolicy, *, param: str = "input") -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise InvalidImage(f"the image has no pixels ({width}x{height})", param=param)
+    if width * height > policy.max_pixels:
+        raise InvalidImage(
+            f"the image is {width}x{height} = {width * height} pixels, more than the "
+            f"{policy.max_pixels} allowed",
+            param=param,
+        )
+
+
+def orient(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag; a malformed EXIF block leaves the image as stored."""
+    try:
+        oriented = ImageOps.exif_transpose(image)
+    except Exception as exc:  # corrupt EXIF must not cost the client its image
+        log.debug("ignoring unreadable EXIF orientation: %s", exc)
+        return image
+    return image if oriented is None else oriented
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """High-depth grey -> 8-bit grey by scaling (v / 257), not Pillow's clipping."""
+    if image.mode not in _HIGH_DEPTH_MODES:
+        return image
+    values = np.asarray(image).astype(np.int64)
+    scaled = (np.clip(values, 0, 65535) + 128) // 257
+    return Image.fromarray(scaled.astype(np.uint8))  # 2-D uint8: mode L
+
+
+def has_alpha(image: Image.Image) -> bool:
+    bands = image.getbands()
+    return "A" in bands or "a" in bands or image.info.get("transparency") is not None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited onto white."""
+    if image.mode == "RGB" and not has_alpha(image):
+        return image
+    if has_alpha(image):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, WHITE)
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode_image(
+    data: bytes, policy: ImagePolicy = DEFAULT_IMAGE_POLICY, *, param: str = "input"
+) -> Image.Image:
+    """Bytes -> the RGB image the encoders see."""
+    image = open_image(data, policy, param=param)
+    try:
+        return to_rgb(image)
+    except Exception as exc:  # e.g. a colour mode Pillow cannot convert (LAB, HSV)
+        raise InvalidImage(
+            f"cannot convert the {image.mode} image to RGB: {exc}", param=param
+        ) from None
