@@ -1,0 +1,78 @@
+"""Cross-encoder rerankers: (query, document) pair -> one relevance logit.
+
+Tokenized as transformers does for `tokenizer(query, document, truncation=True)`: the pair
+template of tokenizer.json ([CLS] q [SEP] d [SEP], token types 0 then 1) and longest-first
+truncation, which trims the longer side first so a long document cannot push the query out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gateway.encoders.base import Encoder
+from gateway.encoders.text import TOKEN_ROLES, TokenizedText, map_graph_inputs, pad_batch
+from gateway.encoders.tokenization import load_tokenizer, pad_id
+from gateway.errors import ModelLoadError
+from gateway.registry import CrossEncoderSpec
+from gateway.runtime import GraphInfo, Runtime
+
+LOGIT_OUTPUTS = ("logits", "output", "scores")
+
+
+def pick_logits_output(graph: GraphInfo, configured: str | None, model: str) -> str:
+    """The [batch, 1] logits output; heads with several labels are refused, not guessed at."""
+    by_name = {t.name: t for t in graph.outputs}
+    if configured is not None and configured not in by_name:
+        raise ModelLoadError(
+            f"model {model}: output {configured!r} is not one of {sorted(by_name)}"
+        )
+    name = configured or next((n for n in LOGIT_OUTPUTS if n in by_name), None)
+    if name is None:
+        name = next((t.name for t in graph.outputs if t.is_float and len(t.shape) == 2), None)
+    if name is None or len(by_name[name].shape) != 2:
+        raise ModelLoadError(f"model {model}: no [batch, labels] logits output in the graph")
+    labels = by_name[name].shape[1]
+    if isinstance(labels, int) and labels != 1:
+        raise ModelLoadError(
+            f"model {model}: the head has {labels} labels; a reranker needs a single logit"
+        )
+    return name
+
+
+class CrossEncoder(Encoder):
+    """A sequence-pair classifier described by a CrossEncoderSpec."""
+
+    def __init__(self, spec: CrossEncoderSpec, paths: dict[str, Path], runtime: Runtime) -> None:
+        self.spec = spec
+        self.tokenizer = load_tokenizer(paths["tokenizer"], spec.max_tokens)
+        self.pad_id = pad_id(self.tokenizer)
+        self.session, self.graph = runtime.load(paths["model"])
+        self.input_names = map_graph_inputs(self.graph, spec.inputs, TOKEN_ROLES, spec.name)
+        self.output_name = pick_logits_output(self.graph, spec.output, spec.name)
+
+    def tokenize_pairs(self, query: str, documents: Sequence[str]) -> list[TokenizedText]:
+        """One item per document, paired with the query (off the event loop); each item says
+        if the pair was cut to max_tokens."""
+        encodings = self.tokenizer.encode_batch([(query, document) for document in documents])
+        return [
+            TokenizedText(
+                np.asarray(encoding.ids, dtype=np.int64),
+                np.asarray(encoding.type_ids, dtype=np.int64),
+                bool(encoding.overflowing),
+            )
+            for encoding in encodings
+        ]
+
+    def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
+        """One [1] float32 array (the logit) per pair."""
+        arrays = pad_batch(items, self.pad_id)
+        feed = {name: arrays[role] for role, name in self.input_names.items()}
+        (logits,) = self.session.run([self.output_name], feed)
+        if logits.ndim != 2 or logits.shape[1] != 1:
+            raise ModelLoadError(
+                f"model {self.spec.name}: logits are {logits.shape}, expected [batch, 1]"
+            )
+        return [np.asarray(row, dtype=np.float32) for row in logits]

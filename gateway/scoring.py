@@ -1,0 +1,102 @@
+"""Scoring for rerank: MaxSim for late-interaction vectors, cosine for single vectors.
+
+Raw scores and the `relevance_score` that rerank APIs return are kept apart:
+
+- `maxsim` returns ColBERT's score, sum_i max_j q_i . d_j over unit token vectors. Its range,
+  [-Nq, Nq], grows with the number of query vectors Nq (query_length with [MASK] expansion:
+  32 for answerai-colbert-small and GTE-ModernColBERT), so a raw score means nothing without
+  knowing the model, and cannot share a threshold with any other model.
+- `relevance_from_maxsim` divides by Nq: the mean, over query tokens, of the best cosine in the
+  document. It is in [-1, 1], ranks exactly as raw MaxSim (a positive constant per query), and
+  reads like the cosine a single-vector model gives (`cosine_scores`), so one scale serves both
+  kinds of model. A sigmoid was rejected: it needs a per-model temperature nobody publishes.
+- `relevance_from_logits` is the sigmoid of a cross-encoder's logit, in (0, 1), as
+  sentence-transformers' CrossEncoder and TEI's /rerank return it by default.
+Cohere documents relevance_score in [0, 1]; clients sort by it and compare it to thresholds,
+which the cosine-like scale supports. An API that wants the raw number passes scale="raw".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+ScoreScale = Literal["normalized", "raw"]
+# Similarity entries one MaxSim step may hold (query tokens x document tokens): 16M floats is
+# 64 MiB, enough for ~1000 documents of 300 tokens against a 32-token query at once.
+MAX_SIMILARITY_ELEMENTS = 1 << 24
+
+
+def maxsim(
+    query: np.ndarray,
+    documents: Sequence[np.ndarray],
+    *,
+    max_elements: int = MAX_SIMILARITY_ELEMENTS,
+) -> np.ndarray:
+    """ColBERT MaxSim of one query [Nq, dim] against each document [Nd_k, dim] -> [n] float64.
+
+    Documents of different lengths are scored together without padding: their vectors are
+    concatenated, one matmul gives every query-token x document-token similarity, and
+    `np.maximum.reduceat` takes the best match within each document's span of columns.
+    """
+    if query.ndim != 2:
+        raise ValueError(f"query must be [tokens, dim], not {query.shape}")
+    scores = np.empty(len(documents), dtype=np.float64)
+    if len(documents) == 0:
+        return scores
+    lengths = np.array([len(doc) for doc in documents])
+    for index, doc in enumerate(documents):
+        if doc.ndim != 2 or doc.shape[1] != query.shape[1] or len(doc) == 0:
+            raise ValueError(f"document {index} must be [tokens>0, {query.shape[1]}]")
+    # Groups of whole documents whose similarity block stays under max_elements.
+    budget = max(max_elements // max(len(query), 1), int(lengths.max()))
+    start = 0
+    while start < len(documents):
+        stop, tokens = start, 0
+        while stop < len(documents) and tokens + lengths[stop] <= budget:
+            tokens += lengths[stop]
+            stop += 1
+        block = np.concatenate(documents[start:stop]) if stop - start > 1 else documents[start]
+        similarity = query @ block.T  # [Nq, tokens]
+        offsets = np.concatenate([[0], np.cumsum(lengths[start : stop - 1])])
+        best = np.maximum.reduceat(similarity, offsets, axis=1)  # [Nq, documents]
+        scores[start:stop] = best.sum(axis=0, dtype=np.float64)
+        start = stop
+    return scores
+
+
+def cosine_scores(query: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """Cosine of one vector [dim] against each row of [n, dim] -> [n] float64."""
+    q = np.asarray(query, dtype=np.float64)
+    d = np.asarray(documents, dtype=np.float64)
+    norms = np.maximum(np.linalg.norm(d, axis=1) * np.linalg.norm(q), 1e-12)
+    return (d @ q) / norms
+
+
+def relevance_from_maxsim(
+    scores: np.ndarray, query_vectors: int, scale: ScoreScale = "normalized"
+) -> np.ndarray:
+    """relevance_score for MaxSim: mean best cosine per query token (or the raw score)."""
+    if scale == "raw":
+        return np.asarray(scores, dtype=np.float64)
+    if query_vectors < 1:
+        raise ValueError("query_vectors must be at least 1")
+    return np.asarray(scores, dtype=np.float64) / query_vectors
+
+
+def relevance_from_logits(logits: np.ndarray, scale: ScoreScale = "normalized") -> np.ndarray:
+    """relevance_score for a cross-encoder: sigmoid of its logit (or the raw logit)."""
+    x = np.asarray(logits, dtype=np.float64)
+    if scale == "raw":
+        return x
+    # exp of a negative argument only: no overflow warning for large |logit|.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def rank(scores: np.ndarray, top_n: int | None = None) -> list[int]:
+    """Indices by descending score; ties keep input order. `top_n` cuts the list."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    return [int(i) for i in order[: top_n if top_n is not None else len(order)]]
