@@ -5,10 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from gateway.registry import AnySpec, Registry, TextModelSpec, tagged_name
+from gateway.registry import AnySpec, LateModelSpec, Registry, tagged_name
+from gateway.runtime import uses_dynamic_quantization
 from gateway.sources import ModelStore
 
-CAPABILITIES = {"text": ["embedding"], "image": ["embedding", "vision"], "late": ["embedding"]}
+CAPABILITIES = {
+    "text": ["embedding"],
+    "image": ["embedding", "vision"],
+    "late": ["embedding", "rerank"],
+    "cross-encoder": ["rerank"],
+}
 
 
 @dataclass(frozen=True)
@@ -28,11 +34,13 @@ class ModelInfo:
 
     @property
     def context_length(self) -> int | None:
-        return self.spec.max_tokens if isinstance(self.spec, TextModelSpec) else None
+        if isinstance(self.spec, LateModelSpec):
+            return self.spec.document_length
+        return getattr(self.spec, "max_tokens", None)
 
     @property
     def embedding_length(self) -> int | None:
-        return self.spec.dim if isinstance(self.spec, TextModelSpec) else None
+        return getattr(self.spec, "dim", None)
 
 
 class Catalog:
@@ -54,3 +62,11 @@ class Catalog:
 
     def digest(self, spec: AnySpec) -> str:
         return self.store.digest(spec) if self.store.is_present(spec) else ""
+
+    def batching(self, spec: AnySpec) -> str:
+        """How the model's inputs are scheduled; reads the graph, so call it off the loop."""
+        if not self.store.is_present(spec):
+            return "unknown (not pulled)"
+        if uses_dynamic_quantization(self.store.path_of(spec, "model")):
+            return "one input per run: the graph quantizes activations dynamically"
+        return "batched across requests (batch-invariant)"

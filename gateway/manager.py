@@ -19,6 +19,7 @@ import gc
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -93,6 +94,7 @@ class ModelManager:
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
         self._measured: dict[str, int] = {}
+        self._waiting: Counter[str] = Counter()
         self._load_lock = asyncio.Lock()
         self._idle = asyncio.Condition()
         self.load_failures: dict[str, str] = {}
@@ -177,8 +179,13 @@ class ModelManager:
                 task = asyncio.get_running_loop().create_task(self._load(spec))
                 self._loading[spec.name] = task
                 task.add_done_callback(lambda _: self._loading.pop(spec.name, None))
-            # Look again after waking: an idle model can be evicted before this request runs.
-            await asyncio.shield(task)
+            # While requests wait for a load, the loaded model is theirs: not evictable before
+            # they wake and count themselves in flight (no await between here and there).
+            self._waiting[spec.name] += 1
+            try:
+                await asyncio.shield(task)
+            finally:
+                self._waiting[spec.name] -= 1
         model.in_flight += 1
         model.last_used = time.time()
         model.expires_at = None
@@ -327,7 +334,10 @@ class ModelManager:
         idle = [
             m
             for m in self._loaded.values()
-            if not m.busy and not m.spec.pinned and m is not exclude
+            if not m.busy
+            and not self._waiting[m.spec.name]
+            and not m.spec.pinned
+            and m is not exclude
         ]
         return min(idle, key=lambda m: m.last_used, default=None)
 
@@ -377,6 +387,9 @@ class ModelManager:
                 pass
 
     async def close(self) -> None:
+        for task in list(self._loading.values()):
+            task.cancel()
+        await asyncio.gather(*self._loading.values(), return_exceptions=True)
         for name in list(self._loaded):
             self._loaded[name].in_flight = 0
             await self.unload(name, reason="shutdown")

@@ -247,6 +247,8 @@ class _RegistryFile(msgspec.Struct, forbid_unknown_fields=True):
     # Entries stay untyped here so that parse_entry's errors can name the entry.
     models: dict[str, Any]
     default_model: str | None = None
+    default_image_model: str | None = None
+    default_rerank_model: str | None = None
     preload: list[str] = []
 
 
@@ -279,6 +281,8 @@ class Registry:
         models: dict[str, AnySpec],
         *,
         default_model: str | None = None,
+        default_image_model: str | None = None,
+        default_rerank_model: str | None = None,
         preload: list[str] | None = None,
         base_dir: Path = Path("."),
     ) -> None:
@@ -289,8 +293,39 @@ class Registry:
         self.default_model = default_model or next(iter(models))
         if self.default_model not in models:
             raise RegistryError(f"default_model {self.default_model!r} is not a model in it")
+        images = [spec.name for spec in models.values() if isinstance(spec, ImageModelSpec)]
+        self.default_image_model = default_image_model or (images[0] if images else None)
+        if self.default_image_model is not None and self.default_image_model not in images:
+            raise RegistryError(
+                f"default_image_model {self.default_image_model!r} is not an image model in it"
+            )
+        rerankers = [s.name for s in models.values() if s.kind in ("late", "cross-encoder")]
+        # Rerank requests that name no model (Cohere v1 allows it) use this one.
+        self.default_rerank_model = default_rerank_model or (
+            rerankers[0] if rerankers else self.default_model
+        )
+        if self.default_rerank_model not in models:
+            raise RegistryError(f"default_rerank_model {self.default_rerank_model!r} is not in it")
         self._names = self._index_names()
+        self._check_shared_spaces()
         self.preload = [self.resolve(name).spec.name for name in (preload or [])]
+
+    def _check_shared_spaces(self) -> None:
+        """An image model's text_model must be a text model producing vectors of its width."""
+        for spec in self.models.values():
+            if not isinstance(spec, ImageModelSpec) or spec.text_model is None:
+                continue
+            where = f"model {spec.name!r}: text_model {spec.text_model!r}"
+            try:
+                text = self.resolve(spec.text_model).spec
+            except ModelNotFound:
+                raise RegistryError(f"{where} is not a model in the registry") from None
+            if not isinstance(text, TextModelSpec):
+                raise RegistryError(f"{where} is not a text model")
+            if text.dim != spec.dim:
+                raise RegistryError(f"{where} has {text.dim} dimensions, this model {spec.dim}")
+            if spec.text_task not in text.tasks and text.tasks:
+                raise RegistryError(f"{where} has no task {spec.text_task!r}")
 
     @classmethod
     def load(cls, path: Path) -> Registry:
@@ -311,6 +346,8 @@ class Registry:
             return cls(
                 models,
                 default_model=top.default_model,
+                default_image_model=top.default_image_model,
+                default_rerank_model=top.default_rerank_model,
                 preload=top.preload,
                 base_dir=path.resolve().parent,
             )

@@ -1,49 +1,109 @@
 """The middle of the gateway: validate a request against its model, run it, shape the result.
 
-API adapters build an EmbedRequest from their wire format and render the EmbedResult back; they
-never see tensors. Encoders never see requests.
+API adapters build an EmbedRequest or RerankRequest from their wire format and render the result
+back; they never see tensors. Encoders never see requests. Per model kind:
+- text models embed texts (through the embedding cache);
+- image models embed images, and texts with the text model of their space (nomic vision and
+  nomic text), answered in input order;
+- late-interaction models give one matrix per input, on routes that can carry matrices;
+- every model that can score text pairs reranks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from gateway.cache import CachedEmbedding, EmbeddingCache
+from gateway.encoders.late import LateInteractionEncoder
 from gateway.encoders.text import TextEncoder, postprocess
+from gateway.encoders.vision import VisionEncoder
 from gateway.errors import InputTooLong, InvalidRequest, UnsupportedInput
+from gateway.inputs import EmbedInput, ImageInput, TextInput, resolve_input
 from gateway.manager import LoadedModel, ModelManager
-from gateway.registry import AnySpec, Registry, Resolved, TextModelSpec
+from gateway.media import FetchPolicy, ImagePolicy, read_images
+from gateway.registry import (
+    AnySpec,
+    ImageModelSpec,
+    LateModelSpec,
+    Registry,
+    Resolved,
+    TextModelSpec,
+)
+from gateway.rerank import RerankScores, rerank
 from gateway.settings import Settings
+
+LATE_MODEL_HINT = (
+    "gives one vector per token; POST /v1/embeddings returns its multi-vector output, and "
+    "POST /v1/rerank or /api/rerank ranks documents with it"
+)
 
 
 @dataclass(frozen=True)
 class EmbedRequest:
     model: str
-    inputs: list[str]
+    inputs: Sequence[EmbedInput]
     task: str | None = None
     dimensions: int | None = None
     truncate: bool = True
     keep_alive: float | None = None
     # Ollama's legacy /api/embeddings returns vectors without L2 normalization.
     normalize: bool = True
+    # The route can carry one matrix per input (late-interaction models).
+    multi_vector: bool = False
 
 
 @dataclass
 class EmbedResult:
     spec: AnySpec
-    vectors: np.ndarray
+    vectors: np.ndarray  # [inputs, dimensions]; empty for multi-vector results
     token_counts: list[int]
     truncated: list[int] = field(default_factory=list)
     load_seconds: float = 0.0
     total_seconds: float = 0.0
+    matrices: list[np.ndarray] | None = None  # late-interaction models: [tokens, dim] each
 
     @property
     def prompt_tokens(self) -> int:
         return sum(self.token_counts)
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    model: str
+    query: str
+    documents: Sequence[str]
+    top_n: int | None = None
+    truncate: bool = True
+    raw_scores: bool = False
+    keep_alive: float | None = None
+
+
+@dataclass
+class RerankResult:
+    spec: AnySpec
+    order: list[int]  # document indices, most relevant first, cut to top_n
+    relevance: np.ndarray  # in the documents' input order
+    raw: np.ndarray
+    tokens: int
+    truncated: list[int]
+    total_seconds: float
+
+
+@dataclass
+class _Part:
+    """The vectors of some of a request's inputs, and where they go."""
+
+    indices: list[int]
+    vectors: np.ndarray
+    tokens: list[int]
+    truncated: list[int]
+    load_seconds: float
 
 
 class EmbeddingService:
@@ -58,29 +118,121 @@ class EmbeddingService:
         self.manager = manager
         self.settings = settings
         self.cache = cache or EmbeddingCache(0)
+        self.image_policy = ImagePolicy(
+            max_pixels=settings.image_max_pixels, max_bytes=settings.image_max_bytes
+        )
+        self.fetch_policy = FetchPolicy.with_allow_list(
+            settings.image_allow_hosts,
+            enabled=settings.image_fetch,
+            max_bytes=settings.image_max_bytes,
+            connect_timeout=settings.image_connect_timeout,
+            total_timeout=settings.image_fetch_timeout,
+            max_redirects=settings.image_max_redirects,
+        )
 
     def resolve(self, name: str) -> Resolved:
         if not name or not name.strip():
             raise InvalidRequest("model is required", param="model")
         return self.registry.resolve(name)
 
+    # -- embeddings ------------------------------------------------------------------------------
+
     async def embed(self, request: EmbedRequest) -> EmbedResult:
         started = time.perf_counter()
         resolved = self.resolve(request.model)
-        spec = self.text_spec(resolved)
+        spec = resolved.spec
+        inputs = [
+            resolve_input(x, images_first=isinstance(spec, ImageModelSpec)) for x in request.inputs
+        ]
+        self.check_inputs(inputs)
         task = self.check_task(spec, request.task or resolved.task)
-        dimensions = self.check_dimensions(spec, request.dimensions)
-        self.check_inputs(request.inputs)
-        async with self.manager.use(spec, request.keep_alive) as (model, load_seconds):
-            entries = await self._pooled(model, request.inputs, task) if request.inputs else []
-        too_long = [i for i, entry in enumerate(entries) if entry.truncated]
-        if too_long and not request.truncate:
-            raise InputTooLong(
-                f"input[{too_long[0]}] is longer than the context length of {spec.max_tokens} "
-                "tokens (the input length exceeds the context length); "
-                "send truncate: true to cut it",
+        if isinstance(spec, LateModelSpec):
+            result = await self._embed_late(spec, task, inputs, request)
+        elif isinstance(spec, ImageModelSpec):
+            result = await self._embed_mixed(spec, task, inputs, request)
+        elif isinstance(spec, TextModelSpec):
+            result = await self._embed_text_model(spec, task, inputs, request)
+        else:
+            raise UnsupportedInput(
+                f"model '{spec.name}' is a cross-encoder: it scores query-document pairs; "
+                "use POST /v1/rerank or /api/rerank",
+                param="model",
+            )
+        result.total_seconds = time.perf_counter() - started
+        return result
+
+    async def _embed_text_model(
+        self, spec: TextModelSpec, task: str | None, inputs: list[Any], request: EmbedRequest
+    ) -> EmbedResult:
+        images = [i for i, x in enumerate(inputs) if isinstance(x, ImageInput)]
+        if images:
+            vision = [s.name for s in self.registry if getattr(s, "text_model", None) == spec.name]
+            hint = f"; images in its space go to {', '.join(vision)}" if vision else ""
+            raise UnsupportedInput(
+                f"input[{images[0]}] is an image, and model '{spec.name}' embeds text only{hint}",
                 param="input",
             )
+        dimensions = self.check_dimensions(spec, request.dimensions)
+        everything = list(range(len(inputs)))
+        part = await self._text_part(spec, task, inputs, everything, dimensions, request)
+        return EmbedResult(spec, part.vectors, part.tokens, part.truncated, part.load_seconds)
+
+    async def _embed_mixed(
+        self, spec: ImageModelSpec, task: str | None, inputs: list[Any], request: EmbedRequest
+    ) -> EmbedResult:
+        """Images with the image model, texts with the text model of the same space."""
+        dimensions = self.check_dimensions(spec, request.dimensions)
+        image_at = [i for i, x in enumerate(inputs) if isinstance(x, ImageInput)]
+        text_at = [i for i, x in enumerate(inputs) if isinstance(x, TextInput)]
+        jobs: list[Awaitable[_Part]] = []
+        if text_at:
+            text_spec = self._space_text_model(spec, text_at[0])
+            self.check_dimensions(text_spec, dimensions)
+            text_task = self.check_task(text_spec, task or spec.text_task)
+            jobs.append(self._text_part(text_spec, text_task, inputs, text_at, dimensions, request))
+        if image_at:
+            jobs.append(self._image_part(spec, inputs, image_at, dimensions, request))
+        parts = await _gather_or_cancel(jobs)
+        vectors = np.zeros((len(inputs), dimensions), dtype=np.float32)
+        tokens = [0] * len(inputs)
+        for part in parts:
+            vectors[part.indices] = part.vectors
+            for index, count in zip(part.indices, part.tokens, strict=True):
+                tokens[index] = count
+        return EmbedResult(
+            spec=spec,
+            vectors=vectors,
+            token_counts=tokens,
+            truncated=sorted(i for part in parts for i in part.truncated),
+            load_seconds=max((part.load_seconds for part in parts), default=0.0),
+        )
+
+    def _space_text_model(self, spec: ImageModelSpec, first_text: int) -> TextModelSpec:
+        if spec.text_model is None:
+            raise UnsupportedInput(
+                f"input[{first_text}] is text, and model '{spec.name}' embeds images only "
+                "(send images as http(s) URLs or data URLs)",
+                param="input",
+            )
+        text_spec = self.registry.resolve(spec.text_model).spec
+        assert isinstance(text_spec, TextModelSpec)  # the registry checks this at load
+        return text_spec
+
+    async def _text_part(
+        self,
+        spec: TextModelSpec,
+        task: str | None,
+        inputs: list[Any],
+        indices: list[int],
+        dimensions: int,
+        request: EmbedRequest,
+    ) -> _Part:
+        texts = [inputs[i].text for i in indices]
+        async with self.manager.use(spec, request.keep_alive) as (model, load_seconds):
+            entries = await self._pooled(model, texts, task) if texts else []
+        cut = [indices[k] for k, entry in enumerate(entries) if entry.truncated]
+        if cut and not request.truncate:
+            raise _too_long(cut[0], spec.max_tokens)
         pooled = np.stack([e.vector for e in entries]) if entries else np.zeros((0, spec.dim))
         vectors = postprocess(
             pooled,
@@ -88,16 +240,8 @@ class EmbeddingService:
             dimensions=dimensions,
             normalize=request.normalize and spec.normalize,
         )
-        if not np.isfinite(vectors).all():
-            raise InvalidRequest("the model produced NaN or infinite values for this input")
-        return EmbedResult(
-            spec=spec,
-            vectors=vectors,
-            token_counts=[entry.tokens for entry in entries],
-            truncated=too_long,
-            load_seconds=load_seconds,
-            total_seconds=time.perf_counter() - started,
-        )
+        _check_finite(vectors)
+        return _Part(indices, vectors, [e.tokens for e in entries], cut, load_seconds)
 
     async def _pooled(
         self, model: LoadedModel, texts: list[str], task: str | None
@@ -122,17 +266,107 @@ class EmbeddingService:
                 found[index] = entry
         return found  # type: ignore[return-value]
 
-    # -- validation against the model ---------------------------------------------------------
-
-    @staticmethod
-    def text_spec(resolved: Resolved) -> TextModelSpec:
-        spec = resolved.spec
-        if not isinstance(spec, TextModelSpec):
-            raise UnsupportedInput(
-                f"model '{spec.name}' is a {spec.kind} model and does not embed text",
-                param="model",
+    async def _image_part(
+        self,
+        spec: ImageModelSpec,
+        inputs: list[Any],
+        indices: list[int],
+        dimensions: int,
+        request: EmbedRequest,
+    ) -> _Part:
+        references = [inputs[i].reference for i in indices]
+        async with self.manager.use(spec, request.keep_alive) as (model, load_seconds):
+            encoder = model.encoder
+            assert isinstance(encoder, VisionEncoder)
+            items = await read_images(
+                references,
+                fetch=self.fetch_policy,
+                image=self.image_policy,
+                convert=encoder.prepare,
+                indices=indices,
             )
-        return spec
+            outputs = await model.batcher.submit(items)
+        vectors = postprocess(
+            np.stack(outputs).astype(np.float32),
+            layer_norm=False,
+            dimensions=dimensions,
+            normalize=request.normalize and spec.normalize,
+        )
+        _check_finite(vectors)
+        return _Part(indices, vectors, [0] * len(indices), [], load_seconds)
+
+    async def _embed_late(
+        self, spec: LateModelSpec, task: str | None, inputs: list[Any], request: EmbedRequest
+    ) -> EmbedResult:
+        if not request.multi_vector:
+            raise UnsupportedInput(f"model '{spec.name}' {LATE_MODEL_HINT}", param="model")
+        if any(isinstance(x, ImageInput) for x in inputs):
+            raise UnsupportedInput(f"model '{spec.name}' embeds text only", param="input")
+        if request.dimensions not in (None, spec.dim):
+            raise InvalidRequest(
+                f"model '{spec.name}' gives {spec.dim}-dimensional token vectors; "
+                "dimensions cannot change that",
+                param="dimensions",
+            )
+        texts = [x.text for x in inputs]
+        matrices: list[np.ndarray] = []
+        items = []
+        async with self.manager.use(spec, request.keep_alive) as (model, load_seconds):
+            encoder = model.encoder
+            assert isinstance(encoder, LateInteractionEncoder)
+            if texts:
+                items = await asyncio.to_thread(
+                    encoder.tokenize, texts, task=task or spec.default_task
+                )
+                cut = [i for i, item in enumerate(items) if item.truncated]
+                if cut and not request.truncate:
+                    raise _too_long(cut[0], spec.document_length)
+                matrices = await model.batcher.submit(items)
+        return EmbedResult(
+            spec=spec,
+            vectors=np.zeros((0, spec.dim), dtype=np.float32),
+            token_counts=[item.text_tokens for item in items],
+            truncated=[i for i, item in enumerate(items) if item.truncated],
+            load_seconds=load_seconds,
+            matrices=[np.asarray(m, dtype=np.float32) for m in matrices],
+        )
+
+    # -- rerank ----------------------------------------------------------------------------------
+
+    async def rerank(self, request: RerankRequest) -> RerankResult:
+        started = time.perf_counter()
+        spec = self.resolve(request.model).spec
+        if isinstance(spec, ImageModelSpec):
+            raise UnsupportedInput(f"model '{spec.name}' embeds images; it cannot rerank text")
+        if not request.query or not request.query.strip():
+            raise InvalidRequest("query must be a non-empty string", param="query")
+        if request.top_n is not None and request.top_n < 1:
+            raise InvalidRequest("top_n must be at least 1", param="top_n")
+        self.check_inputs([TextInput(d) for d in request.documents], param="documents")
+        self.check_inputs([TextInput(request.query)], param="query")
+        if not request.documents:
+            empty = np.zeros(0)
+            return RerankResult(spec, [], empty, empty, 0, [], time.perf_counter() - started)
+        async with self.manager.use(spec, request.keep_alive) as (model, _):
+            scores: RerankScores = await rerank(
+                model.encoder,
+                model.batcher.submit,
+                request.query,
+                request.documents,
+                truncate=request.truncate,
+                scale="raw" if request.raw_scores else "normalized",
+            )
+        return RerankResult(
+            spec=spec,
+            order=scores.top(request.top_n),
+            relevance=scores.relevance,
+            raw=scores.raw,
+            tokens=scores.tokens,
+            truncated=scores.truncated,
+            total_seconds=time.perf_counter() - started,
+        )
+
+    # -- validation against the model and the limits ---------------------------------------------
 
     @staticmethod
     def check_task(spec: AnySpec, task: str | None) -> str | None:
@@ -144,7 +378,7 @@ class EmbeddingService:
         )
 
     @staticmethod
-    def check_dimensions(spec: TextModelSpec, dimensions: int | None) -> int:
+    def check_dimensions(spec: TextModelSpec | ImageModelSpec, dimensions: int | None) -> int:
         if dimensions is None:
             return spec.dim
         if dimensions not in spec.allowed_dimensions:
@@ -155,18 +389,50 @@ class EmbeddingService:
             )
         return dimensions
 
-    def check_inputs(self, inputs: list[str]) -> None:
+    def check_inputs(self, inputs: Sequence[TextInput | ImageInput], param: str = "input") -> None:
         limit = self.settings.max_inputs
         if len(inputs) > limit:
             raise InvalidRequest(
-                f"too many inputs: {len(inputs)} (at most {limit} per request)", param="input"
+                f"too many inputs: {len(inputs)} (at most {limit} per request)", param=param
+            )
+        images = sum(isinstance(x, ImageInput) for x in inputs)
+        if images > self.settings.max_images:
+            raise InvalidRequest(
+                f"too many images: {images} (at most {self.settings.max_images} per request)",
+                param=param,
             )
         longest = self.settings.max_input_chars
-        for index, text in enumerate(inputs):
-            if not text:
-                raise InvalidRequest(f"input[{index}] is an empty string", param="input")
-            if len(text) > longest:
+        for index, item in enumerate(inputs):
+            value = item.text if isinstance(item, TextInput) else item.reference
+            where = f"{param}[{index}]" if len(inputs) > 1 or param != "query" else param
+            if not value or not value.strip():
+                raise InvalidRequest(f"{where} is empty", param=param)
+            if isinstance(item, TextInput) and len(value) > longest:
                 raise InvalidRequest(
-                    f"input[{index}] has {len(text)} characters, more than the {longest} allowed",
-                    param="input",
+                    f"{where} has {len(value)} characters, more than the {longest} allowed",
+                    param=param,
                 )
+
+
+def _too_long(index: int, limit: int) -> InputTooLong:
+    return InputTooLong(
+        f"input[{index}] is longer than the context length of {limit} tokens "
+        "(the input length exceeds the context length); send truncate: true to cut it",
+        param="input",
+    )
+
+
+def _check_finite(vectors: np.ndarray) -> None:
+    if not np.isfinite(vectors).all():
+        raise InvalidRequest("the model produced NaN or infinite values for this input")
+
+
+async def _gather_or_cancel(jobs: list[Awaitable[_Part]]) -> list[_Part]:
+    """Run concurrently; on the first failure cancel the others and raise it."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

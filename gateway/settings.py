@@ -178,6 +178,48 @@ class Settings:
         8192,
     )
 
+    max_images: int = _setting(
+        "GATEWAY_MAX_IMAGES", _int_in(1), "most images accepted in one request", 64
+    )
+    image_max_bytes: int = _setting(
+        "GATEWAY_IMAGE_MAX_BYTES",
+        parse_bytes,
+        "largest encoded image accepted, inline or fetched (checked while downloading)",
+        20 * 1024 * 1024,
+        shown="20MiB",
+    )
+    image_max_pixels: int = _setting(
+        "GATEWAY_IMAGE_MAX_PIXELS",
+        _int_in(1),
+        "largest decoded image, width x height (decompression bombs are refused)",
+        50_000_000,
+    )
+    image_fetch: bool = _setting(
+        "GATEWAY_IMAGE_FETCH", _parse_bool, "fetch images given as http(s) URLs", True
+    )
+    image_allow_hosts: tuple[str, ...] = _setting(
+        "GATEWAY_IMAGE_ALLOW_HOSTS",
+        _parse_list,
+        "hosts or CIDR networks image URLs may reach even if private (default: public only)",
+        (),
+    )
+    image_connect_timeout: float = _setting(
+        "GATEWAY_IMAGE_CONNECT_TIMEOUT",
+        lambda raw: parse_duration(raw, bare_number_ok=True),
+        "time to connect to an image URL's host",
+        5.0,
+        shown="5s",
+    )
+    image_fetch_timeout: float = _setting(
+        "GATEWAY_IMAGE_FETCH_TIMEOUT",
+        lambda raw: parse_duration(raw, bare_number_ok=True),
+        "time for a whole image fetch, redirects included",
+        20.0,
+        shown="20s",
+    )
+    image_max_redirects: int = _setting(
+        "GATEWAY_IMAGE_MAX_REDIRECTS", _int_in(0, 10), "redirects followed per image URL", 3
+    )
     cache_bytes: int = _setting(
         "GATEWAY_CACHE_BYTES",
         parse_bytes,

@@ -19,6 +19,7 @@ from gateway.api.models import ModelsController
 from gateway.api.native import NativeController
 from gateway.api.ollama import OllamaController
 from gateway.api.openai import OpenAIController
+from gateway.api.rerank import RerankController
 from gateway.core import Gateway
 from gateway.settings import Settings
 
@@ -76,7 +77,13 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         expose_headers=["X-Truncated-Inputs", "Retry-After"],
     )
     return Litestar(
-        route_handlers=[OllamaController, ModelsController, OpenAIController, NativeController],
+        route_handlers=[
+            OllamaController,
+            ModelsController,
+            OpenAIController,
+            RerankController,
+            NativeController,
+        ],
         dependencies={"gw": Provide(provide_gateway, sync_to_thread=False)},
         guards=[api_key_guard],
         exception_handlers={Exception: render_error},

@@ -24,7 +24,8 @@ from gateway.errors import Busy, GatewayError, Unauthorized
 
 log = logging.getLogger(__name__)
 
-OPENAI_PREFIX = "/v1/"
+# OpenAI routes, and Cohere v2 rerank beside them (its SDK reads any JSON error body).
+OPENAI_PREFIXES = ("/v1/", "/v2/")
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _openai_type(status: int) -> str:
 
 def render_error(request: Request, exc: Exception) -> Response:
     info = describe(exc)
-    is_openai = request.url.path.startswith(OPENAI_PREFIX)
+    is_openai = request.url.path.startswith(OPENAI_PREFIXES)
     status = info.status
     if is_openai and isinstance(exc, Busy):
         status = 429  # OpenAI clients retry 429 with backoff; Ollama clients expect 503

@@ -6,13 +6,15 @@ Field for field as ollama/ollama serves them (see reference/api-contracts.md sec
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Controller, get, head, post
+from litestar import Controller, Request, get, head, post
 
 from gateway.api.auth import PUBLIC
+from gateway.api.disconnect import unless_disconnected
 from gateway.catalog import ModelInfo
 from gateway.core import Gateway
 from gateway.errors import InvalidRequest, ModelNotFound
@@ -182,11 +184,11 @@ class OllamaController(Controller):
         return VersionResponse(OLLAMA_API_VERSION)
 
     @post("/api/embed", status_code=200, summary="Embed one or many inputs (normalized)")
-    async def embed(self, data: EmbedBody, gw: Gateway) -> EmbedResponse:
+    async def embed(self, data: EmbedBody, gw: Gateway, request: Request) -> EmbedResponse:
         inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
         if inputs == [""]:
             inputs = []  # Ollama: empty input loads the model and embeds nothing
-        result = await gw.service.embed(
+        work = gw.service.embed(
             EmbedRequest(
                 model=data.model,
                 inputs=inputs,
@@ -195,6 +197,7 @@ class OllamaController(Controller):
                 keep_alive=keep_alive_seconds(data.keep_alive),
             )
         )
+        result = await unless_disconnected(request, work)
         if not inputs:
             return EmbedResponse(model=data.model, embeddings=[])
         return EmbedResponse(
@@ -206,9 +209,11 @@ class OllamaController(Controller):
         )
 
     @post("/api/embeddings", status_code=200, summary="Legacy: embed one prompt (not normalized)")
-    async def embeddings(self, data: EmbeddingsBody, gw: Gateway) -> EmbeddingsResponse:
+    async def embeddings(
+        self, data: EmbeddingsBody, gw: Gateway, request: Request
+    ) -> EmbeddingsResponse:
         inputs = [data.prompt] if data.prompt else []
-        result = await gw.service.embed(
+        work = gw.service.embed(
             EmbedRequest(
                 model=data.model,
                 inputs=inputs,
@@ -216,11 +221,15 @@ class OllamaController(Controller):
                 normalize=False,
             )
         )
+        result = await unless_disconnected(request, work)
         return EmbeddingsResponse(result.vectors[0].tolist() if inputs else [])
 
     @get("/api/tags")
     async def list_models(self, gw: Gateway) -> TagsResponse:
-        return TagsResponse([listed(gw, info) for info in gw.catalog.available()])
+        # Digests of local-folder models are hashed on first sight: keep that off the loop.
+        return await asyncio.to_thread(
+            lambda: TagsResponse([listed(gw, info) for info in gw.catalog.available()])
+        )
 
     @head("/api/tags", include_in_schema=False)
     async def tags_head(self) -> None:
@@ -234,14 +243,16 @@ class OllamaController(Controller):
         if not info.present:
             # As Ollama (and /v1/models/{id}): a model is shown once its files are pulled.
             raise ModelNotFound(f"model '{name}' not found, try pulling it first")
-        digest = gw.catalog.digest(spec)
+        digest = await asyncio.to_thread(gw.catalog.digest, spec)
+        facts = model_info_of(info, digest)
+        facts["gateway.batching"] = await asyncio.to_thread(gw.catalog.batching, spec)
         return ShowResponse(
             modelfile=f"# served by embedding-gateway from {spec.source or 'registry.yaml'}\n",
             parameters="",
             template="{{ .Prompt }}",
             license=spec.license or "",
             details=details_of(info),
-            model_info=model_info_of(info, digest),
+            model_info=facts,
             capabilities=info.capabilities,
             modified_at=info.modified_at,
         )

@@ -1,7 +1,9 @@
 """OpenAI's API: /v1/embeddings (float or base64, dimensions) and /v1/models.
 
 The openai SDKs ask for base64 unless told otherwise; base64 here is the little-endian float32
-bytes of each vector, straight from the result buffer.
+bytes of each vector, straight from the result buffer. Extensions beyond OpenAI: `input_type`
+or `task` picks a task prefix; `input` may mix Jina-style `{"text"}` and `{"image"}` objects for
+image models; late-interaction (ColBERT) models answer one matrix per input with its `shape`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 
+from gateway.api.disconnect import unless_disconnected
 from gateway.core import Gateway
 from gateway.errors import InvalidRequest, ModelNotFound
+from gateway.inputs import EmbedInput, ImageInput, TextInput
 from gateway.registry import tagged_name
 from gateway.service import EmbedRequest
 
@@ -48,11 +52,26 @@ class EmbeddingsBody(msgspec.Struct):
     input_type: str | None = None
     task: str | None = None
     truncate: bool | None = None
+    # Infinity's field: what bare strings are ("text" or "image").
+    modality: str | None = None
 
 
 class EmbeddingObject(msgspec.Struct):
     index: int
     embedding: list[float] | str
+    object: str = "embedding"
+
+
+class MatrixObject(msgspec.Struct):
+    """A late-interaction model's output: one row per token vector.
+
+    `embedding` is [tokens][dim] floats, or base64 of the row-major little-endian float32 bytes;
+    `shape` says how to reshape the decoded buffer.
+    """
+
+    index: int
+    embedding: list[list[float]] | str
+    shape: list[int]
     object: str = "embedding"
 
 
@@ -62,7 +81,7 @@ class Usage(msgspec.Struct):
 
 
 class EmbeddingsResponse(msgspec.Struct):
-    data: list[EmbeddingObject]
+    data: list[EmbeddingObject] | list[MatrixObject]
     model: str
     usage: Usage
     object: str = "list"
@@ -80,19 +99,43 @@ class ModelList(msgspec.Struct):
     object: str = "list"
 
 
-def texts_of(raw: str | list[Any]) -> list[str]:
-    if isinstance(raw, str):
-        if not raw:
-            raise InvalidRequest("input cannot be an empty string", param="input")
-        return [raw]
-    if not raw:
+def inputs_of(raw: str | list[Any], modality: str | None) -> list[EmbedInput]:
+    """The request's inputs: strings, Jina-style {"text"} / {"image"} objects, never token ids.
+
+    Bare strings are classified by the model (an image model takes URLs and data URLs as
+    images) unless Infinity's `modality` field says what they are.
+    """
+    items = [raw] if isinstance(raw, str) else raw
+    if isinstance(raw, str) and not raw:
+        raise InvalidRequest("input cannot be an empty string", param="input")
+    if not items:
         raise InvalidRequest("input cannot be an empty list", param="input")
-    for index, item in enumerate(raw):
-        if isinstance(item, (int, list)) and not isinstance(item, bool):
+    inputs: list[EmbedInput] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            inputs.append(_as_modality(item, modality))
+        elif isinstance(item, dict) and len(item) == 1 and isinstance(item.get("text"), str):
+            inputs.append(TextInput(item["text"]))
+        elif isinstance(item, dict) and len(item) == 1 and isinstance(item.get("image"), str):
+            inputs.append(ImageInput(item["image"]))
+        elif isinstance(item, (int, list)) and not isinstance(item, bool):
             raise InvalidRequest(TOKEN_ARRAY_HINT, param="input")
-        if not isinstance(item, str):
-            raise InvalidRequest(f"input[{index}] must be a string", param="input")
-    return raw
+        else:
+            raise InvalidRequest(
+                f'input[{index}] must be a string, {{"text": ...}} or {{"image": ...}}',
+                param="input",
+            )
+    return inputs
+
+
+def _as_modality(value: str, modality: str | None) -> EmbedInput:
+    if modality is None:
+        return value
+    if modality == "text":
+        return TextInput(value)
+    if modality == "image":
+        return ImageInput(value)
+    raise InvalidRequest(f"modality must be text or image, not {modality!r}", param="modality")
 
 
 def task_of(body: EmbeddingsBody) -> str | None:
@@ -122,30 +165,46 @@ def base64_rows(vectors: np.ndarray) -> list[str]:
     return [base64.b64encode(row.tobytes()).decode("ascii") for row in little_endian]
 
 
+def matrix_object(index: int, matrix: np.ndarray, encoding: str) -> MatrixObject:
+    if encoding == "base64":
+        raw = np.ascontiguousarray(matrix, dtype="<f4").tobytes()
+        encoded = base64.b64encode(raw).decode("ascii")
+        return MatrixObject(index=index, embedding=encoded, shape=list(matrix.shape))
+    return MatrixObject(index=index, embedding=matrix.tolist(), shape=list(matrix.shape))
+
+
 class OpenAIController(Controller):
     path = "/v1"
     tags = ["OpenAI"]
 
     @post("/embeddings", status_code=200, summary="Create embeddings (OpenAI-compatible)")
-    async def embeddings(self, data: EmbeddingsBody, gw: Gateway) -> EmbeddingsResponse:
-        texts = texts_of(data.input)
+    async def embeddings(
+        self, data: EmbeddingsBody, gw: Gateway, request: Request
+    ) -> EmbeddingsResponse:
+        inputs = inputs_of(data.input, data.modality)
         encoding = encoding_of(data.encoding_format)
         if data.dimensions is not None and data.dimensions < 1:
             raise InvalidRequest("dimensions must be at least 1", param="dimensions")
-        result = await gw.service.embed(
+        work = gw.service.embed(
             EmbedRequest(
                 model=data.model,
-                inputs=texts,
+                inputs=inputs,
                 task=task_of(data),
                 dimensions=data.dimensions,
                 truncate=True if data.truncate is None else data.truncate,
+                multi_vector=True,
             )
         )
-        rows: list[Any] = (
-            base64_rows(result.vectors) if encoding == "base64" else result.vectors.tolist()
-        )
+        result = await unless_disconnected(request, work)
+        if result.matrices is not None:
+            objects = [matrix_object(i, m, encoding) for i, m in enumerate(result.matrices)]
+        else:
+            rows: list[Any] = (
+                base64_rows(result.vectors) if encoding == "base64" else result.vectors.tolist()
+            )
+            objects = [EmbeddingObject(index=i, embedding=row) for i, row in enumerate(rows)]
         return EmbeddingsResponse(
-            data=[EmbeddingObject(index=i, embedding=row) for i, row in enumerate(rows)],
+            data=objects,
             model=data.model,
             usage=Usage(result.prompt_tokens, result.prompt_tokens),
         )
