@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway.registry import AnySpec, LateModelSpec, Registry, tagged_name
 from gateway.runtime import uses_dynamic_quantization
@@ -54,7 +54,7 @@ class Catalog:
         present = self.store.is_present(spec)
         size = self.store.size(spec) if present else 0
         stamp = self.store.modified_at(spec) if present else 0.0
-        return ModelInfo(spec, present, size, datetime.fromtimestamp(stamp, timezone.utc))
+        return ModelInfo(spec, present, size, datetime.fromtimestamp(stamp, UTC))
 
     def available(self) -> list[ModelInfo]:
         """Models whose files are present, as Ollama lists what has been pulled."""

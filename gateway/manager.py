@@ -309,7 +309,7 @@ class ModelManager:
             async with self._idle:
                 try:
                     await asyncio.wait_for(self._idle.wait(), timeout=remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise self._no_room(spec, need) from None
 
     async def _enforce_budget(self, keep: LoadedModel) -> None:

@@ -1,14 +1,14 @@
 """Stop working for clients that have gone away.
 
-ASGI servers keep running a handler after its client disconnects. Embedding work can take
-seconds, so the handler's work races a watcher of the connection: if the client leaves first,
-the work is cancelled, which drops the request's still-queued inputs from the model's batcher.
+ASGI servers keep running a handler after its client disconnects, and embedding work can take
+seconds. A request that is still running after a short while gets a watcher on its connection;
+if the client leaves, the handler is cancelled, which drops its still-queued inputs from the
+model's batcher. Quick requests (most of them) never pay for a watcher.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -17,6 +17,9 @@ from litestar import Request
 from gateway.errors import GatewayError
 
 T = TypeVar("T")
+
+# Requests done sooner than this are not watched: a watcher costs more than they would waste.
+WATCH_AFTER_SECONDS = 0.05
 
 
 class ClientClosedRequest(GatewayError):
@@ -33,16 +36,32 @@ async def _disconnected(request: Request) -> None:
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    """Await `work` in the handler's task, cancelling it if the client disconnects first."""
+    handler = asyncio.current_task()
+    assert handler is not None
+    loop = asyncio.get_running_loop()
+    gone = False
+    watcher: asyncio.Task[None] | None = None
+
+    async def watch() -> None:
+        nonlocal gone
+        await _disconnected(request)
+        gone = True
+        handler.cancel()
+
+    def arm() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_AFTER_SECONDS, arm)
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        handler.uncancel()
+        raise ClientClosedRequest("request canceled") from None
     finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            raise ClientClosedRequest("request canceled")
-    return task.result()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -67,12 +67,12 @@ class InUse(GatewayError):
 
 
 def expires_at(model: LoadedModel) -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if model.keep_alive == math.inf:
         return now + FOREVER
     if model.expires_at is None:  # busy: the timer starts when the last request ends
         return now + timedelta(seconds=model.keep_alive)
-    return datetime.fromtimestamp(model.expires_at, timezone.utc)
+    return datetime.fromtimestamp(model.expires_at, UTC)
 
 
 def model_view(gw: Gateway, model: LoadedModel) -> dict[str, Any]:

@@ -350,7 +350,7 @@ async def fetch_image(url: str, policy: FetchPolicy) -> FetchedImage:
         raise InvalidImage("this gateway does not fetch image URLs; send the image as base64")
     try:
         return await asyncio.wait_for(_fetch(url, policy), timeout=policy.total_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ImageFetchError(
             f"fetching image URL {url} took longer than {policy.total_timeout:g}s"
         ) from None
