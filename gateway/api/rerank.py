@@ -212,13 +212,16 @@ class RerankController(Controller):
 
     @post("/api/rerank", status_code=200, summary="Rerank (the n8n Ollama rerank node's shape)")
     async def ollama(self, data: OllamaRerankBody, gw: Gateway, request: Request) -> dict[str, Any]:
+        field, top_k = ("top_k", data.top_k) if data.top_k is not None else ("top_n", data.top_n)
+        if top_k is not None and top_k < 1:  # named as the client sent it
+            raise InvalidRequest(f"{field} must be at least 1", param=field)
         result = await ranked(
             gw,
             request,
             model=data.model,
             query=data.query,
             texts=data.documents,
-            top_n=data.top_k if data.top_k is not None else data.top_n,
+            top_n=top_k,
             keep_alive=keep_alive_seconds(data.keep_alive),
         )
         scores = result.relevance.tolist()
