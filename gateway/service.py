@@ -130,6 +130,7 @@ class EmbeddingService:
             connect_timeout=settings.image_connect_timeout,
             total_timeout=settings.image_fetch_timeout,
             max_redirects=settings.image_max_redirects,
+            ca_file=settings.image_ca_file,
         )
 
     def resolve(self, name: str) -> Resolved:

@@ -203,6 +203,12 @@ class Settings:
         "hosts or CIDR networks image URLs may reach even if private (default: public only)",
         (),
     )
+    image_ca_file: str | None = _setting(
+        "GATEWAY_IMAGE_CA_FILE",
+        str,
+        "extra CA bundle (PEM) trusted when fetching https image URLs, e.g. an internal CA",
+        None,
+    )
     image_connect_timeout: float = _setting(
         "GATEWAY_IMAGE_CONNECT_TIMEOUT",
         lambda raw: parse_duration(raw, bare_number_ok=True),
