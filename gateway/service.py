@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gateway.cache import CachedEmbedding, EmbeddingCache
+from gateway.concurrency import gather_or_cancel
 from gateway.encoders.late import LateInteractionEncoder
 from gateway.encoders.text import TextEncoder, postprocess
 from gateway.encoders.vision import VisionEncoder
@@ -195,7 +196,7 @@ class EmbeddingService:
             jobs.append(self._text_part(text_spec, text_task, inputs, text_at, dimensions, request))
         if image_at:
             jobs.append(self._image_part(spec, inputs, image_at, dimensions, request))
-        parts = await _gather_or_cancel(jobs)
+        parts = await gather_or_cancel(jobs)
         vectors = np.zeros((len(inputs), dimensions), dtype=np.float32)
         tokens = [0] * len(inputs)
         for part in parts:
@@ -438,14 +439,3 @@ def _too_long(index: int, limit: int) -> InputTooLong:
 def _check_finite(vectors: np.ndarray) -> None:
     if not np.isfinite(vectors).all():
         raise InvalidRequest("the model produced NaN or infinite values for this input")
-
-
-async def _gather_or_cancel(jobs: list[Awaitable[_Part]]) -> list[_Part]:
-    """Run concurrently; on the first failure cancel the others and raise it."""
-    tasks = [asyncio.ensure_future(job) for job in jobs]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

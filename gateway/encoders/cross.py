@@ -57,14 +57,7 @@ class CrossEncoder(Encoder):
         """One item per document, paired with the query (off the event loop); each item says
         if the pair was cut to max_tokens."""
         encodings = self.tokenizer.encode_batch([(query, document) for document in documents])
-        return [
-            TokenizedText(
-                np.asarray(encoding.ids, dtype=np.int64),
-                np.asarray(encoding.type_ids, dtype=np.int64),
-                bool(encoding.overflowing),
-            )
-            for encoding in encodings
-        ]
+        return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
         """One [1] float32 array (the logit) per pair."""

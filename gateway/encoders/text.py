@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Encoding
 
 from gateway.encoders.base import Encoder
 from gateway.encoders.tokenization import load_tokenizer, pad_id
@@ -28,6 +29,15 @@ class TokenizedText:
     @property
     def length(self) -> int:
         return len(self.ids)
+
+    @classmethod
+    def from_encoding(cls, encoding: Encoding) -> TokenizedText:
+        """A tokenizers Encoding; truncation is on, so any overflow means the input was cut."""
+        return cls(
+            np.asarray(encoding.ids, dtype=np.int64),
+            np.asarray(encoding.type_ids, dtype=np.int64),
+            bool(encoding.overflowing),
+        )
 
 
 def map_graph_inputs(
@@ -116,14 +126,7 @@ class TextEncoder(Encoder):
         """Tokenize with the task prefix, cut at max_tokens; each item says if it was cut."""
         prefix = self.prefix(task)
         encodings = self.tokenizer.encode_batch([prefix + text for text in texts])
-        return [
-            TokenizedText(
-                np.asarray(encoding.ids, dtype=np.int64),
-                np.asarray(encoding.type_ids, dtype=np.int64),
-                bool(encoding.overflowing),
-            )
-            for encoding in encodings
-        ]
+        return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
         arrays = pad_batch(items, self.pad_id)

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from PIL import Image
 
+from gateway.concurrency import gather_or_cancel
 from gateway.errors import GatewayError
 from gateway.media.decode import decode_image, open_image, sniff_format, to_rgb
 from gateway.media.fetch import FetchedImage, fetch_image
@@ -101,11 +102,4 @@ async def read_images(
                 exc.args = (exc.message,)
                 raise
 
-    tasks = [asyncio.ensure_future(one(i, ref)) for i, ref in enumerate(references)]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        # After a failure the rest are pointless: cancel them and collect their outcomes.
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    return await gather_or_cancel(one(i, ref) for i, ref in enumerate(references))
