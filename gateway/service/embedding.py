@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,11 @@ from gateway.concurrency import gather_or_cancel
 from gateway.encoders.late import LateInteractionEncoder
 from gateway.encoders.text import TextEncoder, postprocess
 from gateway.encoders.vision import VisionEncoder
-from gateway.errors import InputTooLong, InvalidRequest, UnsupportedInput
-from gateway.inputs import EmbedInput, ImageInput, TextInput, resolve_input
+from gateway.errors import InvalidRequest, UnsupportedInput
+from gateway.inputs import ImageInput, TextInput, resolve_input
 from gateway.manager import LoadedModel, ModelManager
 from gateway.media import FetchPolicy, ImagePolicy, read_images
 from gateway.registry import (
-    AnySpec,
     ImageModelSpec,
     LateModelSpec,
     Registry,
@@ -37,6 +36,14 @@ from gateway.registry import (
     TextModelSpec,
 )
 from gateway.rerank import RerankScores, rerank
+from gateway.service.checks import (
+    check_dimensions,
+    check_finite,
+    check_inputs,
+    check_task,
+    too_long,
+)
+from gateway.service.types import EmbedRequest, EmbedResult, RerankRequest, RerankResult
 from gateway.settings import Settings
 
 # Below this many characters in a request, tokenizing on the event loop beats a thread hop.
@@ -45,57 +52,6 @@ LATE_MODEL_HINT = (
     "gives one vector per token; POST /v1/embeddings returns its multi-vector output, and "
     "POST /v1/rerank or /api/rerank ranks documents with it"
 )
-
-
-@dataclass(frozen=True)
-class EmbedRequest:
-    model: str
-    inputs: Sequence[EmbedInput]
-    task: str | None = None
-    dimensions: int | None = None
-    truncate: bool = True
-    keep_alive: float | None = None
-    # Ollama's legacy /api/embeddings returns vectors without L2 normalization.
-    normalize: bool = True
-    # The route can carry one matrix per input (late-interaction models).
-    multi_vector: bool = False
-
-
-@dataclass
-class EmbedResult:
-    spec: AnySpec
-    vectors: np.ndarray  # [inputs, dimensions]; empty for multi-vector results
-    token_counts: list[int]
-    truncated: list[int] = field(default_factory=list)
-    load_seconds: float = 0.0
-    total_seconds: float = 0.0
-    matrices: list[np.ndarray] | None = None  # late-interaction models: [tokens, dim] each
-
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(self.token_counts)
-
-
-@dataclass(frozen=True)
-class RerankRequest:
-    model: str
-    query: str
-    documents: Sequence[str]
-    top_n: int | None = None
-    truncate: bool = True
-    raw_scores: bool = False
-    keep_alive: float | None = None
-
-
-@dataclass
-class RerankResult:
-    spec: AnySpec
-    order: list[int]  # document indices, most relevant first, cut to top_n
-    relevance: np.ndarray  # in the documents' input order
-    raw: np.ndarray
-    tokens: int
-    truncated: list[int]
-    total_seconds: float
 
 
 @dataclass
@@ -148,8 +104,8 @@ class EmbeddingService:
         inputs = [
             resolve_input(x, images_first=isinstance(spec, ImageModelSpec)) for x in request.inputs
         ]
-        self.check_inputs(inputs)
-        task = self.check_task(spec, request.task or resolved.task)
+        check_inputs(inputs, self.settings)
+        task = check_task(spec, request.task or resolved.task)
         if isinstance(spec, LateModelSpec):
             result = await self._embed_late(spec, task, inputs, request)
         elif isinstance(spec, ImageModelSpec):
@@ -176,7 +132,7 @@ class EmbeddingService:
                 f"input[{images[0]}] is an image, and model '{spec.name}' embeds text only{hint}",
                 param="input",
             )
-        dimensions = self.check_dimensions(spec, request.dimensions)
+        dimensions = check_dimensions(spec, request.dimensions)
         everything = list(range(len(inputs)))
         part = await self._text_part(spec, task, inputs, everything, dimensions, request)
         return EmbedResult(spec, part.vectors, part.tokens, part.truncated, part.load_seconds)
@@ -185,14 +141,14 @@ class EmbeddingService:
         self, spec: ImageModelSpec, task: str | None, inputs: list[Any], request: EmbedRequest
     ) -> EmbedResult:
         """Images with the image model, texts with the text model of the same space."""
-        dimensions = self.check_dimensions(spec, request.dimensions)
+        dimensions = check_dimensions(spec, request.dimensions)
         image_at = [i for i, x in enumerate(inputs) if isinstance(x, ImageInput)]
         text_at = [i for i, x in enumerate(inputs) if isinstance(x, TextInput)]
         jobs: list[Awaitable[_Part]] = []
         if text_at:
             text_spec = self._space_text_model(spec, text_at[0])
-            self.check_dimensions(text_spec, dimensions)
-            text_task = self.check_task(text_spec, task or spec.text_task)
+            check_dimensions(text_spec, dimensions)
+            text_task = check_task(text_spec, task or spec.text_task)
             jobs.append(self._text_part(text_spec, text_task, inputs, text_at, dimensions, request))
         if image_at:
             jobs.append(self._image_part(spec, inputs, image_at, dimensions, request))
@@ -236,7 +192,7 @@ class EmbeddingService:
             entries = await self._pooled(model, texts, task) if texts else []
         cut = [indices[k] for k, entry in enumerate(entries) if entry.truncated]
         if cut and not request.truncate:
-            raise _too_long(cut[0], spec.max_tokens)
+            raise too_long(cut[0], spec.max_tokens)
         pooled = np.stack([e.vector for e in entries]) if entries else np.zeros((0, spec.dim))
         vectors = postprocess(
             pooled,
@@ -244,7 +200,7 @@ class EmbeddingService:
             dimensions=dimensions,
             normalize=request.normalize and spec.normalize,
         )
-        _check_finite(vectors)
+        check_finite(vectors)
         return _Part(indices, vectors, [e.tokens for e in entries], cut, load_seconds)
 
     async def _pooled(
@@ -296,7 +252,7 @@ class EmbeddingService:
             dimensions=dimensions,
             normalize=request.normalize and spec.normalize,
         )
-        _check_finite(vectors)
+        check_finite(vectors)
         return _Part(indices, vectors, [0] * len(indices), [], load_seconds)
 
     async def _embed_late(
@@ -324,7 +280,7 @@ class EmbeddingService:
                 cut = [i for i, item in enumerate(items) if item.truncated]
                 if cut and not request.truncate:
                     limit = spec.query_length if task == "query" else spec.document_length
-                    raise _too_long(cut[0], limit)
+                    raise too_long(cut[0], limit)
                 matrices = await model.batcher.submit(items)
         return EmbedResult(
             spec=spec,
@@ -346,8 +302,8 @@ class EmbeddingService:
             raise InvalidRequest("query must be a non-empty string", param="query")
         if request.top_n is not None and request.top_n < 1:
             raise InvalidRequest("top_n must be at least 1", param="top_n")
-        self.check_inputs([TextInput(d) for d in request.documents], param="documents")
-        self.check_inputs([TextInput(request.query)], param="query")
+        check_inputs([TextInput(d) for d in request.documents], self.settings, "documents")
+        check_inputs([TextInput(request.query)], self.settings, "query")
         if not request.documents:
             empty = np.zeros(0)
             return RerankResult(spec, [], empty, empty, 0, [], time.perf_counter() - started)
@@ -370,53 +326,6 @@ class EmbeddingService:
             total_seconds=time.perf_counter() - started,
         )
 
-    # -- validation against the model and the limits ---------------------------------------------
-
-    @staticmethod
-    def check_task(spec: AnySpec, task: str | None) -> str | None:
-        if task is None or not spec.tasks or task in spec.tasks:
-            return task
-        raise InvalidRequest(
-            f"model '{spec.name}' has no task {task!r}; choose one of {list(spec.tasks)}",
-            param="task",
-        )
-
-    @staticmethod
-    def check_dimensions(spec: TextModelSpec | ImageModelSpec, dimensions: int | None) -> int:
-        if dimensions is None:
-            return spec.dim
-        if dimensions not in spec.allowed_dimensions:
-            raise InvalidRequest(
-                f"dimensions {dimensions} is not supported by model '{spec.name}'; "
-                f"choose one of {spec.allowed_dimensions}",
-                param="dimensions",
-            )
-        return dimensions
-
-    def check_inputs(self, inputs: Sequence[TextInput | ImageInput], param: str = "input") -> None:
-        limit = self.settings.max_inputs
-        if len(inputs) > limit:
-            raise InvalidRequest(
-                f"too many inputs: {len(inputs)} (at most {limit} per request)", param=param
-            )
-        images = sum(isinstance(x, ImageInput) for x in inputs)
-        if images > self.settings.max_images:
-            raise InvalidRequest(
-                f"too many images: {images} (at most {self.settings.max_images} per request)",
-                param=param,
-            )
-        longest = self.settings.max_input_chars
-        for index, item in enumerate(inputs):
-            value = item.text if isinstance(item, TextInput) else item.reference
-            where = f"{param}[{index}]" if len(inputs) > 1 or param != "query" else param
-            if not value or not value.strip():
-                raise InvalidRequest(f"{where} is empty", param=param)
-            if isinstance(item, TextInput) and len(value) > longest:
-                raise InvalidRequest(
-                    f"{where} has {len(value)} characters, more than the {longest} allowed",
-                    param=param,
-                )
-
 
 async def _off_loop_if_large(
     tokenize: Callable[..., list[Any]], texts: list[str], **kwargs: Any
@@ -426,16 +335,3 @@ async def _off_loop_if_large(
     if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
         return tokenize(texts, **kwargs)
     return await asyncio.to_thread(tokenize, texts, **kwargs)
-
-
-def _too_long(index: int, limit: int) -> InputTooLong:
-    return InputTooLong(
-        f"input[{index}] is longer than the context length of {limit} tokens "
-        "(the input length exceeds the context length); send truncate: true to cut it",
-        param="input",
-    )
-
-
-def _check_finite(vectors: np.ndarray) -> None:
-    if not np.isfinite(vectors).all():
-        raise InvalidRequest("the model produced NaN or infinite values for this input")

@@ -1,0 +1,62 @@
+"""The one request and result types that flow between the API layer and the service."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gateway.inputs import EmbedInput
+from gateway.registry import AnySpec
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    model: str
+    inputs: Sequence[EmbedInput]
+    task: str | None = None
+    dimensions: int | None = None
+    truncate: bool = True
+    keep_alive: float | None = None
+    # Ollama's legacy /api/embeddings returns vectors without L2 normalization.
+    normalize: bool = True
+    # The route can carry one matrix per input (late-interaction models).
+    multi_vector: bool = False
+
+
+@dataclass
+class EmbedResult:
+    spec: AnySpec
+    vectors: np.ndarray  # [inputs, dimensions]; empty for multi-vector results
+    token_counts: list[int]
+    truncated: list[int] = field(default_factory=list)
+    load_seconds: float = 0.0
+    total_seconds: float = 0.0
+    matrices: list[np.ndarray] | None = None  # late-interaction models: [tokens, dim] each
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(self.token_counts)
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    model: str
+    query: str
+    documents: Sequence[str]
+    top_n: int | None = None
+    truncate: bool = True
+    raw_scores: bool = False
+    keep_alive: float | None = None
+
+
+@dataclass
+class RerankResult:
+    spec: AnySpec
+    order: list[int]  # document indices, most relevant first, cut to top_n
+    relevance: np.ndarray  # in the documents' input order
+    raw: np.ndarray
+    tokens: int
+    truncated: list[int]
+    total_seconds: float
