@@ -42,8 +42,11 @@ format: setup-test
 	$(BIN)/ruff format gateway tests bench
 	$(BIN)/ruff check --fix gateway tests bench
 
+## Benchmark the gateway against raw ONNX Runtime, sentence-transformers, Infinity and an
+## Ollama-style server (~15 min; the first run also builds Infinity's venv). See bench/README.md.
+## Options: make bench BENCH_ARGS="--quick" (or --models minilm --systems gateway,loop ...).
 bench: setup-test
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
