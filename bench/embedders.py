@@ -1,12 +1,11 @@
 """In-process embedders: raw ONNX Runtime + HF tokenizers, and sentence-transformers.
 
 `OrtEmbedder` is the runtime's own ceiling: no server, no queue, just tokenize -> pad -> run ->
-mean-pool -> L2. Its session options mirror the gateway's CPU sessions (gateway/runtime.py:
-intra-op threads = physical cores, one inter-op thread, sequential, all graph optimizations,
-no spinning), so "raw" differs from the gateway only by what the gateway adds around the
-session. They are written out here rather than borrowed, so that the ceiling stays put while
-the gateway's runtime changes; `session_settings()` records them in the results. The
-one-at-a-time server uses the same embedder, one input per run.
+mean-pool -> L2. Its session options are the gateway's own (`gateway.runtime.Runtime`: intra-op
+threads = physical cores, one inter-op thread, sequential, all graph optimizations, spinning as
+GATEWAY_SPIN's default), so "raw" differs from the gateway only by what the gateway adds around
+the session; `session_settings()` records them in the results. The one-at-a-time server uses
+the same embedder, one input per run.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.models import MAX_TOKENS
-from gateway.runtime import physical_cores
+from gateway.runtime import Runtime, physical_cores
 
 
 def session_settings() -> dict[str, object]:
@@ -29,7 +28,7 @@ def session_settings() -> dict[str, object]:
         "inter_op_threads": 1,
         "execution_mode": "sequential",
         "graph_optimization": "ORT_ENABLE_ALL",
-        "allow_spinning": False,
+        "allow_spinning": Runtime().spin,
         "mem_pattern": False,
     }
 
@@ -43,15 +42,9 @@ class OrtEmbedder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        self.threads = physical_cores()
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.enable_mem_pattern = False
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
+        runtime = Runtime()
+        self.threads = runtime.threads
+        options = runtime.session_options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         self.session = ort.InferenceSession(
             str(onnx), sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -192,7 +192,7 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
             for key, error in inf.get("errors", {}).items():
                 out.append(f"Infinity did not start for {key}: {error}")
     out.append(
-        "Servers run as subprocesses on loopback; the httpx load generator shares the same "
+        "Servers run as subprocesses on loopback; the aiohttp load generator shares the same "
         "cores. Ratios 'x gw L' = texts/s over the gateway's /api/embed texts/s at load L "
         "(CLIENTSxTEXTS per request), taken per rep, median over reps. cpu/wall: server + "
         "client CPU seconds per wall second (in-process: this process), (others) = everything "

@@ -39,6 +39,7 @@ class Gateway:
         runtime = Runtime(
             device=settings.device,
             threads=settings.threads,
+            spin=settings.spin,
             cache_dir=settings.models_dir / ".cache" / "optimized"
             if settings.graph_cache
             else None,

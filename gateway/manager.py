@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from gateway.batching import Batcher
+from gateway.batching import Batcher, measure_run_overhead
 from gateway.encoders import Encoder, build_encoder
 from gateway.errors import Busy, ModelNotFound, PullFailed
 from gateway.memory import (
@@ -233,7 +233,7 @@ class ModelManager:
             loop = asyncio.get_running_loop()
             started = time.perf_counter()
             try:
-                encoder, footprint = await loop.run_in_executor(
+                encoder, footprint, overhead = await loop.run_in_executor(
                     self.executor, self._build_measured, spec
                 )
                 # Hashing a large file can take a second; never on the event loop.
@@ -255,6 +255,7 @@ class ModelManager:
                     max_batch_tokens=spec.max_batch_tokens or self.settings.max_batch_tokens,
                     max_queue=self.settings.max_queue,
                     measure_growth=self.device == "cpu",
+                    overhead_tokens=overhead,
                 ),
                 device=self.device,
                 load_seconds=time.perf_counter() - started,
@@ -279,20 +280,22 @@ class ModelManager:
         )
         return model
 
-    def _build_measured(self, spec: AnySpec) -> tuple[Encoder, int]:
-        """Build the encoder on the device thread and measure what it took."""
+    def _build_measured(self, spec: AnySpec) -> tuple[Encoder, int, float]:
+        """On the device thread: build the encoder, time its runs (which also warms the
+        runtime's arena) and measure the memory all that took."""
         gpu_before = self.nvml.memory() if self.device == "cuda" else None
         rss_before = process_anonymous()
         encoder = build_encoder(spec, self.store.paths(spec), self.runtime)
-        if gpu_before is not None:
-            gpu_after = self.nvml.memory()
-            if gpu_after is not None:
-                mine_before = gpu_before.used_by_this_process
-                mine_after = gpu_after.used_by_this_process
-                if mine_before is not None and mine_after is not None:
-                    return encoder, max(mine_after - mine_before, 0)
-                return encoder, max(gpu_after.used - gpu_before.used, 0)
-        return encoder, max(process_anonymous() - rss_before, 0)
+        overhead = measure_run_overhead(encoder)
+        footprint = max(process_anonymous() - rss_before, 0)
+        if gpu_before is not None and (gpu_after := self.nvml.memory()) is not None:
+            mine_before = gpu_before.used_by_this_process
+            mine_after = gpu_after.used_by_this_process
+            if mine_before is not None and mine_after is not None:
+                footprint = max(mine_after - mine_before, 0)
+            else:
+                footprint = max(gpu_after.used - gpu_before.used, 0)
+        return encoder, footprint, overhead
 
     async def _make_room(self, spec: AnySpec) -> None:
         """Evict idle models, least recently used first, until `spec` fits; wait if all busy."""

