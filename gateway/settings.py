@@ -315,6 +315,8 @@ def describe_settings() -> list[tuple[str, str, str, str]]:
         default = f.metadata["shown"] or f.default
         if isinstance(default, tuple):
             default = ",".join(default) or "(empty)"
+        elif default is None:
+            default = "(none)"
         rows.append(
             (f"--{f.name.replace('_', '-')}", f.metadata["env"], str(default), f.metadata["help"])
         )

@@ -48,7 +48,7 @@ def test_help_lists_flag_env_and_default(help_text: str, setting: dataclasses.Fi
     assert match, f"{flag} / {env} not documented in:\n{help_text}"
     description, shown = match.groups()
     assert description.strip(), f"{flag} has no description"
-    raw = "" if shown == "(empty)" else shown
+    raw = "" if shown in ("(empty)", "(none)") else shown
     parsed = getattr(Settings.load(environ={env: raw}), setting.name)
     assert parsed == setting.default, f"{flag}: help says {shown!r}, default is {setting.default!r}"
 
