@@ -53,10 +53,6 @@ CORS_HEADERS = [
 ]
 
 
-def provide_gateway(state: State) -> Gateway:
-    return state.gateway
-
-
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     """Build the app; the gateway's models are released when the app shuts down."""
     gw = gateway or Gateway.build(settings)
@@ -84,7 +80,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             RerankController,
             NativeController,
         ],
-        dependencies={"gw": Provide(provide_gateway, sync_to_thread=False)},
+        # A closure, not `state: State`: asking for State makes Litestar copy it per request.
+        dependencies={"gw": Provide(lambda: gw, sync_to_thread=False, use_cache=True)},
         guards=[api_key_guard],
         exception_handlers={Exception: render_error},
         cors_config=cors,
