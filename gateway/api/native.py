@@ -15,11 +15,12 @@ from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 
 from gateway import __version__
 from gateway.api.auth import PUBLIC
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.responses import embedded
 from gateway.core import Gateway
 from gateway.errors import ModelNotFound
 from gateway.inputs import ImageInput, TextInput
@@ -117,27 +118,33 @@ class NativeController(Controller):
     tags = ["Native (nomic-api-rs)"]
 
     @post(["/embed", "/txt/embed"], status_code=200, summary="Embed one text")
-    async def embed(self, data: EmbedBody, gw: Gateway, request: Request) -> EmbedResponse:
+    async def embed(
+        self, data: EmbedBody, gw: Gateway, request: Request
+    ) -> Response[EmbedResponse]:
         work = gw.service.embed(
             EmbedRequest(
                 gw.registry.default_model, [TextInput(data.input)], data.task, dimensions=data.dim
             )
         )
         result = await run(request, work)
-        return EmbedResponse(
+        body = EmbedResponse(
             result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
         )
+        return embedded(body, result)
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
-    async def batch(self, data: BatchBody, gw: Gateway, request: Request) -> BatchResponse:
+    async def batch(
+        self, data: BatchBody, gw: Gateway, request: Request
+    ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
         work = gw.service.embed(
             EmbedRequest(gw.registry.default_model, texts, data.task, dimensions=data.dim)
         )
         result = await run(request, work)
-        return BatchResponse(
+        body = BatchResponse(
             result.vectors.tolist(), result.token_counts, elapsed_ms(result.total_seconds)
         )
+        return embedded(body, result)
 
     @post("/img/embed", status_code=200, summary="Embed one image (URL, data URL or base64)")
     async def image(self, data: ImageBody, gw: Gateway, request: Request) -> ImageResponse:

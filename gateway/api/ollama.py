@@ -11,10 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, get, head, post
+from litestar import Controller, Request, Response, get, head, post
 
 from gateway.api.auth import PUBLIC
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.responses import embedded
 from gateway.catalog import ModelInfo
 from gateway.core import Gateway
 from gateway.errors import InvalidRequest, ModelNotFound
@@ -184,7 +185,9 @@ class OllamaController(Controller):
         return VersionResponse(OLLAMA_API_VERSION)
 
     @post("/api/embed", status_code=200, summary="Embed one or many inputs (normalized)")
-    async def embed(self, data: EmbedBody, gw: Gateway, request: Request) -> EmbedResponse:
+    async def embed(
+        self, data: EmbedBody, gw: Gateway, request: Request
+    ) -> Response[EmbedResponse]:
         inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
         if inputs == [""]:
             inputs = []  # Ollama: empty input loads the model and embeds nothing
@@ -199,19 +202,22 @@ class OllamaController(Controller):
         )
         result = await unless_disconnected(request, work)
         if not inputs:
-            return EmbedResponse(model=data.model, embeddings=[])
-        return EmbedResponse(
-            model=data.model,
-            embeddings=result.vectors.tolist(),
-            total_duration=int(result.total_seconds * NANOS),
-            load_duration=int(result.load_seconds * NANOS),
-            prompt_eval_count=result.prompt_tokens,
+            return embedded(EmbedResponse(model=data.model, embeddings=[]), result)
+        return embedded(
+            EmbedResponse(
+                model=data.model,
+                embeddings=result.vectors.tolist(),
+                total_duration=int(result.total_seconds * NANOS),
+                load_duration=int(result.load_seconds * NANOS),
+                prompt_eval_count=result.prompt_tokens,
+            ),
+            result,
         )
 
     @post("/api/embeddings", status_code=200, summary="Legacy: embed one prompt (not normalized)")
     async def embeddings(
         self, data: EmbeddingsBody, gw: Gateway, request: Request
-    ) -> EmbeddingsResponse:
+    ) -> Response[EmbeddingsResponse]:
         inputs = [data.prompt] if data.prompt else []
         work = gw.service.embed(
             EmbedRequest(
@@ -222,7 +228,7 @@ class OllamaController(Controller):
             )
         )
         result = await unless_disconnected(request, work)
-        return EmbeddingsResponse(result.vectors[0].tolist() if inputs else [])
+        return embedded(EmbeddingsResponse(result.vectors[0].tolist() if inputs else []), result)
 
     @get("/api/tags")
     async def list_models(self, gw: Gateway) -> TagsResponse:

@@ -13,9 +13,10 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.responses import embedded
 from gateway.core import Gateway
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
@@ -180,7 +181,7 @@ class OpenAIController(Controller):
     @post("/embeddings", status_code=200, summary="Create embeddings (OpenAI-compatible)")
     async def embeddings(
         self, data: EmbeddingsBody, gw: Gateway, request: Request
-    ) -> EmbeddingsResponse:
+    ) -> Response[EmbeddingsResponse]:
         inputs = inputs_of(data.input, data.modality)
         encoding = encoding_of(data.encoding_format)
         if data.dimensions is not None and data.dimensions < 1:
@@ -203,11 +204,12 @@ class OpenAIController(Controller):
                 base64_rows(result.vectors) if encoding == "base64" else result.vectors.tolist()
             )
             objects = [EmbeddingObject(index=i, embedding=row) for i, row in enumerate(rows)]
-        return EmbeddingsResponse(
+        body = EmbeddingsResponse(
             data=objects,
             model=data.model,
             usage=Usage(result.prompt_tokens, result.prompt_tokens),
         )
+        return embedded(body, result)
 
     @get("/models")
     async def models(self, gw: Gateway) -> ModelList:

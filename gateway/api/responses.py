@@ -1,0 +1,23 @@
+"""Responses of the embedding routes: the body, plus a header that says what was truncated."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from litestar import Response
+
+from gateway.service import EmbedResult
+
+T = TypeVar("T")
+
+TRUNCATED_HEADER = "X-Truncated-Inputs"
+
+
+def embedded(body: T, result: EmbedResult) -> Response[T]:
+    """200 with `body`; inputs cut to the model's context length are listed by index.
+
+    None of the wire formats has a field for it, so a header carries it: a client that sent
+    truncate: true is told which inputs were cut instead of finding out from its vectors.
+    """
+    headers = {TRUNCATED_HEADER: ",".join(map(str, result.truncated))} if result.truncated else {}
+    return Response(body, status_code=200, headers=headers)
