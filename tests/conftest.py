@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.colbert_models import ColbertModel, bert_colbert, modernbert_colbert
 from tests.support.exports import export_minilm_fp32, export_tiny_nomic
 from tests.support.models import minilm_entry, nomic_entry, pull_default_model, write_registry
 from tests.support.server import REPO, GatewayServer
@@ -88,3 +89,12 @@ def nomic_server(
     )
     with GatewayServer(registry=registry, env=NO_CACHE) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def colberts(default_model_dir: Path) -> dict[str, ColbertModel]:
+    """The tiny PyLate ColBERTs by architecture, with PyLate's reference outputs (cached)."""
+    return {
+        "bert": bert_colbert(default_model_dir / "tokenizer.json"),
+        "modernbert": modernbert_colbert(),
+    }

@@ -23,59 +23,21 @@ from gateway.errors import InvalidRequest, ModelLoadError
 from gateway.registry import LateModelSpec, RegistryError, parse_entry
 from gateway.runtime import Runtime
 from gateway.scoring import maxsim
-from tests.support.colbert_models import (
-    DOCUMENTS,
-    PAIRS,
-    QUERIES,
-    ColbertModel,
-    bert_colbert,
-    modernbert_colbert,
-)
+from tests.support.colbert_models import DOCUMENTS, PAIRS, QUERIES, ColbertModel
+from tests.support.late_api import LAYOUTS, assert_matches_pylate, colbert_entry
 
-MIN_COSINE = 0.9999
-# Per component, on unit vectors: ONNX Runtime and torch differ by ~1e-7 in fp32.
-MAX_ABS_DIFF = 1e-5
 SCORE_TOLERANCE = 1e-4
-# model file, projection file (None: projection and L2 are inside the graph)
-LAYOUTS: dict[str, tuple[str, str | None]] = {
-    "graph": ("graph/model.onnx", None),
-    "hidden+safetensors": ("hidden/model.onnx", "pylate/1_Dense/model.safetensors"),
-    "hidden+npy": ("hidden/model.onnx", "projection.npy"),
-}
 LONG_QUERY = 2
 LONG_DOCUMENTS = (5, 9)
 
 
 @pytest.fixture(scope="module", params=["bert", "modernbert"])
-def colbert(request: pytest.FixtureRequest, default_model_dir: Path) -> ColbertModel:
-    if request.param == "bert":
-        return bert_colbert(default_model_dir / "tokenizer.json")
-    return modernbert_colbert()
-
-
-def late_entry(model: ColbertModel, layout: str, **overrides: object) -> dict:
-    onnx_file, projection = LAYOUTS[layout]
-    files = {"model": onnx_file, "tokenizer": "pylate/tokenizer.json"}
-    if projection is not None:
-        files["projection"] = projection
-    s = model.settings
-    entry = {
-        "kind": "late",
-        "source": str(model.folder),
-        "files": files,
-        "dim": s.dim,
-        "query_prefix": s.query_prefix,
-        "document_prefix": s.document_prefix,
-        "query_length": s.query_length,
-        "document_length": s.document_length,
-        "attend_to_expansion_tokens": s.attend_to_expansion_tokens,
-        "skiplist": list(s.skiplist),
-    }
-    return {**entry, **overrides}
+def colbert(request: pytest.FixtureRequest, colberts: dict[str, ColbertModel]) -> ColbertModel:
+    return colberts[request.param]
 
 
 def load(model: ColbertModel, layout: str, **overrides: object) -> LateInteractionEncoder:
-    spec = parse_entry(model.name, late_entry(model, layout, **overrides))
+    spec = parse_entry(model.name, colbert_entry(model, layout, **overrides))
     assert isinstance(spec, LateModelSpec)
     paths = {role: model.folder / ref.path for role, ref in spec.files.items()}
     encoder = build_encoder(spec, paths, Runtime(device="cpu", threads=1))
@@ -83,21 +45,12 @@ def load(model: ColbertModel, layout: str, **overrides: object) -> LateInteracti
     return encoder
 
 
-def min_cosine(ours: np.ndarray, reference: np.ndarray) -> float:
-    dots = (ours * reference).sum(axis=1)
-    norms = np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1)
-    return float((dots / norms).min())
-
-
 def assert_parity(
     ours: list[np.ndarray], reference: list[np.ndarray], label: str
 ) -> tuple[float, float]:
-    """(min per-token cosine, max abs difference), after asserting both and the counts."""
-    assert [v.shape for v in ours] == [r.shape for r in reference], f"{label}: token counts"
-    worst = min(min_cosine(o, r) for o, r in zip(ours, reference, strict=True))
-    assert worst >= MIN_COSINE, f"{label}: min per-token cosine {worst}"
-    diff = max(float(np.abs(o - r).max()) for o, r in zip(ours, reference, strict=True))
-    assert diff <= MAX_ABS_DIFF, f"{label}: max abs diff {diff}"
+    """(min per-token cosine, max abs difference), after asserting both and the counts, and
+    that every row is a float32 unit vector."""
+    worst, diff = assert_matches_pylate(ours, reference, label)
     for vectors in ours:
         assert vectors.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
@@ -259,13 +212,13 @@ def test_load_errors_name_the_problem(colbert: ColbertModel) -> None:
 
 def test_registry_validates_late_entries(colbert: ColbertModel) -> None:
     with pytest.raises(RegistryError, match="attend_to_expansion_tokens"):
-        parse_entry("x", late_entry(colbert, "graph", do_query_expansion=False,
-                                    attend_to_expansion_tokens=True))  # fmt: skip
+        parse_entry("x", colbert_entry(colbert, "graph", do_query_expansion=False,
+                                       attend_to_expansion_tokens=True))  # fmt: skip
     with pytest.raises(RegistryError, match=r"files\.weights"):
-        entry = late_entry(colbert, "graph")
+        entry = colbert_entry(colbert, "graph")
         parse_entry("x", {**entry, "files": {**entry["files"], "weights": "w.npy"}})
     with pytest.raises(RegistryError, match="skiplist"):
-        parse_entry("x", late_entry(colbert, "graph", skiplist=["", "."]))
+        parse_entry("x", colbert_entry(colbert, "graph", skiplist=["", "."]))
 
 
 def test_projection_file_formats(colbert: ColbertModel, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ internal image store) with short fetch limits; `guarded` keeps the default polic
 addresses only) and must refuse every private destination without contacting it.
 
 References: transformers' CLIPImageProcessor + CLIPVisionModel on the same weights for the
-vision tower (the decoding rules' expected RGB come from tests/test_vision_parity.py's cases);
+vision tower (the decoding rules' expected RGB come from tests/support/vision_cases.py);
 the PyTorch nomic recipe with the `search_query: ` prefix for texts sent to the vision model;
 transformers' processor + the PyTorch EfficientNet for the real-weights model.
 """
@@ -34,9 +34,10 @@ from PIL.TiffImagePlugin import IFDRational
 
 from tests.conftest import NO_CACHE, NOMIC
 from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed, openai_embed
+from tests.support.bad_images import png_header, real_bomb
+from tests.support.color_reference import seed_reference
 from tests.support.image_api import (
     VISION_DIMENSIONS,
-    ClipReference,
     clip_vision_768,
     data_url,
     efficientnet_entry,
@@ -48,6 +49,7 @@ from tests.support.models import nomic_entry, write_registry
 from tests.support.reference import NOMIC_PREFIXES, NomicReference, cosines
 from tests.support.server import GatewayServer
 from tests.support.vision import (
+    ClipReference,
     edited_copy,
     efficientnet_lite0,
     efficientnet_module,
@@ -55,8 +57,7 @@ from tests.support.vision import (
     photo_like,
     scene,
 )
-from tests.test_media import png_header, real_bomb, seed_reference
-from tests.test_vision_parity import CASES
+from tests.support.vision_cases import CASES
 
 VISION = "nomic-embed-vision"
 EFFNET = "efficientnet-lite0"

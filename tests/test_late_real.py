@@ -24,6 +24,7 @@ from gateway.registry import LateModelSpec, Registry, TextModelSpec
 from gateway.rerank import rerank
 from gateway.runtime import Runtime
 from gateway.scoring import maxsim, rank, relevance_from_maxsim
+from tests.support.late_api import minilm_late_entry
 from tests.support.models import minilm_entry, write_registry
 
 # (query, the document that answers it); every other topic's document is unrelated to it.
@@ -84,18 +85,6 @@ SETTINGS = {
     "colbert-markers": {"query_prefix": "[unused0]", "document_prefix": "[unused1]"},
     "plain": {"query_prefix": "", "document_prefix": "", "do_query_expansion": False},
 }
-
-
-def minilm_late_entry(model_dir: Path, **overrides: object) -> dict:
-    return {
-        "kind": "late",
-        "source": str(model_dir),
-        "files": {"model": "model.onnx", "tokenizer": "tokenizer.json"},
-        "dim": 384,  # MiniLM's hidden width: no projection file, the states are the vectors
-        "query_length": 32,
-        "document_length": 256,
-        **overrides,
-    }
 
 
 @pytest.fixture(scope="module", params=list(SETTINGS))

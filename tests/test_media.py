@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import colorsys
-import io
 import ipaddress
 import json
 import re
 import socket
-import struct
 import subprocess
 import time
-import zlib
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,6 +38,8 @@ from gateway.media import (
     read_images,
 )
 from gateway.media.fetch import address_allowed, non_public_reason
+from tests.support.bad_images import png_header, real_bomb
+from tests.support.color_reference import seed_reference
 from tests.support.image_server import CHUNK, ENDLESS_LIMIT, ImageServer
 from tests.support.vision import encode, photo_like
 
@@ -382,25 +379,6 @@ def test_read_images_mixes_kinds_and_names_the_failing_input(server: ImageServer
 # -- decoding limits ------------------------------------------------------------------------------
 
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header states a size; its pixel data is a few bytes (a bomb's shape)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data)
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b""))  # fmt: skip
-
-
-def real_bomb() -> bytes:
-    """A genuine 8000 x 8000 grey PNG of zeros: 64 MP, about 60 KB compressed."""
-    out = io.BytesIO()
-    Image.new("L", (8000, 8000)).save(out, "PNG")
-    return out.getvalue()
-
-
 @pytest.mark.parametrize(
     ("name", "message"),
     [
@@ -461,25 +439,6 @@ def test_mode_conversions() -> None:
 
 
 # -- image statistics -----------------------------------------------------------------------------
-
-
-def seed_reference(pixels: np.ndarray, method: str) -> tuple[list[float], list[float]]:
-    """The seed's Python recipe (colorsys, Counter), scalar and slow, on [N, 3] uint8 pixels;
-    bins are (h, s, v) tuples and ties go to the lowest bin, as documented in stats.py."""
-    values = pixels.astype(np.float64)
-    if method == "geometric":
-        mean = np.exp(np.log(np.maximum(values, 1e-8)).mean(axis=0)) / 255
-    else:
-        mean = values.mean(axis=0) / 255
-    bins = []
-    for r, g, b in values / 255:
-        h, s, v = colorsys.rgb_to_hsv(r, g, b)
-        bins.append((int(h * 10), int(s * 10), int(v * 10)))
-    counts = Counter(bins)
-    best = max(counts.values())
-    winner = min(key for key, count in counts.items() if count == best)
-    first = bins.index(winner)
-    return list(mean), list(values[first] / 255)
 
 
 @pytest.mark.parametrize("method", ["arithmetic", "geometric"])

@@ -25,39 +25,23 @@ import pytest
 import yaml
 
 from tests.support.api import assert_ollama_error, assert_openai_error
-from tests.support.colbert_models import (
-    DOCUMENTS,
-    QUERIES,
-    ColbertModel,
-    bert_colbert,
-    modernbert_colbert,
-)
+from tests.support.colbert_models import DOCUMENTS, QUERIES, ColbertModel
 from tests.support.hf_server import LocalHub
-from tests.support.late_api import colbert_entry, min_cosine
+from tests.support.late_api import assert_matches_pylate, colbert_entry
 from tests.support.models import write_registry
 from tests.support.server import REPO, GatewayServer
 
-MIN_COSINE = 0.9999
-MAX_ABS_DIFF = 1e-5
 # Served name -> (architecture, ONNX layout).
 SERVED = {
     "colbert-bert": ("bert", "graph"),
-    "colbert-bert-hidden": ("bert", "hidden"),
+    "colbert-bert-hidden": ("bert", "hidden+safetensors"),
     "colbert-modern": ("modernbert", "graph"),
-    "colbert-modern-hidden": ("modernbert", "hidden"),
+    "colbert-modern-hidden": ("modernbert", "hidden+safetensors"),
 }
 BERT = "colbert-bert"
 LONG_QUERY = 2  # QUERIES[2] is longer than query_length
 LONG_DOCUMENTS = (5, 9)  # longer than document_length
 LONG_DOCUMENT = LONG_DOCUMENTS[1]
-
-
-@pytest.fixture(scope="module")
-def colberts(default_model_dir: Path) -> dict[str, ColbertModel]:
-    return {
-        "bert": bert_colbert(default_model_dir / "tokenizer.json"),
-        "modernbert": modernbert_colbert(),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -121,18 +105,6 @@ def matrices_of(payload: dict[str, Any]) -> list[np.ndarray]:
             matrix = np.asarray(item["embedding"], dtype=np.float32)
         matrices.append(matrix)
     return matrices
-
-
-def assert_matches_pylate(
-    ours: list[np.ndarray], expected: list[np.ndarray], label: str
-) -> tuple[float, float]:
-    """Exact token counts, then per-token cosine and max abs difference; returns both."""
-    assert [m.shape for m in ours] == [e.shape for e in expected], f"{label}: token counts"
-    worst = min(min_cosine(o, e) for o, e in zip(ours, expected, strict=True))
-    diff = max(float(np.abs(o - e).max()) for o, e in zip(ours, expected, strict=True))
-    assert worst >= MIN_COSINE, f"{label}: min per-token cosine {worst}"
-    assert diff <= MAX_ABS_DIFF, f"{label}: max abs diff {diff}"
-    return worst, diff
 
 
 # -- parity with PyLate ------------------------------------------------------------------------

@@ -5,7 +5,7 @@ and the n8n Ollama rerank node's `/api/rerank`, scored three ways.
   `colbert_scores` within 1e-4 (`raw_scores: true`); `relevance_score` is MaxSim divided by
   the query's vector count (gateway/scoring.py documents the scale).
 - A plain embedder (all-MiniLM-L6-v2) reranks by the cosine of the vectors /v1/embeddings gives.
-- A cross-encoder (tiny random BERT, tests/test_cross_encoder.py) by sigmoid(logit), matching
+- A cross-encoder (tiny random BERT, tests/support/cross_encoder.py) by sigmoid(logit), matching
   transformers.
 - all-MiniLM-L6-v2's real token states served as ColBERT vectors rank the document written for
   each of 10 hand-written queries first, among all ten documents.
@@ -24,24 +24,16 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.support import cross_encoder as cross
 from tests.support.api import assert_ollama_error, assert_openai_error, openai_embed
-from tests.support.colbert_models import (
-    DOCUMENTS,
-    PAIRS,
-    QUERIES,
-    ColbertModel,
-    bert_colbert,
-    modernbert_colbert,
-)
+from tests.support.colbert_models import DOCUMENTS, PAIRS, QUERIES, ColbertModel
+from tests.support.cross_encoder import cross_encoder_dir, cross_encoder_entry, transformers_logits
 from tests.support.late_api import (
     batch_stats,
     colbert_entry,
-    cross_encoder_dir,
-    cross_encoder_entry,
     minilm_late_entry,
     reference_maxsim,
     sigmoid,
-    transformers_logits,
 )
 from tests.support.models import minilm_entry, write_registry
 from tests.support.server import GatewayServer
@@ -52,7 +44,6 @@ MINILM = "all-minilm"
 PROXY = "minilm-late"  # MiniLM token states with answerai-colbert-small's markers and expansion
 PROXY_PLAIN = "minilm-late-plain"  # the same without markers or [MASK] expansion
 CROSS = "tiny-reranker"
-CROSS_MAX_TOKENS = 64
 SCORE_TOLERANCE = 1e-4
 LONG_DOCUMENT = 9  # DOCUMENTS[9] is longer than document_length
 
@@ -108,24 +99,6 @@ TOPICS = [
 ]
 TOPIC_DOCUMENTS = [document for _, document in TOPICS]
 
-CROSS_QUERY = "what is late interaction retrieval?"
-CROSS_DOCUMENTS = [
-    "Late interaction scores every query token against every document token.",
-    "short",
-    "Hello, world!",
-    "ColBERT " * 80,  # longer than CROSS_MAX_TOKENS with the query: cut longest-first
-    "A cross-encoder reads the query and the document together in one pass.",
-]
-CROSS_LONG = 3
-
-
-@pytest.fixture(scope="module")
-def colberts(default_model_dir: Path) -> dict[str, ColbertModel]:
-    return {
-        "bert": bert_colbert(default_model_dir / "tokenizer.json"),
-        "modernbert": modernbert_colbert(),
-    }
-
 
 @pytest.fixture(scope="module")
 def cross_dir(default_model_dir: Path) -> Path:
@@ -146,7 +119,7 @@ def rerank_server(
         PROXY_PLAIN: minilm_late_entry(
             default_model_dir, query_prefix="", document_prefix="", do_query_expansion=False
         ),
-        CROSS: cross_encoder_entry(cross_dir, CROSS_MAX_TOKENS),
+        CROSS: cross_encoder_entry(cross_dir, cross.MAX_TOKENS),
     }
     registry = write_registry(
         tmp_path_factory.mktemp("rerank") / "registry.yaml",
@@ -487,9 +460,9 @@ def test_plain_embedder_reranks_by_cosine(client: httpx.Client) -> None:
 
 
 def test_cross_encoder_matches_transformers(client: httpx.Client, cross_dir: Path) -> None:
-    logits = transformers_logits(cross_dir, CROSS_QUERY, CROSS_DOCUMENTS, CROSS_MAX_TOKENS)
+    logits = transformers_logits(cross_dir, cross.QUERY, cross.DOCUMENTS, cross.MAX_TOKENS)
     assert np.ptp(logits) > 0.1, "the pairs are told apart, so the comparison means something"
-    body = {"model": CROSS, "query": CROSS_QUERY, "documents": CROSS_DOCUMENTS}
+    body = {"model": CROSS, "query": cross.QUERY, "documents": cross.DOCUMENTS}
     relevance = by_index(post(client, "/v1/rerank", body)["results"])
     raw = by_index(post(client, "/v1/rerank", {**body, "raw_scores": True})["results"])
     diff = float(np.abs(raw - logits).max())
@@ -500,7 +473,7 @@ def test_cross_encoder_matches_transformers(client: httpx.Client, cross_dir: Pat
     assert [row["index"] for row in n8n] == list(np.argsort(-logits)[:2])
     response = client.post("/v1/rerank", json={**body, "truncate": False})
     assert_openai_error(
-        response, 400, f"documents[{CROSS_LONG}]", code="context_length_exceeded", param="documents"
+        response, 400, f"documents[{cross.LONG}]", code="context_length_exceeded", param="documents"
     )
     print(f"cross-encoder through /v1/rerank: max abs logit diff {diff:.2e}")
 

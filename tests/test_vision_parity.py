@@ -4,25 +4,23 @@ The reference is transformers' CLIPImageProcessor (its PIL backend) and the PyTo
 last_hidden_state, L2-normalized. The gateway side is the real path: encoded bytes ->
 gateway.media.decode_image -> VisionEncoder.prepare -> ONNX Runtime -> finish.
 
-The reference is handed the RGB image that each decoding rule should produce, computed here
-independently (numpy palette lookups, alpha compositing onto white, 16-bit scaling, np.rot90
-for EXIF orientation), so the rules are pinned whatever transformers version is installed
-(transformers 5.3 drops alpha, 5.23 composites onto white; reference-recipes.md, Part 2).
+The reference is handed the RGB image that each decoding rule should produce, computed
+independently in tests/support/vision_cases.py (numpy palette lookups, alpha compositing onto
+white, 16-bit scaling, np.rot90 for EXIF orientation), so the rules are pinned whatever
+transformers version is installed (transformers 5.3 drops alpha, 5.23 composites onto white;
+reference-recipes.md, Part 2).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from transformers import AutoImageProcessor, CLIPVisionModel
+from transformers import AutoImageProcessor
 
 from gateway.encoders import build_encoder
 from gateway.encoders import vision as vision_module
@@ -38,105 +36,12 @@ from gateway.errors import ModelLoadError
 from gateway.media import decode_image
 from gateway.registry import ImageModelSpec, parse_entry
 from gateway.runtime import Runtime
-from tests.support.vision import CLIP_MEAN, CLIP_STD, clip_vision_tiny, encode, photo_like
+from tests.support.vision import CLIP_MEAN, CLIP_STD, ClipReference, clip_vision_tiny, photo_like
+from tests.support.vision_cases import CASES, Case
 
 DIM = 64
 MIN_COSINE = 0.9999
 PIXEL_ATOL = 1e-5
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    data: bytes  # what a client sends
-    reference: np.ndarray  # uint8 HWC RGB: what decoding must produce
-
-
-def rgb(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"))
-
-
-def decoded(data: bytes) -> Image.Image:
-    """Pillow's own decoding of lossy bytes (the codec, not a gateway rule)."""
-    return Image.open(io.BytesIO(data))
-
-
-def composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    a = alpha.astype(np.float64)[..., None] / 255
-    return np.round(color * a + 255 * (1 - a)).astype(np.uint8)
-
-
-def with_orientation(image: Image.Image, fmt: str, orientation: int, **options: object) -> bytes:
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    return encode(image, fmt, exif=exif, **options)
-
-
-def make_cases() -> list[Case]:
-    cases: list[Case] = []
-    wide = photo_like(1, 640, 480)
-    cases.append(Case("png-wide", encode(wide, "PNG"), rgb(wide)))
-    tall = encode(photo_like(2, 333, 777), "JPEG", quality=95)
-    cases.append(Case("jpeg-tall", tall, rgb(decoded(tall))))
-    tiny = photo_like(3, 60, 100)  # upscaled to 224
-    cases.append(Case("webp-lossless-tiny", encode(tiny, "WEBP", lossless=True), rgb(tiny)))
-    lossy = encode(photo_like(4, 500, 500), "WEBP", quality=80)
-    cases.append(Case("webp-lossy-square", lossy, rgb(decoded(lossy))))
-    bmp = photo_like(5, 257, 311)
-    cases.append(Case("bmp", encode(bmp, "BMP"), rgb(bmp)))
-    tiff = photo_like(6, 410, 230)
-    cases.append(Case("tiff-lzw", encode(tiff, "TIFF", compression="tiff_lzw"), rgb(tiff)))
-    panorama = photo_like(7, 1600, 90)
-    cases.append(Case("png-panorama", encode(panorama, "PNG"), rgb(panorama)))
-
-    # GIF: a palette image, first frame of two.
-    first = photo_like(8, 320, 240).quantize(64)
-    second = photo_like(9, 320, 240).quantize(64)
-    palette = np.asarray(first.getpalette(), np.uint8).reshape(-1, 3)
-    gif = encode(first, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
-    cases.append(Case("gif-first-frame", gif, palette[np.asarray(first)]))
-
-    # RGBA: alpha varies across the image (opaque, translucent, clear).
-    color = photo_like(10, 400, 300)
-    alpha = np.asarray(photo_like(11, 400, 300).convert("L"))
-    alpha = np.clip((alpha.astype(np.int32) - 60) * 2, 0, 255).astype(np.uint8)
-    rgba = Image.fromarray(np.dstack([np.asarray(color), alpha]))  # [h, w, 4] uint8: RGBA
-    cases.append(Case("png-rgba", encode(rgba, "PNG"), composite_on_white(rgb(color), alpha)))
-
-    # Palette with a transparent index.
-    indexed = photo_like(12, 300, 280).quantize(32)
-    indices = np.asarray(indexed)
-    clear = int(np.bincount(indices.ravel()).argmax())
-    colors = np.asarray(indexed.getpalette(), np.uint8).reshape(-1, 3)[indices]
-    expected = np.where((indices == clear)[..., None], np.uint8(255), colors)
-    cases.append(Case("png-palette-transparent", encode(indexed, "PNG", transparency=clear),
-                      expected))  # fmt: skip
-
-    grey = encode(photo_like(13, 350, 260).convert("L"), "JPEG", quality=95)
-    grey_pixels = np.asarray(decoded(grey))
-    cases.append(Case("jpeg-grayscale", grey, np.dstack([grey_pixels] * 3)))
-
-    cmyk = encode(photo_like(14, 300, 400).convert("CMYK"), "JPEG", quality=95)
-    # CMYK -> RGB is Pillow's conversion, as transformers' convert("RGB") does it.
-    cases.append(Case("jpeg-cmyk", cmyk, rgb(decoded(cmyk))))
-
-    eight = np.asarray(photo_like(15, 280, 330).convert("L"))
-    sixteen = Image.fromarray(eight.astype(np.uint16) * 257)  # mode I;16
-    assert sixteen.mode == "I;16"
-    cases.append(Case("png-16bit-grey", encode(sixteen, "PNG"), np.dstack([eight] * 3)))
-
-    # EXIF orientation 6: the viewer turns the stored pixels 90 degrees clockwise.
-    stored = photo_like(16, 500, 300)
-    rotated = with_orientation(stored, "JPEG", 6, quality=95)
-    cases.append(Case("jpeg-exif-6", rotated, np.rot90(rgb(decoded(rotated)), k=-1)))
-    # Orientation 8: 90 degrees counter-clockwise; 3: half a turn.
-    cases.append(Case("png-exif-8", with_orientation(stored, "PNG", 8), np.rot90(rgb(stored))))
-    cases.append(Case("tiff-exif-3", with_orientation(stored, "TIFF", 3),
-                      np.rot90(rgb(stored), k=2)))  # fmt: skip
-    return cases
-
-
-CASES = make_cases()
 
 
 def image_spec(folder: Path, **fields: object) -> ImageModelSpec:
@@ -173,17 +78,8 @@ def encoder(folder: Path) -> VisionEncoder:
 
 @pytest.fixture(scope="module")
 def reference(folder: Path):  # type: ignore[no-untyped-def]
-    processor = AutoImageProcessor.from_pretrained(folder)
-    model = CLIPVisionModel.from_pretrained(folder / "torch").eval()
-
-    def embed(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        pixels = processor(images=[Image.fromarray(i) for i in images], return_tensors="pt")
-        with torch.no_grad():
-            cls = model(pixel_values=pixels["pixel_values"]).last_hidden_state[:, 0]
-        vectors = torch.nn.functional.normalize(cls, dim=1).numpy()
-        return pixels["pixel_values"].numpy(), vectors
-
-    return embed
+    """images -> (transformers' pixel_values, unit CLS vectors)."""
+    return ClipReference(folder).pixels_and_vectors
 
 
 def ours(encoder: VisionEncoder, datas: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from gateway.encoders.vision import VisionEncoder, finish, resize_and_crop
 from gateway.media import decode_image
 from gateway.registry import ImageModelSpec, parse_entry
 from gateway.runtime import Runtime
+from tests.support.image_api import efficientnet_entry
 from tests.support.vision import edited_copy, efficientnet_lite0, efficientnet_module, encode, scene
 
 SCENES = 8
@@ -29,23 +30,7 @@ SCENES = 8
 @pytest.fixture(scope="module")
 def encoder() -> VisionEncoder:
     folder = efficientnet_lite0()
-    spec = parse_entry(
-        "efficientnet-lite0",
-        {
-            "kind": "image",
-            "source": str(folder),
-            "files": {"model": "model.onnx"},
-            "dim": 1280,
-            "image_size": 224,
-            "resize": "shortest_edge",
-            "resample": "bilinear",
-            # TF-Lite's (x - 127) / 128 on raw 0..255 values.
-            "rescale": 1.0,
-            "mean": [127.0, 127.0, 127.0],
-            "std": [128.0, 128.0, 128.0],
-            "pooling": "none",
-        },
-    )
+    spec = parse_entry("efficientnet-lite0", efficientnet_entry(folder))
     assert isinstance(spec, ImageModelSpec)
     built = build_encoder(spec, {"model": folder / "model.onnx"}, Runtime(device="cpu", threads=1))
     assert isinstance(built, VisionEncoder)

