@@ -12,17 +12,14 @@ the parity tests check.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cache" / "bench-models"
-COMPLETE = ".complete"
 # sentence-transformers' max_seq_length for all-MiniLM-L6-v2; used for both models so that every
 # system truncates alike (the corpora stay below it anyway).
 MAX_TOKENS = 256
@@ -57,25 +54,10 @@ class BenchModel:
 
 
 def _cached(name: str, version: str, build: Callable[[Path], None]) -> Path:
-    """Build under a lock into a staging folder, then rename: no half-built folder is ever seen."""
-    target = CACHE / f"{name}-{version}"
-    if (target / COMPLETE).is_file():
-        return target
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / f".{name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / COMPLETE).is_file():
-            return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
-        staging.chmod(0o755)
-        try:
-            build(staging)
-            (staging / COMPLETE).write_text(version + "\n")
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+    """Built once under a lock into a staging folder, then renamed (the tests' own cache)."""
+    from tests.support.exports import cached_export
+
+    return cached_export(name, version, build, cache=CACHE)
 
 
 def _write_st_folder(folder: Path, model, dim: int) -> None:

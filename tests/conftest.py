@@ -13,14 +13,16 @@ import pytest
 
 from tests.support.colbert_models import ColbertModel, bert_colbert, modernbert_colbert
 from tests.support.exports import export_minilm_fp32, export_tiny_nomic
-from tests.support.models import minilm_entry, nomic_entry, pull_default_model, write_registry
+from tests.support.models import (
+    MINILM_FP32,
+    NO_CACHE,
+    NOMIC,
+    minilm_entry,
+    nomic_entry,
+    pull_default_model,
+    write_registry,
+)
 from tests.support.server import REPO, GatewayServer
-
-MINILM_FP32 = "all-minilm-fp32"
-NOMIC = "nomic-embed-text"
-# Servers that exist for numerical comparisons run without the embedding cache, so that every
-# vector they return was computed for that request (a cached one would hide batching effects).
-NO_CACHE = {"GATEWAY_CACHE_BYTES": "0"}
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import MINILM_FP32, NOMIC
 from tests.support.api import ollama_embed
 from tests.support.corpus import mixed_batch
+from tests.support.models import MINILM_FP32, NOMIC
 from tests.support.server import GatewayServer
 
 MAX_DIFF = 1e-5

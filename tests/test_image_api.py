@@ -32,7 +32,6 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
-from tests.conftest import NO_CACHE, NOMIC
 from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed, openai_embed
 from tests.support.bad_images import png_header, real_bomb
 from tests.support.color_reference import seed_reference
@@ -45,7 +44,7 @@ from tests.support.image_api import (
     vision_entry,
 )
 from tests.support.image_server import CHUNK, ENDLESS_LIMIT, ImageServer
-from tests.support.models import nomic_entry, write_registry
+from tests.support.models import NO_CACHE, NOMIC, nomic_entry, write_registry
 from tests.support.reference import NOMIC_PREFIXES, NomicReference, cosines
 from tests.support.server import GatewayServer
 from tests.support.vision import (

@@ -16,9 +16,9 @@ import openai
 import pytest
 from langchain_ollama import OllamaEmbeddings
 
-from tests.conftest import NOMIC
 from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed, openai_embed
 from tests.support.corpus import SENTENCES, UNICODE, text_of_tokens
+from tests.support.models import NOMIC
 from tests.support.reference import (
     NOMIC_DIMENSIONS,
     NOMIC_PREFIXES,

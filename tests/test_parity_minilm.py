@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import MINILM_FP32
 from tests.support.api import ollama_embed, openai_embed
 from tests.support.corpus import LONG_TARGETS, parity_corpus
+from tests.support.models import MINILM_FP32
 from tests.support.reference import cosines, minilm_token_counter, sentence_transformers_minilm
 from tests.support.server import GatewayServer
 

