@@ -12,15 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.encoders.base import Encoder
-from gateway.encoders.text import (
-    TOKEN_ROLES,
-    TokenizedText,
-    map_graph_inputs,
-    pad_batch,
-    sample_tokens,
-)
-from gateway.encoders.tokenization import load_tokenizer, pad_id
+from gateway.encoders.text import TokenGraphEncoder, TokenizedText
 from gateway.errors import ModelLoadError
 from gateway.registry import CrossEncoderSpec
 from gateway.runtime import GraphInfo, Runtime
@@ -48,15 +40,13 @@ def pick_logits_output(graph: GraphInfo, configured: str | None, model: str) -> 
     return name
 
 
-class CrossEncoder(Encoder):
+class CrossEncoder(TokenGraphEncoder):
     """A sequence-pair classifier described by a CrossEncoderSpec."""
 
+    spec: CrossEncoderSpec
+
     def __init__(self, spec: CrossEncoderSpec, paths: dict[str, Path], runtime: Runtime) -> None:
-        self.spec = spec
-        self.tokenizer = load_tokenizer(paths["tokenizer"], spec.max_tokens)
-        self.pad_id = pad_id(self.tokenizer)
-        self.session, self.graph = runtime.load(paths["model"])
-        self.input_names = map_graph_inputs(self.graph, spec.inputs, TOKEN_ROLES, spec.name)
+        super().__init__(spec, paths, runtime)
         self.output_name = pick_logits_output(self.graph, spec.output, spec.name)
 
     def tokenize_pairs(self, query: str, documents: Sequence[str]) -> list[TokenizedText]:
@@ -65,14 +55,9 @@ class CrossEncoder(Encoder):
         encodings = self.tokenizer.encode_batch([(query, document) for document in documents])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
-    def sample_items(self, count: int, tokens: int) -> list[TokenizedText]:
-        return sample_tokens(self.tokenizer, count, tokens)
-
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
         """One [1] float32 array (the logit) per pair."""
-        arrays = pad_batch(items, self.pad_id)
-        feed = {name: arrays[role] for role, name in self.input_names.items()}
-        (logits,) = self.session.run([self.output_name], feed)
+        logits = self.forward(items)
         if logits.ndim != 2 or logits.shape[1] != 1:
             raise ModelLoadError(
                 f"model {self.spec.name}: logits are {logits.shape}, expected [batch, 1]"

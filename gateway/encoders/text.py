@@ -12,7 +12,7 @@ from tokenizers import Encoding, Tokenizer
 from gateway.encoders.base import Encoder
 from gateway.encoders.tokenization import load_tokenizer, pad_id
 from gateway.errors import ModelLoadError
-from gateway.registry import TextModelSpec
+from gateway.registry import CrossEncoderSpec, TextModelSpec
 from gateway.runtime import GraphInfo, Runtime
 
 TOKEN_ROLES = ("input_ids", "attention_mask", "token_type_ids")
@@ -114,15 +114,38 @@ def postprocess(
     return np.ascontiguousarray(x)
 
 
-class TextEncoder(Encoder):
-    """A BERT-family sentence embedder described by a TextModelSpec."""
+class TokenGraphEncoder(Encoder):
+    """What every encoder of token ids shares: tokenizer, graph inputs, padded runs."""
 
-    def __init__(self, spec: TextModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
+    output_name: str
+
+    def __init__(
+        self, spec: TextModelSpec | CrossEncoderSpec, paths: dict[str, Path], runtime: Runtime
+    ) -> None:
         self.spec = spec
         self.tokenizer = load_tokenizer(paths["tokenizer"], spec.max_tokens)
         self.pad_id = pad_id(self.tokenizer)
         self.session, self.graph = runtime.load(paths["model"])
         self.input_names = map_graph_inputs(self.graph, spec.inputs, TOKEN_ROLES, spec.name)
+
+    def sample_items(self, count: int, tokens: int) -> list[TokenizedText]:
+        return sample_tokens(self.tokenizer, count, tokens)
+
+    def forward(self, items: Sequence[TokenizedText]) -> np.ndarray:
+        """The graph's output for a right-padded batch of `items`."""
+        arrays = pad_batch(items, self.pad_id)
+        feed = {name: arrays[role] for role, name in self.input_names.items()}
+        (output,) = self.session.run([self.output_name], feed)
+        return output
+
+
+class TextEncoder(TokenGraphEncoder):
+    """A BERT-family sentence embedder described by a TextModelSpec."""
+
+    spec: TextModelSpec
+
+    def __init__(self, spec: TextModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
+        super().__init__(spec, paths, runtime)
         self.output_name, self.output_is_pooled = pick_output(self.graph, spec.output, spec.name)
 
     def prefix(self, task: str | None) -> str:
@@ -135,13 +158,8 @@ class TextEncoder(Encoder):
         encodings = self.tokenizer.encode_batch([prefix + text for text in texts])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
-    def sample_items(self, count: int, tokens: int) -> list[TokenizedText]:
-        return sample_tokens(self.tokenizer, count, tokens)
-
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
-        arrays = pad_batch(items, self.pad_id)
-        feed = {name: arrays[role] for role, name in self.input_names.items()}
-        (output,) = self.session.run([self.output_name], feed)
+        output = self.forward(items)
         if self.output_is_pooled:
             return list(output)
         if self.spec.pooling == "cls":
