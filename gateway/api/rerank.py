@@ -109,7 +109,7 @@ async def ranked(
 ) -> RerankResult:
     work = gw.service.rerank(
         RerankRequest(
-            model=model or gw.registry.default_rerank_model,
+            model=model or default_rerank_model(gw),
             query=query,
             documents=texts,
             top_n=top_n,
@@ -119,6 +119,13 @@ async def ranked(
         )
     )
     return await unless_disconnected(request, work)
+
+
+def default_rerank_model(gw: Gateway) -> str:
+    """For requests that name no model (Cohere v1 allows it): the registry's reranker if it is
+    pulled, else the default embedding model, which ranks by cosine."""
+    preferred = gw.registry.models[gw.registry.default_rerank_model]
+    return preferred.name if gw.store.is_present(preferred) else gw.registry.default_model
 
 
 def cohere_response(
