@@ -117,10 +117,6 @@ class Nvml:
                     log.info("NVML unavailable (%s); budgeting host memory only", exc)
             return self._handle
 
-    @property
-    def available(self) -> bool:
-        return self._device() is not None
-
     def memory(self) -> GpuMemory | None:
         handle = self._device()
         if handle is None:

@@ -51,3 +51,19 @@ def test_browsers_may_read_the_header(server: GatewayServer) -> None:
 def _only_short(body: dict) -> dict:
     key = "inputs" if "inputs" in body else "input"
     return {key: [SHORT, SHORT]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/rerank", {"query": "q", "documents": [SHORT, LONG]}),
+        ("/api/rerank", {"model": "all-minilm", "query": "q", "documents": [SHORT, LONG]}),
+        ("/rerank", {"query": "q", "documents": [SHORT, LONG]}),
+        ("/rerank", {"query": "q", "texts": [SHORT, LONG]}),
+    ],
+)
+def test_rerank_names_cut_documents(server: GatewayServer, path: str, body: dict) -> None:
+    with server.client() as client:
+        response = client.post(path, json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-truncated-inputs"] == "1"

@@ -21,10 +21,11 @@ import uuid
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, Request, Response, post
 
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.ollama import keep_alive_seconds
+from gateway.api.responses import with_truncated
 from gateway.core import Gateway
 from gateway.errors import InvalidRequest
 from gateway.service import RerankRequest, RerankResult
@@ -155,18 +156,22 @@ class RerankController(Controller):
     tags = ["Rerank"]
 
     @post(["/v1/rerank"], status_code=200, summary="Rerank (Cohere v1 / Jina)")
-    async def cohere_v1(self, data: CohereBody, gw: Gateway, request: Request) -> dict[str, Any]:
+    async def cohere_v1(
+        self, data: CohereBody, gw: Gateway, request: Request
+    ) -> Response[dict[str, Any]]:
         return await self._cohere(data, gw, request, "1")
 
     @post(["/v2/rerank"], status_code=200, summary="Rerank (Cohere v2)")
-    async def cohere_v2(self, data: CohereBody, gw: Gateway, request: Request) -> dict[str, Any]:
+    async def cohere_v2(
+        self, data: CohereBody, gw: Gateway, request: Request
+    ) -> Response[dict[str, Any]]:
         if not data.model:
             raise InvalidRequest("model is required", param="model")
         return await self._cohere(data, gw, request, "2")
 
     async def _cohere(
         self, data: CohereBody, gw: Gateway, request: Request, version: str
-    ) -> dict[str, Any]:
+    ) -> Response[dict[str, Any]]:
         result = await ranked(
             gw,
             request,
@@ -177,31 +182,38 @@ class RerankController(Controller):
             raw_scores=data.raw_scores,
             truncate=data.truncate,
         )
-        return cohere_response(result, data, data.model or result.spec.name, version)
+        body = cohere_response(result, data, data.model or result.spec.name, version)
+        return with_truncated(body, result.truncated)
 
     @post("/rerank", status_code=200, summary="Rerank (Infinity, or TEI when `texts` is sent)")
     async def infinity(self, data: InfinityBody, gw: Gateway, request: Request) -> Any:
         if (data.texts is None) == (data.documents is None):
             raise InvalidRequest("send either documents (Infinity) or texts (TEI)", param="texts")
-        documents: list[Document] = list(data.texts or data.documents or [])
+        texts = document_texts(list(data.texts or data.documents or []), None)
         result = await ranked(
             gw,
             request,
             model=data.model,
             query=data.query,
-            texts=document_texts(documents, None),
+            texts=texts,
             top_n=data.top_n,
             raw_scores=data.raw_scores,
             truncate=data.truncate,
         )
         scores = scores_of(result, data.raw_scores)
-        texts = document_texts(documents, None)
         if data.texts is not None:  # TEI: a bare list
-            return [
-                {"index": i, "score": scores[i], **({"text": texts[i]} if data.return_text else {})}
-                for i in result.order
-            ]
-        return {
+            return with_truncated(
+                [
+                    {
+                        "index": i,
+                        "score": scores[i],
+                        **({"text": texts[i]} if data.return_text else {}),
+                    }
+                    for i in result.order
+                ],
+                result.truncated,
+            )
+        body = {
             "object": "rerank",
             "id": f"infinity-{uuid.uuid4()}",
             "created": int(time.time()),
@@ -216,9 +228,12 @@ class RerankController(Controller):
                 for i in result.order
             ],
         }
+        return with_truncated(body, result.truncated)
 
     @post("/api/rerank", status_code=200, summary="Rerank (the n8n Ollama rerank node's shape)")
-    async def ollama(self, data: OllamaRerankBody, gw: Gateway, request: Request) -> dict[str, Any]:
+    async def ollama(
+        self, data: OllamaRerankBody, gw: Gateway, request: Request
+    ) -> Response[dict[str, Any]]:
         field, top_k = ("top_k", data.top_k) if data.top_k is not None else ("top_n", data.top_n)
         if top_k is not None and top_k < 1:  # named as the client sent it
             raise InvalidRequest(f"{field} must be at least 1", param=field)
@@ -232,10 +247,11 @@ class RerankController(Controller):
             keep_alive=keep_alive_seconds(data.keep_alive),
         )
         scores = result.relevance.tolist()
-        return {
+        body = {
             "model": data.model,
             "results": [
                 {"index": i, "document": data.documents[i], "relevance_score": scores[i]}
                 for i in result.order
             ],
         }
+        return with_truncated(body, result.truncated)

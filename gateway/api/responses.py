@@ -13,11 +13,15 @@ T = TypeVar("T")
 TRUNCATED_HEADER = "X-Truncated-Inputs"
 
 
-def embedded(body: T, result: EmbedResult) -> Response[T]:
-    """200 with `body`; inputs cut to the model's context length are listed by index.
+def with_truncated(body: T, truncated: list[int]) -> Response[T]:
+    """200 with `body`; inputs (or rerank documents) cut to the model's length, by index.
 
     None of the wire formats has a field for it, so a header carries it: a client that sent
-    truncate: true is told which inputs were cut instead of finding out from its vectors.
+    truncate: true is told which inputs were cut instead of finding out from its results.
     """
-    headers = {TRUNCATED_HEADER: ",".join(map(str, result.truncated))} if result.truncated else {}
+    headers = {TRUNCATED_HEADER: ",".join(map(str, truncated))} if truncated else {}
     return Response(body, status_code=200, headers=headers)
+
+
+def embedded(body: T, result: EmbedResult) -> Response[T]:
+    return with_truncated(body, result.truncated)

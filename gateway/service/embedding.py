@@ -23,7 +23,7 @@ from gateway.cache import CachedEmbedding, EmbeddingCache
 from gateway.concurrency import gather_or_cancel
 from gateway.encoders.late import LateInteractionEncoder
 from gateway.encoders.text import TextEncoder, postprocess
-from gateway.encoders.vision import VisionEncoder
+from gateway.encoders.vision import VisionEncoder, finish
 from gateway.errors import InvalidRequest, UnsupportedInput
 from gateway.inputs import ImageInput, TextInput, resolve_input
 from gateway.manager import LoadedModel, ModelManager
@@ -209,8 +209,11 @@ class EmbeddingService:
         """Pooled vectors of `texts`: from the cache where present, the rest run as one job."""
         encoder = model.encoder
         assert isinstance(encoder, TextEncoder)
-        keys = [self.cache.key(model.digest, encoder.prefix(task), text) for text in texts]
-        found = self.cache.get_many(model.spec.name, keys)
+        if self.cache.enabled:
+            keys = [self.cache.key(model.digest, encoder.prefix(task), text) for text in texts]
+            found = self.cache.get_many(model.spec.name, keys)
+        else:  # no hashing on the hot path for a cache that is off
+            keys, found = [], [None] * len(texts)
         missing = [i for i, entry in enumerate(found) if entry is None]
         if missing:
             items = await _off_loop_if_large(
@@ -221,7 +224,8 @@ class EmbeddingService:
                 CachedEmbedding(np.array(output, dtype=np.float32), item.length, item.truncated)
                 for item, output in zip(items, outputs, strict=True)
             ]
-            self.cache.put_many([keys[i] for i in missing], fresh)
+            if keys:
+                self.cache.put_many([keys[i] for i in missing], fresh)
             for index, entry in zip(missing, fresh, strict=True):
                 found[index] = entry
         return found  # type: ignore[return-value]
@@ -246,9 +250,8 @@ class EmbeddingService:
                 indices=indices,
             )
             outputs = await model.batcher.submit(items)
-        vectors = postprocess(
+        vectors = finish(
             np.stack(outputs).astype(np.float32),
-            layer_norm=False,
             dimensions=dimensions,
             normalize=request.normalize and spec.normalize,
         )
