@@ -21,6 +21,13 @@ import numpy as np
 from gateway.encoders.base import Encoder, Item
 from gateway.errors import Busy, GatewayError
 from gateway.memory import process_anonymous
+from gateway.run_overhead import (
+    DEFAULT_RUN_OVERHEAD_TOKENS,
+    RunOverhead,
+    measure_run_overhead,
+)
+
+__all__ = ["BatchStats", "Batcher", "InferenceError", "cut_batch", "measure_run_overhead"]
 
 log = logging.getLogger(__name__)
 
@@ -68,41 +75,6 @@ class BatchStats:
         return self.padded_tokens / self.real_tokens if self.real_tokens else 1.0
 
 
-# Fixed cost of one run, in tokens of compute, when it cannot be measured (images: no padding).
-DEFAULT_RUN_OVERHEAD_TOKENS = 16.0
-RUN_OVERHEAD_BOUNDS = (2.0, 64.0)
-
-
-def measure_run_overhead(encoder: Encoder) -> float:
-    """What one run costs beyond its tokens, in tokens: the padding worth trading for a run.
-
-    On CPU, compute grows with padded tokens whatever the batch size, so padding short texts to
-    a long one's length is waste; but every run also has a fixed cost (dispatch, thread
-    wake-ups, pooling). Timing one 8-token input against eight 32-token inputs separates the
-    two (here: MiniLM ~1.5 ms fixed, 0.086 ms a token: ~17 tokens; BERT-base ~24 tokens).
-    Runs on the device thread at load, where it also warms the runtime's arena.
-    """
-    small, large = encoder.sample_items(1, 8), encoder.sample_items(8, 32)
-    if small is None or large is None:
-        return DEFAULT_RUN_OVERHEAD_TOKENS
-
-    def fastest(items: list[Item]) -> float:
-        encoder.run(items)  # warm-up: first runs of a shape allocate
-        times = []
-        for _ in range(2):
-            started = time.perf_counter()
-            encoder.run(items)
-            times.append(time.perf_counter() - started)
-        return min(times)
-
-    small_s, large_s = fastest(small), fastest(large)
-    per_token = (large_s - small_s) / (8 * 32 - 8)
-    if per_token <= 0:
-        return DEFAULT_RUN_OVERHEAD_TOKENS
-    fixed = small_s - 8 * per_token
-    return float(np.clip(fixed / per_token, *RUN_OVERHEAD_BOUNDS))
-
-
 def cut_batch(
     window: Sequence[_Entry], *, max_size: int, max_tokens: int, overhead_tokens: float
 ) -> list[_Entry]:
@@ -140,7 +112,7 @@ class Batcher:
         max_batch_tokens: int,
         max_queue: int,
         measure_growth: bool = False,
-        overhead_tokens: float = DEFAULT_RUN_OVERHEAD_TOKENS,
+        run_overhead: RunOverhead | None = None,
     ) -> None:
         self.encoder = encoder
         self.executor = executor
@@ -151,10 +123,14 @@ class Batcher:
         self.max_queue = max_queue
         self.measure_growth = measure_growth
         self.stats = BatchStats()
-        self.overhead_tokens = overhead_tokens
+        self.run_overhead = run_overhead or RunOverhead(DEFAULT_RUN_OVERHEAD_TOKENS, "default")
         self._pending: list[_Entry] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def overhead_tokens(self) -> float:
+        return self.run_overhead.tokens
 
     @property
     def queued(self) -> int:
@@ -174,7 +150,7 @@ class Batcher:
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain(), name=f"batcher:{self.encoder.spec.name}")
         # A cancelled wait (client gone) marks the job done; its queued items are then skipped.
-        return await job.future  # type: ignore[return-value]
+        return await job.future
 
     async def close(self) -> None:
         if self._task is not None:

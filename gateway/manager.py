@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from gateway.batching import Batcher, measure_run_overhead
+from gateway.batching import Batcher
 from gateway.encoders import Encoder, build_encoder
 from gateway.errors import Busy, ModelNotFound, PullFailed
 from gateway.memory import (
@@ -38,6 +38,7 @@ from gateway.memory import (
 )
 from gateway.memory import host_total as host_memory_total
 from gateway.registry import AnySpec, Registry
+from gateway.run_overhead import RunOverhead, choose_run_overhead, measure_run_overhead
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources import ModelStore, SourceError
@@ -255,7 +256,7 @@ class ModelManager:
                     max_batch_tokens=spec.max_batch_tokens or self.settings.max_batch_tokens,
                     max_queue=self.settings.max_queue,
                     measure_growth=self.device == "cpu",
-                    overhead_tokens=overhead,
+                    run_overhead=overhead,
                 ),
                 device=self.device,
                 load_seconds=time.perf_counter() - started,
@@ -280,13 +281,17 @@ class ModelManager:
         )
         return model
 
-    def _build_measured(self, spec: AnySpec) -> tuple[Encoder, int, float]:
+    def _build_measured(self, spec: AnySpec) -> tuple[Encoder, int, RunOverhead]:
         """On the device thread: build the encoder, time its runs (which also warms the
         runtime's arena) and measure the memory all that took."""
         gpu_before = self.nvml.memory() if self.device == "cuda" else None
         rss_before = process_anonymous()
         encoder = build_encoder(spec, self.store.paths(spec), self.runtime)
-        overhead = measure_run_overhead(encoder)
+        overhead = choose_run_overhead(
+            measure_run_overhead(encoder),
+            registry=spec.run_overhead_tokens,
+            setting=self.settings.run_overhead_tokens,
+        )
         footprint = max(process_anonymous() - rss_before, 0)
         if gpu_before is not None and (gpu_after := self.nvml.memory()) is not None:
             mine_before = gpu_before.used_by_this_process

@@ -62,6 +62,8 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
     # Scheduling; process-wide settings apply when omitted.
     max_batch_size: int | None = None
     max_batch_tokens: int | None = None
+    # Pins the batcher's padding-vs-run trade-off instead of timing it at load (run_overhead.py).
+    run_overhead_tokens: float | None = None
 
     required_files: ClassVar[tuple[str, ...]] = ("model",)
 
@@ -80,6 +82,8 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
             value = getattr(self, knob)
             if value is not None and value < 1:
                 raise ValueError(f"{knob} must be at least 1")
+        if self.run_overhead_tokens is not None and not 0 <= self.run_overhead_tokens <= 1e6:
+            raise ValueError("run_overhead_tokens must be within 0..1000000")
 
     @property
     def kind(self) -> str:

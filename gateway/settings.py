@@ -59,6 +59,19 @@ def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def _parse_run_overhead(raw: str) -> float | None:
+    value = raw.strip().lower()
+    if value == "auto":
+        return None
+    try:
+        tokens = float(value)
+    except ValueError:
+        raise ValueError(f"expected 'auto' or a number of tokens, got {raw!r}") from None
+    if not 0 <= tokens <= 1e6:
+        raise ValueError(f"must be within 0..1000000, got {raw!r}")
+    return tokens
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
@@ -175,6 +188,14 @@ class Settings:
         _int_in(1),
         "most padded tokens in one inference run",
         16384,
+    )
+    run_overhead_tokens: float | None = _setting(
+        "GATEWAY_RUN_OVERHEAD_TOKENS",
+        _parse_run_overhead,
+        "padding (in tokens) worth one extra inference run when cutting batches; "
+        "auto: timed at each model's load (a registry entry's run_overhead_tokens wins)",
+        None,
+        shown="auto",
     )
 
     max_queue: int = _setting(

@@ -17,6 +17,8 @@ from tests.support.models import (
     MINILM_FP32,
     NO_CACHE,
     NOMIC,
+    PINNED_BATCHING,
+    PINNED_OVERHEAD_TOKENS,
     minilm_entry,
     nomic_entry,
     pull_default_model,
@@ -47,10 +49,11 @@ def server(
 def uncached_server(
     default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
-    """The repository's registry.yaml, like `server`, with the embedding cache off."""
+    """The repository's registry.yaml, like `server`, with the embedding cache off and the
+    batcher's run overhead pinned by setting."""
     registry = tmp_path_factory.mktemp("uncached") / "registry.yaml"
     registry.write_text((REPO / "registry.yaml").read_text())
-    with GatewayServer(registry=registry, env=NO_CACHE) as running:
+    with GatewayServer(registry=registry, env={**NO_CACHE, **PINNED_BATCHING}) as running:
         yield running
 
 
@@ -64,10 +67,13 @@ def minilm_fp32_dir() -> Path:
 def minilm_fp32_server(
     minilm_fp32_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
-    """A gateway serving the fp32 export as `all-minilm-fp32` (a local-source entry)."""
+    """A gateway serving the fp32 export as `all-minilm-fp32` (a local-source entry), its run
+    overhead pinned in the registry entry."""
+    entry = minilm_entry(
+        minilm_fp32_dir, quantization="F32", run_overhead_tokens=PINNED_OVERHEAD_TOKENS
+    )
     registry = write_registry(
-        tmp_path_factory.mktemp("fp32") / "registry.yaml",
-        {MINILM_FP32: minilm_entry(minilm_fp32_dir, quantization="F32")},
+        tmp_path_factory.mktemp("fp32") / "registry.yaml", {MINILM_FP32: entry}
     )
     with GatewayServer(registry=registry, env=NO_CACHE) as running:
         yield running
@@ -83,13 +89,14 @@ def nomic_dir() -> Path:
 def nomic_server(
     nomic_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
-    """A gateway whose default model is `nomic-embed-text`, served from the tiny export."""
+    """A gateway whose default model is `nomic-embed-text`, served from the tiny export, its
+    run overhead pinned by setting."""
     registry = write_registry(
         tmp_path_factory.mktemp("nomic") / "registry.yaml",
         {NOMIC: nomic_entry(nomic_dir)},
         default_model=NOMIC,
     )
-    with GatewayServer(registry=registry, env=NO_CACHE) as running:
+    with GatewayServer(registry=registry, env={**NO_CACHE, **PINNED_BATCHING}) as running:
         yield running
 
 

@@ -127,6 +127,11 @@ BAD_ENTRIES: list[tuple[str, Change, str]] = [
     ("keep-alive", {"keep_alive": "300"}, 'time: missing unit in duration "300"'),
     ("memory", {"memory_estimate": "lots"}, "expected a size such as 512MiB or 6GB, got 'lots'"),
     ("batch", {"max_batch_size": 0}, "max_batch_size must be at least 1"),
+    (
+        "overhead",
+        {"run_overhead_tokens": -1},
+        "run_overhead_tokens must be within 0..1000000",
+    ),
     ("max-tokens", {"max_tokens": 1}, "max_tokens must be at least 2"),
     ("name-field", {"name": "other"}, "`name` is the entry's key, not a field"),
     ("not-a-mapping", lambda entry: "text", "expected a mapping of fields"),

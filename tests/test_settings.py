@@ -266,12 +266,26 @@ def test_cli_reports_bad_settings(args: tuple[str, ...], env: dict[str, str], me
         ({"GATEWAY_PORT": "99999"}, "GATEWAY_PORT: must be within 1..65535, got 99999"),
         ({"GATEWAY_MAX_BATCH_SIZE": "0"}, "GATEWAY_MAX_BATCH_SIZE: must be at least 1, got 0"),
         ({"GATEWAY_DEVICE": "tpu"}, "GATEWAY_DEVICE: expected one of auto, cuda, cpu"),
+        (
+            {"GATEWAY_RUN_OVERHEAD_TOKENS": "lots"},
+            "GATEWAY_RUN_OVERHEAD_TOKENS: expected 'auto' or a number of tokens, got 'lots'",
+        ),
+        (
+            {"GATEWAY_RUN_OVERHEAD_TOKENS": "-3"},
+            "GATEWAY_RUN_OVERHEAD_TOKENS: must be within 0..1000000, got '-3'",
+        ),
     ],
 )
 def test_out_of_range_settings_are_refused(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.load(environ=environ)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("raw", "tokens"), [("auto", None), (" AUTO ", None), ("12.5", 12.5)])
+def test_run_overhead_is_measured_unless_pinned(raw: str, tokens: float | None) -> None:
+    assert Settings().run_overhead_tokens is None
+    assert Settings.load({"GATEWAY_RUN_OVERHEAD_TOKENS": raw}).run_overhead_tokens == tokens
 
 
 def test_an_empty_variable_means_unset() -> None:

@@ -77,6 +77,7 @@ def expires_at(model: LoadedModel) -> datetime:
 
 def model_view(gw: Gateway, model: LoadedModel) -> dict[str, Any]:
     stats = model.batcher.stats
+    overhead = model.batcher.run_overhead
     return {
         "name": model.spec.name,
         "kind": model.spec.kind,
@@ -95,7 +96,11 @@ def model_view(gw: Gateway, model: LoadedModel) -> dict[str, Any]:
         "batches": stats.batches,
         "items": stats.items,
         "padding_ratio": round(stats.padding_ratio, 3),
-        "run_overhead_tokens": round(model.batcher.overhead_tokens, 1),
+        # The padding worth one more run when cutting batches: the value used, where it came
+        # from (registry, setting, measured, default), and what timing at load measured.
+        "run_overhead_tokens": round(overhead.tokens, 1),
+        "run_overhead_source": overhead.source,
+        "run_overhead_measured": None if overhead.measured is None else round(overhead.measured, 1),
         "busy_seconds": round(stats.busy_seconds, 3),
         "rejected": stats.rejected,
         "cache_hits": gw.service.cache.hits[model.spec.name],
