@@ -43,7 +43,7 @@ from tests.support.image_api import (
     raw_base64,
     vision_entry,
 )
-from tests.support.image_server import CHUNK, ENDLESS_LIMIT, ImageServer
+from tests.support.image_server import CHUNK, DECLARED_PAUSE, ENDLESS_LIMIT, ImageServer
 from tests.support.models import NO_CACHE, NOMIC, nomic_entry, write_registry
 from tests.support.reference import NOMIC_PREFIXES, NomicReference, cosines
 from tests.support.server import GatewayServer
@@ -65,7 +65,9 @@ TEXT_MIN_COSINE = 0.99999
 MiB = 1024 * 1024
 MAX_IMAGES = 24
 MAX_BYTES = 4 * MiB
-FETCH_TIMEOUT = 1.0
+# Long enough that a loopback fetch on a busy machine never reaches it by accident; the slow
+# image server's bodies (30 s, 60 s) outlast it by far.
+FETCH_TIMEOUT = 5.0
 BY_NAME = {case.name: case for case in CASES}
 SERVED_PNG = BY_NAME["png-wide"]  # what the image server's /img.png answers
 SERVED_JPEG = BY_NAME["jpeg-tall"]  # and /img.jpg
@@ -122,7 +124,7 @@ def gateway(registry: Path) -> Iterator[GatewayServer]:
         "GATEWAY_MAX_IMAGES": str(MAX_IMAGES),
         "GATEWAY_IMAGE_MAX_BYTES": str(MAX_BYTES),
         "GATEWAY_IMAGE_FETCH_TIMEOUT": str(FETCH_TIMEOUT),
-        "GATEWAY_IMAGE_CONNECT_TIMEOUT": "1",
+        "GATEWAY_IMAGE_CONNECT_TIMEOUT": str(FETCH_TIMEOUT),
     }
     with GatewayServer(registry=registry, env=env) as running:
         yield running
@@ -558,14 +560,15 @@ def test_non_images_are_refused(
 
 def test_oversized_bodies_are_stopped_early(gateway: GatewayServer, images: ImageServer) -> None:
     with gateway.client() as client:
-        # Declared: refused from the headers (the server waits 2 s before its first body byte).
+        # Declared: refused from the headers (the server waits DECLARED_PAUSE before its first
+        # body byte, longer than the fetch timeout: a gateway that read on would time out).
         took = refused_everywhere(
             client,
             images.url("/declared-huge"),
             f"is {1024**3} bytes, more than the {MAX_BYTES}",
             "image_fetch_failed",
         )
-        assert max(took) < 1.5, took
+        assert max(took) < FETCH_TIMEOUT < DECLARED_PAUSE, took
         # Undeclared: cut off mid-stream, just past the cap.
         response = client.post(
             "/v1/embeddings", json={"model": VISION, "input": [images.url("/endless")]}
@@ -587,10 +590,13 @@ def test_slow_bodies_time_out(gateway: GatewayServer, images: ImageServer, path:
     with gateway.client() as client:
         body = {"model": VISION, "input": images.url(path)}
         started = time.monotonic()
-        assert_ollama_error(client.post("/api/embed", json=body), 400, "took longer than 1s")
+        refusal = client.post("/api/embed", json=body)
+        assert_ollama_error(refusal, 400, f"took longer than {FETCH_TIMEOUT:g}s")
         elapsed = time.monotonic() - started
     NOTES.append(f"{path}: refused after {elapsed:.2f}s (fetch timeout {FETCH_TIMEOUT}s)")
-    assert FETCH_TIMEOUT * 0.9 <= elapsed < FETCH_TIMEOUT + 1.5
+    # Gave up at its deadline: not before it, and long before the slow bodies would end (30 s
+    # of drip, 60 s of stall) - the slack is for a busy machine, not for a missed deadline.
+    assert FETCH_TIMEOUT * 0.9 <= elapsed < FETCH_TIMEOUT + 10
 
 
 def test_redirects_to_private_addresses_are_refused(

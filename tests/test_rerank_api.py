@@ -35,7 +35,7 @@ from tests.support.late_api import (
     reference_maxsim,
     sigmoid,
 )
-from tests.support.models import minilm_entry, write_registry
+from tests.support.models import PINNED_BATCHING, minilm_entry, write_registry
 from tests.support.server import GatewayServer
 
 COLBERTS = {"colbert-bert": "bert", "colbert-modern": "modernbert"}
@@ -127,7 +127,9 @@ def rerank_server(
         default_model=MINILM,
         default_rerank_model=PROXY,
     )
-    with GatewayServer(registry=registry, env={"GATEWAY_CACHE_BYTES": "0"}) as running:
+    # Batch counts are asserted below: the run overhead is pinned, not timed at load.
+    env = {"GATEWAY_CACHE_BYTES": "0", **PINNED_BATCHING}
+    with GatewayServer(registry=registry, env=env) as running:
         yield running
 
 

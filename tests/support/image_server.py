@@ -32,6 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 ENDLESS_LIMIT = 256 * 1024 * 1024
 CHUNK = 64 * 1024
+# /declared-huge waits this long before its first body byte: a refusal sooner read no body.
+DECLARED_PAUSE = 20.0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -136,7 +138,7 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(1024**3))
                 self.end_headers()
                 self.wfile.flush()
-                server.stop.wait(2)
+                server.stop.wait(DECLARED_PAUSE)
                 self.stream(ENDLESS_LIMIT)
             elif path == "/endless":
                 self.send_response(200)

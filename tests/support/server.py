@@ -30,7 +30,7 @@ class GatewayServer:
         registry: Path,
         models_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
-        startup_timeout: float = 60.0,
+        startup_timeout: float = 180.0,  # generous: only a server that never starts fails
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
