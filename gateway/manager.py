@@ -38,7 +38,7 @@ from gateway.memory import (
 )
 from gateway.memory import host_total as host_memory_total
 from gateway.registry import AnySpec, Registry
-from gateway.run_overhead import RunOverhead, choose_run_overhead, measure_run_overhead
+from gateway.run_overhead import RunOverhead, run_overhead_at_load
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources import ModelStore, SourceError
@@ -287,10 +287,8 @@ class ModelManager:
         gpu_before = self.nvml.memory() if self.device == "cuda" else None
         rss_before = process_anonymous()
         encoder = build_encoder(spec, self.store.paths(spec), self.runtime)
-        overhead = choose_run_overhead(
-            measure_run_overhead(encoder),
-            registry=spec.run_overhead_tokens,
-            setting=self.settings.run_overhead_tokens,
+        overhead = run_overhead_at_load(
+            encoder, registry=spec.run_overhead_tokens, setting=self.settings.run_overhead_tokens
         )
         footprint = max(process_anonymous() - rss_before, 0)
         if gpu_before is not None and (gpu_after := self.nvml.memory()) is not None:

@@ -8,8 +8,9 @@ The cost is measured at load from several interleaved timing rounds and the fast
 shape is kept: contention from other processes only ever adds time, so the minimum is the
 estimate one noisy sample cannot swing. The result is clamped to a sane range. An operator (or a
 test) pins it instead, per model in the registry (`run_overhead_tokens`) or process-wide
-(`GATEWAY_RUN_OVERHEAD_TOKENS`); the measurement still runs, since it warms the runtime's arena,
-and `/admin/models` shows both the value used and where it came from.
+(`GATEWAY_RUN_OVERHEAD_TOKENS`); a pinned model then only runs the warm-ups (they size the
+runtime's arena before its footprint is measured). `/admin/models` shows the value used, where it
+came from, and what was measured.
 """
 
 from __future__ import annotations
@@ -84,12 +85,10 @@ def measure_run_overhead(
     Runs on the device thread at load. The shapes are interleaved round by round so a burst of
     contention hits both alike, and each shape's fastest run is kept.
     """
-    small = encoder.sample_items(*SMALL_SHAPE)
-    large = encoder.sample_items(*LARGE_SHAPE)
-    if small is None or large is None:
+    shapes = _warm_up(encoder)
+    if shapes is None:
         return None
-    encoder.run(small)  # warm-up: the first runs of a shape allocate
-    encoder.run(large)
+    small, large = shapes
     small_times: list[float] = []
     large_times: list[float] = []
     for _ in range(max(rounds, 1)):
@@ -98,6 +97,27 @@ def measure_run_overhead(
             encoder.run(items)
             times.append(clock() - started)
     return overhead_from_timings(min(small_times), min(large_times))
+
+
+def _warm_up(encoder: TimedEncoder) -> tuple[Sequence[_Sized], Sequence[_Sized]] | None:
+    """Run both shapes once (the first runs of a shape allocate); None without token inputs."""
+    small = encoder.sample_items(*SMALL_SHAPE)
+    large = encoder.sample_items(*LARGE_SHAPE)
+    if small is None or large is None:
+        return None
+    encoder.run(small)
+    encoder.run(large)
+    return small, large
+
+
+def run_overhead_at_load(
+    encoder: TimedEncoder, *, registry: float | None, setting: float | None
+) -> RunOverhead:
+    """On the device thread at load: the pinned value after a warm-up, else a measurement."""
+    if registry is not None or setting is not None:
+        _warm_up(encoder)
+        return choose_run_overhead(None, registry=registry, setting=setting)
+    return choose_run_overhead(measure_run_overhead(encoder), registry=None, setting=None)
 
 
 def choose_run_overhead(

@@ -20,6 +20,7 @@ from gateway.run_overhead import (
     choose_run_overhead,
     measure_run_overhead,
     overhead_from_timings,
+    run_overhead_at_load,
 )
 
 FIXED_S = 0.0015  # a MiniLM-like run: 1.5 ms fixed, 0.086 ms a token -> ~17.4 tokens
@@ -90,6 +91,15 @@ def test_no_token_inputs_means_nothing_measured() -> None:
 )
 def test_timings_are_bounded(small_s: float, large_s: float, expected: float | None) -> None:
     assert overhead_from_timings(small_s, large_s) == expected
+
+
+def test_a_pinned_model_is_warmed_up_not_timed() -> None:
+    device = ScriptedDevice()
+    pinned = run_overhead_at_load(device, registry=None, setting=12.0)
+    assert pinned == RunOverhead(12.0, "setting", None)
+    assert device.runs == 2  # one run of each shape: the arena is sized, nothing is timed
+    measured = run_overhead_at_load(ScriptedDevice(), registry=None, setting=None)
+    assert measured.source == "measured" and measured.tokens == measured.measured
 
 
 def test_registry_pin_wins_then_setting_then_measurement() -> None:
