@@ -6,7 +6,7 @@ Each folder holds what every system needs, from the same weights:
 - `st/`: a sentence-transformers folder (weights, tokenizer files, mean pooling, normalize), for
   sentence-transformers itself and for Infinity, which loads models that way.
 
-The exporter is the test suite's (`tests.support.exports`), so the bench measures the very graph
+The exporter is the one the tests use (`tools.exports`), so the bench measures the very graph
 the parity tests check.
 """
 
@@ -55,14 +55,14 @@ class BenchModel:
 
 def _cached(name: str, version: str, build: Callable[[Path], None]) -> Path:
     """Built once under a lock into a staging folder, then renamed (the tests' own cache)."""
-    from tests.support.exports import cached_export
+    from tools.exports import cached_export
 
     return cached_export(name, version, build, cache=CACHE)
 
 
 def _write_st_folder(folder: Path, model, dim: int) -> None:
     """A sentence-transformers folder: Transformer -> mean Pooling -> Normalize."""
-    from tests.support.exports import minilm_source
+    from tools.exports import minilm_source
 
     folder.mkdir(parents=True)
     model.save_pretrained(str(folder))
@@ -96,14 +96,14 @@ def _write_st_folder(folder: Path, model, dim: int) -> None:
 def _build_minilm(folder: Path) -> None:
     from transformers import BertModel
 
-    from tests.support.exports import _export_onnx, minilm_source
+    from tools.exports import export_onnx, minilm_source
 
     source = minilm_source()
     model = BertModel.from_pretrained(
         str(source), add_pooling_layer=False, attn_implementation="eager"
     )
     _write_st_folder(folder / "st", model, 384)
-    _export_onnx(model, folder / "model.onnx", model.config.vocab_size)
+    export_onnx(model, folder / "model.onnx", model.config.vocab_size)
     shutil.copyfile(source / "tokenizer.json", folder / "tokenizer.json")
 
 
@@ -119,7 +119,7 @@ def _build_bert_base(folder: Path) -> None:
     import torch
     from transformers import BertConfig, BertModel
 
-    from tests.support.exports import _export_onnx, minilm_source
+    from tools.exports import export_onnx, minilm_source
 
     torch.manual_seed(0)
     config = BertConfig(
@@ -127,7 +127,7 @@ def _build_bert_base(folder: Path) -> None:
     )
     model = BertModel(config, add_pooling_layer=False).eval()
     _write_st_folder(folder / "st", model, 768)
-    _export_onnx(model, folder / "model.onnx", config.vocab_size)
+    export_onnx(model, folder / "model.onnx", config.vocab_size)
     shutil.copyfile(minilm_source() / "tokenizer.json", folder / "tokenizer.json")
 
 

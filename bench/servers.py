@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 
 from bench.models import CACHE, MAX_TOKENS, REPO, BenchModel
-from tests.support.models import minilm_entry, write_registry
-from tests.support.server import GatewayServer, free_port
+from tools.gateway_server import GatewayServer, free_port
+from tools.models import minilm_entry, write_registry
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -121,7 +121,7 @@ class ProcessServer:
 
 
 class Gateway:
-    """The real `gateway serve` (tests.support.server.GatewayServer) serving one local export."""
+    """The real `gateway serve` (tools.gateway_server.GatewayServer) serving one local export."""
 
     def __init__(self, model: BenchModel, workdir: Path, env: Mapping[str, str]) -> None:
         entry = minilm_entry(

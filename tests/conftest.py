@@ -12,19 +12,17 @@ from pathlib import Path
 import pytest
 
 from tests.support.colbert_models import ColbertModel, bert_colbert, modernbert_colbert
-from tests.support.exports import export_minilm_fp32, export_tiny_nomic
 from tests.support.models import (
     MINILM_FP32,
     NO_CACHE,
     NOMIC,
     PINNED_BATCHING,
     PINNED_OVERHEAD_TOKENS,
-    minilm_entry,
-    nomic_entry,
-    pull_default_model,
-    write_registry,
 )
-from tests.support.server import REPO, GatewayServer
+from tools.exports import export_minilm_fp32, export_tiny_nomic
+from tools.gateway_server import GatewayServer
+from tools.models import minilm_entry, nomic_entry, pull_default_model, write_registry
+from tools.paths import REPO
 
 
 @pytest.fixture(scope="session")

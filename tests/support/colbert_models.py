@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tests.support.pylate_env import ensure_pylate_python
-from tests.support.server import REPO
+from tools.paths import REPO
 
 CACHE = REPO / ".cache" / "test-models"
 SCRIPT = Path(__file__).with_name("pylate_reference.py")

@@ -6,9 +6,9 @@ exported to ONNX (input_ids, attention_mask, token_type_ids -> logits). Cached u
 .cache/test-models/cross-encoder-bert-tiny-<version>/, where the version hashes CONFIG, the
 tokenizer and a revision: bump the revision in `cross_encoder_version` when the builder changes.
 
-QUERY and DOCUMENTS are the pairs the parity tests score (tests/test_cross_encoder.py directly,
-tests/test_rerank_api.py through the server); DOCUMENTS[LONG] is longer than MAX_TOKENS with
-the query, so truncation is exercised without long texts.
+QUERY and DOCUMENTS are the pairs the parity tests score (tests/parity/test_cross_encoder.py
+directly, tests/api/test_rerank_api.py through the server); DOCUMENTS[LONG] is longer than
+MAX_TOKENS with the query, so truncation is exercised without long texts.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.support.exports import TOKEN_INPUTS, cached_export, export_by_keyword
+from tools.exports import TOKEN_INPUTS, cached_export, export_by_keyword
 
 NAME = "cross-encoder-bert-tiny"
 MAX_TOKENS = 64

@@ -2,7 +2,7 @@
 entries, and image references as clients write them.
 
 - `clip_vision_768`: a seeded random CLIPVisionModel as wide as the tiny NomicBert
-  (tests/support/exports.py), so that its registry entry may name that model as `text_model`.
+  (tools/exports.py), so that its registry entry may name that model as `text_model`.
   One layer, a small MLP and 32-pixel patches keep the export to seconds; `initializer_factor`
   3 makes the CLS output depend strongly on the pixels (at the default factor, one layer gives
   different pictures cosines up to 0.997, too close to the parity bound to mean anything).
@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from tests.support.exports import cached_export
 from tests.support.vision import clip_vision_model, export_hidden_states
+from tools.exports import cached_export
 
 CLIP_768 = "clip-vision-768"
 CLIP_768_VERSION = "h768-l1-i256-p32-factor3-seed0-opset17-r1"

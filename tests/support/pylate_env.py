@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from tests.support.server import REPO
+from tools.paths import REPO
 
 VENV = REPO / ".cache" / "venv-pylate"
 TORCH = "torch==2.13.0"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support.exports import minilm_source
+from tools.exports import minilm_source
 
 # nomic-embed-text v1.5's task prefixes, as its model card publishes them.
 NOMIC_PREFIXES = {

