@@ -1,0 +1,146 @@
+"""Error mapping: each domain error's status and code, and its shape per API family.
+
+OpenAI paths (/v1/, /v2/) answer {"error": {"message", "type", "param", "code"}}; Ollama's and
+the native routes answer {"error": "message"}. A busy server is 429 for OpenAI clients (they back
+off on it) and 503 for the others, with Retry-After on both.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from litestar import Request
+from litestar.exceptions import (
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+
+from gateway.api.errors import describe, render_error
+from gateway.errors import (
+    Busy,
+    GatewayError,
+    InputTooLong,
+    InvalidRequest,
+    ModelLoadError,
+    ModelNotFound,
+    PullFailed,
+    Unauthorized,
+    UnsupportedInput,
+)
+
+DOMAIN_ERRORS: list[tuple[GatewayError, int, str, str | None]] = [
+    (InvalidRequest("bad", param="input"), 400, "invalid_request", "input"),
+    (InputTooLong("too long", param="input[3]"), 400, "context_length_exceeded", "input[3]"),
+    (UnsupportedInput("no images"), 400, "unsupported_input", None),
+    (Unauthorized("no key"), 401, "invalid_api_key", None),
+    (ModelNotFound("no such model"), 404, "model_not_found", "model"),
+    (ModelLoadError("corrupt"), 500, "model_load_failed", None),
+    (PullFailed("hub down"), 502, "pull_failed", None),
+    (Busy("queue full", retry_after=5), 503, "server_busy", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "param"),
+    DOMAIN_ERRORS,
+    ids=[type(case[0]).__name__ for case in DOMAIN_ERRORS],
+)
+def test_domain_errors_keep_status_code_and_param(
+    error: GatewayError, status: int, code: str, param: str | None
+) -> None:
+    info = describe(error)
+    assert (info.status, info.code, info.param, info.message) == (
+        status,
+        code,
+        param,
+        error.message,
+    )
+    assert info.retry_after == (5 if isinstance(error, Busy) else None)
+
+
+def test_framework_errors_get_plain_messages() -> None:
+    assert describe(NotFoundException()).status == 404
+    assert describe(NotFoundException()).message == "404 page not found"
+    assert describe(MethodNotAllowedException()).code == "method_not_allowed"
+    field = ValidationException(
+        detail="Validation failed", extra=[{"key": "input[2]", "message": "Expected `str`"}]
+    )
+    info = describe(field)
+    assert (info.status, info.message, info.param) == (400, "input[2]: Expected `str`", "input")
+    missing = ValidationException(detail="x", extra=[{"key": "data", "message": "'data'"}])
+    assert describe(missing).message == "missing request body"
+
+
+def test_unexpected_exceptions_are_500_without_details() -> None:
+    info = describe(KeyError("secret internals"))
+    assert (info.status, info.code) == (500, "internal_error")
+    assert info.message == "internal error: KeyError" and "secret" not in info.message
+
+
+def request_for(path: str) -> Request[Any, Any, Any]:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "scheme": "http",
+        "server": ("127.0.0.1", 11434),
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [],
+    }
+    return Request(scope)  # type: ignore[arg-type]
+
+
+def rendered(path: str, error: Exception) -> tuple[int, dict[str, str], Any]:
+    response = render_error(request_for(path), error)
+    body = response.content
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return response.status_code, headers, json.loads(json.dumps(body))
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/v2/rerank"])
+def test_openai_family_shape(path: str) -> None:
+    status, _, body = rendered(path, InputTooLong("input[0] is too long", param="input[0]"))
+    assert status == 400
+    assert body == {
+        "error": {
+            "message": "input[0] is too long",
+            "type": "invalid_request_error",
+            "param": "input[0]",
+            "code": "context_length_exceeded",
+        }
+    }
+
+
+@pytest.mark.parametrize("path", ["/api/embed", "/embed", "/img/embed"])
+def test_ollama_and_native_shape(path: str) -> None:
+    status, _, body = rendered(path, ModelNotFound("model 'x' not found"))
+    assert (status, body) == (404, {"error": "model 'x' not found"})
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "kind"),
+    [("/v1/embeddings", 429, "rate_limit_error"), ("/api/embed", 503, None)],
+)
+def test_busy_is_429_for_openai_and_503_elsewhere(path: str, status: int, kind: str | None) -> None:
+    got, headers, body = rendered(path, Busy("server busy", retry_after=7))
+    assert got == status and headers["retry-after"] == "7"
+    if kind is not None:
+        assert body["error"]["type"] == kind and body["error"]["code"] == "server_busy"
+    else:
+        assert body == {"error": "server busy"}
+
+
+def test_unauthorized_asks_for_a_bearer_token() -> None:
+    status, headers, body = rendered("/v1/embeddings", Unauthorized("missing API key"))
+    assert status == 401 and headers["www-authenticate"] == "Bearer"
+    assert body["error"]["type"] == "authentication_error"
+
+
+def test_server_errors_are_typed_as_such() -> None:
+    _, _, body = rendered("/v1/embeddings", ModelLoadError("cannot load model.onnx"))
+    assert body["error"]["type"] == "server_error"
