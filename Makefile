@@ -29,11 +29,14 @@ serve: setup
 pull: setup
 	$(BIN)/gateway pull $(MODEL)
 
-## Set up the test environment, lint, and run the whole suite.
+## Set up the test environment; lint, type-check, then the unit layer (seconds), then the rest
+## (tests/api: real server on loopback; tests/parity: reference implementations).
 test: setup-test
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
-	$(BIN)/pytest
+	$(BIN)/ruff check gateway tests bench tools
+	$(BIN)/ruff format --check gateway tests bench tools
+	$(BIN)/mypy
+	$(BIN)/pytest tests/unit
+	$(BIN)/pytest --ignore=tests/unit
 
 ## `make test` while a busy loop keeps HOG_CORES of the cores busy, then stops it: the gate
 ## must not depend on how busy the machine is. TEST_CMD picks what runs under the hog, e.g.
@@ -44,11 +47,12 @@ test-contended: setup-test
 	$(BIN)/python -m tools.cpu_hog --cores $(HOG_CORES) --max-seconds 7200 -- $(TEST_CMD)
 
 lint: setup-test
-	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff check gateway tests bench tools
+	$(BIN)/mypy
 
 format: setup-test
-	$(BIN)/ruff format gateway tests bench
-	$(BIN)/ruff check --fix gateway tests bench
+	$(BIN)/ruff format gateway tests bench tools
+	$(BIN)/ruff check --fix gateway tests bench tools
 
 ## Benchmark the gateway against raw ONNX Runtime, sentence-transformers, Infinity and an
 ## Ollama-style server (~15 min; the first run also builds Infinity's venv). See bench/README.md.

@@ -78,7 +78,13 @@ def pull(settings: Settings, names: Sequence[str]) -> int:
     specs = [registry.resolve(name).spec for name in names]
     for spec in specs:
 
-        def report(status, digest, total, completed, name=spec.name):
+        def report(
+            status: str,
+            digest: str | None,
+            total: int | None,
+            completed: int | None,
+            name: str = spec.name,
+        ) -> None:
             done = f" {completed}/{total} bytes" if total and completed is not None else ""
             print(f"{name}: {status}{done}", flush=True)
 

@@ -8,6 +8,7 @@ start-up with the entry's name and the field at fault.
 from __future__ import annotations
 
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
@@ -384,7 +385,7 @@ class Registry:
                 return Resolved(spec, task=tag)
         raise ModelNotFound(f"model '{name}' not found")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[AnySpec]:
         return iter(self.models.values())
 
     def __len__(self) -> int:
@@ -416,6 +417,7 @@ def parse_entry(name: str, entry: Any, *, where: str = "registry") -> AnySpec:
                 raise RegistryError(f"{where}: model {name!r}: files.{role}: {exc}") from None
         entry = {**entry, "files": {role: msgspec.to_builtins(ref) for role, ref in refs.items()}}
     try:
-        return msgspec.convert({"name": name, **entry}, AnySpec)
+        spec: AnySpec = msgspec.convert({"name": name, **entry}, AnySpec)
+        return spec
     except msgspec.ValidationError as exc:
         raise RegistryError(f"{where}: model {name!r}: {exc}") from None

@@ -72,7 +72,7 @@ def cosine_scores(query: np.ndarray, documents: np.ndarray) -> np.ndarray:
     q = np.asarray(query, dtype=np.float64)
     d = np.asarray(documents, dtype=np.float64)
     norms = np.maximum(np.linalg.norm(d, axis=1) * np.linalg.norm(q), 1e-12)
-    return (d @ q) / norms
+    return np.asarray((d @ q) / norms)
 
 
 def relevance_from_maxsim(

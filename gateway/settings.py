@@ -90,7 +90,7 @@ def _setting(
     *,
     secret: bool = False,
     shown: str | None = None,
-):
+) -> Any:  # a dataclass field: typed as its default, as dataclasses.field is
     return field(
         default=default,
         metadata={"env": env, "parse": parse, "help": help, "secret": secret, "shown": shown},

@@ -25,6 +25,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -276,17 +277,20 @@ def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress) 
 
     label = f"pulling {filename}"
 
-    class _Report(tqdm):  # type: ignore[misc,valid-type]
+    # tqdm is generic only in its stubs: subscripting it fails at run time.
+    class _Report(tqdm):  # type: ignore[type-arg]
         """Forwards huggingface_hub's download progress to the pull progress callback."""
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
-            self._done = 0
+            self._done = 0.0
 
-        def update(self, n=1):
+        def update(self, n: float | None = 1) -> bool | None:
             self._done += n or 0
-            report(label, None, self.total, self._done)
+            total = None if self.total is None else int(self.total)
+            report(label, None, total, int(self._done))
+            return None
 
     # Download into a staging folder beside the target, then move: one copy on disk, not two.
     staging = Path(tempfile.mkdtemp(prefix=".hf-download-", dir=dest.parent))

@@ -87,7 +87,7 @@ async def read_images(
     transform = convert if convert is not None else (lambda rgb: rgb)
 
     def decode(data: bytes, where: str) -> T:
-        return transform(decode_image(data, image, param=where))  # type: ignore[return-value]
+        return transform(decode_image(data, image, param=where))
 
     positions = list(indices) if indices is not None else list(range(len(references)))
 

@@ -162,8 +162,8 @@ def to_hex(rgb: np.ndarray) -> str:
 def average_color(pixels: np.ndarray, method: str) -> np.ndarray:
     values = pixels.astype(np.float64)
     if method == "geometric":
-        return np.exp(np.log(np.maximum(values, GEOMETRIC_EPS)).mean(axis=0)) / 255.0
-    return values.mean(axis=0) / 255.0
+        return np.asarray(np.exp(np.log(np.maximum(values, GEOMETRIC_EPS)).mean(axis=0)) / 255.0)
+    return np.asarray(values.mean(axis=0) / 255.0)
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,7 +190,7 @@ def dominant_color(pixels: np.ndarray) -> np.ndarray:
     )
     _bins, first, counts = np.unique(keys, return_index=True, return_counts=True)
     winner = int(np.argmax(counts))  # first maximum = lowest key among ties
-    return rgb[first[winner]]
+    return np.asarray(rgb[first[winner]])
 
 
 def color_data(pixels: np.ndarray, method: str) -> ColorData | None:
