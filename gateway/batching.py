@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.encoders.base import Encoder, Item
+from gateway.encoders.base import AnyEncoder, Item
 from gateway.errors import Busy, GatewayError
 from gateway.memory import process_anonymous
 from gateway.run_overhead import (
@@ -100,12 +100,23 @@ def cut_batch(
     return group
 
 
+def held_bytes(arrays: Sequence[np.ndarray]) -> int:
+    """Bytes of the buffers behind `arrays`, each counted once (views share their base)."""
+    buffers: dict[int, int] = {}
+    for array in arrays:
+        root = array
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        buffers[id(root)] = root.nbytes
+    return sum(buffers.values())
+
+
 class Batcher:
     """Schedules one model's inference; owns its queue alone."""
 
     def __init__(
         self,
-        encoder: Encoder,
+        encoder: AnyEncoder,
         executor: Executor,
         *,
         max_batch_size: int,
@@ -211,7 +222,8 @@ class Batcher:
         outputs = self.encoder.run(items)
         seconds = time.perf_counter() - started
         if self.measure_growth:
-            grown = process_anonymous() - before
+            # The outputs are the requests' until they finish, not the runtime's arena.
+            grown = process_anonymous() - before - held_bytes(outputs)
             if grown > GROWTH_NOISE_BYTES:
                 self.stats.grown_bytes += grown
         return outputs, seconds
