@@ -16,14 +16,14 @@ from gateway.run_overhead import RunOverhead, run_overhead_at_load
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources import ModelStore
-from gateway.specs import AnySpec
+from gateway.specs import ModelSpec
 
 log = logging.getLogger("gateway.manager")
 
 
 @dataclass(eq=False)
 class LoadedModel:
-    spec: AnySpec
+    spec: ModelSpec
     encoder: AnyEncoder
     batcher: Batcher
     device: str
@@ -66,7 +66,7 @@ class LoadedModel:
 
 
 def build_measured(
-    spec: AnySpec,
+    spec: ModelSpec,
     store: ModelStore,
     runtime: Runtime,
     nvml: Nvml,
@@ -93,7 +93,7 @@ def build_measured(
 
 
 async def load_model(
-    spec: AnySpec,
+    spec: ModelSpec,
     store: ModelStore,
     runtime: Runtime,
     nvml: Nvml,

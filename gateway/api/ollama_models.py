@@ -61,7 +61,7 @@ class OllamaModelsController(Controller):
         return PsResponse(rows)
 
     @post("/api/pull", status_code=200, responses=PULL_RESPONSES)
-    async def pull(self, data: PullBody, models: ModelAdmin) -> Response[PullStatus]:
+    async def pull(self, data: PullBody, models: ModelAdmin) -> Response[PullStatus] | Stream:
         name = data.model or data.name
         if not name:
             raise InvalidRequest("model is required", param="model")

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-from litestar import Controller, Request, Response, Router, get, post
+from litestar import Controller, Response, Router, get, post
 
-from gateway.api.deps import provide
+from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.responses import embedded
@@ -179,7 +179,7 @@ class OpenAIController(Controller):
 
     @post("/embeddings", status_code=200, summary="Create embeddings (OpenAI-compatible)")
     async def embeddings(
-        self, data: EmbeddingsBody, embedding: EmbeddingService, request: Request
+        self, data: EmbeddingsBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbeddingsResponse]:
         inputs = inputs_of(data.input, data.modality)
         encoding = encoding_of(data.encoding_format)
