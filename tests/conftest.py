@@ -44,18 +44,6 @@ def server(
 
 
 @pytest.fixture(scope="session")
-def uncached_server(
-    default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayServer]:
-    """The repository's registry.yaml, like `server`, with the embedding cache off and the
-    batcher's run overhead pinned by setting."""
-    registry = tmp_path_factory.mktemp("uncached") / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
-    with GatewayServer(registry=registry, env={**NO_CACHE, **PINNED_BATCHING}) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
 def minilm_fp32_dir() -> Path:
     """all-MiniLM-L6-v2 exported to fp32 ONNX from the real weights (cached)."""
     return export_minilm_fp32()
