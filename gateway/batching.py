@@ -21,13 +21,7 @@ import numpy as np
 from gateway.encoders.base import AnyEncoder, Item
 from gateway.errors import Busy, GatewayError
 from gateway.memory import process_anonymous
-from gateway.run_overhead import (
-    DEFAULT_RUN_OVERHEAD_TOKENS,
-    RunOverhead,
-    measure_run_overhead,
-)
-
-__all__ = ["BatchStats", "Batcher", "InferenceError", "cut_batch", "measure_run_overhead"]
+from gateway.run_overhead import DEFAULT_RUN_OVERHEAD_TOKENS, RunOverhead
 
 log = logging.getLogger(__name__)
 
