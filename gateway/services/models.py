@@ -8,7 +8,6 @@ CLI also use.
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass
 
 from gateway.cache import EmbeddingCache
@@ -150,7 +149,3 @@ class ModelAdmin:
                 row.last_load_error = self.models.load_failures[spec.name]
             rows.append(row)
         return AdminModels(memory=self.models.memory_view(), cache=self.cache.view(), models=rows)
-
-
-def forever(keep_alive: float) -> bool:
-    return keep_alive == math.inf
