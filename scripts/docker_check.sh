@@ -59,7 +59,7 @@ trap cleanup EXIT
 mkdir -p "$WORK"
 
 step "tools: docker.io, debootstrap, docker-compose"
-if [[ ! -x /usr/bin/dockerd || ! -x $DOCKER || ! -x /usr/sbin/debootstrap || ! -x /usr/bin/docker-compose ]]; then
+if [[ ! -x /usr/sbin/dockerd || ! -x $DOCKER || ! -x /usr/sbin/debootstrap || ! -x /usr/bin/docker-compose ]]; then
     ((EUID == 0)) || fail "run as root to install docker.io and debootstrap"
     timeout 300 apt-get update -qq
     DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends \
@@ -77,7 +77,7 @@ if ! timeout 20 "$DOCKER" info >/dev/null 2>&1; then
     ((EUID == 0)) || fail "no Docker engine answers and only root can start one"
     # vfs works on any filesystem (no overlay in nested setups); no bridge or iptables: every
     # container here uses the host's network.
-    setsid /usr/bin/dockerd --storage-driver vfs --iptables=false --bridge=none \
+    setsid /usr/sbin/dockerd --storage-driver vfs --iptables=false --bridge=none \
         >"$WORK/dockerd.log" 2>&1 </dev/null &
     STARTED_ENGINE=$!
     for _ in $(seq 60); do
