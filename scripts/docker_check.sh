@@ -136,31 +136,34 @@ build() { # image, extra build args...
 step "build $CPU_IMAGE (--network host, BASE=$BASE_IMAGE)"
 build "$CPU_IMAGE"
 
-step "run $CPU_IMAGE as non-root with a models volume"
-port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-VOLUME=gateway-check-models-$$
-CONTAINER=gateway-check-$$
-"$DOCKER" volume create "$VOLUME" >/dev/null
-# The image's own HEALTHCHECK command; only its interval is shortened so the wait is short.
-"$DOCKER" run -d --name "$CONTAINER" --network host -e GATEWAY_HOST=127.0.0.1 -e "GATEWAY_PORT=$port" \
-    -v "$VOLUME:/models" --health-interval 2s --health-start-period 120s "$CPU_IMAGE" >/dev/null
-uid=$("$DOCKER" exec "$CONTAINER" id -u)
-[[ $uid != 0 ]] || fail "the container runs as root"
-echo "container $CONTAINER on 127.0.0.1:$port, uid $uid, user '$("$DOCKER" inspect -f '{{.Config.User}}' "$CONTAINER")'"
-"$DOCKER" exec "$CONTAINER" test -f "/models/$MODEL/manifest.json" || fail "the volume holds no $MODEL"
+# Run IMAGE as its non-root user with a fresh models volume on a free port, wait for the image's
+# own HEALTHCHECK (only its interval shortened), embed with the ollama client, remove it again.
+serve_and_embed() {
+    local image=$1 port uid health
+    step "run $image as non-root with a models volume"
+    port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    VOLUME=gateway-check-models-$$
+    CONTAINER=gateway-check-$$
+    "$DOCKER" volume create "$VOLUME" >/dev/null
+    "$DOCKER" run -d --name "$CONTAINER" --network host -e GATEWAY_HOST=127.0.0.1 \
+        -e "GATEWAY_PORT=$port" -v "$VOLUME:/models" --health-interval 2s \
+        --health-start-period 120s "$image" >/dev/null
+    uid=$("$DOCKER" exec "$CONTAINER" id -u)
+    [[ $uid != 0 ]] || fail "the container runs as root"
+    echo "container $CONTAINER on 127.0.0.1:$port, uid $uid, user '$("$DOCKER" inspect -f '{{.Config.User}}' "$CONTAINER")'"
+    "$DOCKER" exec "$CONTAINER" test -f "/models/$MODEL/manifest.json" || fail "the volume holds no $MODEL"
+    health=""
+    for _ in $(seq 180); do
+        health=$("$DOCKER" inspect -f '{{.State.Status}} {{.State.Health.Status}}' "$CONTAINER")
+        [[ $health == "running healthy" ]] && break
+        [[ $health == running* ]] || fail "container state: $health"
+        sleep 1
+    done
+    [[ $health == "running healthy" ]] || fail "not healthy after 180 s: $health"
+    echo "health: $health (exit $("$DOCKER" inspect -f '{{(index .State.Health.Log 0).ExitCode}}' "$CONTAINER") from the image's check)"
 
-health=""
-for _ in $(seq 180); do
-    health=$("$DOCKER" inspect -f '{{.State.Status}} {{.State.Health.Status}}' "$CONTAINER")
-    [[ $health == "running healthy" ]] && break
-    [[ $health == running* ]] || fail "container state: $health"
-    sleep 1
-done
-[[ $health == "running healthy" ]] || fail "not healthy after 180 s: $health"
-echo "health: $health ($("$DOCKER" inspect -f '{{(index .State.Health.Log 0).ExitCode}}' "$CONTAINER") from the image's check)"
-
-step "embed with the ollama client from the host"
-timeout 120 "$PYTHON" - "$port" "$MODEL" <<'EOF'
+    step "embed through $image with the ollama client from the host"
+    timeout 120 "$PYTHON" - "$port" "$MODEL" <<'EOF'
 import math
 import sys
 
@@ -179,9 +182,13 @@ cos = [sum(a * b for a, b in zip(vectors[0], v)) for v in vectors[1:]]
 assert cos[0] > cos[1] + 0.2, cos  # the paraphrase is nearer than the unrelated sentence
 print(f"ollama {model}: 3 x {len(vectors[0])} vectors, cos(paraphrase) {cos[0]:.3f}, cos(unrelated) {cos[1]:.3f}")
 EOF
+    "$DOCKER" rm -f "$CONTAINER" >/dev/null
+    "$DOCKER" volume rm "$VOLUME" >/dev/null
+    CONTAINER=""
+    VOLUME=""
+}
 
-"$DOCKER" rm -f "$CONTAINER" >/dev/null
-CONTAINER=""
+serve_and_embed "$CPU_IMAGE"
 
 if [[ -n ${GPU:-} ]]; then
     step "build $GPU_IMAGE (RUNTIME=gpu on $BASE_IMAGE, CUDA and cuDNN from NVIDIA's wheels)"
@@ -198,6 +205,8 @@ assert not missing, missing
 cuda = sorted({line.split()[0] for line in linked.splitlines() if "libcu" in line})
 print("onnxruntime", ort.__version__, providers, "; the CUDA provider resolves", " ".join(cuda))
 '
+    # No GPU here: the gateway must fall back to the CPU provider and still serve.
+    serve_and_embed "$GPU_IMAGE"
 fi
 
 step "image sizes"
