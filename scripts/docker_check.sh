@@ -38,6 +38,15 @@ fail() {
     exit 1
 }
 
+# Run a command under a time limit; say which step ran out of time or failed.
+bounded() { # seconds, what, command...
+    local seconds=$1 what=$2 rc=0
+    shift 2
+    timeout "$seconds" "$@" || rc=$?
+    ((rc == 124)) && fail "$what: no answer within $seconds s"
+    ((rc == 0)) || fail "$what: exit status $rc"
+}
+
 cleanup() {
     local rc=$?
     if [[ -n $CONTAINER ]]; then
@@ -45,7 +54,7 @@ cleanup() {
             echo "--- container log (last 40 lines)" >&2
             "$DOCKER" logs --tail 40 "$CONTAINER" >&2 2>&1 || true
         fi
-        "$DOCKER" rm -f "$CONTAINER" >/dev/null 2>&1 || true
+        timeout 600 "$DOCKER" rm -f "$CONTAINER" >/dev/null 2>&1 || true
     fi
     [[ -n $VOLUME ]] && { "$DOCKER" volume rm -f "$VOLUME" >/dev/null 2>&1 || true; }
     if [[ -n $STARTED_ENGINE && -z ${KEEP_ENGINE:-} ]]; then
@@ -69,7 +78,8 @@ fi
 "$DOCKER" --version
 
 step "compose.yaml: docker-compose config"
-timeout 60 /usr/bin/docker-compose --project-directory "$ROOT" -f "$ROOT/compose.yaml" config --quiet
+bounded 60 "docker-compose config" \
+    /usr/bin/docker-compose --project-directory "$ROOT" -f "$ROOT/compose.yaml" config --quiet
 /usr/bin/docker-compose --version
 
 step "engine"
@@ -145,9 +155,10 @@ serve_and_embed() {
     VOLUME=gateway-check-models-$$
     CONTAINER=gateway-check-$$
     "$DOCKER" volume create "$VOLUME" >/dev/null
-    "$DOCKER" run -d --name "$CONTAINER" --network host -e GATEWAY_HOST=127.0.0.1 \
-        -e "GATEWAY_PORT=$port" -v "$VOLUME:/models" --health-interval 2s \
-        --health-start-period 120s "$image" >/dev/null
+    # With vfs, creating a container copies the whole image (minutes for the GPU image).
+    bounded 900 "docker run $image" "$DOCKER" run -d --name "$CONTAINER" --network host \
+        -e GATEWAY_HOST=127.0.0.1 -e "GATEWAY_PORT=$port" -v "$VOLUME:/models" \
+        --health-interval 2s --health-start-period 120s "$image" >/dev/null
     uid=$("$DOCKER" exec "$CONTAINER" id -u)
     [[ $uid != 0 ]] || fail "the container runs as root"
     echo "container $CONTAINER on 127.0.0.1:$port, uid $uid, user '$("$DOCKER" inspect -f '{{.Config.User}}' "$CONTAINER")'"
@@ -160,12 +171,13 @@ serve_and_embed() {
         sleep 1
     done
     [[ $health == "running healthy" ]] || fail "not healthy after 180 s: $health"
-    echo "health: $health (exit $("$DOCKER" inspect -f '{{(index .State.Health.Log 0).ExitCode}}' "$CONTAINER") from the image's check)"
+    echo "health: $health (the image's check exited: $("$DOCKER" inspect -f '{{range .State.Health.Log}}{{.ExitCode}} {{end}}' "$CONTAINER"))"
 
     step "embed through $image with the ollama client from the host"
-    timeout 120 "$PYTHON" - "$port" "$MODEL" <<'EOF'
+    bounded 300 "embed through $image" "$PYTHON" - "$port" "$MODEL" <<'EOF'
 import math
 import sys
+import time
 
 import ollama
 
@@ -174,16 +186,21 @@ client = ollama.Client(host=f"http://127.0.0.1:{port}", timeout=60)
 names = [m.model for m in client.list().models]
 assert any(n.split(":")[0] == model for n in names), names
 texts = ["a cat sits on the mat", "a kitten rests on a rug", "stock markets fell sharply"]
+start = time.monotonic()
 vectors = client.embed(model=model, input=texts).embeddings
+seconds = time.monotonic() - start
 assert len(vectors) == 3 and all(len(v) == 384 for v in vectors), [len(v) for v in vectors]
 norms = [math.sqrt(sum(x * x for x in v)) for v in vectors]
 assert all(abs(n - 1) < 1e-3 for n in norms), norms
 cos = [sum(a * b for a, b in zip(vectors[0], v)) for v in vectors[1:]]
 assert cos[0] > cos[1] + 0.2, cos  # the paraphrase is nearer than the unrelated sentence
-print(f"ollama {model}: 3 x {len(vectors[0])} vectors, cos(paraphrase) {cos[0]:.3f}, cos(unrelated) {cos[1]:.3f}")
+print(
+    f"ollama {model}: 3 x {len(vectors[0])} vectors in {seconds:.1f} s (first call loads the model), "
+    f"cos(paraphrase) {cos[0]:.3f}, cos(unrelated) {cos[1]:.3f}"
+)
 EOF
-    "$DOCKER" rm -f "$CONTAINER" >/dev/null
-    "$DOCKER" volume rm "$VOLUME" >/dev/null
+    bounded 600 "docker rm $CONTAINER" "$DOCKER" rm -f "$CONTAINER" >/dev/null
+    bounded 120 "docker volume rm $VOLUME" "$DOCKER" volume rm "$VOLUME" >/dev/null
     CONTAINER=""
     VOLUME=""
 }
@@ -193,17 +210,20 @@ serve_and_embed "$CPU_IMAGE"
 if [[ -n ${GPU:-} ]]; then
     step "build $GPU_IMAGE (RUNTIME=gpu on $BASE_IMAGE, CUDA and cuDNN from NVIDIA's wheels)"
     build "$GPU_IMAGE" --build-arg RUNTIME=gpu --build-arg "CUDA_BASE=$BASE_IMAGE" --build-arg CUDA_WHEELS=1
-    step "$GPU_IMAGE: the CUDA provider and every library it links resolve (no GPU here to run it)"
-    timeout 120 "$DOCKER" run --rm --network host --entrypoint python3 "$GPU_IMAGE" -c '
-import os, subprocess, onnxruntime as ort
+    step "$GPU_IMAGE: the CUDA provider resolves every library it links but the driver (no GPU here)"
+    bounded 900 "CUDA provider check" "$DOCKER" run --rm --network host --entrypoint python3 "$GPU_IMAGE" -c '
+import ctypes, os, subprocess, onnxruntime as ort
 providers = ort.get_available_providers()
 assert "CUDAExecutionProvider" in providers, providers
 lib = os.path.join(os.path.dirname(ort.__file__), "capi", "libonnxruntime_providers_cuda.so")
 linked = subprocess.run(["ldd", lib], capture_output=True, text=True, check=True).stdout
-missing = [line.strip() for line in linked.splitlines() if "not found" in line]
+# libcuda.so.1 is the driver: the NVIDIA container toolkit mounts it in with --gpus.
+missing = [l.strip() for l in linked.splitlines() if "not found" in l and "libcuda.so.1" not in l]
 assert not missing, missing
+for name in ("libcudnn.so.9", "libcufft.so.12"):  # loaded with dlopen by name, not linked
+    ctypes.CDLL(name)
 cuda = sorted({line.split()[0] for line in linked.splitlines() if "libcu" in line})
-print("onnxruntime", ort.__version__, providers, "; the CUDA provider resolves", " ".join(cuda))
+print("onnxruntime", ort.__version__, providers, "; the CUDA provider resolves", " ".join(cuda), "+ libcudnn.so.9 libcufft.so.12")
 '
     # No GPU here: the gateway must fall back to the CPU provider and still serve.
     serve_and_embed "$GPU_IMAGE"
