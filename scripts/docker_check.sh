@@ -133,14 +133,19 @@ if [[ $index == http* ]]; then
 fi
 
 build() { # image, extra build args...
-    local image=$1 log=$WORK/build-${1//[:\/]/_}.log
+    local image=$1 log=$WORK/build-${1//[:\/]/_}.log previous
     shift
+    previous=$("$DOCKER" image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
     if ! timeout 2400 "$DOCKER" build --network host --progress plain "${secrets[@]}" \
         --build-arg "BASE=$BASE_IMAGE" "$@" -t "$image" "$ROOT" >"$log" 2>&1; then
         tail -40 "$log"
         fail "docker build $image (log $log)"
     fi
     grep -E '^#[0-9]+ (DONE|CACHED)' "$log" | tail -3 || true
+    # A rebuilt tag leaves its previous image dangling: drop it (vfs stores every layer in full).
+    if [[ -n $previous && $previous != "$("$DOCKER" image inspect -f '{{.Id}}' "$image")" ]]; then
+        timeout 600 "$DOCKER" rmi "$previous" >/dev/null 2>&1 || true
+    fi
 }
 
 step "build $CPU_IMAGE (--network host, BASE=$BASE_IMAGE)"
