@@ -9,6 +9,9 @@
 # machine's CA bundle and index as build secrets. The engine is stopped again if this script
 # started it (KEEP_ENGINE=1 keeps it); images stay cached in the engine's data root.
 #
+# It also checks deploy/: `promtool` (unpacked from Debian's prometheus package) validates
+# prometheus.yml and parses every Grafana panel query.
+#
 # Environment: PYTHON (host interpreter with the ollama client, default python3), GPU=1 (also build
 # the GPU image on the debootstrap base with NVIDIA's pip wheels and check that ONNX Runtime's CUDA
 # provider resolves its libraries; no GPU is needed or used), KEEP_ENGINE=1, DOCKER_CHECK_DIR
@@ -81,6 +84,19 @@ step "compose.yaml: docker-compose config"
 bounded 60 "docker-compose config" \
     /usr/bin/docker-compose --project-directory "$ROOT" -f "$ROOT/compose.yaml" config --quiet
 /usr/bin/docker-compose --version
+
+step "deploy/: promtool checks prometheus.yml and parses every dashboard query"
+promtool=$(command -v promtool || echo "$WORK/prometheus/usr/bin/promtool")
+if [[ ! -x $promtool ]]; then
+    # Only promtool is needed: unpack Debian's package instead of installing a Prometheus service.
+    rm -rf "$WORK/prometheus-deb" && mkdir -p "$WORK/prometheus-deb"
+    (cd "$WORK/prometheus-deb" && bounded 300 "apt-get download prometheus" apt-get download -qq prometheus 2>/dev/null)
+    dpkg-deb -x "$WORK"/prometheus-deb/prometheus_*.deb "$WORK/prometheus"
+    rm -rf "$WORK/prometheus-deb"
+fi
+bounded 60 "promtool check config" "$promtool" check config "$ROOT/deploy/prometheus.yml"
+"$PYTHON" "$ROOT/scripts/dashboard_rules.py" >"$WORK/dashboard-rules.yml"
+bounded 60 "promtool check rules (dashboard queries)" "$promtool" check rules "$WORK/dashboard-rules.yml"
 
 step "engine"
 if ! timeout 20 "$DOCKER" info >/dev/null 2>&1; then

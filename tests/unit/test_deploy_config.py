@@ -1,13 +1,18 @@
 """The deployment files agree with each other and with the metrics the gateway documents.
 
 compose.yaml, deploy/prometheus.yml, Grafana's provisioning and dashboard, and the Dockerfile are
-read as data (no engine needed); `make docker-check` builds and runs the image itself.
+read as data (no engine needed); `make docker-check` builds and runs the image itself. The last
+test runs promtool when PROMTOOL or PATH has it (`make docker-check` unpacks one).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +233,38 @@ def test_dockerignore_keeps_what_the_image_copies(path: str) -> None:
     assert path not in ignored
     copies = " ".join(value for op, value in _dockerfile_instructions() if op == "COPY")
     assert path in copies
+
+
+def _dashboard_rules() -> str:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "dashboard_rules.py"), str(DASHBOARD)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_dashboard_rules_carry_every_query_with_variables_filled() -> None:
+    (group,) = json.loads(_dashboard_rules())["groups"]
+    targets = [t for panel in _graph_panels(_dashboard()) for t in panel["targets"]]
+    assert len(group["rules"]) == len(targets)
+    assert not any("$" in rule["expr"] for rule in group["rules"])
+
+
+PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
+
+
+@pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not found (PROMTOOL=path, or make docker-check)"
+)
+def test_promtool_accepts_prometheus_config_and_every_dashboard_query(tmp_path: Path) -> None:
+    assert PROMTOOL is not None
+    rules = tmp_path / "rules.yml"
+    rules.write_text(_dashboard_rules())
+    for args in (
+        ["check", "config", str(REPO / "deploy" / "prometheus.yml")],
+        ["check", "rules", str(rules)],
+    ):
+        result = subprocess.run([PROMTOOL, *args], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
