@@ -10,7 +10,8 @@
 # started it (KEEP_ENGINE=1 keeps it); images stay cached in the engine's data root.
 #
 # It also checks deploy/: `promtool` (unpacked from Debian's prometheus package) validates
-# prometheus.yml and parses every Grafana panel query.
+# prometheus.yml and parses every Grafana panel query, and once the tree has /metrics
+# (gateway/metrics.py), that Prometheus scrapes the container and evaluates every panel query.
 #
 # Environment: PYTHON (host interpreter with the ollama client, default python3), GPU=1 (also build
 # the GPU image on the debootstrap base with NVIDIA's pip wheels and check that ONNX Runtime's CUDA
@@ -86,9 +87,11 @@ bounded 60 "docker-compose config" \
 /usr/bin/docker-compose --version
 
 step "deploy/: promtool checks prometheus.yml and parses every dashboard query"
+# Debian's prometheus package, unpacked: promtool here, the server for the live scrape below.
 promtool=$(command -v promtool || echo "$WORK/prometheus/usr/bin/promtool")
-if [[ ! -x $promtool ]]; then
-    # Only promtool is needed: unpack Debian's package instead of installing a Prometheus service.
+prometheus=$(command -v prometheus || echo "$WORK/prometheus/usr/bin/prometheus")
+if [[ ! -x $promtool || ! -x $prometheus ]]; then
+    # Unpacked rather than installed: no Prometheus service starts on this machine.
     rm -rf "$WORK/prometheus-deb" && mkdir -p "$WORK/prometheus-deb"
     (cd "$WORK/prometheus-deb" && bounded 300 "apt-get download prometheus" apt-get download -qq prometheus 2>/dev/null)
     dpkg-deb -x "$WORK"/prometheus-deb/prometheus_*.deb "$WORK/prometheus"
@@ -220,6 +223,13 @@ print(
     f"cos(paraphrase) {cos[0]:.3f}, cos(unrelated) {cos[1]:.3f}"
 )
 EOF
+    if [[ -f $ROOT/gateway/metrics.py ]]; then
+        step "Prometheus scrapes $image with deploy/prometheus.yml and answers the dashboard's queries"
+        bounded 300 "scrape check" "$PYTHON" "$ROOT/scripts/scrape_check.py" \
+            --gateway "127.0.0.1:$port" --prometheus "$prometheus"
+    else
+        echo "(no gateway/metrics.py in this tree: no /metrics to scrape yet)"
+    fi
     bounded 600 "docker rm $CONTAINER" "$DOCKER" rm -f "$CONTAINER" >/dev/null
     bounded 120 "docker volume rm $VOLUME" "$DOCKER" volume rm "$VOLUME" >/dev/null
     CONTAINER=""
