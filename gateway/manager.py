@@ -1,12 +1,14 @@
-"""ModelManager: the one owner of loaded-model state.
+"""ModelManager: the one owner of loaded-model state; loads, unloads and keep-alive timers.
 
-- Lazy loading: a model loads on first use; N concurrent first requests cause one load.
+- Lazy loading: a model loads on first use; N concurrent first requests cause one load, and a
+  model whose files are missing is pulled first (the shared single-flight Puller) when
+  auto-pull is on.
 - keep_alive as Ollama has it: the last request's value wins, 0 unloads when the request ends,
   inf (negative on the wire) keeps the model forever.
-- A memory budget measured, not guessed: each load's footprint is measured (host RSS delta, or
-  GPU memory through NVML), and before a load the least recently used idle models are evicted
-  until the new one fits. A model with a request in flight is never unloaded; if the busy ones
-  leave no room, the load waits a bounded time and then fails with 503 naming them.
+- A memory budget measured, not guessed: each load's footprint is measured (gateway.loaded) and
+  gateway.budget, on plain data, decides whether a load fits and which idle model to evict. A
+  model with a request in flight is never unloaded; if the busy ones leave no room, the load
+  waits a bounded time and then fails with 503 naming them.
 
 Loads, unloads and inference share the device's one worker thread, so a measured footprint is
 never blurred by another model's run happening at the same moment.

@@ -25,7 +25,6 @@ from gateway.api.ollama_wire import (
 )
 from gateway.errors import InvalidRequest
 from gateway.services import ModelAdmin
-from gateway.sources import SourceError
 from gateway.specs import AnySpec
 
 PULL_RESPONSES = {
@@ -102,9 +101,7 @@ async def _pull_events(models: ModelAdmin, spec: AnySpec) -> AsyncIterator[PullS
             else:
                 getter.cancel()
         error = pull.exception()
-        if isinstance(error, SourceError):
-            yield InvalidRequest(str(error))
-        elif isinstance(error, Exception):
+        if isinstance(error, Exception):
             yield error
         elif not seen_success:  # joined a pull whose last lines were sent before we came
             yield PullStatus(status="success")

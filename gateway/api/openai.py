@@ -21,7 +21,6 @@ from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.responses import embedded
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
-from gateway.registry import tagged_name
 from gateway.services import EmbeddingService, EmbedRequest, ModelAdmin, Services
 
 # input_type / task synonyms used by Cohere, Jina, Voyage and nomic -> registry task names.
@@ -229,7 +228,7 @@ class OpenAIController(Controller):
         info = models.info(spec)
         if not info.present:
             raise ModelNotFound(f"The model '{model_id}' does not exist")
-        return ModelObject(id=tagged_name(spec.name), created=int(info.modified_at.timestamp()))
+        return ModelObject(id=info.name, created=int(info.modified_at.timestamp()))
 
 
 def openai_router(services: Services) -> Router:

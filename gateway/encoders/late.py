@@ -1,5 +1,9 @@
 """ColBERT-style late-interaction encoders: one L2-normalized vector per token.
 
+prepare = tokenize with the marker (and [MASK] expansion for queries); run = the graph, keeping
+each item's rows that are neither padding nor skipped; finish = projection (when the graph has
+none) and L2 normalization, one matrix per text; ranking is MaxSim over those matrices.
+
 Faithful to PyLate (`pylate/models/colbert.py`, tokenize() and encode()), which the tests
 check token by token:
 - the text is stripped (sentence-transformers does) and tokenized with truncation at
