@@ -161,9 +161,13 @@ build() { # image, extra build args...
         fail "docker build $image (log $log)"
     fi
     grep -E '^#[0-9]+ (DONE|CACHED)' "$log" | tail -3 || true
-    # A rebuilt tag leaves its previous image dangling: drop it (vfs stores every layer in full).
+    # A rebuilt tag leaves its previous image and build cache dangling: drop them (vfs stores
+    # every layer in full). Only on an engine this script started: others' cache is theirs.
     if [[ -n $previous && $previous != "$("$DOCKER" image inspect -f '{{.Id}}' "$image")" ]]; then
         timeout 600 "$DOCKER" rmi "$previous" >/dev/null 2>&1 || true
+        if [[ -n $STARTED_ENGINE ]]; then
+            timeout 600 "$DOCKER" builder prune -f >/dev/null 2>&1 || true
+        fi
     fi
 }
 
