@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from gateway.logs import configure_logging
 from gateway.registry import Registry, RegistryError
 from gateway.settings import Settings, SettingsError, describe_settings, settings_field_names
 from gateway.sources import ModelStore, SourceError
@@ -66,6 +67,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        log_config=None,  # uvicorn's loggers propagate to ours (format, request IDs, masking)
         # A lone embedding request can be large; keep-alive connections are reused by clients.
         timeout_keep_alive=30,
     )
@@ -100,10 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings_from(args)
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(settings.log_level, settings.log_format, settings.api_keys)
         if args.command == "serve":
             Registry.load(settings.registry)  # fail fast, before binding the port
             serve(settings)

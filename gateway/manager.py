@@ -15,6 +15,7 @@ never blurred by another model's run happening at the same moment.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import logging
 import math
@@ -25,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from gateway import metrics
 from gateway.batching import Batcher, measure_run_overhead
 from gateway.encoders import Encoder, build_encoder
 from gateway.errors import Busy, ModelNotFound, PullFailed
@@ -187,6 +189,7 @@ class ModelManager:
             finally:
                 self._waiting[spec.name] -= 1
         model.in_flight += 1
+        metrics.in_flight(spec.name, model.in_flight)
         model.last_used = time.time()
         model.expires_at = None
         if model._expiry is not None:
@@ -196,6 +199,7 @@ class ModelManager:
 
     async def _release(self, model: LoadedModel) -> None:
         model.in_flight -= 1
+        metrics.in_flight(model.spec.name, model.in_flight)
         model.last_used = time.time()
         if model.in_flight > 0 or self._loaded.get(model.spec.name) is not model:
             return
@@ -207,7 +211,9 @@ class ModelManager:
             model.expires_at = time.time() + model.keep_alive
             loop = asyncio.get_running_loop()
             model._expiry = loop.call_later(
-                model.keep_alive, lambda: loop.create_task(self._expire(model))
+                model.keep_alive,
+                lambda: loop.create_task(self._expire(model)),
+                context=contextvars.Context(),  # the expiry is no request's: no request ID
             )
 
     async def _expire(self, model: LoadedModel) -> None:
@@ -240,6 +246,7 @@ class ModelManager:
                 digest = await asyncio.to_thread(self.store.digest, spec)
             except Exception as exc:
                 self.load_failures[spec.name] = str(exc)
+                metrics.model_load_failed(spec.name)
                 raise
             self.load_failures.pop(spec.name, None)
             # Deltas measured in a busy process vary from load to load; budget by the largest.
@@ -264,6 +271,8 @@ class ModelManager:
                 digest=digest,
             )
             self._loaded[spec.name] = model
+            metrics.model_loaded(spec.name, model.device, footprint, model.load_seconds)
+            metrics.memory_budget(self.device, self.budget())
             await self._enforce_budget(keep=model)
         if not encoder.batch_invariant:
             log.warning(
@@ -372,6 +381,7 @@ class ModelManager:
         # On the device thread: a run in progress finishes before its session goes away.
         await asyncio.get_running_loop().run_in_executor(self.executor, self._free, model)
         log.info("unloaded %s (%s)", name, reason)
+        metrics.model_unloaded(name, model.device, reason)
         async with self._idle:
             self._idle.notify_all()
         return True

@@ -12,11 +12,12 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from gateway import __version__
+from gateway import __version__, metrics
 from gateway.api.auth import api_key_guard
 from gateway.api.errors import render_error
 from gateway.api.models import ModelsController
 from gateway.api.native import NativeController
+from gateway.api.observe import REQUEST_ID_HEADER, metrics_route, observed
 from gateway.api.ollama import OllamaController
 from gateway.api.openai import OpenAIController
 from gateway.api.rerank import RerankController
@@ -35,6 +36,7 @@ CORS_HEADERS = [
     "OpenAI-Project",
     "X-API-Key",
     "api-key",
+    REQUEST_ID_HEADER,
     *(
         f"x-stainless-{name}"
         for name in (
@@ -64,21 +66,23 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             yield
         finally:
             await gw.close()
+            metrics.process_exited()
 
     cors = CORSConfig(
         allow_origins=list(settings.cors_origins),
         allow_origin_regex=settings.cors_origin_regex,
         allow_methods=["GET", "POST", "HEAD", "DELETE", "OPTIONS"],
         allow_headers=CORS_HEADERS,
-        expose_headers=["X-Truncated-Inputs", "Retry-After"],
+        expose_headers=["X-Truncated-Inputs", "Retry-After", REQUEST_ID_HEADER],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             OllamaController,
             ModelsController,
             OpenAIController,
             RerankController,
             NativeController,
+            metrics_route(public=settings.metrics_public),
         ],
         # A closure, not `state: State`: asking for State makes Litestar copy it per request.
         dependencies={"gw": Provide(lambda: gw, sync_to_thread=False, use_cache=True)},
@@ -95,4 +99,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
         debug=False,
+        logging_config=None,  # logging is set up once, by gateway.logs (format, request IDs)
     )
+    observed(app, access_log=settings.access_log)
+    return app

@@ -35,6 +35,7 @@ from gateway.registry import (
     Resolved,
     TextModelSpec,
 )
+from gateway.request_context import note_model
 from gateway.rerank import RerankScores, rerank
 from gateway.service.checks import (
     check_dimensions,
@@ -93,7 +94,9 @@ class EmbeddingService:
     def resolve(self, name: str) -> Resolved:
         if not name or not name.strip():
             raise InvalidRequest("model is required", param="model")
-        return self.registry.resolve(name)
+        resolved = self.registry.resolve(name)
+        note_model(resolved.spec.name)  # the request's `model` metric label
+        return resolved
 
     # -- embeddings ------------------------------------------------------------------------------
 
