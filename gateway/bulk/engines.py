@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from gateway.cli.remote import Remote
+from gateway.client import Remote
 from gateway.settings import Settings
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from gateway.cli.remote import RemoteError
+from gateway.client import RemoteError
 from gateway.errors import GatewayError
 from gateway.registry import RegistryError
 from gateway.settings import Settings, SettingsError
@@ -22,7 +22,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 console = Console()
-errors = Console(stderr=True)
 
 DEFAULT_URL = "http://127.0.0.1:11434"
 
@@ -59,7 +58,7 @@ ModelsDirOption = Annotated[
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    errors.print(f"gateway: {message}", markup=False, highlight=False)
+    print(f"gateway: {message}", file=sys.stderr, flush=True)  # one line, never wrapped
     raise typer.Exit(code)
 
 

@@ -25,7 +25,7 @@ from gateway.cli.common import (
     local_settings,
     reported,
 )
-from gateway.cli.remote import Remote
+from gateway.client import Remote
 from gateway.registry import Registry, tagged_name
 from gateway.sources import LocalSource, ModelStore
 

@@ -25,7 +25,7 @@ from gateway.cli.common import (
     local_settings,
     reported,
 )
-from gateway.cli.remote import Remote
+from gateway.client import Remote
 from gateway.registry import Registry
 from gateway.sources import ModelStore
 
@@ -34,10 +34,13 @@ class PullProgress:
     """Renders Ollama-shaped pull events: a bar per file (bytes, rate, ETA), a line per stage.
 
     Events without a byte count ("pulling manifest", "success") print once as a line; events
-    with one update the bar of their status, which names the file being fetched.
+    with one update the bar of their status, which names the file being fetched. When the
+    output is not a terminal (a pipe, a log), each finished file is one plain line instead.
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, name: str = "") -> None:
+        self.console = console
+        self.prefix = f"{name}: " if name and not console.is_terminal else ""
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -45,6 +48,7 @@ class PullProgress:
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=console,
+            disable=not console.is_terminal,
         )
         self.bars: dict[str, TaskID] = {}
         self.lines: list[str] = []
@@ -56,19 +60,26 @@ class PullProgress:
     def __exit__(self, *exc_info: object) -> None:
         self.progress.stop()
 
+    def _line(self, text: str) -> None:
+        if not self.lines or self.lines[-1] != text:
+            self.lines.append(text)
+            self.console.print(self.prefix + text, markup=False, highlight=False)
+
     def __call__(
         self, status: str, digest: str | None, total: int | None, completed: int | None
     ) -> None:
         if total is None or completed is None:
-            if not self.lines or self.lines[-1] != status:
-                self.lines.append(status)
-                self.progress.console.print(status, markup=False, highlight=False)
+            self._line(status)
+            return
+        label = f"{status} {digest[7:19]}" if digest else status
+        if not self.console.is_terminal:
+            if completed >= total:
+                self._line(f"{status} {completed}/{total} bytes")
             return
         bar = self.bars.get(status)
         if bar is None:
-            label = f"{status} {digest[7:19]}" if digest else status
             bar = self.bars[status] = self.progress.add_task(label, total=total)
-        self.progress.update(bar, total=total, completed=completed)
+        self.progress.update(bar, description=label, total=total, completed=completed)
 
 
 def register(app: typer.Typer) -> None:
@@ -85,7 +96,7 @@ def register(app: typer.Typer) -> None:
         if url is not None:
             remote = Remote(url, api_key)
             for name in names:
-                with PullProgress(console) as show:
+                with PullProgress(console, name) as show:
                     for event in remote.stream("/api/pull", {"model": name, "stream": True}):
                         show(
                             str(event.get("status", "")),
@@ -100,6 +111,7 @@ def register(app: typer.Typer) -> None:
         # Resolve every name first: a typo in the last should not cost a download of the first.
         specs = [models.resolve(name).spec for name in names]
         for spec in specs:
-            console.print(f"[bold]{spec.name}[/bold]")
-            with PullProgress(console) as show:
+            if console.is_terminal:
+                console.print(f"[bold]{spec.name}[/bold]")
+            with PullProgress(console, spec.name) as show:
                 store.pull(spec, show)
