@@ -262,3 +262,43 @@ def test_logs_are_json_with_request_ids_and_no_secrets(load: Load) -> None:
     text = load.server.log()
     assert KEY not in text
     assert SECRET_TEXT not in text and "text 0 one" not in text
+
+
+def test_public_metrics_in_multiprocess_mode(default_model_dir: Path, tmp_path: Path) -> None:
+    """GATEWAY_METRICS_PUBLIC opens /metrics only; PROMETHEUS_MULTIPROC_DIR keeps values in
+    files there (what several worker processes would share), and the sums still come out."""
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    registry = write_registry(
+        tmp_path / "registry.yaml", {"minilm-a": minilm_entry(default_model_dir)}
+    )
+    env = {
+        "GATEWAY_API_KEYS": KEY,
+        "GATEWAY_METRICS_PUBLIC": "true",
+        "PROMETHEUS_MULTIPROC_DIR": str(shared),
+    }
+    with GatewayServer(registry=registry, env=env) as server, server.client() as client:
+        for i in range(3):
+            body = {"model": "minilm-a", "input": [f"multi {i}", "same"]}
+            assert client.post("/api/embed", json=body, headers=AUTH).status_code == 200
+        assert (
+            client.post("/api/embed", json={"model": "minilm-a", "input": "x"}).status_code == 401
+        )
+        response = client.get("/metrics")  # no key
+        assert response.status_code == 200
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+    files = list(shared.iterdir())
+    assert files and all(p.suffix == ".db" for p in files)
+    requests = {
+        (s.labels["route"], s.labels["model"], s.labels["status"]): s.value
+        for s in families["gateway_requests"].samples
+        if s.name == "gateway_requests_total"
+    }
+    assert requests[("ollama", "minilm-a", "200")] == 3
+    assert requests[("ollama", "", "401")] == 1
+    inputs = {s.labels["model"]: s.value for s in families["gateway_inputs"].samples}
+    assert inputs["minilm-a"] == 4  # "same" is a cache hit after the first request
+    depth = [s for s in families["gateway_queue_depth"].samples if s.labels["model"] == "minilm-a"]
+    assert [s.value for s in depth] == [0.0]  # one live process, summed
+    loaded = families["gateway_model_memory_bytes"].samples
+    assert any(s.labels["model"] == "minilm-a" and s.value > 0 for s in loaded)
