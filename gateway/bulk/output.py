@@ -21,7 +21,7 @@ def check_output(path: Path) -> None:
         raise OutputError(f"{path}: the output must end in .parquet or .npy")
     if suffix == ".parquet":
         try:
-            import pyarrow  # noqa: F401
+            import pyarrow  # type: ignore[import-untyped]  # noqa: F401
         except ImportError:
             raise OutputError(
                 "writing Parquet needs pyarrow: pip install 'embedding-gateway[parquet]', "
@@ -41,7 +41,7 @@ def write_output(path: Path, ids: list[str], vectors: np.ndarray) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     if path.suffix.lower() == ".parquet":
         import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
         dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1))

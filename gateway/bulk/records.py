@@ -96,7 +96,7 @@ def _parquet(
     path: Path, column: str, id_column: str | None
 ) -> Iterable[tuple[int, dict[str, Any]]]:
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-untyped]
     except ImportError:
         raise RecordError(
             "reading Parquet needs pyarrow: pip install 'embedding-gateway[parquet]'"
