@@ -1,5 +1,5 @@
 """`gateway embed` end to end: 10,000 lines in a real terminal, vectors equal to /api/embed's,
-and a run killed mid-way that resumes and embeds only the rest.
+a run killed mid-way that resumes and embeds only the rest, and a folder of images.
 
 The 10,000-line run happens inside tmux (a real pseudo-terminal), so the progress bar is the
 one a person sees; its frames are read with `tmux capture-pane`. The resume test runs against
@@ -25,9 +25,12 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.bulk.job import image_data_url
 from gateway.bulk.output import read_output
-from tests.support.models import MODELS_DIR
+from tests.support.image_api import efficientnet_entry
+from tests.support.models import MODELS_DIR, write_registry
 from tests.support.server import REPO, GatewayServer
+from tests.support.vision import efficientnet_lite0, encode, photo_like
 
 MODEL = "all-minilm"
 WORDS = [
@@ -206,3 +209,35 @@ def test_a_killed_run_resumes_and_embeds_only_the_rest(
     assert settled_inputs(uncached_server.url) - before == 2_000 - resumed
     assert not parts.exists()
     assert_same_vectors(output, lines, uncached_server.url, sample=200)
+
+
+def test_a_folder_of_images_matches_the_api(tmp_path: Path) -> None:
+    """An image model embeds a folder (nested, mixed formats) in-process; the server agrees."""
+    registry = write_registry(
+        tmp_path / "registry.yaml", {"effnet": efficientnet_entry(efficientnet_lite0())}
+    )
+    images = tmp_path / "images"
+    (images / "nested").mkdir(parents=True)
+    for i in range(6):
+        where = images / "nested" if i % 2 else images
+        fmt, suffix = ("PNG", "png") if i % 3 else ("JPEG", "jpg")
+        (where / f"photo{i}.{suffix}").write_bytes(encode(photo_like(i, 96, 72), fmt))
+    (images / "notes.txt").write_text("not an image: skipped by suffix")
+    output = tmp_path / "images.parquet"
+    command = [sys.executable, "-m", "gateway", "embed", str(images), "-m", "effnet",
+               "-o", str(output), "--registry", str(registry)]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    ids, vectors = read_output(output)
+    assert ids == sorted(p.relative_to(images).as_posix() for p in images.rglob("photo*"))
+    with GatewayServer(registry=registry) as server:
+        references = [image_data_url(str(images / name)) for name in ids]
+        body = {"model": "effnet", "input": references}
+        response = httpx.post(server.url + "/api/embed", json=body, timeout=300)
+    assert response.status_code == 200, response.text
+    expected = np.asarray(response.json()["embeddings"], dtype=np.float32)
+    cosine = np.sum(vectors * expected, axis=1) / (
+        np.linalg.norm(vectors, axis=1) * np.linalg.norm(expected, axis=1)
+    )
+    assert vectors.shape == (6, 1280) and cosine.min() >= 0.99999, cosine
