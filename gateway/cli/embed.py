@@ -68,6 +68,37 @@ def _print_summary(summary: JobSummary) -> None:
     console.print(table)
 
 
+class EmbedProgress:
+    """One bar: percent, inputs done of all, this run's inputs/s, elapsed, ETA."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]embedding[/bold]"),
+            BarColumn(),
+            TaskProgressColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task("embed", total=None, rate="")
+        self.embedded = 0
+        self.began = time.perf_counter()
+
+    def started(self, total: int, done: int) -> None:
+        self.began = time.perf_counter()
+        self.bar.update(self.task, total=total, completed=done)
+        if done:
+            console.print(f"resuming: {done:,} of {total:,} inputs already embedded")
+
+    def advanced(self, count: int) -> None:
+        self.embedded += count
+        rate = self.embedded / max(time.perf_counter() - self.began, 1e-9)
+        self.bar.update(self.task, advance=count, rate=f"{rate:,.0f} inputs/s")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("embed")
     @reported
@@ -129,40 +160,16 @@ def register(app: typer.Typer) -> None:
             if url is not None
             else LocalEngine(local_settings(registry, models_dir), model, truncate=truncate)
         )
-        progress = Progress(
-            TextColumn("[bold]embedding[/bold]"),
-            BarColumn(),
-            TaskProgressColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        bar = progress.add_task("embed", total=None, rate="")
-        counts = {"done": 0, "start": 0.0}
-
-        def started(total: int, done: int) -> None:
-            counts["start"] = time.perf_counter()
-            progress.update(bar, total=total, completed=done)
-            if done:
-                console.print(f"resuming: {done:,} of {total:,} inputs already embedded")
-
-        def advanced(count: int) -> None:
-            counts["done"] += count
-            seconds = max(time.perf_counter() - counts["start"], 1e-9)
-            progress.update(bar, advance=count, rate=f"{counts['done'] / seconds:,.0f} inputs/s")
-
+        progress = EmbedProgress()
         try:
-            with progress:
+            with progress.bar:
                 summary = run_job(
                     records, engine, parts, output,
                     JobPlan(chunk_size=chunk_size, batch_size=batch_size, concurrency=concurrency),
-                    started=started, advanced=advanced,
+                    started=progress.started, advanced=progress.advanced,
                 )  # fmt: skip
         except KeyboardInterrupt:
-            done = sum(1 for _ in parts.done()) * chunk_size
+            done = len(parts.done()) * chunk_size
             console.print(
                 f"interrupted; about {min(done, len(records.items)):,} inputs are saved in "
                 f"{parts.folder}: run the same command again to resume"
