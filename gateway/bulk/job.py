@@ -69,13 +69,17 @@ def run_job(
     started(len(items), resumed)
     began = time.perf_counter()
     prepare = image_data_url if records.images else (lambda value: value)
-    with ThreadPoolExecutor(plan.concurrency, thread_name_prefix="bulk") as pool:
+    pool = ThreadPoolExecutor(plan.concurrency, thread_name_prefix="bulk")
+    try:
         for k in range(chunks):
             if k in done:
                 continue
             rows = _chunk(items, k, plan.chunk_size)
             vectors = _embed_chunk(rows, engine, pool, plan, prepare, advanced)
             parts.write(k, [r.id for r in rows], vectors)
+    finally:
+        # On Ctrl-C or an error, do not wait for batches whose chunk will not be saved.
+        pool.shutdown(wait=False, cancel_futures=True)
     seconds = time.perf_counter() - began
     ids: list[str] = []
     matrices = []
