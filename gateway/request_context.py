@@ -38,7 +38,8 @@ def current_request_id() -> str:
 
 
 def note_model(name: str) -> None:
-    """Record the model the current request resolved to (a no-op outside requests)."""
+    """Record the model the current request named (a no-op outside requests). The first one
+    wins: an image request that also runs its space's text model is the image model's."""
     context = _current.get()
-    if context is not None:
+    if context is not None and not context.model:
         context.model = name

@@ -13,12 +13,11 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from litestar import Response, get
-from litestar.handlers import HTTPRouteHandler
+from litestar import Response, Router, get
 
 from gateway import metrics
 from gateway.api.auth import PUBLIC
-from gateway.core import Gateway
+from gateway.manager import ModelManager
 from gateway.request_context import begin, end
 
 # Plain ASGI shapes: Litestar's TypedDicts would need a cast at every key this reads.
@@ -85,24 +84,28 @@ class RequestObserver:
             end(token)
 
 
-def metrics_route(public: bool) -> HTTPRouteHandler:
-    """GET /metrics; open without a key only when the operator says so."""
+def refresher(manager: ModelManager) -> Callable[[], None]:
+    """What a scrape updates first: this process's state that changes without an event
+    (arenas grow while serving; a GPU budget follows NVML)."""
 
-    @get(
-        "/metrics",
-        opt=PUBLIC if public else {},
-        include_in_schema=False,
-        sync_to_thread=False,
-    )
-    def prometheus_metrics(gw: Gateway) -> Response[bytes]:
-        manager = gw.manager
-        # This process's state that changes without an event: arenas grow, budgets follow NVML.
+    def refresh() -> None:
         metrics.memory_budget(manager.device, manager.budget())
         for model in manager.loaded():
             metrics.model_memory(model.spec.name, model.device, model.memory_bytes)
+
+    return refresh
+
+
+def metrics_router(refresh: Callable[[], None], *, public: bool) -> Router:
+    """GET /metrics; open without a key only when the operator says so."""
+
+    @get("/metrics", opt=PUBLIC if public else {}, include_in_schema=False,
+         sync_to_thread=False)  # fmt: skip
+    def prometheus_metrics() -> Response[bytes]:
+        refresh()
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
 
-    return prometheus_metrics
+    return Router(path="/", route_handlers=[prometheus_metrics])
 
 
 def observed(app: Any, *, access_log: bool) -> None:

@@ -36,11 +36,11 @@ class LocalEngine:
         self.thread.start()
 
     def embed(self, inputs: list[str]) -> np.ndarray:
-        from gateway.service import EmbedRequest
+        from gateway.services import EmbedRequest
 
         request = EmbedRequest(model=self.model, inputs=inputs, truncate=self.truncate)
         result = asyncio.run_coroutine_threadsafe(
-            self.gateway.service.embed(request), self.loop
+            self.gateway.services.embedding.embed(request), self.loop
         ).result()
         return np.asarray(result.vectors, dtype=np.float32)
 

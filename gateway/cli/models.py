@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from gateway.api.ollama_wire import capability_names
 from gateway.catalog import Catalog, ModelInfo
 from gateway.cli.common import (
     DEFAULT_URL,
@@ -68,7 +69,8 @@ def _view_of_info(info: ModelInfo, digest: str) -> ShowView:
         "kind": spec.kind,
     }
     extra = {"sha256": digest, "source": spec.source or "(per file)", "size": human_size(info.size)}
-    return ShowView(info.name, facts, info.capabilities, spec.license or "", extra)
+    capabilities = capability_names(info.capabilities)
+    return ShowView(info.name, facts, capabilities, spec.license or "", extra)
 
 
 def _view_of_show(name: str, body: dict[str, Any]) -> ShowView:

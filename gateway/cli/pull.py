@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import typer
@@ -26,6 +27,7 @@ from gateway.cli.common import (
     reported,
 )
 from gateway.client import Remote
+from gateway.pulling import Puller
 from gateway.registry import Registry
 from gateway.sources import ModelStore
 
@@ -107,11 +109,15 @@ def register(app: typer.Typer) -> None:
             return
         settings = local_settings(registry, models_dir)
         models = Registry.load(settings.registry)
-        store = ModelStore(settings.models_dir, models.base_dir)
+        puller = Puller(ModelStore(settings.models_dir, models.base_dir))
         # Resolve every name first: a typo in the last should not cost a download of the first.
         specs = [models.resolve(name).spec for name in names]
-        for spec in specs:
-            if console.is_terminal:
-                console.print(f"[bold]{spec.name}[/bold]")
-            with PullProgress(console, spec.name) as show:
-                store.pull(spec, show)
+
+        async def pull_all() -> None:
+            for spec in specs:
+                if console.is_terminal:
+                    console.print(f"[bold]{spec.name}[/bold]")
+                with PullProgress(console, spec.name) as show:
+                    await puller.pull(spec, show)
+
+        asyncio.run(pull_all())
