@@ -135,6 +135,7 @@ _ROUTES = {
     "/health": "meta",
     "/api/version": "meta",
     "/metrics": "meta",
+    "/openapi.json": "meta",
 }
 _ROUTE_PREFIXES = (("/txt/", "native"), ("/img/", "native"), ("/v1/models/", "openai"))
 

@@ -23,6 +23,7 @@ from gateway.request_context import begin, current_request_id, end, note_model
         ("/embed", "native"), ("/img/stats", "native"), ("/txt/batch", "native"),
         ("/api/ps", "lifecycle"), ("/admin/models", "lifecycle"),
         ("/", "meta"), ("/metrics", "meta"), ("/docs/openapi.json", "meta"),
+        ("/openapi.json", "meta"),
         ("/api/embedx", "other"), ("/wp-login.php", "other"),
     ],
 )  # fmt: skip
