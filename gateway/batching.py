@@ -195,7 +195,7 @@ class Batcher:
                 context=contextvars.Context(),
             )
         # A cancelled wait (client gone) marks the job done; its queued items are then skipped.
-        return await job.future  # type: ignore[return-value]
+        return await job.future
 
     async def close(self) -> None:
         if self._task is not None:

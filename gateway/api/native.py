@@ -14,10 +14,10 @@ from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, Router, get, post
+from litestar import Controller, Response, Router, get, post
 
 from gateway.api.auth import PUBLIC
-from gateway.api.deps import provide
+from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.responses import embedded
@@ -130,7 +130,7 @@ def image_model(embedding: EmbeddingService) -> str:
     return embedding.default_image_model
 
 
-async def run(request: Request, work: Awaitable[EmbedResult]) -> EmbedResult:
+async def run(request: AnyRequest, work: Awaitable[EmbedResult]) -> EmbedResult:
     return await unless_disconnected(request, work)
 
 
@@ -144,7 +144,7 @@ class NativeController(Controller):
 
     @post(["/embed", "/txt/embed"], status_code=200, summary="Embed one text")
     async def embed(
-        self, data: EmbedBody, embedding: EmbeddingService, request: Request
+        self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbedResponse]:
         texts = [TextInput(data.input)]
         work = embedding.embed(
@@ -158,7 +158,7 @@ class NativeController(Controller):
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
     async def batch(
-        self, data: BatchBody, embedding: EmbeddingService, request: Request
+        self, data: BatchBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
         work = embedding.embed(
@@ -172,7 +172,7 @@ class NativeController(Controller):
 
     @post("/img/embed", status_code=200, summary="Embed one image (URL, data URL or base64)")
     async def image(
-        self, data: ImageBody, embedding: EmbeddingService, request: Request
+        self, data: ImageBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageResponse:
         images = [ImageInput(data.content)]
         work = embedding.embed(EmbedRequest(image_model(embedding), images, dimensions=data.dim))
@@ -181,7 +181,7 @@ class NativeController(Controller):
 
     @post("/img/batch", status_code=200, summary="Embed several images")
     async def images(
-        self, data: ImageBatchBody, embedding: EmbeddingService, request: Request
+        self, data: ImageBatchBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
         work = embedding.embed(EmbedRequest(image_model(embedding), images, dimensions=data.dim))
