@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the HTTP server",
         description="Start the server. Every flag can also be set by its environment variable.",
     )
+    serve.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve on Ray Serve: replicas routed by model (extra `ray`; GATEWAY_RAY_* options, "
+        "see docs/scaling.md)",
+    )
     _add_setting_flags(serve)
     pull = commands.add_parser("pull", help="fetch a registry model's files into the models dir")
     pull.add_argument("names", nargs="+", metavar="NAME")
@@ -106,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.command == "serve":
             Registry.load(settings.registry)  # fail fast, before binding the port
+            if args.ray:
+                from gateway.distributed.cli import serve_on_ray
+
+                return serve_on_ray(settings)
             serve(settings)
             return 0
         if args.command == "pull":

@@ -53,7 +53,9 @@ class ResidentModel:
         self._released = True
         try:
             future = asyncio.run_coroutine_threadsafe(self._unload(), self._loop)
-            if threading.get_ident() != self._loop_thread:  # Serve waits for the unload before it loads the next model
+            if (
+                threading.get_ident() != self._loop_thread
+            ):  # Serve waits for the unload before it loads the next model
                 future.result(timeout=UNLOAD_TIMEOUT_SECONDS)
         except (RuntimeError, concurrent.futures.TimeoutError) as exc:
             log.warning("could not unload %s: %r", self.name, exc)

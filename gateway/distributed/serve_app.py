@@ -14,6 +14,8 @@ Start it with `gateway serve --ray`, or with Serve's CLI and a config whose impo
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.distributed.asgi import ForwardedRequest, ForwardedResponse
+from gateway.distributed.cluster import start_local_or_join
 from gateway.distributed.options import RayServeOptions
 from gateway.distributed.replica import GatewayReplica
 from gateway.distributed.routing import ModelRouter
@@ -122,8 +125,7 @@ def app_builder(args: dict[str, Any]) -> serve.Application:
 def run(settings: Settings, options: RayServeOptions, *, blocking: bool = True) -> Layout:
     """`gateway serve --ray`: join (or start) a Ray cluster, serve on settings.host:port."""
     if not ray.is_initialized():
-        local = options.address is None
-        ray.init(address=options.address, runtime_env=worker_env() if local else None)
+        start_local_or_join(options.address)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     layout = build_app(settings, options)
     started = time.perf_counter()
@@ -137,20 +139,13 @@ def run(settings: Settings, options: RayServeOptions, *, blocking: bool = True) 
         layout.model_options,
     )
     if blocking:
+        # Kubernetes and `timeout` stop with SIGTERM: leave as on Ctrl-C, replicas released.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
             serve.shutdown()
     return layout
-
-
-def worker_env() -> dict[str, Any]:
-    """Runtime env for a cluster started from a source checkout: workers import `gateway` from
-    the same tree (an installed package is found anyway)."""
-    import os
-
-    import gateway
-
-    paths = [str(Path(gateway.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
-    return {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}}

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.models import MINILM_FP32, NOMIC, minilm_entry, nomic_entry, write_registry
+from tests.support.models import (
+    MINILM_FP32,
+    NO_CACHE,
+    NOMIC,
+    minilm_entry,
+    nomic_entry,
+    write_registry,
+)
+from tests.support.server import GatewayServer
 
 ray = pytest.importorskip("ray", reason="the optional extra `ray` is not installed")
 
@@ -20,12 +28,12 @@ COPY = "minilm-copy"  # the fp32 files under another name: a fourth model that f
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
-    from gateway.distributed.serve_app import worker_env
+    from gateway.distributed.cluster import start_local_or_join
 
-    ray.init(
+    start_local_or_join(
+        None,
         num_cpus=RAY_CPUS,
         include_dashboard=False,
-        runtime_env=worker_env(),
         log_to_driver=False,
         configure_logging=False,
     )
@@ -53,3 +61,10 @@ def multi_model_registry(
         },
         default_model="all-minilm",
     )
+
+
+@pytest.fixture(scope="session")
+def single_server(multi_model_registry: Path) -> Iterator[GatewayServer]:
+    """The single-process gateway on the same registry: the vectors to match."""
+    with GatewayServer(registry=multi_model_registry, env=NO_CACHE) as running:
+        yield running

@@ -66,12 +66,6 @@ def serve_url(ray_cluster: Any, multi_model_registry: Path) -> Iterator[str]:
         serve.shutdown()
 
 
-@pytest.fixture(scope="module")
-def single_server(multi_model_registry: Path) -> Iterator[GatewayServer]:
-    with GatewayServer(registry=multi_model_registry, env=NO_CACHE) as running:
-        yield running
-
-
 def embed_via_ollama(url: str, model: str) -> np.ndarray:
     response = ollama.Client(host=url, timeout=60).embed(model=model, input=TEXTS)
     return np.asarray(response.embeddings, dtype=np.float32)
