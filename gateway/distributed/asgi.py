@@ -18,7 +18,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Loose on purpose: frameworks type their scopes and events more narrowly than this driver.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 
@@ -117,9 +118,11 @@ class Lifespan:
 
     async def start(self) -> None:
         scope: Scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": {}}
-        self._task = asyncio.get_running_loop().create_task(
-            self.app(scope, self._inbox.get, self._outbox.put)
-        )
+
+        async def run() -> None:
+            await self.app(scope, self._inbox.get, self._outbox.put)
+
+        self._task = asyncio.get_running_loop().create_task(run())
         await self._step("lifespan.startup")
 
     async def stop(self) -> None:

@@ -71,7 +71,8 @@ class ResidentModel:
 class GatewayReplica:
     """Deployment class of the model replicas (see serve_app.build_app)."""
 
-    async def __init__(self, settings: Settings, models_per_replica: int) -> None:
+    # Serve awaits an async constructor: the app's start-up (preload) runs before traffic.
+    async def __init__(self, settings: Settings, models_per_replica: int) -> None:  # type: ignore[misc]
         self.gateway = Gateway.build(settings)
         self.app: Any = create_app(settings, self.gateway)
         self.lifespan = Lifespan(self.app)

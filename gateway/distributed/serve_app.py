@@ -46,7 +46,7 @@ INGRESS_DEPLOYMENT = "GatewayIngress"
 class GatewayIngress:
     """Deployment class of the ingress: forward each request, routed by its model."""
 
-    def __init__(self, models: DeploymentHandle, settings: Settings) -> None:
+    def __init__(self, models: DeploymentHandle[Any], settings: Settings) -> None:
         registry = Registry.load(settings.registry)
         self.router = ModelRouter(registry, ModelStore(settings.models_dir, registry.base_dir))
         self.models = models
@@ -60,7 +60,7 @@ class GatewayIngress:
             query_string=scope.get("query_string", b""),
             headers=list(scope["headers"]),
             body=body,
-            client=tuple(scope["client"]) if scope.get("client") else None,  # type: ignore[arg-type]
+            client=tuple(scope["client"]) if scope.get("client") else None,
             scheme=scope.get("scheme", "http"),
             http_version=scope.get("http_version", "1.1"),
         )
@@ -90,17 +90,12 @@ def build_app(settings: Settings, options: RayServeOptions) -> Layout:
     replica_settings = options.replica_settings(settings, registry)
     limit = options.model_limit(settings)
     model_options = options.model_deployment_options(settings, registry)
-    models = (
-        serve.deployment(GatewayReplica)
-        .options(name=MODELS_DEPLOYMENT, **model_options)
-        .bind(replica_settings, limit)
+    models = serve.deployment(name=MODELS_DEPLOYMENT, **model_options)(GatewayReplica)
+    ingress = serve.deployment(name=INGRESS_DEPLOYMENT, **options.ingress_deployment_options())(
+        GatewayIngress
     )
-    ingress = (
-        serve.deployment(GatewayIngress)
-        .options(name=INGRESS_DEPLOYMENT, **options.ingress_deployment_options())
-        .bind(models, settings)
-    )
-    return Layout(ingress, replica_settings, limit, model_options)
+    app = ingress.bind(models.bind(replica_settings, limit), settings)
+    return Layout(app, replica_settings, limit, model_options)
 
 
 def absolute_paths(settings: Settings) -> Settings:
@@ -147,5 +142,5 @@ def run(settings: Settings, options: RayServeOptions, *, blocking: bool = True) 
         except (KeyboardInterrupt, SystemExit):
             pass
         finally:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
     return layout

@@ -63,7 +63,7 @@ def serve_url(ray_cluster: Any, multi_model_registry: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]
 
 
 def embed_via_ollama(url: str, model: str) -> np.ndarray:
