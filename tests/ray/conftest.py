@@ -23,7 +23,8 @@ ray = pytest.importorskip("ray", reason="the optional extra `ray` is not install
 # Logical CPUs Ray may hand out: 2 model replicas at 0.5, the ingress at 0.25, Ray Data's
 # actors at 0.5 each; the machine has 2 real cores either way.
 RAY_CPUS = 3
-COPY = "minilm-copy"  # the fp32 files under another name: a fourth model that forces evictions
+# The fp32 files under two more names: five models for 2 replicas x 2 slots force evictions.
+COPIES = ["minilm-copy", "minilm-copy-2"]
 
 
 @pytest.fixture(scope="session")
@@ -50,14 +51,14 @@ def multi_model_registry(
     nomic_dir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
-    """The bundled all-minilm (int8), the fp32 export, the tiny NomicBert, and a copy."""
+    """The bundled all-minilm (int8), the fp32 export, the tiny NomicBert, and copies."""
     return write_registry(
         tmp_path_factory.mktemp("ray-registry") / "registry.yaml",
         {
             "all-minilm": minilm_entry(default_model_dir),
             MINILM_FP32: minilm_entry(minilm_fp32_dir, quantization="F32"),
             NOMIC: nomic_entry(nomic_dir),
-            COPY: minilm_entry(minilm_fp32_dir, quantization="F32"),
+            **{name: minilm_entry(minilm_fp32_dir, quantization="F32") for name in COPIES},
         },
         default_model="all-minilm",
     )
