@@ -50,9 +50,10 @@ class GatewayIngress:
         registry = Registry.load(settings.registry)
         self.router = ModelRouter(registry, ModelStore(settings.models_dir, registry.base_dir))
         self.models = models
+        self.max_body_bytes = settings.max_body_bytes
 
     async def __call__(self, request: Request) -> Response:
-        body = await request.body()
+        body = await self._read_body(request)
         scope = request.scope
         forwarded = ForwardedRequest(
             method=request.method,
@@ -70,6 +71,16 @@ class GatewayIngress:
         response = Response(content=answer.body, status_code=answer.status)
         response.raw_headers = answer.headers  # as the app sent them, content-length included
         return response
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The body, read no further than one byte past the limit: the app then answers 413 in
+        its API's shape without the ingress holding an unbounded body."""
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_body_bytes:
+                break
+        return bytes(body)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ REPLICAS, PER_REPLICA = 2, 2
 TEXTS = SENTENCES[:6]
 # Serve learns where a model was placed from the replica's report (pushed every 0.1 s).
 PLACEMENT_PROPAGATION_SECONDS = 1.0
+MAX_BODY_BYTES = 2**20
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def serve_url(ray_cluster: Any, multi_model_registry: Path) -> Iterator[str]:
             "GATEWAY_REGISTRY": str(multi_model_registry),
             "GATEWAY_MODELS_DIR": str(REPO / "models"),
             "GATEWAY_THREADS": "1",
+            "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
             **NO_CACHE,
         }
     )
@@ -150,3 +152,9 @@ def test_every_api_family_and_its_errors_go_through(serve_url: str) -> None:
             client.post("/v1/embeddings", json={"model": MINILM_FP32, "input": []}), 400
         )
         assert_ollama_error(client.post("/api/embed", content=b"{not json"), 400)
+        too_big = client.post(
+            "/v1/embeddings",
+            json={"model": MINILM_FP32, "input": "x" * (MAX_BODY_BYTES + 10)},
+        )
+        assert too_big.status_code == 413, too_big.text
+        assert "error" in too_big.json()
