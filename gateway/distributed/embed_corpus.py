@@ -30,7 +30,7 @@ from gateway.core import Gateway
 from gateway.distributed.cluster import start_local_or_join
 from gateway.errors import GatewayError
 from gateway.registry import Registry
-from gateway.service.types import EmbedRequest
+from gateway.services.types import EmbedRequest
 from gateway.settings import Settings
 
 EMBEDDING_COLUMN = "embedding"
@@ -98,7 +98,7 @@ class CorpusEmbedder:
         request = EmbedRequest(
             self.job.model, list(texts), self.job.task, dimensions=self.job.dimensions
         )
-        result = self.loop.run_until_complete(self.gateway.service.embed(request))
+        result = self.loop.run_until_complete(self.gateway.services.embedding.embed(request))
         return result.vectors
 
     def __del__(self) -> None:
