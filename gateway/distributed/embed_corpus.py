@@ -154,6 +154,10 @@ def embed_corpus(job: CorpusJob, settings: Settings | None = None) -> CorpusRepo
     dataset = read_corpus(job.source, blocks=job.actors * BLOCKS_PER_ACTOR)
     if job.text_column not in dataset.schema().names:
         raise ValueError(f"{job.source}: no column {job.text_column!r} in {dataset.schema()}")
+    # Blocks are sized by bytes, and a corpus's text is small for the compute it takes: left
+    # alone, a few thousand rows arrive as one block and one actor embeds them all. A block per
+    # batch (streamed, not shuffled) spreads them over the pool.
+    dataset = dataset.repartition(target_num_rows_per_block=job.batch_size)
     embedded = dataset.map_batches(
         CorpusEmbedder,
         fn_constructor_args=(settings, job),
