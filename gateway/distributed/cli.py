@@ -13,6 +13,13 @@ MISSING_RAY = (
 
 def serve_on_ray(settings: Settings) -> int:
     """`gateway serve --ray`."""
+    from gateway.distributed.options import OptionsError, RayServeOptions
+
+    try:  # before importing Ray, which takes seconds
+        options = RayServeOptions.load()
+    except OptionsError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
     try:
         from gateway.distributed.serve_app import run
     except ImportError as exc:
@@ -20,12 +27,5 @@ def serve_on_ray(settings: Settings) -> int:
             print(MISSING_RAY, file=sys.stderr)
             return 2
         raise
-    from gateway.distributed.options import OptionsError, RayServeOptions
-
-    try:
-        options = RayServeOptions.load()
-    except OptionsError as exc:
-        print(f"gateway: {exc}", file=sys.stderr)
-        return 2
     run(settings, options)
     return 0
