@@ -13,6 +13,7 @@ Start it with `gateway serve --ray`, or with Serve's CLI and a config whose impo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -110,8 +111,6 @@ def build_app(settings: Settings, options: RayServeOptions) -> Layout:
 
 
 def absolute_paths(settings: Settings) -> Settings:
-    import dataclasses
-
     return dataclasses.replace(
         settings,
         registry=Path(settings.registry).resolve(),
