@@ -18,8 +18,6 @@ from tests.support.models import (
 )
 from tests.support.server import GatewayServer
 
-ray = pytest.importorskip("ray", reason="the optional extra `ray` is not installed")
-
 # Logical CPUs Ray may hand out: 2 model replicas at 0.5, the ingress at 0.25, Ray Data's
 # actors at 0.5 each; the machine has 2 real cores either way.
 RAY_CPUS = 3
@@ -29,6 +27,7 @@ COPIES = ["minilm-copy", "minilm-copy-2"]
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
+    ray = pytest.importorskip("ray", reason="the optional extra `ray` is not installed")
     from gateway.distributed.cluster import start_local_or_join
 
     start_local_or_join(
