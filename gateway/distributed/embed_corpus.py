@@ -200,9 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         actor_cpus=args.actor_cpus,
         batch_size=args.batch_size,
     )
-    start_local_or_join(args.address)
     try:
-        report = embed_corpus(job)
+        settings = Settings.load()
+        Registry.load(settings.registry).resolve(job.model)  # fail before starting Ray
+        start_local_or_join(args.address)
+        report = embed_corpus(job, settings)
     except (ValueError, GatewayError) as exc:
         print(f"embed_corpus: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
