@@ -33,17 +33,23 @@ def run(settings: Settings) -> None:
     )
 
 
-def serve(**flags: str | None) -> None:
+def serve(**flags: str | bool | None) -> None:
     from gateway.cli.common import reported
 
     @reported
     def start() -> None:
         overrides = {
-            name: value for name in settings_field_names() if (value := flags.get(name)) is not None
+            name: str(value)
+            for name in settings_field_names()
+            if (value := flags.get(name)) is not None
         }
         settings = Settings.load(overrides=overrides)
         configure_logging(settings.log_level, settings.log_format, settings.api_keys)
         Registry.load(settings.registry)  # fail fast, before binding the port
+        if flags.get("ray"):
+            from gateway.distributed.cli import serve_on_ray
+
+            raise typer.Exit(serve_on_ray(settings))
         run(settings)
 
     start()
@@ -66,6 +72,15 @@ def _flag_parameters() -> list[inspect.Parameter]:
                 name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=str | None
             )
         )
+    ray: Any = typer.Option(
+        False,
+        "--ray",
+        help="serve on Ray Serve: replicas routed by model (extra `ray`; GATEWAY_RAY_* options, "
+        "see docs/scaling.md)",
+    )
+    parameters.append(
+        inspect.Parameter("ray", inspect.Parameter.KEYWORD_ONLY, default=ray, annotation=bool)
+    )
     return parameters
 
 
