@@ -19,8 +19,8 @@ import pytest
 
 from gateway.run_overhead import RUN_OVERHEAD_BOUNDS
 from tests.support.api import ollama_embed
-from tests.support.corpus import mixed_batch
 from tests.support.models import MINILM_FP32, NOMIC, PINNED_OVERHEAD_TOKENS
+from tools.corpus import mixed_batch
 from tools.gateway_server import GatewayServer
 
 MAX_DIFF = 1e-5

@@ -17,7 +17,6 @@ import pytest
 from langchain_ollama import OllamaEmbeddings
 
 from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed, openai_embed
-from tests.support.corpus import SENTENCES, UNICODE, text_of_tokens
 from tests.support.models import NOMIC
 from tests.support.reference import (
     NOMIC_DIMENSIONS,
@@ -26,6 +25,7 @@ from tests.support.reference import (
     cosines,
     minilm_token_counter,
 )
+from tools.corpus import SENTENCES, UNICODE, text_of_tokens
 from tools.gateway_server import GatewayServer
 
 MIN_COSINE = 0.99999

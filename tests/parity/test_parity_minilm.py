@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from tests.support.api import ollama_embed, openai_embed
-from tests.support.corpus import LONG_TARGETS, parity_corpus
 from tests.support.models import MINILM_FP32
 from tests.support.reference import cosines, minilm_token_counter, sentence_transformers_minilm
+from tools.corpus import LONG_TARGETS, parity_corpus
 from tools.gateway_server import GatewayServer
 
 FP32_MIN_COSINE = 0.99999
