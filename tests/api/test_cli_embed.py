@@ -161,8 +161,18 @@ def server_inputs(url: str) -> float:
     return 0.0
 
 
+def model_idle(url: str) -> bool:
+    rows = httpx.get(url + "/admin/models", timeout=30).json()["models"]
+    return all(row.get("in_flight", 0) == 0 and row.get("queued", 0) == 0 for row in rows)
+
+
 def settled_inputs(url: str) -> float:
-    """The server's inputs count once requests of a killed client have drained."""
+    """The server's inputs count once requests of a killed client have drained: nothing in
+    flight or queued (however long that takes on a busy machine), and then no change for 2 s."""
+    deadline = time.monotonic() + 300
+    while not model_idle(url):
+        assert time.monotonic() < deadline, "the killed client's requests never drained"
+        time.sleep(0.1)
     last, since = server_inputs(url), time.monotonic()
     while time.monotonic() - since < 2.0:
         time.sleep(0.25)
