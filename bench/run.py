@@ -109,8 +109,6 @@ class Run:
                         "gateway-openai", label, gateway, OPENAI_BASE64, model.served_name
                     )
                 )
-            for row in rows:
-                row.siblings = rows
             systems.extend(rows)
         if "infinity" in wanted and self.infinity.get("python"):
             server = servers.infinity_server(model, Path(self.infinity["python"]), self.workdir)

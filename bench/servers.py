@@ -176,7 +176,8 @@ class Gateway:
         """The batcher's counters from GET /admin/models (cumulative since the model loaded)."""
         rows = httpx.get(self.url + "/admin/models", timeout=30).json()["models"]
         row = next(r for r in rows if r["name"] == model)
-        return {k: row.get(k, 0) for k in ("batches", "items", "padding_ratio", "busy_seconds")}
+        keys = ("batches", "items", "padding_ratio", "real_tokens", "padded_tokens", "busy_seconds")
+        return {k: row.get(k, 0) for k in keys}
 
 
 def loop_server(model: BenchModel, workdir: Path) -> ProcessServer:

@@ -170,9 +170,6 @@ class HttpSystem(System):
         self.server = server
         self.api = api
         self.model = model
-        # Tokens this server said it embedded, all traffic included (warm-ups too): the gateway's
-        # padding counters are cumulative, and this is what they are divided by.
-        self.tokens_seen = 0
         self.restarts: list[str] = []
 
     @property
@@ -187,12 +184,8 @@ class HttpSystem(System):
         self.restarts.append(f"{time.strftime('%H:%M:%S')} {self.label}: exited ({code})")
         self.server.stop()
         self.server.start()
-        self.forget_counts()
         # The gateway loads models on first use: that must not land in a measurement.
         self._load([f"warm-up text number {i}" for i in range(16)], Load(8, 2))
-
-    def forget_counts(self) -> None:
-        self.tokens_seen = 0
 
     def _load(self, texts: Sequence[str], load: Load):
         result = run_load(
@@ -203,7 +196,6 @@ class HttpSystem(System):
             clients=load.clients,
             per_request=load.per_request,
         )
-        self.tokens_seen += result.server_tokens
         return result
 
     def _retrying(self, action: Callable[[], T]) -> T:
@@ -240,27 +232,17 @@ class GatewaySystem(HttpSystem):
     def __init__(self, key: str, label: str, server: Gateway, api: Api, model: str) -> None:
         super().__init__(key, label, server, api, model)
         self.gateway = server
-        self.siblings: list[GatewaySystem] = [self]
-
-    def forget_counts(self) -> None:
-        # A restarted gateway starts its batcher counters from zero, for both rows.
-        for sibling in self.siblings:
-            sibling.tokens_seen = 0
-
-    def _seen(self) -> int:
-        # Both gateway rows (/api/embed and /v1/embeddings) talk to one server and one batcher.
-        return sum(s.tokens_seen for s in self.siblings)
 
     def _measure(self, workload: Workload, load: Load) -> Measured:
-        before, seen_before = self.gateway.stats(self.model), self._seen()
+        before = self.gateway.stats(self.model)
         measured = super()._measure(workload, load)
-        after, seen_after = self.gateway.stats(self.model), self._seen()
+        after = self.gateway.stats(self.model)
         batches = after["batches"] - before["batches"]
         items = after["items"] - before["items"]
-        # padding_ratio is cumulative (padded / real tokens since load, rounded to 3 digits);
-        # the tokens it divides by are what the server reported, so the window's ratio follows.
-        padded = after["padding_ratio"] * seen_after - before["padding_ratio"] * seen_before
-        real = seen_after - seen_before
+        # The batcher's exact token counters: the window's ratio is their difference's (the
+        # rounded cumulative padding_ratio, scaled back up, drifted below 1 on long runs).
+        padded = after["padded_tokens"] - before["padded_tokens"]
+        real = after["real_tokens"] - before["real_tokens"]
         measured.extra.update(
             batches=batches,
             items=items,

@@ -38,6 +38,9 @@ class AdminModel(msgspec.Struct):
     batches: int | UnsetType = UNSET
     items: int | UnsetType = UNSET
     padding_ratio: float | UnsetType = UNSET
+    # The counts padding_ratio divides, exact: a client can take the ratio of any window.
+    real_tokens: int | UnsetType = UNSET
+    padded_tokens: int | UnsetType = UNSET
     # The padding worth one more run when cutting batches: the value used, where it came from
     # (registry, setting, measured, default), and what timing at load measured (None if pinned).
     run_overhead_tokens: float | UnsetType = UNSET
@@ -78,6 +81,8 @@ def admin_loaded_fields(row: AdminModel, model: LoadedModel, cache: EmbeddingCac
         batches=stats.batches,
         items=stats.items,
         padding_ratio=round(stats.padding_ratio, 3),
+        real_tokens=stats.real_tokens,
+        padded_tokens=stats.padded_tokens,
         run_overhead_tokens=round(overhead.tokens, 1),
         run_overhead_source=overhead.source,
         run_overhead_measured=None if overhead.measured is None else round(overhead.measured, 1),
