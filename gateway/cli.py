@@ -55,20 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(settings: Settings) -> None:
-    import uvicorn
+    from gateway.server import run_server
 
-    from gateway.api.app import create_app
-
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        # A lone embedding request can be large; keep-alive connections are reused by clients.
-        timeout_keep_alive=30,
-    )
+    run_server(settings)
 
 
 def pull(settings: Settings, names: Sequence[str]) -> int:
@@ -101,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings_from(args)
         logging.basicConfig(
-            level=settings.log_level.upper(),
+            level=settings.logging_level,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         if args.command == "serve":

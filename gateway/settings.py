@@ -7,6 +7,8 @@ Each setting is read from its environment variable and can be overridden by the 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +18,9 @@ from typing import Any
 from gateway.units import parse_bytes, parse_duration
 
 _LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+# uvicorn's TRACE level (below DEBUG); named here so `logging` knows it before uvicorn loads.
+TRACE_LEVEL = 5
+logging.addLevelName(TRACE_LEVEL, "TRACE")
 
 
 def _parse_bool(raw: str) -> bool:
@@ -43,6 +48,20 @@ def _parse_budget(raw: str) -> str | None:
     else:
         parse_bytes(raw)
     return raw
+
+
+def _timeout(*, zero_ok: bool) -> Callable[[str], float]:
+    """A finite duration (Go syntax or bare seconds); parse_duration maps negatives to forever."""
+
+    def parse(raw: str) -> float:
+        seconds = parse_duration(raw, bare_number_ok=True)
+        if raw.strip().startswith("-") or not math.isfinite(seconds):
+            raise ValueError(f"must not be negative, got {raw!r}")
+        if seconds == 0 and not zero_ok:
+            raise ValueError(f"must be more than zero, got {raw!r}")
+        return seconds
+
+    return parse
 
 
 def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -261,6 +280,68 @@ class Settings:
         30.0,
         shown="30s",
     )
+
+    max_connections: int = _setting(
+        "GATEWAY_MAX_CONNECTIONS",
+        _int_in(1),
+        "most open connections (or running requests); beyond it new requests get 503",
+        2048,
+    )
+    header_timeout: float = _setting(
+        "GATEWAY_HEADER_TIMEOUT",
+        _timeout(zero_ok=False),
+        "time a connection has to send a request's line and headers (then 408 and close)",
+        10.0,
+        shown="10s",
+    )
+    read_timeout: float = _setting(
+        "GATEWAY_READ_TIMEOUT",
+        _timeout(zero_ok=False),
+        "longest pause between chunks of a request body before the connection is closed",
+        30.0,
+        shown="30s",
+    )
+    idle_timeout: float = _setting(
+        "GATEWAY_IDLE_TIMEOUT",
+        _timeout(zero_ok=False),
+        "how long an idle keep-alive connection stays open between requests",
+        15.0,
+        shown="15s",
+    )
+    max_header_bytes: int = _setting(
+        "GATEWAY_MAX_HEADER_BYTES",
+        parse_bytes,
+        "largest request line plus headers (then 431)",
+        64 * 1024,
+        shown="64KiB",
+    )
+    shutdown_grace: float = _setting(
+        "GATEWAY_SHUTDOWN_GRACE",
+        _timeout(zero_ok=False),
+        "on SIGTERM, the most time until exit; requests still running near its end get 503",
+        25.0,
+        shown="25s",
+    )
+    drain_delay: float = _setting(
+        "GATEWAY_DRAIN_DELAY",
+        _timeout(zero_ok=True),
+        "on SIGTERM, time readiness answers 503 before the listener closes",
+        3.0,
+        shown="3s",
+    )
+
+    @property
+    def logging_level(self) -> int:
+        """The `logging` level number; 'trace' is uvicorn's level 5, below DEBUG."""
+        return (
+            TRACE_LEVEL
+            if self.log_level == "trace"
+            else logging.getLevelName(self.log_level.upper())
+        )
+
+    @property
+    def uvicorn_log_level(self) -> str:
+        return self.log_level
 
     @property
     def cors_origin_regex(self) -> str | None:

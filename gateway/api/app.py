@@ -19,6 +19,7 @@ from gateway.api.models import ModelsController
 from gateway.api.native import NativeController
 from gateway.api.ollama import OllamaController
 from gateway.api.openai import OpenAIController
+from gateway.api.probes import ProbesController
 from gateway.api.rerank import RerankController
 from gateway.core import Gateway
 from gateway.settings import Settings
@@ -79,6 +80,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             OpenAIController,
             RerankController,
             NativeController,
+            ProbesController,
         ],
         # A closure, not `state: State`: asking for State makes Litestar copy it per request.
         dependencies={"gw": Provide(lambda: gw, sync_to_thread=False, use_cache=True)},
