@@ -99,8 +99,7 @@ def run_server(settings: Settings) -> None:
     drain = Drain()
     app = create_app(settings)
     app.state.drain = drain
-    reload_keys = getattr(app.state, "reload_api_keys", None)
-    if reload_keys is not None:
-        signal.signal(signal.SIGHUP, lambda sig, frame: reload_keys())
+    keys = app.state.auth.ring
+    signal.signal(signal.SIGHUP, lambda sig, frame: keys.request_reload())
     server = GatewayUvicorn(uvicorn_config(settings, drain.wrap(app)), settings, drain)
     server.run()

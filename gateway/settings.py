@@ -122,6 +122,18 @@ class Settings:
         (),
         secret=True,
     )
+    api_keys_file: Path | None = _setting(
+        "GATEWAY_API_KEYS_FILE",
+        Path,
+        "YAML file of hashed API keys with names, scopes and rate limits (re-read on change)",
+        None,
+    )
+    auth_failures_per_minute: int = _setting(
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE",
+        _int_in(1),
+        "failed authentications allowed per client address per minute (then 429)",
+        60,
+    )
     cors_origins: tuple[str, ...] = _setting(
         "GATEWAY_CORS_ORIGINS",
         _parse_list,

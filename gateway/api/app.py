@@ -13,7 +13,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__
-from gateway.api.auth import api_key_guard
 from gateway.api.errors import render_error
 from gateway.api.models import ModelsController
 from gateway.api.native import NativeController
@@ -21,6 +20,7 @@ from gateway.api.ollama import OllamaController
 from gateway.api.openai import OpenAIController
 from gateway.api.probes import ProbesController
 from gateway.api.rerank import RerankController
+from gateway.auth.guard import Authenticator, authenticate
 from gateway.core import Gateway
 from gateway.settings import Settings
 
@@ -84,11 +84,13 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         ],
         # A closure, not `state: State`: asking for State makes Litestar copy it per request.
         dependencies={"gw": Provide(lambda: gw, sync_to_thread=False, use_cache=True)},
-        guards=[api_key_guard],
+        guards=[authenticate],
         exception_handlers={Exception: render_error},
         cors_config=cors,
         lifespan=[lifespan],
-        state=State({"gateway": gw, "settings": settings}),
+        state=State(
+            {"gateway": gw, "settings": settings, "auth": Authenticator.from_settings(settings)}
+        ),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Embedding gateway",

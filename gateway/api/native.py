@@ -21,6 +21,7 @@ from gateway import __version__
 from gateway.api.auth import PUBLIC
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.responses import embedded
+from gateway.auth.guard import authenticated_key
 from gateway.core import Gateway
 from gateway.errors import ModelNotFound
 from gateway.inputs import ImageInput, TextInput
@@ -78,13 +79,15 @@ class StatsBody(msgspec.Struct):
     averaging_method: str = "arithmetic"
 
 
-class HealthResponse(msgspec.Struct):
+class HealthResponse(msgspec.Struct, omit_defaults=True):
+    """With API keys on, a caller without a valid key sees `status` only."""
+
     status: str
-    default_model: str
-    models: dict[str, str]
-    text_model: bool
-    vision_model: bool
-    memory: dict[str, Any]
+    default_model: str | None = None
+    models: dict[str, str] | None = None
+    text_model: bool | None = None
+    vision_model: bool | None = None
+    memory: dict[str, Any] | None = None
 
 
 def model_states(gw: Gateway) -> dict[str, str]:
@@ -178,9 +181,11 @@ class NativeController(Controller):
         return {**stats.to_dict(), "time_ms": elapsed_ms(time.perf_counter() - started)}
 
     @get("/health", opt=PUBLIC)
-    async def health(self, gw: Gateway) -> HealthResponse:
+    async def health(self, gw: Gateway, request: Request) -> HealthResponse:
         states = model_states(gw)
         default_ok = states[gw.registry.default_model] != "not pulled"
+        if request.app.state.auth.enabled and authenticated_key(request) is None:
+            return HealthResponse(status="OK" if default_ok else "degraded")
         image = gw.registry.default_image_model
         return HealthResponse(
             status="OK" if default_ok else "degraded",
