@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from gateway.batching import Batcher, measure_run_overhead
 from gateway.encoders import Encoder, build_encoder
-from gateway.errors import Busy, ModelNotFound, PullFailed
+from gateway.errors import Busy, PullFailed
+from gateway.load_errors import load_error, missing_files_error
 from gateway.memory import (
     Nvml,
     host_available,
@@ -224,10 +225,7 @@ class ModelManager:
             except SourceError as exc:
                 raise PullFailed(f"model '{spec.name}' could not be pulled: {exc}") from None
         elif missing:
-            raise ModelNotFound(
-                f"model '{spec.name}' not found, try pulling it first "
-                f"(gateway pull {spec.name}, or POST /api/pull)"
-            )
+            raise missing_files_error(spec, self.store, missing)
         async with self._load_lock:  # one load at a time, like Ollama
             await self._make_room(spec)
             loop = asyncio.get_running_loop()
@@ -239,8 +237,9 @@ class ModelManager:
                 # Hashing a large file can take a second; never on the event loop.
                 digest = await asyncio.to_thread(self.store.digest, spec)
             except Exception as exc:
-                self.load_failures[spec.name] = str(exc)
-                raise
+                error = load_error(spec.name, exc)
+                self.load_failures[spec.name] = error.message
+                raise error from None
             self.load_failures.pop(spec.name, None)
             # Deltas measured in a busy process vary from load to load; budget by the largest.
             key = self._footprint_key(spec)

@@ -205,6 +205,9 @@ class Runtime:
     def load(self, path: Path) -> tuple[ModelSession, GraphInfo]:
         try:
             session = self._create(path)
+            dynamic = uses_dynamic_quantization(path)
+        except OSError as exc:  # deleted or unreadable, possibly while loading
+            raise ModelLoadError(f"cannot read {path.name}: {exc.strerror}") from None
         except Exception as exc:  # ORT raises several unrelated types for a bad file
             raise ModelLoadError(f"cannot load {path.name}: {exc}") from None
         if self.wants_cuda and "CUDAExecutionProvider" not in session.get_providers():
@@ -214,7 +217,7 @@ class Runtime:
             outputs=tuple(
                 TensorInfo(t.name, tuple(t.shape), t.type) for t in session.get_outputs()
             ),
-            dynamic_quantization=uses_dynamic_quantization(path),
+            dynamic_quantization=dynamic,
         )
         return ModelSession(session, cuda=self.wants_cuda), info
 

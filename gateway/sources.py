@@ -12,6 +12,7 @@ their sizes and sha256 digests, so listing models never re-hashes hundreds of me
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -39,6 +40,14 @@ _CHUNK = 1 << 20
 
 class SourceError(RuntimeError):
     """A source could not be read, or a file failed its checksum."""
+
+
+class StorageFull(SourceError):
+    """The models directory's filesystem ran out of space while a pull wrote to it."""
+
+
+def _storage_full(exc: OSError, directory: Path) -> StorageFull:
+    return StorageFull(f"no space left on the disk of {directory} ({exc.strerror})")
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,30 @@ class ModelStore:
         """Fetch every file of `spec` that is not present and valid, then write the manifest."""
         report: Progress = progress or (lambda *args: None)
         report("pulling manifest", None, None, None)
+        self._remove_stale_downloads(spec)
+        try:
+            return self._pull(spec, report)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _storage_full(exc, self.models_dir) from None
+            raise
+
+    def _remove_stale_downloads(self, spec: ModelSpec) -> None:
+        """Temporary files of an earlier pull that was killed: never trusted, now removed.
+        (Pulls of one model are serialised, so none of these belongs to a running pull.)"""
+        directory = self.model_dir(spec)
+        if not directory.is_dir():
+            return
+        for path in directory.iterdir():
+            if path.name.startswith(".hf-download-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name.startswith(".") and path.name.endswith(".partial"):
+                path.unlink(missing_ok=True)
+            else:
+                continue
+            log.info("removed %s, left by an interrupted pull of %s", path.name, spec.name)
+
+    def _pull(self, spec: ModelSpec, report: Progress) -> Manifest:
         records: dict[str, FileRecord] = {}
         for role, ref in spec.files.items():
             source = self.source_of(spec, ref)
@@ -301,6 +334,8 @@ def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress) 
         os.replace(downloaded, dest)
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         # ValueError: huggingface_hub's validation of repo ids and revisions.
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise _storage_full(exc, dest.parent) from None
         detail = " ".join(str(exc).split())  # the Hub's messages span lines; logs want one
         raise SourceError(f"{source.label}: cannot download {filename}: {detail}") from None
     finally:

@@ -18,10 +18,16 @@ from litestar.response import Stream
 
 from gateway.api.ollama import ModelDetails, details_of
 from gateway.core import Gateway
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.errors import (
+    GatewayError,
+    InsufficientStorage,
+    InvalidRequest,
+    ModelNotFound,
+    PullFailed,
+)
 from gateway.manager import LoadedModel
 from gateway.registry import tagged_name
-from gateway.sources import LocalSource, SourceError
+from gateway.sources import LocalSource, SourceError, StorageFull
 
 # What Ollama reports for keep_alive < 0: now plus math.MaxInt64 nanoseconds (~292 years).
 FOREVER = timedelta(seconds=(2**63 - 1) / 1e9)
@@ -194,8 +200,12 @@ async def _pull_events(gw: Gateway, spec: Any) -> AsyncIterator[PullStatus | Exc
         try:
             gw.store.pull(spec, report)
             loop.call_soon_threadsafe(queue.put_nowait, None)
+        except StorageFull as exc:
+            error = InsufficientStorage(f"model '{spec.name}' could not be pulled: {exc}")
+            loop.call_soon_threadsafe(queue.put_nowait, error)
         except SourceError as exc:
-            loop.call_soon_threadsafe(queue.put_nowait, InvalidRequest(str(exc)))
+            error = PullFailed(f"model '{spec.name}' could not be pulled: {exc}")
+            loop.call_soon_threadsafe(queue.put_nowait, error)
         except Exception as exc:
             loop.call_soon_threadsafe(queue.put_nowait, exc)
 

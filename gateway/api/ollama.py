@@ -188,9 +188,11 @@ class OllamaController(Controller):
     async def embed(
         self, data: EmbedBody, gw: Gateway, request: Request
     ) -> Response[EmbedResponse]:
+        # Ollama: an empty string loads the model and embeds nothing; list items are inputs,
+        # so [""] is refused like ["  "].
         inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
-        if inputs == [""]:
-            inputs = []  # Ollama: empty input loads the model and embeds nothing
+        if data.input == "":
+            inputs = []
         work = gw.service.embed(
             EmbedRequest(
                 model=data.model,
