@@ -1,12 +1,18 @@
-"""What a client is told when a model cannot be loaded: the model, the file, and the cause."""
+"""What a client is told when a model cannot be loaded or pulled: the model, the file, the cause."""
 
 from __future__ import annotations
 
 import logging
 
-from gateway.errors import GatewayError, ModelLoadError, ModelNotFound
+from gateway.errors import (
+    GatewayError,
+    InsufficientStorage,
+    ModelLoadError,
+    ModelNotFound,
+    PullFailed,
+)
 from gateway.registry import ModelSpec
-from gateway.sources import LocalSource, ModelStore
+from gateway.sources import LocalSource, ModelStore, SourceError, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +45,10 @@ def load_error(name: str, exc: Exception) -> GatewayError:
         return ModelLoadError(f"model '{name}' could not be loaded: {detail}")
     log.warning("model %s failed to load", name, exc_info=exc)
     return ModelLoadError(f"model '{name}' could not be loaded: {type(exc).__name__}: {exc}")
+
+
+def pull_error(name: str, exc: SourceError) -> GatewayError:
+    """507 when the models disk is full (the server's problem), else 502 (the source's)."""
+    if isinstance(exc, StorageFull):
+        return InsufficientStorage(f"model '{name}' could not be pulled: {exc}")
+    return PullFailed(f"model '{name}' could not be pulled: {exc}")

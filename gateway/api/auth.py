@@ -1,17 +1,20 @@
 """Where a request carries its API key: `Authorization: Bearer <key>`, `X-API-Key: <key>` or
-`api-key: <key>`. The guard itself is gateway.auth.guard.
+`api-key: <key>`. The guard itself (keys, scopes, limits) is gateway.auth.guard.
 
 Handlers marked `opt={"public": True}` (liveness: `GET /`, `/health`, `/api/version`) stay open.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar.connection import ASGIConnection
 
 PUBLIC = {"public": True}
+Connection = ASGIConnection[Any, Any, Any, Any]
 
 
-def presented_key(connection: ASGIConnection) -> str | None:
+def presented_key(connection: Connection) -> str | None:
     headers = connection.headers
     authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")

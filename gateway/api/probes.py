@@ -15,7 +15,9 @@ from gateway.api.auth import PUBLIC
 from gateway.api.draining import Drain, ShuttingDown
 
 
-class ProbeResponse(msgspec.Struct):
+class StatusView(msgspec.Struct):
+    """A probe's answer, and /health's to callers without a key."""
+
     status: str
 
 
@@ -24,12 +26,12 @@ class ProbesController(Controller):
     tags = ["Health"]
 
     @get("/live", opt=PUBLIC, summary="Liveness: 200 while the process serves HTTP")
-    async def live(self) -> ProbeResponse:
-        return ProbeResponse("alive")
+    async def live(self) -> StatusView:
+        return StatusView("alive")
 
     @get("/ready", opt=PUBLIC, summary="Readiness: 503 once shutdown has begun")
-    async def ready(self, request: Request[Any, Any, Any]) -> ProbeResponse:
+    async def ready(self, request: Request[Any, Any, Any]) -> StatusView:
         drain: Drain | None = request.app.state.get("drain")
         if drain is not None and drain.draining:
             raise ShuttingDown("shutting down: not accepting new work")
-        return ProbeResponse("ready")
+        return StatusView("ready")
