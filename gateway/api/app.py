@@ -18,6 +18,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__
 from gateway.api.admin import admin_router
+from gateway.api.contract import make_exact
 from gateway.api.errors import render_error
 from gateway.api.native import native_router
 from gateway.api.ollama import ollama_router
@@ -78,7 +79,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         allow_headers=CORS_HEADERS,
         expose_headers=["X-Truncated-Inputs", "Retry-After"],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             ollama_router(services),
             openai_router(services),
@@ -102,3 +103,5 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         ),
         debug=False,
     )
+    make_exact(app)
+    return app
