@@ -19,15 +19,15 @@ log = logging.getLogger(__name__)
 
 def missing_files_error(spec: ModelSpec, store: ModelStore, roles: list[str]) -> ModelNotFound:
     names = ", ".join(store.path_of(spec, role).name for role in roles)
-    local = all(isinstance(store.source_of(spec, spec.files[r]), LocalSource) for r in roles)
-    if local:  # pulling cannot help: the files should be in the registry's folder
-        folder = store.path_of(spec, roles[0]).parent
-        return ModelNotFound(f"model '{spec.name}': {names} missing from its folder {folder}")
-    if len(roles) == len(spec.files):
+    if len(roles) == len(spec.files):  # never pulled (or its folder is gone)
         return ModelNotFound(
             f"model '{spec.name}' not found, try pulling it first "
             f"(gateway pull {spec.name}, or POST /api/pull)"
         )
+    local = all(isinstance(store.source_of(spec, spec.files[r]), LocalSource) for r in roles)
+    if local:  # some of its files were removed from the registry's folder: pulling cannot help
+        folder = store.path_of(spec, roles[0]).parent
+        return ModelNotFound(f"model '{spec.name}': {names} missing from its folder {folder}")
     return ModelNotFound(
         f"model '{spec.name}': {names} missing, pull it again "
         f"(gateway pull {spec.name}, or POST /api/pull)"

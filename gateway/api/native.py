@@ -17,7 +17,7 @@ import msgspec
 from litestar import Controller, Request, Response, Router, get, post
 
 from gateway.api.auth import PUBLIC
-from gateway.api.deps import provide
+from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.probes import StatusView
@@ -132,7 +132,7 @@ def image_model(embedding: EmbeddingService) -> str:
     return embedding.default_image_model
 
 
-async def run(request: Request, work: Awaitable[EmbedResult]) -> EmbedResult:
+async def run(request: AnyRequest, work: Awaitable[EmbedResult]) -> EmbedResult:
     return await unless_disconnected(request, work)
 
 
@@ -146,7 +146,7 @@ class NativeController(Controller):
 
     @post(["/embed", "/txt/embed"], status_code=200, summary="Embed one text")
     async def embed(
-        self, data: EmbedBody, embedding: EmbeddingService, request: Request
+        self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbedResponse]:
         texts = [TextInput(data.input)]
         work = embedding.embed(
@@ -160,7 +160,7 @@ class NativeController(Controller):
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
     async def batch(
-        self, data: BatchBody, embedding: EmbeddingService, request: Request
+        self, data: BatchBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
         work = embedding.embed(
@@ -174,7 +174,7 @@ class NativeController(Controller):
 
     @post("/img/embed", status_code=200, summary="Embed one image (URL, data URL or base64)")
     async def image(
-        self, data: ImageBody, embedding: EmbeddingService, request: Request
+        self, data: ImageBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageResponse:
         images = [ImageInput(data.content)]
         work = embedding.embed(EmbedRequest(image_model(embedding), images, dimensions=data.dim))
@@ -183,7 +183,7 @@ class NativeController(Controller):
 
     @post("/img/batch", status_code=200, summary="Embed several images")
     async def images(
-        self, data: ImageBatchBody, embedding: EmbeddingService, request: Request
+        self, data: ImageBatchBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
         work = embedding.embed(EmbedRequest(image_model(embedding), images, dimensions=data.dim))

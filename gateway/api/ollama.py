@@ -7,10 +7,10 @@ OllamaEmbeddings and n8n work unchanged.
 
 from __future__ import annotations
 
-from litestar import Controller, Request, Response, Router, get, head, post
+from litestar import Controller, Response, Router, get, head, post
 
 from gateway.api.auth import PUBLIC
-from gateway.api.deps import provide
+from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.ollama_models import OllamaModelsController
@@ -48,7 +48,7 @@ class OllamaController(Controller):
 
     @post("/api/embed", status_code=200, summary="Embed one or many inputs (normalized)")
     async def embed(
-        self, data: EmbedBody, embedding: EmbeddingService, request: Request
+        self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbedResponse]:
         # Ollama: an empty string loads the model and embeds nothing; list items are inputs,
         # so [""] is refused like ["  "].
@@ -80,7 +80,7 @@ class OllamaController(Controller):
 
     @post("/api/embeddings", status_code=200, summary="Legacy: embed one prompt (not normalized)")
     async def embeddings(
-        self, data: EmbeddingsBody, embedding: EmbeddingService, request: Request
+        self, data: EmbeddingsBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbeddingsResponse]:
         inputs = [data.prompt] if data.prompt else []
         work = embedding.embed(

@@ -24,9 +24,7 @@ from gateway.api.ollama_wire import (
     shown,
 )
 from gateway.errors import InvalidRequest
-from gateway.load_errors import pull_error
 from gateway.services import ModelAdmin
-from gateway.sources import SourceError
 from gateway.specs import AnySpec
 
 PULL_RESPONSES = {
@@ -62,7 +60,7 @@ class OllamaModelsController(Controller):
         return PsResponse(rows)
 
     @post("/api/pull", status_code=200, responses=PULL_RESPONSES)
-    async def pull(self, data: PullBody, models: ModelAdmin) -> Response[PullStatus]:
+    async def pull(self, data: PullBody, models: ModelAdmin) -> Response[PullStatus] | Stream:
         name = data.model or data.name
         if not name:
             raise InvalidRequest("model is required", param="model")
@@ -103,9 +101,7 @@ async def _pull_events(models: ModelAdmin, spec: AnySpec) -> AsyncIterator[PullS
             else:
                 getter.cancel()
         error = pull.exception()
-        if isinstance(error, SourceError):
-            yield pull_error(spec.name, error)
-        elif isinstance(error, Exception):
+        if isinstance(error, Exception):
             yield error
         elif not seen_success:  # joined a pull whose last lines were sent before we came
             yield PullStatus(status="success")

@@ -37,6 +37,9 @@ def test_missing_local_file_names_model_file_and_folder(
 ) -> None:
     store, registry = store_and_registry
     spec = registry.resolve("local").spec
+    assert (
+        "try pulling it first" in missing_files_error(spec, store, ["model", "tokenizer"]).message
+    )
     error = missing_files_error(spec, store, ["model"])
     assert isinstance(error, ModelNotFound) and error.status_code == 404
     assert "model 'local'" in error.message and "model.onnx missing" in error.message
