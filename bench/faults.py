@@ -264,6 +264,9 @@ def throttled(hub: LocalHub, bytes_per_second: int) -> Iterator[None]:
                 def closed(self) -> bool:
                     return bool(raw.closed)
 
+                def close(self) -> None:
+                    raw.close()
+
             self.wfile = Writer()  # type: ignore[assignment]
 
     hub._cdn.RequestHandlerClass = Slow
