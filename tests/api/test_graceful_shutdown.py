@@ -75,6 +75,10 @@ def test_sigterm_with_a_large_request_in_flight(
         exited_after = time.monotonic() - signalled
         sender.join(timeout=30)
         response = answer["response"]
+        print(
+            f"grace {grace} s: exited {exited_after:.2f} s after SIGTERM, "
+            f"answer {response.status_code}"
+        )
         assert exited_after < grace + 1.5, f"exited {exited_after:.1f}s after SIGTERM"
         assert response.status_code == outcome, response.text[:300]
         if outcome == 200:

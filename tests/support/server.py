@@ -49,6 +49,8 @@ class GatewayServer:
             "GATEWAY_REGISTRY": str(self.registry),
             "GATEWAY_MODELS_DIR": str(self.models_dir),
             "GATEWAY_LOG_LEVEL": "info",
+            # Stopping a test server need not wait for a load balancer to notice readiness.
+            "GATEWAY_DRAIN_DELAY": "0",
             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
             **self.extra_env,
         }
