@@ -70,8 +70,9 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         http=bounded_protocol(limits),
-        log_level=settings.uvicorn_log_level,
+        log_level=settings.log_level,
         access_log=False,
+        log_config=None,  # uvicorn's loggers propagate to gateway.logs' set-up
         # Beyond this many open connections (or running requests) new requests get 503.
         limit_concurrency=settings.max_connections,
         backlog=min(settings.max_connections, 2048),

@@ -7,7 +7,6 @@ Each setting is read from its environment variable and can be overridden by the 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -18,9 +17,6 @@ from typing import Any
 from gateway.units import parse_bytes, parse_duration
 
 _LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
-# uvicorn's TRACE level (below DEBUG); named here so `logging` knows it before uvicorn loads.
-TRACE_LEVEL = 5
-logging.addLevelName(TRACE_LEVEL, "TRACE")
 
 
 def _parse_bool(raw: str) -> bool:
@@ -145,6 +141,24 @@ class Settings:
         _one_of("critical", "error", "warning", "info", "debug", "trace"),
         "logging level",
         "info",
+    )
+    log_format: str = _setting(
+        "GATEWAY_LOG_FORMAT",
+        _one_of("text", "json"),
+        "log line format: text, or json (one object a line, with the request ID)",
+        "text",
+    )
+    access_log: bool = _setting(
+        "GATEWAY_ACCESS_LOG",
+        _parse_bool,
+        "log one line per request (method, path, status, time, model; never bodies or keys)",
+        False,
+    )
+    metrics_public: bool = _setting(
+        "GATEWAY_METRICS_PUBLIC",
+        _parse_bool,
+        "serve GET /metrics without an API key (for a scraper on a trusted network)",
+        False,
     )
     keep_alive: float = _setting(
         "GATEWAY_KEEP_ALIVE",
@@ -341,19 +355,6 @@ class Settings:
         3.0,
         shown="3s",
     )
-
-    @property
-    def logging_level(self) -> int:
-        """The `logging` level number; 'trace' is uvicorn's level 5, below DEBUG."""
-        return (
-            TRACE_LEVEL
-            if self.log_level == "trace"
-            else logging.getLevelName(self.log_level.upper())
-        )
-
-    @property
-    def uvicorn_log_level(self) -> str:
-        return self.log_level
 
     @property
     def cors_origin_regex(self) -> str | None:

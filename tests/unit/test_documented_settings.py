@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import uvicorn
 
+from gateway.logs import TRACE, configure_logging
 from gateway.runtime import Runtime
 from gateway.server import uvicorn_config
-from gateway.settings import TRACE_LEVEL, Settings, SettingsError, describe_settings
+from gateway.settings import Settings, SettingsError, describe_settings
 
 # setting -> documented forms and what each must become. Adding a setting without rows here
 # fails test_every_setting_has_documented_values.
@@ -31,6 +32,9 @@ DOCUMENTED: dict[str, list[tuple[str, Any]]] = {
         (level, level) for level in ("critical", "error", "warning", "info", "debug", "trace")
     ]
     + [("TRACE", "trace")],
+    "log_format": [("text", "text"), ("json", "json")],
+    "access_log": [("true", True), ("false", False)],
+    "metrics_public": [("true", True), ("false", False)],
     "keep_alive": [("5m", 300.0), ("300", 300.0), ("1h30m", 5400.0), ("-1", math.inf), ("0", 0.0)],
     "auto_pull": [("true", True), ("false", False), ("1", True), ("off", False)],
     "threads": [("0", 0), ("4", 4)],
@@ -99,18 +103,18 @@ async def _asgi(scope: Any, receive: Any, send: Any) -> None:
 @pytest.mark.parametrize("level", ["critical", "error", "warning", "info", "debug", "trace"])
 def test_every_log_level_configures_logging_and_uvicorn(level: str) -> None:
     settings = Settings.load({"GATEWAY_LOG_LEVEL": level})
-    number = settings.logging_level
-    assert isinstance(number, int)
-    assert number == (TRACE_LEVEL if level == "trace" else getattr(logging, level.upper()))
     root = logging.getLogger()
-    saved = root.level
+    saved_level, saved_handlers = root.level, list(root.handlers)
     try:
-        logging.basicConfig(level=number)  # what `gateway` does first; "trace" crashed here
-        config = uvicorn_config(settings, _asgi)  # builds uvicorn's logging config as serve does
+        configure_logging(settings.log_level, settings.log_format)  # "trace" crashed start-up
+        expected = TRACE if level == "trace" else getattr(logging, level.upper())
+        assert root.level == expected
+        config = uvicorn_config(settings, _asgi)  # uvicorn's own logging, as serve builds it
         assert isinstance(config, uvicorn.Config)
-        assert logging.getLogger("uvicorn.error").level == number
+        assert logging.getLogger("uvicorn.error").level == expected
     finally:
-        root.setLevel(saved)
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
 
 
 def test_connection_settings_reach_uvicorn() -> None:
