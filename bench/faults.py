@@ -11,23 +11,22 @@ table it prints is the one in bench/README.md. Exit 1 when a scenario's verdict 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.fault_tools import answer, breaker, copy_model, leftovers, throttled
 from bench.models import REPO
 from tests.support.exports import export_minilm_fp32
 from tests.support.hf_server import LocalHub
@@ -56,18 +55,6 @@ class Row:
         return self
 
 
-def answer(response: httpx.Response) -> str:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text[:160]
-    if isinstance(body, dict) and "error" in body:
-        error = body["error"]
-        message = error.get("message") if isinstance(error, dict) else error
-        return f"{response.status_code} {message}"
-    return f"{response.status_code}"
-
-
 def embed(url: str, model: str, keep_alive: str | None = None) -> httpx.Response:
     body: dict[str, Any] = {"model": model, "input": ["fault injection", "second text"]}
     if keep_alive is not None:
@@ -90,22 +77,6 @@ def ps_right(url: str, failing: str) -> bool:
     admin = httpx.get(url + "/admin/models").json()["models"]
     loaded = {m["name"] for m in admin if m["state"] == "loaded"}
     return ps == loaded and failing not in ps
-
-
-def leftovers(folder: Path) -> list[str]:
-    """Temporary download files anywhere under `folder`."""
-    return sorted(
-        str(p.relative_to(folder))
-        for p in folder.rglob("*")
-        if p.name.endswith(".partial") or p.name.startswith(".hf-download-")
-    )
-
-
-def copy_model(source: Path, target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("model.onnx", "tokenizer.json"):
-        shutil.copyfile(source / name, target / name)
-    return target
 
 
 def build_registry(workdir: Path, hub_revision: str, hub_files: dict[str, str]) -> Path:
@@ -187,17 +158,6 @@ def broken_while_loading(url: str, victim_file: Path, how: str, delay: float) ->
         victim_file.write_bytes(backup)
 
 
-def breaker(how: str) -> Callable[[Path], None]:
-    if how == "deleted":
-        return lambda path: path.unlink()
-
-    def truncate(path: Path) -> None:
-        with path.open("r+b") as handle:
-            handle.truncate(path.stat().st_size // 2)
-
-    return truncate
-
-
 def corrupt_among_good(url: str) -> Row:
     response = embed(url, CORRUPT)
     saw = answer(response)
@@ -237,43 +197,6 @@ def disk_full_pull(workdir: Path, registry: Path, hub: LocalHub) -> Row:
             ).judge(named)
     finally:
         subprocess.run(["umount", str(mount)], check=False)
-
-
-@contextlib.contextmanager
-def throttled(hub: LocalHub, bytes_per_second: int) -> Iterator[None]:
-    """Slow the hub's CDN (where LFS files come from) so a pull can be killed halfway."""
-    handler = hub._cdn.RequestHandlerClass
-    chunk = max(1, bytes_per_second // 20)
-
-    class Slow(handler):  # type: ignore[misc,valid-type]
-        def setup(self) -> None:
-            super().setup()
-            raw = self.wfile
-
-            class Writer:
-                def write(self, data: bytes) -> int:
-                    for start in range(0, len(data), chunk):
-                        raw.write(data[start : start + chunk])
-                        time.sleep(0.05)
-                    return len(data)
-
-                def flush(self) -> None:
-                    raw.flush()
-
-                @property
-                def closed(self) -> bool:
-                    return bool(raw.closed)
-
-                def close(self) -> None:
-                    raw.close()
-
-            self.wfile = Writer()  # type: ignore[assignment]
-
-    hub._cdn.RequestHandlerClass = Slow
-    try:
-        yield
-    finally:
-        hub._cdn.RequestHandlerClass = handler
 
 
 def pull_killed_then_retried(workdir: Path, registry: Path, hub: LocalHub) -> Row:
