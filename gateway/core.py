@@ -10,7 +10,7 @@ from gateway.cache import EmbeddingCache
 from gateway.catalog import Catalog
 from gateway.manager import ModelManager
 from gateway.registry import Registry
-from gateway.runtime import Runtime
+from gateway.runtime import Runtime, log_compute_choice
 from gateway.service import EmbeddingService
 from gateway.settings import Settings
 from gateway.sources import ModelStore
@@ -40,10 +40,13 @@ class Gateway:
             device=settings.device,
             threads=settings.threads,
             spin=settings.spin,
+            backend=settings.backend,
+            precision=settings.precision,
             cache_dir=settings.models_dir / ".cache" / "optimized"
             if settings.graph_cache
             else None,
         )
+        log_compute_choice(runtime)
         manager = ModelManager(registry, store, runtime, settings)
         return cls(
             settings=settings,

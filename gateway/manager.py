@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from gateway.backends import bucket_length, session_placement
 from gateway.batching import Batcher, measure_run_overhead
 from gateway.encoders import Encoder, build_encoder
 from gateway.errors import Busy, ModelNotFound, PullFailed
@@ -62,6 +63,7 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     in_flight: int = 0
+    compute: dict[str, object] = field(default_factory=dict)  # backend, precision, why
     expires_at: float | None = None
     _expiry: asyncio.TimerHandle | None = None
 
@@ -242,6 +244,7 @@ class ModelManager:
                 self.load_failures[spec.name] = str(exc)
                 raise
             self.load_failures.pop(spec.name, None)
+            placement = session_placement(encoder)
             # Deltas measured in a busy process vary from load to load; budget by the largest.
             key = self._footprint_key(spec)
             self._measured[key] = max(footprint, self._measured.get(key, 0))
@@ -256,7 +259,9 @@ class ModelManager:
                     max_queue=self.settings.max_queue,
                     measure_growth=self.device == "cpu",
                     overhead_tokens=overhead,
+                    bucket=bucket_length if placement and placement.bucketed else None,
                 ),
+                compute=placement.describe() if placement else {},
                 device=self.device,
                 load_seconds=time.perf_counter() - started,
                 load_bytes=footprint,

@@ -81,6 +81,7 @@ def model_view(gw: Gateway, model: LoadedModel) -> dict[str, Any]:
         "name": model.spec.name,
         "kind": model.spec.kind,
         "device": model.device,
+        "compute": model.compute,
         "memory_bytes": model.memory_bytes,
         "load_bytes": model.load_bytes,
         "in_flight": model.in_flight,

@@ -31,6 +31,7 @@ __all__ = [
 
 def build_encoder(spec: AnySpec, paths: dict[str, Path], runtime: Runtime) -> Encoder:
     """Load the encoder for `spec` from its local files (blocking: call from a thread)."""
+    runtime = runtime.for_model(spec)  # the model's own backend/precision, if it sets them
     if isinstance(spec, TextModelSpec):
         return TextEncoder(spec, paths, runtime)
     if isinstance(spec, LateModelSpec):
