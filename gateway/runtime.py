@@ -89,6 +89,7 @@ class Runtime:
         self.spin = spin
         self.backend = backend
         self.precision = precision
+        self.kind: str | None = None  # the model kind, once for_model binds one
         self.cuda_available = cuda_available()
         self._backends: dict[str, Backend] = {}  # shared by the copies for_model makes
         if device == "cuda" and not self.cuda_available:
@@ -106,14 +107,15 @@ class Runtime:
         """This runtime with the model's own backend/precision, where registry.yaml sets them."""
         backend = getattr(spec, "backend", None) or self.backend
         precision = getattr(spec, "precision", None) or self.precision
-        if (backend, precision) == (self.backend, self.precision):
-            return self
         bound = copy.copy(self)
         bound.backend, bound.precision = backend, precision
+        bound.kind = getattr(spec, "kind", None)
         return bound
 
     def placement(self) -> Placement:
-        return place(self.backend, self.precision, cuda=self.wants_cuda, flags=cpu_flags())
+        return place(
+            self.backend, self.precision, cuda=self.wants_cuda, flags=cpu_flags(), kind=self.kind
+        )
 
     def backend_for(self, placement: Placement) -> Backend:
         key = f"{placement.backend}:{placement.device}"

@@ -134,3 +134,11 @@ def test_a_bucketed_batch_never_spans_two_buckets() -> None:
     assert {bucket_length(e.length) for e in batch} == {24}
     unbucketed = cut_batch(window, max_size=32, max_tokens=10_000, overhead_tokens=1e9)
     assert len(unbucketed) == len(window)
+
+
+def test_auto_keeps_cross_encoders_in_fp32_where_bf16_moved_scores_too_far() -> None:
+    chosen = place("auto", "auto", cuda=False, flags=AMX, openvino=True, kind="cross-encoder")
+    assert (chosen.backend, chosen.precision, chosen.bucketed) == ("openvino", "fp32", True)
+    assert "2.1e-2" in chosen.reason
+    asked = place("auto", "bf16", cuda=False, flags=AMX, openvino=True, kind="cross-encoder")
+    assert asked.precision == "bf16"
