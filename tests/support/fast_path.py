@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from gateway.backends import bucket_length, session_placement
-from gateway.encoders import Encoder, build_encoder
+from gateway.encoders import (
+    CrossEncoder,
+    Encoder,
+    LateInteractionEncoder,
+    TextEncoder,
+    VisionEncoder,
+    build_encoder,
+)
 from gateway.encoders.text import postprocess
 from gateway.media.decode import decode_image
 from gateway.registry import AnySpec, parse_entry
@@ -105,7 +112,11 @@ HEADER = [
 
 
 def _text_items(texts: Sequence[str]) -> Callable[[Encoder], list[Any]]:
-    return lambda encoder: encoder.tokenize(texts, task=None)  # type: ignore[attr-defined]
+    def items(encoder: Encoder) -> list[Any]:
+        assert isinstance(encoder, TextEncoder)
+        return list(encoder.tokenize(texts, task=None))
+
+    return items
 
 
 def _paths(spec: AnySpec, folder: Path) -> dict[str, Path]:
@@ -141,7 +152,8 @@ def vision_case(folder: Path, count: int = 10) -> Case:
     ]
 
     def items(encoder: Encoder) -> list[Any]:
-        return [encoder.prepare(decode_image(data)) for data in images]  # type: ignore[attr-defined]
+        assert isinstance(encoder, VisionEncoder)
+        return [encoder.prepare(decode_image(data)) for data in images]
 
     return Case("vision", spec, _paths(spec, folder), items)
 
@@ -151,8 +163,9 @@ def colbert_case(model: ColbertModel, texts: Sequence[str]) -> Case:
 
     def items(encoder: Encoder) -> list[Any]:
         half = len(texts) // 2
-        late = encoder.tokenize(texts[:half], task="query")  # type: ignore[attr-defined]
-        return late + encoder.tokenize(texts[half:], task="document")  # type: ignore[attr-defined]
+        assert isinstance(encoder, LateInteractionEncoder)
+        late = encoder.tokenize(texts[:half], task="query")
+        return list(late + encoder.tokenize(texts[half:], task="document"))
 
     return Case(f"colbert-{model.name}", spec, _paths(spec, model.folder), items)
 
@@ -161,7 +174,8 @@ def cross_case(folder: Path, texts: Sequence[str]) -> Case:
     spec = parse_entry("cross-encoder", cross_encoder_entry(folder))
 
     def items(encoder: Encoder) -> list[Any]:
-        return encoder.tokenize_pairs("what falls on the hills?", texts)  # type: ignore[attr-defined]
+        assert isinstance(encoder, CrossEncoder)
+        return list(encoder.tokenize_pairs("what falls on the hills?", texts))
 
     return Case("cross-encoder", spec, _paths(spec, folder), items)
 
@@ -182,7 +196,9 @@ def _flat(outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def _cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.atleast_2d(a).astype(np.float64), np.atleast_2d(b).astype(np.float64)
-    return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    norms = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    cosines: np.ndarray = (a * b).sum(1) / norms
+    return cosines
 
 
 def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:

@@ -74,9 +74,9 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 
 def test_a_model_entry_overrides_the_process_setting() -> None:
     runtime = Runtime(backend="auto", precision="auto")
-    entry = {"source": "/x", "files": {"model": {"path": "m.onnx"}}, "dim": 4}
-    entry.update(kind="text", backend="onnxruntime", precision="fp32")
-    entry["files"]["tokenizer"] = {"path": "t.json"}
+    files = {"model": {"path": "m.onnx"}, "tokenizer": {"path": "t.json"}}
+    entry = {"source": "/x", "files": files, "dim": 4, "kind": "text"}
+    entry.update(backend="onnxruntime", precision="fp32")
     bound = runtime.for_model(parse_entry("m", entry))
     assert (bound.backend, bound.precision) == ("onnxruntime", "fp32")
     assert (runtime.backend, runtime.precision) == ("auto", "auto")
