@@ -38,7 +38,34 @@ from bench.systems import (
     System,
 )
 
-ALL_SYSTEMS = ("raw", "st", "gateway", "gateway-openai", "infinity", "loop")
+ALL_SYSTEMS = (
+    "raw",
+    "raw-ov-bf16",
+    "raw-ov-fp32",
+    "st",
+    "fastembed",
+    "gateway",
+    "gateway-openai",
+    "gateway-ov-fp32",
+    "gateway-exact",
+    "infinity",
+    "loop",
+)
+# The gateway under each compute setting: `gateway` is what `auto` picks on this machine.
+GATEWAY_VARIANTS = {
+    "gateway": (
+        "(a) gateway /api/embed, auto",
+        {"GATEWAY_BACKEND": "auto", "GATEWAY_PRECISION": "auto"},
+    ),
+    "gateway-ov-fp32": (
+        "(a2) gateway /api/embed, OpenVINO fp32",
+        {"GATEWAY_BACKEND": "openvino", "GATEWAY_PRECISION": "fp32"},
+    ),
+    "gateway-exact": (
+        "(a3) gateway /api/embed, ORT fp32 (exact)",
+        {"GATEWAY_BACKEND": "onnxruntime", "GATEWAY_PRECISION": "fp32"},
+    ),
+}
 GATEWAY_LOADS = ("1x1", "8x1", "64x1", "8x32")
 PEER_LOADS = ("64x1", "8x32")  # what Infinity and the one-at-a-time loop are measured at
 OPENAI_LOAD = "8x32"  # the one load /v1/embeddings (base64) is measured at
@@ -59,6 +86,7 @@ class Run:
         self.latency: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.infinity: dict[str, Any] = {"requested": "infinity" in args.systems}
+        self.fastembed: dict[str, Any] = {"requested": "fastembed" in args.systems}
         self.load_trace: list[float] = []
 
     # -- systems ------------------------------------------------------------------------------
@@ -66,14 +94,44 @@ class Run:
     def prepare_infinity(self) -> None:
         if not self.infinity["requested"]:
             return
-        from bench.infinity_env import ensure_infinity
+        from bench.peer_envs import INFINITY, ensure_peer
 
-        env = ensure_infinity(log)
+        env = ensure_peer(INFINITY, log)
         self.infinity.update(
             python=str(env.python) if env.python else None, versions=env.versions, error=env.error
         )
         if env.error:
             log(f"infinity unavailable: {env.error}")
+
+    def prepare_fastembed(self) -> None:
+        if not self.fastembed["requested"]:
+            return
+        from bench.peer_envs import FASTEMBED, ensure_peer
+
+        env = ensure_peer(FASTEMBED, log)
+        self.fastembed.update(
+            python=str(env.python) if env.python else None, versions=env.versions, error=env.error
+        )
+        if env.error:
+            log(f"fastembed unavailable: {env.error}")
+
+    def start_compute_rows(self, model: BenchModel, threads: int) -> list[System]:
+        """Raw OpenVINO in-process and fastembed (its own venv); fastembed failing is noted."""
+        from bench.compute_rows import FastEmbed, OpenVinoEmbedder, RawOpenVino
+
+        systems: list[System] = []
+        for precision in ("bf16", "fp32"):
+            if f"raw-ov-{precision}" in self.args.systems:
+                embedder = OpenVinoEmbedder(model.onnx, model.tokenizer, precision)
+                systems.append(RawOpenVino(embedder, precision, self.args.raw_batch))
+        if "fastembed" in self.args.systems and self.fastembed.get("python"):
+            try:
+                python = Path(self.fastembed["python"])
+                systems.append(FastEmbed(model, python, threads, self.args.raw_batch))
+            except (RuntimeError, OSError) as exc:
+                self.fastembed.setdefault("errors", {})[model.key] = str(exc)
+                log(f"fastembed did not start for {model.key}: {exc}")
+        return systems
 
     def start_systems(self, model: BenchModel, running: list[Any]) -> list[System]:
         """The model's systems; servers are appended to `running` as they start, so the caller
@@ -86,22 +144,29 @@ class Run:
         raw = OrtEmbedder(model.onnx, model.tokenizer)
         if "raw" in wanted:
             systems.append(RawOrt(raw, self.args.raw_batch))
+        systems.extend(self.start_compute_rows(model, raw.threads))
         if "st" in wanted:
             systems.append(SentenceTransformers(StEmbedder(model.st_folder, raw.threads)))
+        for key in ("gateway-ov-fp32", "gateway-exact"):
+            if key in wanted:
+                label, compute = GATEWAY_VARIANTS[key]
+                env = {"GATEWAY_CACHE_BYTES": "0", **compute}
+                env.update(kv.split("=", 1) for kv in self.args.gateway_env)
+                variant = servers.Gateway(model, self.workdir, env)
+                running.append(variant)
+                variant.start()
+                systems.append(GatewaySystem(key, label, variant, OLLAMA, model.served_name))
         if {"gateway", "gateway-openai"} & set(wanted):
             # The embedding cache would answer repeated reps from memory: measure inference.
-            env = {"GATEWAY_CACHE_BYTES": "0"}
+            label, compute = GATEWAY_VARIANTS["gateway"]
+            env = {"GATEWAY_CACHE_BYTES": "0", **compute}
             env.update(kv.split("=", 1) for kv in self.args.gateway_env)
             gateway = servers.Gateway(model, self.workdir, env)
             running.append(gateway)
             gateway.start()
             rows = []
             if "gateway" in wanted:
-                rows.append(
-                    GatewaySystem(
-                        "gateway", "(a) gateway /api/embed", gateway, OLLAMA, model.served_name
-                    )
-                )
+                rows.append(GatewaySystem("gateway", label, gateway, OLLAMA, model.served_name))
             if "gateway-openai" in wanted:
                 label = "(a) gateway /v1/embeddings base64"
                 rows.append(
@@ -144,6 +209,8 @@ class Run:
                 continue
             if system.key == "gateway":
                 labels = list(loads)
+            elif system.key in GATEWAY_VARIANTS:
+                labels = [label for label in PEER_LOADS if label in loads]
             elif system.key == "gateway-openai":
                 labels = [OPENAI_LOAD] if OPENAI_LOAD in loads else list(loads)[-1:]
             else:
@@ -261,6 +328,14 @@ class Run:
         started = time.time()
         load_start = os.getloadavg()
         self.prepare_infinity()
+        self.prepare_fastembed()
+        from bench.efficiency import Shape, efficiency_rows, gemm_peaks
+        from gateway.runtime import physical_cores
+
+        cores = physical_cores()
+        log("measuring the GEMM peaks (fp32 numpy, bf16 torch)")
+        peaks = gemm_peaks(cores)
+        log(f"  {peaks}")
         corpora = build_workloads(load_model(self.args.models[0]).tokenizer)
         cells: dict[str, dict[str, Any]] = {}
         models_info: dict[str, Any] = {}
@@ -284,10 +359,16 @@ class Run:
                     bases = [
                         Load.parse(b).fitted(len(workload.texts)).label for b in report.BASELINES
                     ]
+                    rows = report.summarize(cell, bases)
+                    flops = Shape.from_config(model.st_folder / "config.json").flops(
+                        workload.tokens
+                    )
                     cells.setdefault(key, {})[name] = {
                         "workload": workload.describe(),
                         "baselines": bases,
-                        "rows": report.summarize(cell, bases),
+                        "rows": rows,
+                        "efficiency": efficiency_rows(rows, flops, cores, peaks),
+                        "flops": flops,
                     }
                 self.run_latency(model, systems)
                 for system in systems:
@@ -297,6 +378,9 @@ class Run:
                             stats = system.gateway.stats(model.served_name)
                             models_info[key]["gateway_stats_end"] = stats
             finally:
+                for system in systems:
+                    if hasattr(system, "stop"):  # fastembed's worker process
+                        system.stop()
                 for server in reversed(running):
                     server.stop()
                 self.collect_logs(running)
@@ -305,6 +389,14 @@ class Run:
                         self.notes.append(
                             f"{model.key}: restarted after an outside stop: {system.restarts}"
                         )
+        # Contention only ever lowers a measured peak: the best of the start and the end counts.
+        later = gemm_peaks(cores)
+        log(f"GEMM peaks at the end: {later}")
+        for dtype, value in later.items():
+            peaks[dtype] = max(peaks.get(dtype, 0.0), value)
+        for model_cells in cells.values():
+            for cell in model_cells.values():
+                cell["efficiency"] = efficiency_rows(cell["rows"], cell["flops"], cores, peaks)
         trace = self.load_trace
         return {
             "started": datetime.fromtimestamp(started, UTC).isoformat(),
@@ -324,6 +416,9 @@ class Run:
             "gateway_env": self.args.gateway_env,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "infinity": {k: v for k, v in self.infinity.items() if k != "python"},
+            "fastembed": {k: v for k, v in self.fastembed.items() if k != "python"},
+            "gemm_peaks_gflops": peaks,
+            "physical_cores": cores,
             "models": models_info,
             "corpora": {name: w.describe() for name, w in corpora.items()},
             "cells": cells,
