@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Collection
 
 from gateway.runtime import Runtime
 from tests.support.colbert_models import bert_colbert, modernbert_colbert
@@ -30,19 +31,23 @@ from tests.support.models import pull_default_model
 from tests.support.vision import clip_vision_tiny
 
 
-def all_cases() -> list[Case]:
-    texts = mixed_texts()
+def all_cases(kinds: Collection[str] | None = None, texts_count: int = 40) -> list[Case]:
+    """The cases of `kinds` (all when None), built (exported, cached) only when asked for."""
+    texts = mixed_texts(texts_count)
     bundled = pull_default_model()
     tokenizer = bundled / "tokenizer.json"
-    return [
-        minilm_case("all-minilm (int8 weights)", bundled, texts),
-        minilm_case("minilm fp32", export_minilm_fp32(), texts),
-        nomic_case(export_tiny_nomic(), texts),
-        vision_case(clip_vision_tiny()),
-        colbert_case(bert_colbert(tokenizer), texts),
-        colbert_case(modernbert_colbert(), texts),
-        cross_case(cross_encoder_dir(tokenizer), texts),
-    ]
+    builders: dict[str, Callable[[], Case]] = {
+        "all-minilm (int8 weights)": lambda: minilm_case(
+            "all-minilm (int8 weights)", bundled, texts
+        ),
+        "minilm fp32": lambda: minilm_case("minilm fp32", export_minilm_fp32(), texts),
+        "nomic-text": lambda: nomic_case(export_tiny_nomic(), texts),
+        "vision": lambda: vision_case(clip_vision_tiny()),
+        "colbert-bert": lambda: colbert_case(bert_colbert(tokenizer), texts),
+        "colbert-modernbert": lambda: colbert_case(modernbert_colbert(), texts),
+        "cross-encoder": lambda: cross_case(cross_encoder_dir(tokenizer), texts),
+    }
+    return [build() for kind, build in builders.items() if kinds is None or kind in kinds]
 
 
 def main(argv: list[str] | None = None) -> int:

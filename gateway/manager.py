@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from gateway.backends import bucket_length, session_placement
+from gateway.backends.vram import probe_vram_per_token, token_budget
 from gateway.batching import Batcher, measure_run_overhead
 from gateway.encoders import Encoder, build_encoder
 from gateway.errors import Busy, ModelNotFound, PullFailed
@@ -100,6 +101,7 @@ class ModelManager:
         self._load_lock = asyncio.Lock()
         self._idle = asyncio.Condition()
         self.load_failures: dict[str, str] = {}
+        self._vram_per_token: dict[str, float | None] = {}  # measured at load, on a GPU
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -255,7 +257,11 @@ class ModelManager:
                     encoder,
                     self.executor,
                     max_batch_size=spec.max_batch_size or self.settings.max_batch_size,
-                    max_batch_tokens=spec.max_batch_tokens or self.settings.max_batch_tokens,
+                    max_batch_tokens=token_budget(
+                        spec.max_batch_tokens or self.settings.max_batch_tokens,
+                        self._vram_per_token.pop(spec.name, None),
+                        self.nvml.memory() if self.device == "cuda" else None,
+                    ),
                     max_queue=self.settings.max_queue,
                     measure_growth=self.device == "cpu",
                     overhead_tokens=overhead,
@@ -292,6 +298,8 @@ class ModelManager:
         rss_before = process_anonymous()
         encoder = build_encoder(spec, self.store.paths(spec), self.runtime)
         overhead = measure_run_overhead(encoder)
+        if gpu_before is not None:
+            self._vram_per_token[spec.name] = probe_vram_per_token(encoder, self.nvml)
         footprint = max(process_anonymous() - rss_before, 0)
         if gpu_before is not None and (gpu_after := self.nvml.memory()) is not None:
             mine_before = gpu_before.used_by_this_process

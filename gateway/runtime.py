@@ -76,6 +76,7 @@ class Runtime:
         spin: bool = True,
         backend: str = "onnxruntime",
         precision: str = "fp32",
+        assume_cuda: bool = False,
     ) -> None:
         if device not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
@@ -90,7 +91,9 @@ class Runtime:
         self.backend = backend
         self.precision = precision
         self.kind: str | None = None  # the model kind, once for_model binds one
-        self.cuda_available = cuda_available()
+        # assume_cuda: a dry run of the CUDA path on a CPU-only onnxruntime (bench/gpu_check.py):
+        # CUDA placements and fp16 graphs are used, and the sessions run on the CPU.
+        self.cuda_available = cuda_available() or assume_cuda
         self._backends: dict[str, Backend] = {}  # shared by the copies for_model makes
         if device == "cuda" and not self.cuda_available:
             log.warning(

@@ -8,6 +8,7 @@ the tool cannot convert runs in fp32, and the placement says so.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from gateway.backends.base import BackendSession, GraphInfo, Placement
+from gateway.backends.buckets import pad_feed, trim_outputs
 from gateway.backends.ort_cpu import OrtCpuBackend, ProviderList, ort_graph_info
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,22 @@ CUDA_OPTIONS = {
 
 
 def cuda_available() -> bool:
-    return CUDA_PROVIDER in ort.get_available_providers()
+    if CUDA_PROVIDER not in ort.get_available_providers():
+        return False
+    _preload_cuda_libraries()
+    return True
+
+
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """Load CUDA/cuDNN from the nvidia-* wheels the `gpu` extra installs (onnxruntime-gpu
+    1.21+); without them the provider looks for a system CUDA, as before."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # a system CUDA may still serve
+            log.info("onnxruntime.preload_dlls() failed (%s); using the system CUDA", exc)
 
 
 class CudaSession(BackendSession):
@@ -51,8 +68,12 @@ class CudaSession(BackendSession):
         self, output_names: Sequence[str] | None, feed: dict[str, np.ndarray]
     ) -> list[np.ndarray]:
         names = list(output_names or self._info.output_names)
+        length = padded = 0
+        if self.placement.bucketed:
+            # GPU kernels are chosen by shape too: one padded length per bucket (buckets.py).
+            feed, length, padded = pad_feed(feed)
         if not self.on_gpu:
-            return list(self.session.run(names, feed))
+            return trim_outputs(self.session.run(names, feed), length, padded)
         binding = self.session.io_binding()
         for name, array in feed.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(array))
@@ -61,9 +82,8 @@ class CudaSession(BackendSession):
         self.session.run_with_iobinding(binding)
         outputs = binding.copy_outputs_to_cpu()
         # fp16 graphs keep fp32 outputs, but a pooled output cast inside the graph may not.
-        return [
-            np.asarray(out, dtype=np.float32) if out.dtype == np.float16 else out for out in outputs
-        ]
+        outputs = [np.asarray(o, dtype=np.float32) if o.dtype == np.float16 else o for o in outputs]
+        return trim_outputs(outputs, length, padded)
 
     def graph_info(self) -> GraphInfo:
         return self._info

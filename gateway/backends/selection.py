@@ -78,9 +78,11 @@ def place(
 def _place_cuda(precision: str) -> Placement:
     if precision in ("auto", "fp16"):
         why = "auto on CUDA" if precision == "auto" else "fp16 requested"
-        return Placement("onnxruntime", "cuda", "fp16", f"{why}: fp16 graph on the CUDA provider")
+        return Placement(
+            "onnxruntime", "cuda", "fp16", f"{why}: fp16 graph on the CUDA provider", bucketed=True
+        )
     if precision == "fp32":
-        return Placement("onnxruntime", "cuda", "fp32", "fp32 requested on CUDA")
+        return Placement("onnxruntime", "cuda", "fp32", "fp32 requested on CUDA", bucketed=True)
     raise PlacementError(f"precision {precision} is not offered on CUDA (fp16 or fp32)")
 
 

@@ -79,7 +79,7 @@ class Figures:
     placement: str
     max_abs_alone_vs_batch: float
     one_minus_cos_alone_vs_batch: float
-    max_abs_unbucketed: float  # a mixed batch padded to its longest, no buckets
+    max_abs_unbucketed: float  # one batch of every length (padded to its longest bucket)
     min_cos_to_fp32: float
     max_score_diff: float | None = None
     per_width: dict[int, float] = field(default_factory=dict)
@@ -104,7 +104,7 @@ HEADER = [
     "backend/precision",
     "alone vs batch, max abs",
     "alone vs batch, 1-cos",
-    "unbucketed mixed batch, max abs",
+    "one batch of all lengths, max abs",
     "min cos to ORT fp32",
     "max |score diff|",
     "min cos per width",
