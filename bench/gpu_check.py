@@ -139,6 +139,7 @@ def measure_case(case: Any, fast: Any, exact: Any) -> Any:
 def raw_throughput(dry_run: bool, texts: list[str]) -> dict[str, Any]:
     from bench.models import load_model
     from gateway.encoders import TextEncoder, build_encoder
+    from gateway.encoders.base import EncodeOptions
     from gateway.registry import parse_entry
     from gateway.runtime import Runtime
     from tests.support.models import minilm_entry
@@ -155,7 +156,7 @@ def raw_throughput(dry_run: bool, texts: list[str]) -> dict[str, Any]:
     for name, runtime in runtimes.items():
         encoder = build_encoder(spec, paths, runtime)
         assert isinstance(encoder, TextEncoder)
-        items = sorted(encoder.tokenize(texts, task=None), key=lambda item: item.length)
+        items = sorted(encoder.prepare(texts, EncodeOptions()), key=lambda item: item.length)
         batch = 32 if "cpu" in name else 128
         encoder.run(items[:batch])  # warm-up
         started = time.perf_counter()

@@ -5,21 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.registry import AnySpec, LateModelSpec, Registry, tagged_name
+from gateway.encoders import Capability, capabilities_of
+from gateway.registry import Registry, tagged_name
 from gateway.runtime import uses_dynamic_quantization
 from gateway.sources import ModelStore
-
-CAPABILITIES = {
-    "text": ["embedding"],
-    "image": ["embedding", "vision"],
-    "late": ["embedding", "rerank"],
-    "cross-encoder": ["rerank"],
-}
+from gateway.specs import ModelSpec
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    spec: AnySpec
+    spec: ModelSpec
     present: bool
     size: int
     modified_at: datetime
@@ -29,18 +24,16 @@ class ModelInfo:
         return tagged_name(self.spec.name)
 
     @property
-    def capabilities(self) -> list[str]:
-        return CAPABILITIES.get(self.spec.kind, ["embedding"])
+    def capabilities(self) -> frozenset[Capability]:
+        return capabilities_of(self.spec)
 
     @property
     def context_length(self) -> int | None:
-        if isinstance(self.spec, LateModelSpec):
-            return self.spec.document_length
-        return getattr(self.spec, "max_tokens", None)
+        return self.spec.context_length
 
     @property
     def embedding_length(self) -> int | None:
-        return getattr(self.spec, "dim", None)
+        return self.spec.vector_width
 
 
 class Catalog:
@@ -50,7 +43,7 @@ class Catalog:
         self.registry = registry
         self.store = store
 
-    def info(self, spec: AnySpec) -> ModelInfo:
+    def info(self, spec: ModelSpec) -> ModelInfo:
         present = self.store.is_present(spec)
         size = self.store.size(spec) if present else 0
         stamp = self.store.modified_at(spec) if present else 0.0
@@ -60,13 +53,19 @@ class Catalog:
         """Models whose files are present, as Ollama lists what has been pulled."""
         return [info for info in map(self.info, self.registry) if info.present]
 
-    def digest(self, spec: AnySpec) -> str:
+    def digest(self, spec: ModelSpec) -> str:
         return self.store.digest(spec) if self.store.is_present(spec) else ""
 
-    def batching(self, spec: AnySpec) -> str:
+    def batching(self, spec: ModelSpec) -> str:
         """How the model's inputs are scheduled; reads the graph, so call it off the loop."""
         if not self.store.is_present(spec):
             return "unknown (not pulled)"
         if uses_dynamic_quantization(self.store.path_of(spec, "model")):
             return "one input per run: the graph quantizes activations dynamically"
         return "batched across requests (batch-invariant)"
+
+    def state(self, spec: ModelSpec, loaded: bool) -> str:
+        """loaded, ready (files present), or not pulled."""
+        if loaded:
+            return "loaded"
+        return "ready" if self.store.is_present(spec) else "not pulled"

@@ -1,14 +1,10 @@
-"""Rerank one query against many documents with whichever encoder a model has.
+"""Rerank one query against many documents with whatever pair scorer a model offers.
 
-The entry point for the rerank routes: they resolve the model, hold it through the manager, and
-call `rerank(encoder, batcher.submit, query, documents)`. Tokenizing runs in worker threads and
-inference goes through the model's Batcher, so rerank requests share batches with embedding
-requests; nothing heavy runs on the event loop.
-
-- late interaction: the query is encoded once (task "query"), the documents in the same submit
-  (task "document"); MaxSim scores them; relevance = MaxSim / query vectors (gateway.scoring).
-- cross-encoder: one (query, document) pair per document; relevance = sigmoid(logit).
-- text embedder: query and documents embedded with their task prefixes; relevance = cosine.
+`rerank(scorer, submit, query, documents)`: the scorer prepares the query and documents as one
+list of items (in a worker thread), the model's Batcher runs them in one submit (so rerank
+requests share batches with embedding requests), and the scorer turns the raw outputs into
+scores. Which scores is the encoder's business (gateway.encoders: MaxSim for ColBERT, the
+sigmoid of a logit for cross-encoders, cosine for embedders); this module never asks.
 """
 
 from __future__ import annotations
@@ -16,24 +12,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from gateway.encoders.base import Encoder, Item
-from gateway.encoders.cross import CrossEncoder
-from gateway.encoders.late import LateInteractionEncoder
-from gateway.encoders.text import TextEncoder, postprocess
-from gateway.errors import InputTooLong, InvalidRequest, UnsupportedInput
-from gateway.scoring import (
-    ScoreScale,
-    cosine_scores,
-    maxsim,
-    rank,
-    relevance_from_logits,
-    relevance_from_maxsim,
-)
+from gateway.encoders.pairs import PairScorer, PreparedPairs
+from gateway.errors import InputTooLong, InvalidRequest
+from gateway.scoring import ScoreScale, rank
 
-Submit = Callable[[Sequence[Item]], Awaitable[list[np.ndarray]]]
+Submit = Callable[[Sequence[Any]], Awaitable[list[np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -51,7 +38,7 @@ class RerankScores:
 
 
 async def rerank(
-    encoder: Encoder,
+    scorer: PairScorer,
     submit: Submit,
     query: str,
     documents: Sequence[str],
@@ -61,98 +48,25 @@ async def rerank(
 ) -> RerankScores:
     if not documents:
         raise InvalidRequest("documents must not be empty", param="documents")
-    if isinstance(encoder, LateInteractionEncoder):
-        return await _late(encoder, submit, query, documents, truncate, scale)
-    if isinstance(encoder, CrossEncoder):
-        return await _cross(encoder, submit, query, documents, truncate, scale)
-    if isinstance(encoder, TextEncoder):
-        return await _dense(encoder, submit, query, documents, truncate)
-    raise UnsupportedInput(f"model '{encoder.spec.name}' cannot rerank text", param="model")
+    pairs = await asyncio.to_thread(scorer.prepare_pairs, query, documents)
+    _refuse_cut(truncate, pairs)
+    outputs = await submit(pairs.items)
+    raw, relevance = await asyncio.to_thread(scorer.score_pairs, outputs, scale)
+    return RerankScores(raw, relevance, pairs.tokens, pairs.documents_truncated)
 
 
-async def _late(
-    encoder: LateInteractionEncoder,
-    submit: Submit,
-    query: str,
-    documents: Sequence[str],
-    truncate: bool,
-    scale: ScoreScale,
-) -> RerankScores:
-    (q_item,) = await asyncio.to_thread(encoder.tokenize, [query], task="query")
-    d_items = await asyncio.to_thread(encoder.tokenize, documents, task="document")
-    _refuse_cut(truncate, q_item.truncated, d_items, f"{encoder.spec.document_length} tokens")
-    # One submit: the Batcher length-sorts the query among the documents and splits by budget.
-    vectors = await submit([q_item, *d_items])
-    q_vectors, d_vectors = vectors[0], vectors[1:]
-    raw = await asyncio.to_thread(maxsim, q_vectors, d_vectors)
-    return RerankScores(
-        raw=raw,
-        relevance=relevance_from_maxsim(raw, len(q_vectors), scale),
-        tokens=q_item.text_tokens + sum(item.text_tokens for item in d_items),
-        truncated=[i for i, item in enumerate(d_items) if item.truncated],
-    )
-
-
-async def _cross(
-    encoder: CrossEncoder,
-    submit: Submit,
-    query: str,
-    documents: Sequence[str],
-    truncate: bool,
-    scale: ScoreScale,
-) -> RerankScores:
-    items = await asyncio.to_thread(encoder.tokenize_pairs, query, documents)
-    _refuse_cut(truncate, False, items, f"{encoder.spec.max_tokens} tokens with the query")
-    raw = np.concatenate(await submit(items)).astype(np.float64)
-    return RerankScores(
-        raw=raw,
-        relevance=relevance_from_logits(raw, scale),
-        tokens=sum(item.length for item in items),
-        truncated=[i for i, item in enumerate(items) if item.truncated],
-    )
-
-
-async def _dense(
-    encoder: TextEncoder,
-    submit: Submit,
-    query: str,
-    documents: Sequence[str],
-    truncate: bool,
-) -> RerankScores:
-    spec = encoder.spec
-    tasks = spec.tasks
-    q_items = await asyncio.to_thread(
-        encoder.tokenize, [query], task="query" if "query" in tasks else None
-    )
-    d_items = await asyncio.to_thread(
-        encoder.tokenize, documents, task="document" if "document" in tasks else None
-    )
-    _refuse_cut(truncate, q_items[0].truncated, d_items, f"{spec.max_tokens} tokens")
-    pooled = await submit([*q_items, *d_items])
-    vectors = postprocess(
-        np.stack(pooled), layer_norm=spec.layer_norm, dimensions=spec.dim, normalize=True
-    )
-    raw = cosine_scores(vectors[0], vectors[1:])
-    return RerankScores(
-        raw=raw,
-        relevance=raw,  # cosine is already the scale MaxSim is normalized to
-        tokens=sum(item.length for item in [*q_items, *d_items]),
-        truncated=[i for i, item in enumerate(d_items) if item.truncated],
-    )
-
-
-def _refuse_cut(truncate: bool, query_cut: bool, documents: Sequence, limit: str) -> None:
+def _refuse_cut(truncate: bool, pairs: PreparedPairs[Any]) -> None:
     """With truncate off, an input the model would cut is an error naming it (as /api/embed)."""
     if truncate:
         return
-    if query_cut:
+    if pairs.query_truncated:
         raise InputTooLong(
             "query is longer than the model's query length; send truncate: true to cut it",
             param="query",
         )
-    cut = [i for i, item in enumerate(documents) if item.truncated]
-    if cut:
+    if pairs.documents_truncated:
         raise InputTooLong(
-            f"documents[{cut[0]}] is longer than {limit}; send truncate: true to cut it",
+            f"documents[{pairs.documents_truncated[0]}] is longer than {pairs.limit}; "
+            "send truncate: true to cut it",
             param="documents",
         )

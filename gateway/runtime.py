@@ -159,8 +159,10 @@ class Runtime:
     def session_options(self, level: ort.GraphOptimizationLevel) -> ort.SessionOptions:
         return OrtCpuBackend(OrtOptions(self.threads, self.spin, None)).session_options(level)
 
-    def describe(self) -> dict[str, object]:
-        info: dict[str, object] = {
+    def describe(self) -> dict[str, Any]:
+        """device, threads, backend, precision, onnxruntime (version), providers,
+        optimized_graph_cache, default_placement."""
+        info: dict[str, Any] = {
             "device": "cuda" if self.wants_cuda else "cpu",
             "threads": self.threads,
             "backend": self.backend,

@@ -21,9 +21,14 @@ PROBE_LARGE = (32, 256)
 
 
 class GpuMemoryView(Protocol):
-    total: int
-    used: int
-    used_by_this_process: int | None
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def used(self) -> int: ...
+
+    @property
+    def used_by_this_process(self) -> int | None: ...
 
 
 class MemorySource(Protocol):

@@ -17,13 +17,14 @@ import numpy as np
 
 from gateway.backends import bucket_length, session_placement
 from gateway.encoders import (
+    AnyEncoder,
     CrossEncoder,
-    Encoder,
     LateInteractionEncoder,
     TextEncoder,
     VisionEncoder,
     build_encoder,
 )
+from gateway.encoders.base import EncodeOptions
 from gateway.encoders.text import postprocess
 from gateway.media.decode import decode_image
 from gateway.registry import AnySpec, parse_entry
@@ -68,7 +69,7 @@ class Case:
     kind: str
     spec: AnySpec
     paths: dict[str, Path]
-    items: Callable[[Encoder], list[Any]]
+    items: Callable[[AnyEncoder], list[Any]]
     widths: Sequence[int] = ()  # Matryoshka widths to check (text models)
     layer_norm: bool = False
 
@@ -111,10 +112,10 @@ HEADER = [
 ]
 
 
-def _text_items(texts: Sequence[str]) -> Callable[[Encoder], list[Any]]:
-    def items(encoder: Encoder) -> list[Any]:
+def _text_items(texts: Sequence[str]) -> Callable[[AnyEncoder], list[Any]]:
+    def items(encoder: AnyEncoder) -> list[Any]:
         assert isinstance(encoder, TextEncoder)
-        return list(encoder.tokenize(texts, task=None))
+        return list(encoder.prepare(texts, EncodeOptions()))
 
     return items
 
@@ -151,9 +152,9 @@ def vision_case(folder: Path, count: int = 10) -> Case:
         encode(photo_like(seed, 64 + 16 * seed, 48 + 8 * seed), "PNG") for seed in range(count)
     ]
 
-    def items(encoder: Encoder) -> list[Any]:
+    def items(encoder: AnyEncoder) -> list[Any]:
         assert isinstance(encoder, VisionEncoder)
-        return [encoder.prepare(decode_image(data)) for data in images]
+        return [encoder.prepare_image(decode_image(data)) for data in images]
 
     return Case("vision", spec, _paths(spec, folder), items)
 
@@ -161,7 +162,7 @@ def vision_case(folder: Path, count: int = 10) -> Case:
 def colbert_case(model: ColbertModel, texts: Sequence[str]) -> Case:
     spec = parse_entry(f"colbert-{model.name}", colbert_entry(model, "graph"))
 
-    def items(encoder: Encoder) -> list[Any]:
+    def items(encoder: AnyEncoder) -> list[Any]:
         half = len(texts) // 2
         assert isinstance(encoder, LateInteractionEncoder)
         late = encoder.tokenize(texts[:half], task="query")
@@ -173,7 +174,7 @@ def colbert_case(model: ColbertModel, texts: Sequence[str]) -> Case:
 def cross_case(folder: Path, texts: Sequence[str]) -> Case:
     spec = parse_entry("cross-encoder", cross_encoder_entry(folder))
 
-    def items(encoder: Encoder) -> list[Any]:
+    def items(encoder: AnyEncoder) -> list[Any]:
         assert isinstance(encoder, CrossEncoder)
         return list(encoder.tokenize_pairs("what falls on the hills?", texts))
 
@@ -201,6 +202,14 @@ def _cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cosines
 
 
+def _vectors(encoder: AnyEncoder, raw: list[np.ndarray]) -> list[np.ndarray]:
+    """What parity is judged on: pooled vectors for text embedders (their raw outputs are
+    per-token rows), per-token vectors for ColBERT, the outputs themselves otherwise."""
+    if isinstance(encoder, TextEncoder):
+        return list(encoder.pool(raw))
+    return raw
+
+
 def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
     """Parity to the exact mode and alone-vs-batch invariance of one kind on `fast`."""
     reference = build_encoder(case.spec, case.paths, exact)
@@ -214,7 +223,8 @@ def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
         for index, out in zip(batch, encoder.run([items[i] for i in batch]), strict=True):
             batched[index] = np.asarray(out, dtype=np.float32)
     mixed = _flat(encoder.run(items))  # one batch of everything, padded to the longest
-    expected = _flat(reference.run(items))
+    expected = _vectors(reference, _flat(reference.run(items)))
+    vectors = _vectors(encoder, alone)
     max_abs = max(float(np.abs(a - b).max()) for a, b in zip(alone, batched, strict=True))
     one_minus_cos = max(
         float(1 - _cos_rows(a, b).min()) for a, b in zip(alone, batched, strict=True)
@@ -226,15 +236,15 @@ def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
         max_abs,
         one_minus_cos,
         unbucketed,
-        min(float(_cos_rows(a, b).min()) for a, b in zip(alone, expected, strict=True)),
+        min(float(_cos_rows(a, b).min()) for a, b in zip(vectors, expected, strict=True)),
     )
     if case.kind == "cross-encoder":
         figures.max_score_diff = max(
-            float(np.abs(a - b).max()) for a, b in zip(alone, expected, strict=True)
+            float(np.abs(a - b).max()) for a, b in zip(vectors, expected, strict=True)
         )
     for width in case.widths:
         ours = postprocess(
-            np.stack(alone), layer_norm=case.layer_norm, dimensions=width, normalize=True
+            np.stack(vectors), layer_norm=case.layer_norm, dimensions=width, normalize=True
         )
         theirs = postprocess(
             np.stack(expected), layer_norm=case.layer_norm, dimensions=width, normalize=True

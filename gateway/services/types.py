@@ -1,4 +1,4 @@
-"""The one request and result types that flow between the API layer and the service."""
+"""The request and result types that flow between the API layer and the inference services."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.inputs import EmbedInput
-from gateway.registry import AnySpec
+from gateway.specs import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class EmbedRequest:
 
 @dataclass
 class EmbedResult:
-    spec: AnySpec
+    spec: ModelSpec
     vectors: np.ndarray  # [inputs, dimensions]; empty for multi-vector results
     token_counts: list[int]
     truncated: list[int] = field(default_factory=list)
@@ -42,7 +42,7 @@ class EmbedResult:
 
 @dataclass(frozen=True)
 class RerankRequest:
-    model: str
+    model: str | None  # None or empty: the default model of the route
     query: str
     documents: Sequence[str]
     top_n: int | None = None
@@ -53,7 +53,7 @@ class RerankRequest:
 
 @dataclass
 class RerankResult:
-    spec: AnySpec
+    spec: ModelSpec
     order: list[int]  # document indices, most relevant first, cut to top_n
     relevance: np.ndarray  # in the documents' input order
     raw: np.ndarray

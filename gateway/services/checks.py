@@ -8,11 +8,11 @@ import numpy as np
 
 from gateway.errors import InputTooLong, InvalidRequest
 from gateway.inputs import ImageInput, TextInput
-from gateway.registry import AnySpec, ImageModelSpec, TextModelSpec
 from gateway.settings import Settings
+from gateway.specs import ModelSpec
 
 
-def check_task(spec: AnySpec, task: str | None) -> str | None:
+def check_task(spec: ModelSpec, task: str | None) -> str | None:
     if task is None or not spec.tasks or task in spec.tasks:
         return task
     raise InvalidRequest(
@@ -21,13 +21,17 @@ def check_task(spec: AnySpec, task: str | None) -> str | None:
     )
 
 
-def check_dimensions(spec: TextModelSpec | ImageModelSpec, dimensions: int | None) -> int:
+def check_dimensions(spec: ModelSpec, dimensions: int | None) -> int:
+    """The width to answer with: the request's, if the model offers it, else the native one."""
+    allowed = spec.output_widths
+    if not allowed:
+        raise InvalidRequest(f"model '{spec.name}' gives no single vectors", param="model")
     if dimensions is None:
-        return spec.dim
-    if dimensions not in spec.allowed_dimensions:
+        return allowed[0]
+    if dimensions not in allowed:
         raise InvalidRequest(
             f"dimensions {dimensions} is not supported by model '{spec.name}'; "
-            f"choose one of {spec.allowed_dimensions}",
+            f"choose one of {allowed}",
             param="dimensions",
         )
     return dimensions
