@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import report
+from bench.lineup import ALL_SYSTEMS
 from bench.models import MODELS, REPO
-from bench.run import ALL_SYSTEMS, GATEWAY_LOADS, PEER_LOADS, SHORT_TEXT, Run, log
+from bench.run import GATEWAY_LOADS, PEER_LOADS, SHORT_TEXT, Run, log
 from bench.systems import Load
 
 # Texts per workload in a full run, per model: sized so that the whole run (3 reps, every
