@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY_MODELS_DIR ?= models
 export GATEWAY_MODELS_DIR
 
-.PHONY: serve test setup setup-test pull lint format bench gpu-check clean
+.PHONY: serve test setup setup-test pull lint format bench gpu-check docker-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench: setup-test
 ## make gpu-check GPU_CHECK_ARGS=--cpu-dry-run
 gpu-check: setup-test
 	$(BIN)/python -m bench.gpu_check $(GPU_CHECK_ARGS)
+
+## Build the CPU image from this repo on a Debian machine without a registry (debootstrap base),
+## run it non-root with a models volume, wait for its HEALTHCHECK, embed through it with the
+## ollama client, print image sizes (root; ~15 min the first time). GPU=1 adds the GPU image.
+docker-check: setup-test
+	PYTHON=$(abspath $(BIN))/python scripts/docker_check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
