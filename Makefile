@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY_MODELS_DIR ?= models
 export GATEWAY_MODELS_DIR
 
-.PHONY: serve test setup setup-test pull lint format bench clean
+.PHONY: serve test setup setup-test pull lint format bench gpu-check docker-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,19 @@ format: setup-test
 ## Options: make bench BENCH_ARGS="--quick" (or --models minilm --systems gateway,loop ...).
 bench: setup-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## On a machine with an NVIDIA GPU: swap in the `gpu` extra (onnxruntime-gpu), then check the
+## CUDA path (parity per model kind, throughput raw and through the gateway vs the CPU, VRAM
+## eviction) into one JSON report under bench/results/ (< 6 min). Without a GPU:
+## make gpu-check GPU_CHECK_ARGS=--cpu-dry-run
+gpu-check: setup-test
+	$(BIN)/python -m bench.gpu_check $(GPU_CHECK_ARGS)
+
+## Build the CPU image from this repo on a Debian machine without a registry (debootstrap base),
+## run it non-root with a models volume, wait for its HEALTHCHECK, embed through it with the
+## ollama client, print image sizes (root; ~15 min the first time). GPU=1 adds the GPU image.
+docker-check: setup-test
+	PYTHON=$(abspath $(BIN))/python scripts/docker_check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -10,7 +10,7 @@ from gateway.manager import ModelManager
 from gateway.media import FetchPolicy, ImagePolicy
 from gateway.pulling import Puller
 from gateway.registry import Registry
-from gateway.runtime import Runtime
+from gateway.runtime import Runtime, log_compute_choice
 from gateway.services import (
     EmbeddingService,
     HealthService,
@@ -40,10 +40,13 @@ class Gateway:
             device=settings.device,
             threads=settings.threads,
             spin=settings.spin,
+            backend=settings.backend,
+            precision=settings.precision,
             cache_dir=settings.models_dir / ".cache" / "optimized"
             if settings.graph_cache
             else None,
         )
+        log_compute_choice(runtime)
         puller = Puller(store)
         manager = ModelManager(registry, store, runtime, settings, puller)
         catalog = Catalog(registry, store)

@@ -191,6 +191,20 @@ class Settings:
         "execution device: auto (CUDA when available), cuda or cpu",
         "auto",
     )
+    backend: str = _setting(
+        "GATEWAY_BACKEND",
+        _one_of("auto", "onnxruntime", "openvino"),
+        "compute backend: auto (OpenVINO on CPUs when installed, ONNX Runtime on CUDA), "
+        "onnxruntime or openvino; a model's registry entry may override it",
+        "auto",
+    )
+    precision: str = _setting(
+        "GATEWAY_PRECISION",
+        _one_of("auto", "fp32", "bf16", "int8", "fp16"),
+        "compute precision: auto (bf16 on AMX/AVX512-BF16 CPUs, fp16 on CUDA), fp32 (exact), "
+        "bf16, fp16 (CUDA); a model's registry entry may override it",
+        "auto",
+    )
     graph_cache: bool = _setting(
         "GATEWAY_GRAPH_CACHE",
         _parse_bool,

@@ -56,6 +56,9 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
     # Scheduling; process-wide settings apply when omitted.
     max_batch_size: int | None = None
     max_batch_tokens: int | None = None
+    # Compute; the process-wide GATEWAY_BACKEND / GATEWAY_PRECISION apply when omitted.
+    backend: Literal["auto", "onnxruntime", "openvino"] | None = None
+    precision: Literal["auto", "fp32", "bf16", "int8", "fp16"] | None = None
 
     required_files: ClassVar[tuple[str, ...]] = ("model",)
 
