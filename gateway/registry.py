@@ -107,7 +107,7 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
     # Nomic v1.5: layer_norm (no affine) over the full width before Matryoshka slicing.
     layer_norm: bool = False
     normalize: bool = True
-    # Allowed output widths (Matryoshka). Empty: the native width only.
+    # Advertised (recommended) Matryoshka widths; any width 1..dim is served on request.
     dimensions: list[int] = []
     prefixes: dict[str, str] = {}
     default_task: str | None = None
@@ -127,7 +127,7 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
             raise ValueError(f"default_task {self.default_task!r} is not one of prefixes")
 
     @property
-    def allowed_dimensions(self) -> list[int]:
+    def advertised_dimensions(self) -> list[int]:
         return sorted(set(self.dimensions) | {self.dim}, reverse=True)
 
     @property
@@ -154,6 +154,7 @@ class ImageModelSpec(ModelSpec, frozen=True, tag="image"):
     pixel_format: Literal["nchw_float", "nhwc_uint8"] = "nchw_float"
     pooling: Literal["cls", "mean", "none"] = "cls"
     normalize: bool = True
+    # Advertised widths, as for text models; any width 1..dim is served on request.
     dimensions: list[int] = []
     # The text model whose vector space this one shares, and the task its texts use.
     text_model: str | None = None
@@ -170,7 +171,7 @@ class ImageModelSpec(ModelSpec, frozen=True, tag="image"):
                 raise ValueError(f"dimensions: {width} is not within 1..{self.dim}")
 
     @property
-    def allowed_dimensions(self) -> list[int]:
+    def advertised_dimensions(self) -> list[int]:
         return sorted(set(self.dimensions) | {self.dim}, reverse=True)
 
 

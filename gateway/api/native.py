@@ -30,7 +30,7 @@ from gateway.service import EmbedRequest, EmbedResult
 
 class EmbedBody(msgspec.Struct):
     input: str
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
     # Gateway extension: the task prefix (query, document, ...) for models that have them.
     task: str | None = None
 
@@ -43,7 +43,7 @@ class EmbedResponse(msgspec.Struct):
 
 class BatchBody(msgspec.Struct):
     inputs: list[str]
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
     task: str | None = None
 
 
@@ -55,7 +55,7 @@ class BatchResponse(msgspec.Struct):
 
 class ImageBody(msgspec.Struct):
     content: str
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
 
 
 class ImageResponse(msgspec.Struct):
@@ -65,7 +65,7 @@ class ImageResponse(msgspec.Struct):
 
 class ImageBatchBody(msgspec.Struct):
     contents: list[str]
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
 
 
 class ImageBatchResponse(msgspec.Struct):
@@ -123,7 +123,11 @@ class NativeController(Controller):
     ) -> Response[EmbedResponse]:
         work = gw.service.embed(
             EmbedRequest(
-                gw.registry.default_model, [TextInput(data.input)], data.task, dimensions=data.dim
+                gw.registry.default_model,
+                [TextInput(data.input)],
+                data.task,
+                dimensions=data.dim,
+                dimensions_param="dim",
             )
         )
         result = await run(request, work)
@@ -138,7 +142,13 @@ class NativeController(Controller):
     ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
         work = gw.service.embed(
-            EmbedRequest(gw.registry.default_model, texts, data.task, dimensions=data.dim)
+            EmbedRequest(
+                gw.registry.default_model,
+                texts,
+                data.task,
+                dimensions=data.dim,
+                dimensions_param="dim",
+            )
         )
         result = await run(request, work)
         body = BatchResponse(
@@ -149,7 +159,9 @@ class NativeController(Controller):
     @post("/img/embed", status_code=200, summary="Embed one image (URL, data URL or base64)")
     async def image(self, data: ImageBody, gw: Gateway, request: Request) -> ImageResponse:
         images = [ImageInput(data.content)]
-        work = gw.service.embed(EmbedRequest(image_model(gw), images, dimensions=data.dim))
+        work = gw.service.embed(
+            EmbedRequest(image_model(gw), images, dimensions=data.dim, dimensions_param="dim")
+        )
         result = await run(request, work)
         return ImageResponse(result.vectors[0].tolist(), elapsed_ms(result.total_seconds))
 
@@ -158,7 +170,9 @@ class NativeController(Controller):
         self, data: ImageBatchBody, gw: Gateway, request: Request
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
-        work = gw.service.embed(EmbedRequest(image_model(gw), images, dimensions=data.dim))
+        work = gw.service.embed(
+            EmbedRequest(image_model(gw), images, dimensions=data.dim, dimensions_param="dim")
+        )
         result = await run(request, work)
         return ImageBatchResponse(result.vectors.tolist(), elapsed_ms(result.total_seconds))
 
@@ -202,7 +216,12 @@ class NativeController(Controller):
             "settings": gw.settings.public_view(),
             "runtime": gw.runtime.describe(),
             "models": [
-                {"name": spec.name, "kind": spec.kind, "aliases": spec.aliases}
+                {
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "aliases": spec.aliases,
+                    "dimensions": getattr(spec, "advertised_dimensions", None),
+                }
                 for spec in gw.registry
             ],
         }

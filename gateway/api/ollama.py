@@ -34,7 +34,7 @@ class EmbedBody(msgspec.Struct):
     model: str
     input: str | list[str] | None = None
     truncate: bool | None = None
-    dimensions: int | None = None
+    dimensions: int | float | str | bool | None = None
     keep_alive: float | str | None = None
     # Modelfile parameters (num_ctx, temperature, ...). LangChain sends a dozen of them, all null.
     options: dict[str, Any] | None = None
@@ -160,8 +160,8 @@ def gateway_facts(spec: Any) -> dict[str, Any]:
     for key in ("pooling", "layer_norm", "normalize", "prefixes", "default_task"):
         if hasattr(spec, key):
             facts[key] = getattr(spec, key)
-    if hasattr(spec, "allowed_dimensions"):
-        facts["dimensions"] = spec.allowed_dimensions
+    if hasattr(spec, "advertised_dimensions"):
+        facts["dimensions"] = spec.advertised_dimensions
     return facts
 
 

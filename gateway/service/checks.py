@@ -21,14 +21,22 @@ def check_task(spec: AnySpec, task: str | None) -> str | None:
     )
 
 
-def check_dimensions(spec: TextModelSpec | ImageModelSpec, dimensions: int | None) -> int:
+def check_dimensions(
+    spec: TextModelSpec | ImageModelSpec, dimensions: object, param: str = "dimensions"
+) -> int:
+    """Any Matryoshka width from 1 to the native one (the vector is cut and re-normalized);
+    the registry's `dimensions` are only the advertised widths."""
     if dimensions is None:
         return spec.dim
-    if dimensions not in spec.allowed_dimensions:
+    if (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= spec.dim
+    ):
         raise InvalidRequest(
-            f"dimensions {dimensions} is not supported by model '{spec.name}'; "
-            f"choose one of {spec.allowed_dimensions}",
-            param="dimensions",
+            f"{param} must be an integer from 1 to {spec.dim} for model '{spec.name}', "
+            f"not {dimensions!r} (advertised widths: {spec.advertised_dimensions})",
+            param=param,
         )
     return dimensions
 

@@ -132,7 +132,7 @@ class EmbeddingService:
                 f"input[{images[0]}] is an image, and model '{spec.name}' embeds text only{hint}",
                 param="input",
             )
-        dimensions = check_dimensions(spec, request.dimensions)
+        dimensions = check_dimensions(spec, request.dimensions, request.dimensions_param)
         everything = list(range(len(inputs)))
         part = await self._text_part(spec, task, inputs, everything, dimensions, request)
         return EmbedResult(spec, part.vectors, part.tokens, part.truncated, part.load_seconds)
@@ -141,7 +141,7 @@ class EmbeddingService:
         self, spec: ImageModelSpec, task: str | None, inputs: list[Any], request: EmbedRequest
     ) -> EmbedResult:
         """Images with the image model, texts with the text model of the same space."""
-        dimensions = check_dimensions(spec, request.dimensions)
+        dimensions = check_dimensions(spec, request.dimensions, request.dimensions_param)
         image_at = [i for i, x in enumerate(inputs) if isinstance(x, ImageInput)]
         text_at = [i for i, x in enumerate(inputs) if isinstance(x, TextInput)]
         jobs: list[Awaitable[_Part]] = []

@@ -16,13 +16,16 @@ class EmbedRequest:
     model: str
     inputs: Sequence[EmbedInput]
     task: str | None = None
-    dimensions: int | None = None
+    # Checked against the model (1..native width); a float is refused with the range.
+    dimensions: int | float | str | bool | None = None
     truncate: bool = True
     keep_alive: float | None = None
     # Ollama's legacy /api/embeddings returns vectors without L2 normalization.
     normalize: bool = True
     # The route can carry one matrix per input (late-interaction models).
     multi_vector: bool = False
+    # The wire field that carried `dimensions`, for error messages ("dim" on native routes).
+    dimensions_param: str = "dimensions"
 
 
 @dataclass
