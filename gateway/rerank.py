@@ -6,9 +6,10 @@ inference goes through the model's Batcher, so rerank requests share batches wit
 requests; nothing heavy runs on the event loop.
 
 - late interaction: the query is encoded once (task "query"), the documents in the same submit
-  (task "document"); MaxSim scores them; relevance = MaxSim / query vectors (gateway.scoring).
+  (task "document"); MaxSim scores them; relevance = (MaxSim / query vectors + 1) / 2.
 - cross-encoder: one (query, document) pair per document; relevance = sigmoid(logit).
-- text embedder: query and documents embedded with their task prefixes; relevance = cosine.
+- text embedder: query and documents embedded with their task prefixes; relevance =
+  (cosine + 1) / 2. Every relevance is in [0, 1] (gateway.scoring); raw is kept beside it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gateway.scoring import (
     cosine_scores,
     maxsim,
     rank,
+    relevance_from_cosine,
     relevance_from_logits,
     relevance_from_maxsim,
 )
@@ -66,7 +68,7 @@ async def rerank(
     if isinstance(encoder, CrossEncoder):
         return await _cross(encoder, submit, query, documents, truncate, scale)
     if isinstance(encoder, TextEncoder):
-        return await _dense(encoder, submit, query, documents, truncate)
+        return await _dense(encoder, submit, query, documents, truncate, scale)
     raise UnsupportedInput(f"model '{encoder.spec.name}' cannot rerank text", param="model")
 
 
@@ -118,6 +120,7 @@ async def _dense(
     query: str,
     documents: Sequence[str],
     truncate: bool,
+    scale: ScoreScale,
 ) -> RerankScores:
     spec = encoder.spec
     tasks = spec.tasks
@@ -135,7 +138,7 @@ async def _dense(
     raw = cosine_scores(vectors[0], vectors[1:])
     return RerankScores(
         raw=raw,
-        relevance=raw,  # cosine is already the scale MaxSim is normalized to
+        relevance=relevance_from_cosine(raw, scale),
         tokens=sum(item.length for item in [*q_items, *d_items]),
         truncated=[i for i, item in enumerate(d_items) if item.truncated],
     )

@@ -8,10 +8,10 @@
 - `POST /rerank`: Infinity's shape (`document` as a plain string, `object: "rerank"`), or TEI's
   (`texts` in, a bare `[{index, score, text?}]` list out) when the body has `texts`.
 - `POST /api/rerank`: the n8n Ollama rerank node (`model`, `query`, `documents`, `top_k`).
-Results are sorted by relevance, most relevant first, and cut to top_n / top_k. The
-`relevance_score` scale: MaxSim / query vectors for ColBERT models and cosine for embedders (both
-in [-1, 1], higher is better), sigmoid of the logit for cross-encoders (in [0, 1]);
-`raw_scores: true` returns raw MaxSim or logits.
+Results are sorted by relevance, most relevant first, and cut to top_n / top_k. On every route
+`relevance_score` (TEI: `score`) is in [0, 1], in the raw score's order: sigmoid of the logit for
+cross-encoders, (MaxSim / query vectors + 1) / 2 for ColBERT models, (cosine + 1) / 2 for
+embedders; `raw_scores: true` returns the raw logit, MaxSim or cosine instead.
 """
 
 from __future__ import annotations
