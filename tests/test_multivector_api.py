@@ -335,7 +335,7 @@ def test_input_shapes(client: httpx.Client, colberts: dict[str, ColbertModel]) -
         ({"input": ""}, "empty"),
         ({"input": ["fine", "   "]}, "input[1]"),
         ({"input": [{"image": pixel}]}, "text only"),
-        ({"input": [[101, 2023, 102]]}, "token-id arrays"),
+        ({"input": [[101, 2023, 102], "text"]}, "input[1] must be a non-empty list of token ids"),
     ]
     for fields, fragment in cases:
         response = client.post("/v1/embeddings", json={"model": BERT, **fields})
