@@ -20,6 +20,8 @@ from gateway.units import parse_bytes, parse_duration
 
 ModelKind = Literal["text", "image", "late", "cross-encoder"]
 DEFAULT_TAG = "latest"
+# How Ollama spells the full name of a library model: host/namespace/model:tag.
+OLLAMA_NAME_PREFIXES = ("registry.ollama.ai/library/", "library/")
 
 
 class RegistryError(ValueError):
@@ -102,7 +104,11 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
     """A sentence embedder: tokens -> hidden states -> one pooled vector per text."""
 
     dim: int = 0
+    # Inputs are cut here when truncating (the length the model was trained at).
     max_tokens: int = 512
+    # The longest input the graph takes (position embeddings); `truncate: false` accepts inputs
+    # up to it, as Ollama accepts a model's full context. Default: max_tokens.
+    max_positions: int | None = None
     pooling: Literal["mean", "cls"] = "mean"
     # Nomic v1.5: layer_norm (no affine) over the full width before Matryoshka slicing.
     layer_norm: bool = False
@@ -120,6 +126,8 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
             raise ValueError("dim (the native embedding width) is required")
         if self.max_tokens < 2:
             raise ValueError("max_tokens must be at least 2")
+        if self.max_positions is not None and self.max_positions < self.max_tokens:
+            raise ValueError("max_positions must be at least max_tokens")
         for width in self.dimensions:
             if not 1 <= width <= self.dim:
                 raise ValueError(f"dimensions: {width} is not within 1..{self.dim}")
@@ -129,6 +137,10 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
     @property
     def advertised_dimensions(self) -> list[int]:
         return sorted(set(self.dimensions) | {self.dim}, reverse=True)
+
+    @property
+    def position_limit(self) -> int:
+        return self.max_positions or self.max_tokens
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -262,8 +274,13 @@ class Resolved:
 
 
 def canonical_name(name: str) -> str:
-    """Lower-case, with the default tag removed: "All-MiniLM:latest" -> "all-minilm"."""
+    """Lower-case, without Ollama's default registry and namespace or the default tag:
+    "registry.ollama.ai/library/All-MiniLM:latest" -> "all-minilm"."""
     name = name.strip().lower()
+    for prefix in OLLAMA_NAME_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
     if name.endswith(":" + DEFAULT_TAG):
         name = name[: -len(DEFAULT_TAG) - 1]
     return name

@@ -18,7 +18,7 @@ from tests.support.api import assert_ollama_error, assert_openai_error, ollama_e
 from tests.support.server import GatewayServer
 
 MODEL = "all-minilm"
-TOO_LONG = "word " * 300  # 302 tokens; all-minilm's context is 256
+TOO_LONG = "word " * 600  # 602 tokens: cut to 256 when truncating; past the 512 positions
 JSON = {"content-type": "application/json"}
 
 

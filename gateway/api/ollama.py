@@ -15,6 +15,7 @@ from litestar import Controller, Request, Response, get, head, post
 
 from gateway.api.auth import PUBLIC
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.ollama_options import context_option
 from gateway.api.responses import embedded
 from gateway.catalog import ModelInfo
 from gateway.core import Gateway
@@ -197,6 +198,7 @@ class OllamaController(Controller):
                 inputs=inputs,
                 dimensions=data.dimensions,
                 truncate=True if data.truncate is None else data.truncate,
+                context_length=context_option(data.options),
                 keep_alive=keep_alive_seconds(data.keep_alive),
             )
         )
@@ -223,6 +225,7 @@ class OllamaController(Controller):
             EmbedRequest(
                 model=data.model,
                 inputs=inputs,
+                context_length=context_option(data.options),
                 keep_alive=keep_alive_seconds(data.keep_alive),
                 normalize=False,
             )

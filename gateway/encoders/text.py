@@ -10,6 +10,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from gateway.encoders.base import Encoder
+from gateway.encoders.context import TokenizerLengths
 from gateway.encoders.tokenization import load_tokenizer, pad_id
 from gateway.errors import ModelLoadError
 from gateway.registry import CrossEncoderSpec, TextModelSpec
@@ -147,16 +148,26 @@ class TextEncoder(TokenGraphEncoder):
     def __init__(self, spec: TextModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
         super().__init__(spec, paths, runtime)
         self.output_name, self.output_is_pooled = pick_output(self.graph, spec.output, spec.name)
+        self.lengths = TokenizerLengths(self.tokenizer)
 
     def prefix(self, task: str | None) -> str:
         task = task or self.spec.default_task
         return self.spec.prefixes.get(task, "") if task else ""
 
-    def tokenize(self, texts: Sequence[str], *, task: str | None) -> list[TokenizedText]:
-        """Tokenize with the task prefix, cut at max_tokens; each item says if it was cut."""
+    def tokenize(
+        self, texts: Sequence[str], *, task: str | None, limit: int | None = None
+    ) -> list[TokenizedText]:
+        """Tokenize with the task prefix, cut at `limit` tokens (default max_tokens); each item
+        says if it was cut."""
         prefix = self.prefix(task)
-        encodings = self.tokenizer.encode_batch([prefix + text for text in texts])
+        same = limit is None or limit == self.spec.max_tokens
+        tokenizer = self.tokenizer if same else self.lengths.at(limit)
+        encodings = tokenizer.encode_batch([prefix + text for text in texts])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
+
+    def count_tokens(self, text: str, *, task: str | None) -> int:
+        """The uncut length of `text` with its prefix, special tokens included."""
+        return self.lengths.count(self.prefix(task) + text)
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
         output = self.forward(items)

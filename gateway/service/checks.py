@@ -68,9 +68,18 @@ def check_inputs(
             )
 
 
-def too_long(index: int, limit: int) -> InputTooLong:
+def context_limit(spec: TextModelSpec, truncate: bool, num_ctx: int | None) -> int:
+    """The tokens an input may use. Truncating: cut at min(num_ctx, max_tokens). Not truncating:
+    accepted up to min(num_ctx, max_positions), refused beyond, as Ollama accepts a model's full
+    context (its all-minilm takes 512 positions) while cutting at the trained length."""
+    ceiling = spec.max_tokens if truncate else spec.position_limit
+    return ceiling if num_ctx is None else min(num_ctx, ceiling)
+
+
+def too_long(index: int, limit: int, count: int | None = None) -> InputTooLong:
+    length = f"has {count} tokens, more than" if count is not None else "is longer than"
     return InputTooLong(
-        f"input[{index}] is longer than the context length of {limit} tokens "
+        f"input[{index}] {length} the context length of {limit} tokens "
         "(the input length exceeds the context length); send truncate: true to cut it",
         param="input",
     )

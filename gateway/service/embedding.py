@@ -41,6 +41,7 @@ from gateway.service.checks import (
     check_finite,
     check_inputs,
     check_task,
+    context_limit,
     too_long,
 )
 from gateway.service.types import EmbedRequest, EmbedResult, RerankRequest, RerankResult
@@ -188,11 +189,16 @@ class EmbeddingService:
         request: EmbedRequest,
     ) -> _Part:
         texts = [inputs[i].text for i in indices]
+        limit = context_limit(spec, request.truncate, request.context_length)
         async with self.manager.use(spec, request.keep_alive) as (model, load_seconds):
-            entries = await self._pooled(model, texts, task) if texts else []
-        cut = [indices[k] for k, entry in enumerate(entries) if entry.truncated]
-        if cut and not request.truncate:
-            raise too_long(cut[0], spec.max_tokens)
+            entries = await self._pooled(model, texts, task, limit) if texts else []
+            over = [k for k, entry in enumerate(entries) if entry.truncated]
+            if over and not request.truncate:
+                encoder = model.encoder
+                assert isinstance(encoder, TextEncoder)
+                count = await asyncio.to_thread(encoder.count_tokens, texts[over[0]], task=task)
+                raise too_long(indices[over[0]], limit, count)
+        cut = [indices[k] for k in over]
         pooled = np.stack([e.vector for e in entries]) if entries else np.zeros((0, spec.dim))
         vectors = postprocess(
             pooled,
@@ -204,12 +210,13 @@ class EmbeddingService:
         return _Part(indices, vectors, [e.tokens for e in entries], cut, load_seconds)
 
     async def _pooled(
-        self, model: LoadedModel, texts: list[str], task: str | None
+        self, model: LoadedModel, texts: list[str], task: str | None, limit: int
     ) -> list[CachedEmbedding]:
-        """Pooled vectors of `texts`: from the cache where present, the rest run as one job."""
+        """Pooled vectors of `texts` cut at `limit` tokens: from the cache where present (it
+        holds vectors at the model's own max_tokens only), the rest run as one job."""
         encoder = model.encoder
         assert isinstance(encoder, TextEncoder)
-        if self.cache.enabled:
+        if self.cache.enabled and limit == encoder.spec.max_tokens:
             keys = [self.cache.key(model.digest, encoder.prefix(task), text) for text in texts]
             found = self.cache.get_many(model.spec.name, keys)
         else:  # no hashing on the hot path for a cache that is off
@@ -217,7 +224,7 @@ class EmbeddingService:
         missing = [i for i, entry in enumerate(found) if entry is None]
         if missing:
             items = await _off_loop_if_large(
-                encoder.tokenize, [texts[i] for i in missing], task=task
+                encoder.tokenize, [texts[i] for i in missing], task=task, limit=limit
             )
             outputs = await model.batcher.submit(items)
             fresh = [

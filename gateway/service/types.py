@@ -19,6 +19,8 @@ class EmbedRequest:
     # Checked against the model (1..native width); a float is refused with the range.
     dimensions: int | float | str | bool | None = None
     truncate: bool = True
+    # Ollama's options.num_ctx: a context shorter than the model's (never longer).
+    context_length: int | None = None
     keep_alive: float | None = None
     # Ollama's legacy /api/embeddings returns vectors without L2 normalization.
     normalize: bool = True
