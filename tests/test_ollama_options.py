@@ -21,8 +21,21 @@ MODEL = "all-minilm"
 # One word-piece per word in all-MiniLM's vocabulary: [CLS] + 12 words + [SEP].
 WORDS = "the cat sat on the mat and the dog ran far away"
 LANGCHAIN_NULL_OPTIONS = dict.fromkeys(
-    ["mirostat", "mirostat_eta", "mirostat_tau", "num_ctx", "num_gpu", "num_thread"]
-    + ["repeat_last_n", "repeat_penalty", "temperature", "stop", "tfs_z", "top_k", "top_p"]
+    [
+        "mirostat",
+        "mirostat_eta",
+        "mirostat_tau",
+        "num_ctx",
+        "num_gpu",
+        "num_thread",
+        "repeat_last_n",
+        "repeat_penalty",
+        "temperature",
+        "stop",
+        "tfs_z",
+        "top_k",
+        "top_p",
+    ]
 )
 
 
