@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,15 +61,18 @@ async def rerank(
     *,
     truncate: bool = True,
     scale: ScoreScale = "normalized",
+    documents_param: str = "documents",
 ) -> RerankScores:
+    """`documents_param` is the documents' wire field ("texts" for TEI), for error messages."""
     if not documents:
-        raise InvalidRequest("documents must not be empty", param="documents")
+        raise InvalidRequest(f"{documents_param} must not be empty", param=documents_param)
+    cuts = _CutPolicy(truncate, documents_param)
     if isinstance(encoder, LateInteractionEncoder):
-        return await _late(encoder, submit, query, documents, truncate, scale)
+        return await _late(encoder, submit, query, documents, cuts, scale)
     if isinstance(encoder, CrossEncoder):
-        return await _cross(encoder, submit, query, documents, truncate, scale)
+        return await _cross(encoder, submit, query, documents, cuts, scale)
     if isinstance(encoder, TextEncoder):
-        return await _dense(encoder, submit, query, documents, truncate, scale)
+        return await _dense(encoder, submit, query, documents, cuts, scale)
     raise UnsupportedInput(f"model '{encoder.spec.name}' cannot rerank text", param="model")
 
 
@@ -77,12 +81,12 @@ async def _late(
     submit: Submit,
     query: str,
     documents: Sequence[str],
-    truncate: bool,
+    cuts: _CutPolicy,
     scale: ScoreScale,
 ) -> RerankScores:
     (q_item,) = await asyncio.to_thread(encoder.tokenize, [query], task="query")
     d_items = await asyncio.to_thread(encoder.tokenize, documents, task="document")
-    _refuse_cut(truncate, q_item.truncated, d_items, f"{encoder.spec.document_length} tokens")
+    cuts.check(q_item.truncated, d_items, f"{encoder.spec.document_length} tokens")
     # One submit: the Batcher length-sorts the query among the documents and splits by budget.
     vectors = await submit([q_item, *d_items])
     q_vectors, d_vectors = vectors[0], vectors[1:]
@@ -100,11 +104,11 @@ async def _cross(
     submit: Submit,
     query: str,
     documents: Sequence[str],
-    truncate: bool,
+    cuts: _CutPolicy,
     scale: ScoreScale,
 ) -> RerankScores:
     items = await asyncio.to_thread(encoder.tokenize_pairs, query, documents)
-    _refuse_cut(truncate, False, items, f"{encoder.spec.max_tokens} tokens with the query")
+    cuts.check(False, items, f"{encoder.spec.max_tokens} tokens with the query")
     raw = np.concatenate(await submit(items)).astype(np.float64)
     return RerankScores(
         raw=raw,
@@ -119,7 +123,7 @@ async def _dense(
     submit: Submit,
     query: str,
     documents: Sequence[str],
-    truncate: bool,
+    cuts: _CutPolicy,
     scale: ScoreScale,
 ) -> RerankScores:
     spec = encoder.spec
@@ -130,7 +134,7 @@ async def _dense(
     d_items = await asyncio.to_thread(
         encoder.tokenize, documents, task="document" if "document" in tasks else None
     )
-    _refuse_cut(truncate, q_items[0].truncated, d_items, f"{spec.max_tokens} tokens")
+    cuts.check(q_items[0].truncated, d_items, f"{spec.max_tokens} tokens")
     pooled = await submit([*q_items, *d_items])
     vectors = postprocess(
         np.stack(pooled), layer_norm=spec.layer_norm, dimensions=spec.dim, normalize=True
@@ -144,18 +148,25 @@ async def _dense(
     )
 
 
-def _refuse_cut(truncate: bool, query_cut: bool, documents: Sequence, limit: str) -> None:
+@dataclass(frozen=True)
+class _CutPolicy:
     """With truncate off, an input the model would cut is an error naming it (as /api/embed)."""
-    if truncate:
-        return
-    if query_cut:
-        raise InputTooLong(
-            "query is longer than the model's query length; send truncate: true to cut it",
-            param="query",
-        )
-    cut = [i for i, item in enumerate(documents) if item.truncated]
-    if cut:
-        raise InputTooLong(
-            f"documents[{cut[0]}] is longer than {limit}; send truncate: true to cut it",
-            param="documents",
-        )
+
+    truncate: bool
+    documents_param: str
+
+    def check(self, query_cut: bool, documents: Sequence[Any], limit: str) -> None:
+        if self.truncate:
+            return
+        if query_cut:
+            raise InputTooLong(
+                "query is longer than the model's query length; send truncate: true to cut it",
+                param="query",
+            )
+        cut = [i for i, item in enumerate(documents) if item.truncated]
+        if cut:
+            raise InputTooLong(
+                f"{self.documents_param}[{cut[0]}] is longer than {limit}; "
+                "send truncate: true to cut it",
+                param=self.documents_param,
+            )

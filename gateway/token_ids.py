@@ -118,7 +118,7 @@ class TokenDecoder:
         ]
 
 
-def token_rows(raw: Sequence[Any]) -> list[list[int]] | None:
+def token_rows(raw: Sequence[Any], param: str = "input") -> list[list[int]] | None:
     """The rows of a token-id `input` (int[] is one input, int[][] several), or None if `raw`
     holds no token ids. Mixed lists are a 400 naming the first item that does not fit."""
 
@@ -133,9 +133,9 @@ def token_rows(raw: Sequence[Any]) -> list[list[int]] | None:
     for index, item in enumerate(raw):
         if not isinstance(item, list) or not item or not all(is_id(v) for v in item):
             raise InvalidRequest(
-                f"input[{index}] must be a non-empty list of token ids, as the other items are "
+                f"{param}[{index}] must be a non-empty list of token ids, as the other items are "
                 "(a request sends either texts or token ids)",
-                param="input",
+                param=param,
             )
         rows.append(item)
     return rows

@@ -743,7 +743,14 @@ def test_a_bad_image_in_a_list_is_named_by_its_index(gateway: GatewayServer) -> 
         batch = client.post(
             "/img/batch", json={"contents": [data_url(tiny_png(3)), data_url(data)]}
         )
-        assert assert_ollama_error(batch, 400, fragment).startswith("input[1]: ")
+        assert assert_ollama_error(batch, 400, fragment).startswith("contents[1]: ")
+        ollama_shape = {"model": VISION, "input": [data_url(tiny_png(3)), "a dog", data_url(data)]}
+        response = client.post("/api/embed", json=ollama_shape)
+        assert assert_ollama_error(response, 400, fragment).startswith("input[2]: ")
+        one = client.post("/img/embed", json={"content": data_url(data)})
+        assert assert_ollama_error(one, 400, fragment).startswith("content: ")
+        empty = client.post("/img/batch", json={"contents": [data_url(tiny_png(3)), " "]})
+        assert_ollama_error(empty, 400, "contents[1] is empty")
 
 
 # -- what each model accepts ---------------------------------------------------------------------

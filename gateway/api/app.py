@@ -14,12 +14,15 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__
 from gateway.api.auth import api_key_guard
+from gateway.api.cohere_embed import CohereEmbedController
 from gateway.api.errors import render_error
 from gateway.api.models import ModelsController
 from gateway.api.native import NativeController
 from gateway.api.ollama import OllamaController
+from gateway.api.ollama_generate import GenerateController
 from gateway.api.openai import OpenAIController
 from gateway.api.rerank import RerankController
+from gateway.api.tei import TeiController
 from gateway.core import Gateway
 from gateway.settings import Settings
 
@@ -79,6 +82,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             OpenAIController,
             RerankController,
             NativeController,
+            TeiController,
+            CohereEmbedController,
+            GenerateController,
         ],
         # A closure, not `state: State`: asking for State makes Litestar copy it per request.
         dependencies={"gw": Provide(lambda: gw, sync_to_thread=False, use_cache=True)},

@@ -113,28 +113,35 @@ def elapsed_ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+async def embed_one(data: EmbedBody, gw: Gateway, request: Request) -> Response[EmbedResponse]:
+    """POST /embed and /txt/embed: one text on the default model (POST /embed is shared with
+    TEI's shape, told apart by its body in gateway.api.tei)."""
+    work = gw.service.embed(
+        EmbedRequest(
+            gw.registry.default_model,
+            [TextInput(data.input)],
+            data.task,
+            dimensions=data.dim,
+            dimensions_param="dim",
+            input_listed=False,
+        )
+    )
+    result = await run(request, work)
+    body = EmbedResponse(
+        result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
+    )
+    return embedded(body, result)
+
+
 class NativeController(Controller):
     path = "/"
     tags = ["Native (nomic-api-rs)"]
 
-    @post(["/embed", "/txt/embed"], status_code=200, summary="Embed one text")
+    @post("/txt/embed", status_code=200, summary="Embed one text")
     async def embed(
         self, data: EmbedBody, gw: Gateway, request: Request
     ) -> Response[EmbedResponse]:
-        work = gw.service.embed(
-            EmbedRequest(
-                gw.registry.default_model,
-                [TextInput(data.input)],
-                data.task,
-                dimensions=data.dim,
-                dimensions_param="dim",
-            )
-        )
-        result = await run(request, work)
-        body = EmbedResponse(
-            result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
-        )
-        return embedded(body, result)
+        return await embed_one(data, gw, request)
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
     async def batch(
@@ -148,6 +155,7 @@ class NativeController(Controller):
                 data.task,
                 dimensions=data.dim,
                 dimensions_param="dim",
+                input_param="inputs",
             )
         )
         result = await run(request, work)
@@ -160,7 +168,14 @@ class NativeController(Controller):
     async def image(self, data: ImageBody, gw: Gateway, request: Request) -> ImageResponse:
         images = [ImageInput(data.content)]
         work = gw.service.embed(
-            EmbedRequest(image_model(gw), images, dimensions=data.dim, dimensions_param="dim")
+            EmbedRequest(
+                image_model(gw),
+                images,
+                dimensions=data.dim,
+                dimensions_param="dim",
+                input_param="content",
+                input_listed=False,
+            )
         )
         result = await run(request, work)
         return ImageResponse(result.vectors[0].tolist(), elapsed_ms(result.total_seconds))
@@ -171,7 +186,13 @@ class NativeController(Controller):
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
         work = gw.service.embed(
-            EmbedRequest(image_model(gw), images, dimensions=data.dim, dimensions_param="dim")
+            EmbedRequest(
+                image_model(gw),
+                images,
+                dimensions=data.dim,
+                dimensions_param="dim",
+                input_param="contents",
+            )
         )
         result = await run(request, work)
         return ImageBatchResponse(result.vectors.tolist(), elapsed_ms(result.total_seconds))

@@ -17,6 +17,7 @@ from gateway.api.auth import PUBLIC
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.ollama_options import context_option
 from gateway.api.responses import embedded
+from gateway.api.tei import embed_by_body
 from gateway.catalog import ModelInfo
 from gateway.core import Gateway
 from gateway.errors import InvalidRequest, ModelNotFound
@@ -181,6 +182,10 @@ class OllamaController(Controller):
     async def root_head(self) -> None:
         return None
 
+    @post("/", status_code=200, summary="Embed, as TEI answers POST / (see gateway.api.tei)")
+    async def root_post(self, request: Request, gw: Gateway) -> Any:
+        return await embed_by_body(request, gw)
+
     @get("/api/version", opt=PUBLIC)
     async def version(self) -> VersionResponse:
         return VersionResponse(OLLAMA_API_VERSION)
@@ -200,6 +205,7 @@ class OllamaController(Controller):
                 truncate=True if data.truncate is None else data.truncate,
                 context_length=context_option(data.options),
                 keep_alive=keep_alive_seconds(data.keep_alive),
+                input_listed=isinstance(data.input, list),
             )
         )
         result = await unless_disconnected(request, work)
@@ -228,6 +234,8 @@ class OllamaController(Controller):
                 context_length=context_option(data.options),
                 keep_alive=keep_alive_seconds(data.keep_alive),
                 normalize=False,
+                input_param="prompt",
+                input_listed=False,
             )
         )
         result = await unless_disconnected(request, work)

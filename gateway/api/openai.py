@@ -179,10 +179,15 @@ def matrix_object(index: int, matrix: np.ndarray, encoding: str) -> MatrixObject
 
 
 class OpenAIController(Controller):
-    path = "/v1"
+    # Infinity serves the same routes without the /v1 prefix by default.
+    path = "/"
     tags = ["OpenAI"]
 
-    @post("/embeddings", status_code=200, summary="Create embeddings (OpenAI-compatible)")
+    @post(
+        ["/v1/embeddings", "/embeddings"],
+        status_code=200,
+        summary="Create embeddings (OpenAI-compatible; /embeddings as Infinity)",
+    )
     async def embeddings(
         self, data: EmbeddingsBody, gw: Gateway, request: Request
     ) -> Response[EmbeddingsResponse]:
@@ -196,6 +201,7 @@ class OpenAIController(Controller):
                 dimensions=data.dimensions,
                 truncate=True if data.truncate is None else data.truncate,
                 multi_vector=True,
+                input_listed=isinstance(data.input, list),
             )
         )
         result = await unless_disconnected(request, work)
@@ -213,7 +219,7 @@ class OpenAIController(Controller):
         )
         return embedded(body, result)
 
-    @get("/models")
+    @get(["/v1/models", "/models"])
     async def models(self, gw: Gateway) -> ModelList:
         return ModelList(
             [
@@ -226,7 +232,7 @@ class OpenAIController(Controller):
             ]
         )
 
-    @get("/models/{model_id:path}")
+    @get("/v1/models/{model_id:path}")
     async def model(self, model_id: str, gw: Gateway) -> ModelObject:
         model_id = model_id.lstrip("/")  # a :path parameter keeps its leading slash
         spec = gw.service.resolve(model_id).spec

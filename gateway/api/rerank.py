@@ -107,6 +107,7 @@ async def ranked(
     raw_scores: bool = False,
     truncate: bool = True,
     keep_alive: float | None = None,
+    documents_param: str = "documents",
 ) -> RerankResult:
     work = gw.service.rerank(
         RerankRequest(
@@ -117,6 +118,7 @@ async def ranked(
             truncate=truncate,
             raw_scores=raw_scores,
             keep_alive=keep_alive,
+            documents_param=documents_param,
         )
     )
     return await unless_disconnected(request, work)
@@ -199,6 +201,7 @@ class RerankController(Controller):
             top_n=data.top_n,
             raw_scores=data.raw_scores,
             truncate=data.truncate,
+            documents_param="texts" if data.texts is not None else "documents",
         )
         scores = scores_of(result, data.raw_scores)
         if data.texts is not None:  # TEI: a bare list

@@ -12,7 +12,7 @@ from tokenizers import Encoding, Tokenizer
 from gateway.encoders.base import Encoder
 from gateway.encoders.context import TokenizerLengths
 from gateway.encoders.tokenization import load_tokenizer, pad_id
-from gateway.errors import ModelLoadError
+from gateway.errors import ModelLoadError, UnsupportedInput
 from gateway.registry import CrossEncoderSpec, TextModelSpec
 from gateway.runtime import GraphInfo, Runtime
 
@@ -168,6 +168,16 @@ class TextEncoder(TokenGraphEncoder):
     def count_tokens(self, text: str, *, task: str | None) -> int:
         """The uncut length of `text` with its prefix, special tokens included."""
         return self.lengths.count(self.prefix(task) + text)
+
+    def token_states(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
+        """The graph's per-token hidden states, [tokens, hidden] per item (TEI's /embed_all)."""
+        if self.output_is_pooled:
+            raise UnsupportedInput(
+                f"model '{self.spec.name}' gives pooled vectors only; it has no token states",
+                param="model",
+            )
+        output = self.forward(items)
+        return [np.array(output[row, : item.length]) for row, item in enumerate(items)]
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
         output = self.forward(items)

@@ -42,8 +42,13 @@ def check_dimensions(
 
 
 def check_inputs(
-    inputs: Sequence[TextInput | ImageInput], settings: Settings, param: str = "input"
+    inputs: Sequence[TextInput | ImageInput],
+    settings: Settings,
+    param: str = "input",
+    *,
+    listed: bool = True,
 ) -> None:
+    """Counts and emptiness; an error names the item as the client sent it (input[3])."""
     limit = settings.max_inputs
     if len(inputs) > limit:
         raise InvalidRequest(
@@ -58,7 +63,7 @@ def check_inputs(
     longest = settings.max_input_chars
     for index, item in enumerate(inputs):
         value = item.text if isinstance(item, TextInput) else item.reference
-        where = f"{param}[{index}]" if len(inputs) > 1 or param != "query" else param
+        where = f"{param}[{index}]" if listed else param
         if not value or not value.strip():
             raise InvalidRequest(f"{where} is empty", param=param)
         if isinstance(item, TextInput) and len(value) > longest:
@@ -76,12 +81,15 @@ def context_limit(spec: TextModelSpec, truncate: bool, num_ctx: int | None) -> i
     return ceiling if num_ctx is None else min(num_ctx, ceiling)
 
 
-def too_long(index: int, limit: int, count: int | None = None) -> InputTooLong:
+def too_long(
+    where: str, limit: int, count: int | None = None, param: str = "input"
+) -> InputTooLong:
+    """`where` names the input as the client sent it (input[3])."""
     length = f"has {count} tokens, more than" if count is not None else "is longer than"
     return InputTooLong(
-        f"input[{index}] {length} the context length of {limit} tokens "
+        f"{where} {length} the context length of {limit} tokens "
         "(the input length exceeds the context length); send truncate: true to cut it",
-        param="input",
+        param=param,
     )
 
 

@@ -105,7 +105,7 @@ class EmbeddingService:
         inputs = [
             resolve_input(x, images_first=isinstance(spec, ImageModelSpec)) for x in request.inputs
         ]
-        check_inputs(inputs, self.settings)
+        check_inputs(inputs, self.settings, request.input_param, listed=request.input_listed)
         task = check_task(spec, request.task or resolved.task)
         if isinstance(spec, LateModelSpec):
             result = await self._embed_late(spec, task, inputs, request)
@@ -130,8 +130,9 @@ class EmbeddingService:
             vision = [s.name for s in self.registry if getattr(s, "text_model", None) == spec.name]
             hint = f"; images in its space go to {', '.join(vision)}" if vision else ""
             raise UnsupportedInput(
-                f"input[{images[0]}] is an image, and model '{spec.name}' embeds text only{hint}",
-                param="input",
+                f"{request.item(images[0])} is an image, and model '{spec.name}' embeds text "
+                f"only{hint}",
+                param=request.input_param,
             )
         dimensions = check_dimensions(spec, request.dimensions, request.dimensions_param)
         everything = list(range(len(inputs)))
@@ -147,7 +148,7 @@ class EmbeddingService:
         text_at = [i for i, x in enumerate(inputs) if isinstance(x, TextInput)]
         jobs: list[Awaitable[_Part]] = []
         if text_at:
-            text_spec = self._space_text_model(spec, text_at[0])
+            text_spec = self._space_text_model(spec, request, text_at[0])
             check_dimensions(text_spec, dimensions)
             text_task = check_task(text_spec, task or spec.text_task)
             jobs.append(self._text_part(text_spec, text_task, inputs, text_at, dimensions, request))
@@ -168,12 +169,14 @@ class EmbeddingService:
             load_seconds=max((part.load_seconds for part in parts), default=0.0),
         )
 
-    def _space_text_model(self, spec: ImageModelSpec, first_text: int) -> TextModelSpec:
+    def _space_text_model(
+        self, spec: ImageModelSpec, request: EmbedRequest, first_text: int
+    ) -> TextModelSpec:
         if spec.text_model is None:
             raise UnsupportedInput(
-                f"input[{first_text}] is text, and model '{spec.name}' embeds images only "
-                "(send images as http(s) URLs or data URLs)",
-                param="input",
+                f"{request.item(first_text)} is text, and model '{spec.name}' embeds images "
+                "only (send images as http(s) URLs or data URLs)",
+                param=request.input_param,
             )
         text_spec = self.registry.resolve(spec.text_model).spec
         assert isinstance(text_spec, TextModelSpec)  # the registry checks this at load
@@ -197,7 +200,7 @@ class EmbeddingService:
                 encoder = model.encoder
                 assert isinstance(encoder, TextEncoder)
                 count = await asyncio.to_thread(encoder.count_tokens, texts[over[0]], task=task)
-                raise too_long(indices[over[0]], limit, count)
+                raise too_long(request.item(indices[over[0]]), limit, count, request.input_param)
         cut = [indices[k] for k in over]
         pooled = np.stack([e.vector for e in entries]) if entries else np.zeros((0, spec.dim))
         vectors = postprocess(
@@ -254,7 +257,8 @@ class EmbeddingService:
                 fetch=self.fetch_policy,
                 image=self.image_policy,
                 convert=encoder.prepare,
-                indices=indices,
+                param=request.input_param,
+                indices=indices if request.input_listed else None,
             )
             outputs = await model.batcher.submit(items)
         vectors = finish(
@@ -270,8 +274,12 @@ class EmbeddingService:
     ) -> EmbedResult:
         if not request.multi_vector:
             raise UnsupportedInput(f"model '{spec.name}' {LATE_MODEL_HINT}", param="model")
-        if any(isinstance(x, ImageInput) for x in inputs):
-            raise UnsupportedInput(f"model '{spec.name}' embeds text only", param="input")
+        images = [i for i, x in enumerate(inputs) if isinstance(x, ImageInput)]
+        if images:
+            raise UnsupportedInput(
+                f"{request.item(images[0])} is an image, and model '{spec.name}' embeds text only",
+                param=request.input_param,
+            )
         if request.dimensions not in (None, spec.dim):
             raise InvalidRequest(
                 f"model '{spec.name}' gives {spec.dim}-dimensional token vectors; "
@@ -290,7 +298,7 @@ class EmbeddingService:
                 cut = [i for i, item in enumerate(items) if item.truncated]
                 if cut and not request.truncate:
                     limit = spec.query_length if task == "query" else spec.document_length
-                    raise too_long(cut[0], limit)
+                    raise too_long(request.item(cut[0]), limit, param=request.input_param)
                 matrices = await model.batcher.submit(items)
         return EmbedResult(
             spec=spec,
@@ -312,8 +320,9 @@ class EmbeddingService:
             raise InvalidRequest("query must be a non-empty string", param="query")
         if request.top_n is not None and request.top_n < 1:
             raise InvalidRequest("top_n must be at least 1", param="top_n")
-        check_inputs([TextInput(d) for d in request.documents], self.settings, "documents")
-        check_inputs([TextInput(request.query)], self.settings, "query")
+        documents = [TextInput(d) for d in request.documents]
+        check_inputs(documents, self.settings, request.documents_param)
+        check_inputs([TextInput(request.query)], self.settings, "query", listed=False)
         if not request.documents:
             empty = np.zeros(0)
             return RerankResult(spec, [], empty, empty, 0, [], time.perf_counter() - started)
@@ -325,6 +334,7 @@ class EmbeddingService:
                 request.documents,
                 truncate=request.truncate,
                 scale="raw" if request.raw_scores else "normalized",
+                documents_param=request.documents_param,
             )
         return RerankResult(
             spec=spec,

@@ -1,0 +1,42 @@
+"""Ollama's /api/generate and /api/chat, which an embedding gateway cannot serve.
+
+Clients that probe a model by generating (n8n's Ollama rerank node in `ollama` mode, chat UIs
+listing every model from /api/tags) get Ollama's own answer for an embedding-only model: 400
+`"all-minilm" does not support generate` (or chat), and 404 for a model that is not there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import msgspec
+from litestar import Controller, post
+
+from gateway.core import Gateway
+from gateway.errors import InvalidRequest
+
+
+class GenerateBody(msgspec.Struct):
+    """Only the model matters; prompt, messages, options and the rest are not read."""
+
+    model: str = ""
+
+
+def refuse(gw: Gateway, name: str, capability: str) -> NoReturn:
+    if not name:
+        raise InvalidRequest("model is required", param="model")
+    gw.service.resolve(name)  # 404 for a model the registry does not have
+    raise InvalidRequest(f'"{name}" does not support {capability}', param="model")
+
+
+class GenerateController(Controller):
+    path = "/api"
+    tags = ["Ollama"]
+
+    @post("/generate", status_code=200, summary="Not served: embedding models do not generate")
+    async def generate(self, data: GenerateBody, gw: Gateway) -> dict[str, Any]:
+        refuse(gw, data.model, "generate")
+
+    @post("/chat", status_code=200, summary="Not served: embedding models do not chat")
+    async def chat(self, data: GenerateBody, gw: Gateway) -> dict[str, Any]:
+        refuse(gw, data.model, "chat")
