@@ -313,7 +313,10 @@ def test_truncate_false_refuses_what_pylate_would_cut(
     response = client.post(
         "/v1/embeddings", json={**body, "input": QUERIES[LONG_QUERY], "input_type": "query"}
     )
-    assert_openai_error(response, 400, "input[0]", "32 tokens", code="context_length_exceeded")
+    # A single string (not a list) is named without an index.
+    assert_openai_error(
+        response, 400, "input is longer", "32 tokens", code="context_length_exceeded"
+    )
     # Texts that fit go through with truncate off, unchanged.
     fits = [i for i in range(len(DOCUMENTS)) if i not in LONG_DOCUMENTS]
     ours = matrices_of(post_embeddings(client, {**body, "input": [DOCUMENTS[i] for i in fits]}))
