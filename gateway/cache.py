@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 from cachetools import LRUCache
 
@@ -24,6 +25,13 @@ class CachedEmbedding:
     vector: np.ndarray
     tokens: int
     truncated: bool
+
+
+class CacheView(msgspec.Struct):
+    enabled: bool
+    max_bytes: int
+    used_bytes: int
+    entries: int
 
 
 def _entry_size(entry: CachedEmbedding) -> int:
@@ -76,11 +84,11 @@ class EmbeddingCache:
         total = self.hits[model] + self.misses[model]
         return None if total == 0 else self.hits[model] / total
 
-    def view(self) -> dict[str, object]:
+    def view(self) -> CacheView:
         entries = self._entries
-        return {
-            "enabled": entries is not None,
-            "max_bytes": self.max_bytes,
-            "used_bytes": 0 if entries is None else int(entries.currsize),
-            "entries": 0 if entries is None else len(entries),
-        }
+        return CacheView(
+            enabled=entries is not None,
+            max_bytes=self.max_bytes,
+            used_bytes=0 if entries is None else int(entries.currsize),
+            entries=0 if entries is None else len(entries),
+        )

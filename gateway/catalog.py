@@ -5,16 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from gateway.registry import AnySpec, LateModelSpec, Registry, tagged_name
+from gateway.encoders import Capability, capabilities_of
+from gateway.registry import AnySpec, Registry, tagged_name
 from gateway.runtime import uses_dynamic_quantization
 from gateway.sources import ModelStore
-
-CAPABILITIES = {
-    "text": ["embedding"],
-    "image": ["embedding", "vision"],
-    "late": ["embedding", "rerank"],
-    "cross-encoder": ["rerank"],
-}
 
 
 @dataclass(frozen=True)
@@ -29,18 +23,16 @@ class ModelInfo:
         return tagged_name(self.spec.name)
 
     @property
-    def capabilities(self) -> list[str]:
-        return CAPABILITIES.get(self.spec.kind, ["embedding"])
+    def capabilities(self) -> frozenset[Capability]:
+        return capabilities_of(self.spec)
 
     @property
     def context_length(self) -> int | None:
-        if isinstance(self.spec, LateModelSpec):
-            return self.spec.document_length
-        return getattr(self.spec, "max_tokens", None)
+        return self.spec.context_length
 
     @property
     def embedding_length(self) -> int | None:
-        return getattr(self.spec, "dim", None)
+        return self.spec.vector_width
 
     @property
     def dimensions(self) -> list[int] | None:
@@ -75,3 +67,9 @@ class Catalog:
         if uses_dynamic_quantization(self.store.path_of(spec, "model")):
             return "one input per run: the graph quantizes activations dynamically"
         return "batched across requests (batch-invariant)"
+
+    def state(self, spec: AnySpec, loaded: bool) -> str:
+        """loaded, ready (files present), or not pulled."""
+        if loaded:
+            return "loaded"
+        return "ready" if self.store.is_present(spec) else "not pulled"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
+from gateway.pulling import Puller
 from gateway.registry import Registry, RegistryError
 from gateway.settings import Settings, SettingsError, describe_settings, settings_field_names
 from gateway.sources import ModelStore, SourceError
@@ -73,16 +75,26 @@ def serve(settings: Settings) -> None:
 
 def pull(settings: Settings, names: Sequence[str]) -> int:
     registry = Registry.load(settings.registry)
-    store = ModelStore(settings.models_dir, registry.base_dir)
+    puller = Puller(ModelStore(settings.models_dir, registry.base_dir))
     # Resolve every name first: a typo in the last one should not cost a download of the first.
     specs = [registry.resolve(name).spec for name in names]
-    for spec in specs:
 
-        def report(status, digest, total, completed, name=spec.name):
-            done = f" {completed}/{total} bytes" if total and completed is not None else ""
-            print(f"{name}: {status}{done}", flush=True)
+    async def pull_all() -> None:
+        for spec in specs:
 
-        store.pull(spec, report)
+            def report(
+                status: str,
+                digest: str | None,
+                total: int | None,
+                completed: int | None,
+                name: str = spec.name,
+            ) -> None:
+                done = f" {completed}/{total} bytes" if total and completed is not None else ""
+                print(f"{name}: {status}{done}", flush=True)
+
+            await puller.pull(spec, report)
+
+    asyncio.run(pull_all())
     return 0
 
 

@@ -1,17 +1,25 @@
-"""The composition root: builds the gateway's parts once and hands them to the API layer."""
+"""The composition root: builds the gateway's parts once and the services the API layer gets."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.cache import EmbeddingCache
 from gateway.catalog import Catalog
 from gateway.manager import ModelManager
+from gateway.media import FetchPolicy, ImagePolicy
+from gateway.pulling import Puller
 from gateway.registry import Registry
 from gateway.runtime import Runtime
-from gateway.service import EmbeddingService
+from gateway.services import (
+    EmbeddingService,
+    HealthService,
+    ImageStatsService,
+    ModelAdmin,
+    RerankService,
+    Services,
+    TokenService,
+)
 from gateway.settings import Settings
 from gateway.sources import ModelStore
 
@@ -23,14 +31,7 @@ class Gateway:
     store: ModelStore
     runtime: Runtime
     manager: ModelManager
-    service: EmbeddingService
-    catalog: Catalog
-    started_at: float = field(default_factory=time.time)
-    _pull_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-
-    def pull_lock(self, name: str) -> asyncio.Lock:
-        """One pull of a model at a time: two would write the same files."""
-        return self._pull_locks.setdefault(name, asyncio.Lock())
+    services: Services
 
     @classmethod
     def build(cls, settings: Settings, registry: Registry | None = None) -> Gateway:
@@ -44,18 +45,35 @@ class Gateway:
             if settings.graph_cache
             else None,
         )
-        manager = ModelManager(registry, store, runtime, settings)
-        return cls(
-            settings=settings,
-            registry=registry,
-            store=store,
-            runtime=runtime,
-            manager=manager,
-            service=EmbeddingService(
-                registry, manager, settings, EmbeddingCache(settings.cache_bytes)
-            ),
-            catalog=Catalog(registry, store),
+        puller = Puller(store)
+        manager = ModelManager(registry, store, runtime, settings, puller)
+        catalog = Catalog(registry, store)
+        cache = EmbeddingCache(settings.cache_bytes)
+        image_policy = ImagePolicy(
+            max_pixels=settings.image_max_pixels, max_bytes=settings.image_max_bytes
         )
+        fetch_policy = FetchPolicy.with_allow_list(
+            settings.image_allow_hosts,
+            enabled=settings.image_fetch,
+            max_bytes=settings.image_max_bytes,
+            connect_timeout=settings.image_connect_timeout,
+            total_timeout=settings.image_fetch_timeout,
+            max_redirects=settings.image_max_redirects,
+            ca_file=settings.image_ca_file,
+        )
+        embedding = EmbeddingService(registry, manager, settings, cache, fetch_policy, image_policy)
+        services = Services(
+            embedding=embedding,
+            rerank=RerankService(registry, store, manager, settings),
+            models=ModelAdmin(registry, store, catalog, manager, puller, cache),
+            health=HealthService(registry, catalog, manager, runtime, settings),
+            images=ImageStatsService(fetch_policy, image_policy),
+            tokens=TokenService(registry, store, manager, settings, embedding),
+        )
+        return cls(settings, registry, store, runtime, manager, services)
+
+    async def start(self) -> None:
+        await self.manager.preload()
 
     async def close(self) -> None:
         await self.manager.close()

@@ -23,56 +23,22 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
-from gateway.batching import Batcher, measure_run_overhead
-from gateway.encoders import Encoder, build_encoder
+from gateway import budget
+from gateway.budget import GpuView, Limits, MemoryView, Resident
 from gateway.errors import Busy, ModelNotFound, PullFailed
-from gateway.memory import (
-    Nvml,
-    host_available,
-    process_anonymous,
-    process_rss,
-    release_free_heap,
-    resolve_budget,
-)
+from gateway.loaded import LoadedModel, load_model
+from gateway.memory import Nvml, host_available, process_rss, release_free_heap, resolve_budget
 from gateway.memory import host_total as host_memory_total
+from gateway.pulling import Puller
 from gateway.registry import AnySpec, Registry
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources import ModelStore, SourceError
 
+__all__ = ["LoadedModel", "ModelManager"]
+
 log = logging.getLogger(__name__)
-
-# Before the first measurement and without a registry estimate, a model is assumed to need this
-# many times its files' size (weights, plus folded constants and the runtime's arena).
-FILE_SIZE_FACTOR = 2.5
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    spec: AnySpec
-    encoder: Encoder
-    batcher: Batcher
-    device: str
-    load_seconds: float
-    load_bytes: int  # measured at load: host RSS delta on CPU, device memory delta on GPU
-    keep_alive: float
-    digest: str  # sha256 of the model file: identifies the weights in cache keys
-    loaded_at: float = field(default_factory=time.time)
-    last_used: float = field(default_factory=time.time)
-    in_flight: int = 0
-    expires_at: float | None = None
-    _expiry: asyncio.TimerHandle | None = None
-
-    @property
-    def memory_bytes(self) -> int:
-        """Load footprint plus what the runtime's arena grew by while serving."""
-        return self.load_bytes + self.batcher.stats.grown_bytes
-
-    @property
-    def busy(self) -> bool:
-        return self.in_flight > 0
 
 
 class ModelManager:
@@ -82,10 +48,12 @@ class ModelManager:
         store: ModelStore,
         runtime: Runtime,
         settings: Settings,
+        puller: Puller,
         nvml: Nvml | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
+        self.puller = puller
         self.runtime = runtime
         self.settings = settings
         self.nvml = nvml or Nvml()
@@ -115,30 +83,36 @@ class ModelManager:
         per_model = spec.keep_alive_seconds
         return self.settings.keep_alive if per_model is None else per_model
 
+    def limits(self) -> Limits:
+        """The budgets: RAM, and VRAM when NVML can tell the GPU's size (else GPU models are
+        budgeted as host memory)."""
+        ram = resolve_budget(self.settings.max_ram, host_memory_total())
+        gpu = self.nvml.memory() if self.device == "cuda" else None
+        vram = ram if gpu is None else resolve_budget(self.settings.max_vram, gpu.total)
+        return Limits(ram, vram, self.settings.max_loaded_models or None)
+
     def budget(self) -> int | None:
         """Bytes the loaded models may use on this device; None when uncapped."""
-        if self.device == "cuda":
-            gpu = self.nvml.memory()
-            if gpu is not None:
-                return resolve_budget(self.settings.max_vram, gpu.total)
-        return resolve_budget(self.settings.max_ram, host_memory_total())
+        return self.limits().budget(self.device)
+
+    def residents(self) -> list[Resident]:
+        return [m.resident(self._waiting[m.spec.name]) for m in self._loaded.values()]
 
     def used(self) -> int:
-        return sum(model.memory_bytes for model in self._loaded.values())
+        return budget.used(self.residents(), self.device)
 
-    def memory_view(self) -> dict[str, object]:
-        """The budget and what is in it, for /health and /admin/models."""
+    def memory_view(self) -> MemoryView:
         gpu = self.nvml.memory()
-        return {
-            "device": self.device,
-            "budget_bytes": self.budget(),
-            "used_bytes": self.used(),
-            "loaded_models": len(self._loaded),
-            "max_loaded_models": self.settings.max_loaded_models or None,
-            "process_rss_bytes": process_rss(),
-            "host_available_bytes": host_available(),
-            "gpu": None if gpu is None else {"total_bytes": gpu.total, "used_bytes": gpu.used},
-        }
+        return MemoryView(
+            device=self.device,
+            budget_bytes=self.budget(),
+            used_bytes=self.used(),
+            loaded_models=len(self._loaded),
+            max_loaded_models=self.settings.max_loaded_models or None,
+            process_rss_bytes=process_rss(),
+            host_available_bytes=host_available(),
+            gpu=None if gpu is None else GpuView(gpu.total, gpu.used),
+        )
 
     def _footprint_key(self, spec: AnySpec) -> str:
         # Keyed by the model file, so aliases and entries sharing weights share a measurement.
@@ -146,12 +120,9 @@ class ModelManager:
 
     def estimate(self, spec: AnySpec) -> int:
         """Memory a load of `spec` is expected to take, before it happens."""
-        key = self._footprint_key(spec)
-        if key in self._measured:
-            return self._measured[key]
-        if spec.memory_estimate_bytes is not None:
-            return spec.memory_estimate_bytes
-        return int(self.store.size(spec) * FILE_SIZE_FACTOR)
+        measured = self._measured.get(self._footprint_key(spec))
+        file_bytes = self.store.size(spec) if measured is None else 0
+        return budget.estimate(measured, spec.memory_estimate_bytes, file_bytes)
 
     # -- use -----------------------------------------------------------------------------------
 
@@ -188,10 +159,7 @@ class ModelManager:
                 self._waiting[spec.name] -= 1
         model.in_flight += 1
         model.last_used = time.time()
-        model.expires_at = None
-        if model._expiry is not None:
-            model._expiry.cancel()
-            model._expiry = None
+        model.cancel_expiry()
         return model, time.perf_counter() - started
 
     async def _release(self, model: LoadedModel) -> None:
@@ -206,7 +174,7 @@ class ModelManager:
         elif model.keep_alive != math.inf:
             model.expires_at = time.time() + model.keep_alive
             loop = asyncio.get_running_loop()
-            model._expiry = loop.call_later(
+            model.expiry = loop.call_later(
                 model.keep_alive, lambda: loop.create_task(self._expire(model))
             )
 
@@ -220,7 +188,7 @@ class ModelManager:
         missing = self.store.missing(spec)
         if missing and self.settings.auto_pull:
             try:
-                await asyncio.to_thread(self.store.pull, spec)
+                await self.puller.pull(spec)
             except SourceError as exc:
                 raise PullFailed(f"model '{spec.name}' could not be pulled: {exc}") from None
         elif missing:
@@ -230,81 +198,35 @@ class ModelManager:
             )
         async with self._load_lock:  # one load at a time, like Ollama
             await self._make_room(spec)
-            loop = asyncio.get_running_loop()
-            started = time.perf_counter()
             try:
-                encoder, footprint, overhead = await loop.run_in_executor(
-                    self.executor, self._build_measured, spec
+                model = await load_model(
+                    spec,
+                    self.store,
+                    self.runtime,
+                    self.nvml,
+                    self.executor,
+                    self.settings,
+                    keep_alive=self.default_keep_alive(spec),
                 )
-                # Hashing a large file can take a second; never on the event loop.
-                digest = await asyncio.to_thread(self.store.digest, spec)
             except Exception as exc:
                 self.load_failures[spec.name] = str(exc)
                 raise
             self.load_failures.pop(spec.name, None)
             # Deltas measured in a busy process vary from load to load; budget by the largest.
             key = self._footprint_key(spec)
-            self._measured[key] = max(footprint, self._measured.get(key, 0))
-            model = LoadedModel(
-                spec=spec,
-                encoder=encoder,
-                batcher=Batcher(
-                    encoder,
-                    self.executor,
-                    max_batch_size=spec.max_batch_size or self.settings.max_batch_size,
-                    max_batch_tokens=spec.max_batch_tokens or self.settings.max_batch_tokens,
-                    max_queue=self.settings.max_queue,
-                    measure_growth=self.device == "cpu",
-                    overhead_tokens=overhead,
-                ),
-                device=self.device,
-                load_seconds=time.perf_counter() - started,
-                load_bytes=footprint,
-                keep_alive=self.default_keep_alive(spec),
-                digest=digest,
-            )
+            self._measured[key] = max(model.load_bytes, self._measured.get(key, 0))
             self._loaded[spec.name] = model
             await self._enforce_budget(keep=model)
-        if not encoder.batch_invariant:
-            log.warning(
-                "%s quantizes activations dynamically: its inputs run one at a time so a "
-                "vector never depends on what it is batched with",
-                spec.name,
-            )
-        log.info(
-            "loaded %s on %s in %.2fs (%.0f MiB)",
-            spec.name,
-            model.device,
-            model.load_seconds,
-            footprint / 2**20,
-        )
         return model
 
-    def _build_measured(self, spec: AnySpec) -> tuple[Encoder, int, float]:
-        """On the device thread: build the encoder, time its runs (which also warms the
-        runtime's arena) and measure the memory all that took."""
-        gpu_before = self.nvml.memory() if self.device == "cuda" else None
-        rss_before = process_anonymous()
-        encoder = build_encoder(spec, self.store.paths(spec), self.runtime)
-        overhead = measure_run_overhead(encoder)
-        footprint = max(process_anonymous() - rss_before, 0)
-        if gpu_before is not None and (gpu_after := self.nvml.memory()) is not None:
-            mine_before = gpu_before.used_by_this_process
-            mine_after = gpu_after.used_by_this_process
-            if mine_before is not None and mine_after is not None:
-                footprint = max(mine_after - mine_before, 0)
-            else:
-                footprint = max(gpu_after.used - gpu_before.used, 0)
-        return encoder, footprint, overhead
-
     async def _make_room(self, spec: AnySpec) -> None:
-        """Evict idle models, least recently used first, until `spec` fits; wait if all busy."""
+        """Evict idle models until `spec` fits (gateway.budget decides); wait if all are busy."""
         need = self.estimate(spec)
         deadline = time.monotonic() + self.settings.memory_wait
-        while not self._fits(need):
-            victim = self._eviction_candidate()
+        while not budget.fits(self.residents(), need, self.device, self.limits()):
+            victim = budget.choose_victim(self.residents(), now=time.time())
             if victim is not None:
-                await self.unload(victim.spec.name, reason=f"making room for {spec.name}")
+                await self.unload(victim.name, reason=f"making room for {spec.name}")
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._loaded:
@@ -316,47 +238,18 @@ class ModelManager:
                     raise self._no_room(spec, need) from None
 
     async def _enforce_budget(self, keep: LoadedModel) -> None:
-        """After a load measured more than estimated: evict idle LRU models until within budget."""
-        budget = self.budget()
-        while budget is not None and self.used() > budget:
-            victim = self._eviction_candidate(exclude=keep)
+        """After a load measured more than estimated: evict idle models until within budget."""
+        while budget.over_budget(self.residents(), self.device, self.limits()):
+            victim = budget.choose_victim(
+                self.residents(), now=time.time(), device=self.device, exclude=keep.spec.name
+            )
             if victim is None:
                 return
-            await self.unload(
-                victim.spec.name, reason=f"over budget after loading {keep.spec.name}"
-            )
-
-    def _fits(self, need: int) -> bool:
-        limit = self.settings.max_loaded_models
-        if limit and len(self._loaded) >= limit:
-            return False
-        budget = self.budget()
-        return budget is None or not self._loaded or self.used() + need <= budget
-
-    def _eviction_candidate(self, exclude: LoadedModel | None = None) -> LoadedModel | None:
-        idle = [
-            m
-            for m in self._loaded.values()
-            if not m.busy
-            and not self._waiting[m.spec.name]
-            and not m.spec.pinned
-            and m is not exclude
-        ]
-        return min(idle, key=lambda m: m.last_used, default=None)
+            await self.unload(victim.name, reason=f"over budget after loading {keep.spec.name}")
 
     def _no_room(self, spec: AnySpec, need: int) -> Busy:
-        holders = ", ".join(
-            f"{m.spec.name} ({m.memory_bytes / 2**20:.0f} MiB, "
-            f"{'pinned' if m.spec.pinned else f'{m.in_flight} in flight'})"
-            for m in self._loaded.values()
-        )
-        budget = self.budget()
-        cap = "no cap" if budget is None else f"{budget / 2**20:.0f} MiB"
-        return Busy(
-            f"not enough memory to load {spec.name} (needs about {need / 2**20:.0f} MiB, "
-            f"budget {cap}); held by: {holders}",
-            retry_after=5,
-        )
+        message = budget.no_room_message(spec.name, need, self.residents(), self.budget())
+        return Busy(message, retry_after=5)
 
     # -- unload --------------------------------------------------------------------------------
 
@@ -366,8 +259,7 @@ class ModelManager:
         if model is None or model.busy:
             return False
         del self._loaded[name]
-        if model._expiry is not None:
-            model._expiry.cancel()
+        model.cancel_expiry()
         await model.batcher.close()
         # On the device thread: a run in progress finishes before its session goes away.
         await asyncio.get_running_loop().run_in_executor(self.executor, self._free, model)

@@ -1,24 +1,51 @@
-"""registry.yaml -> typed, validated model specs, and name resolution.
+"""registry.yaml -> validated model specs (gateway.specs), defaults, and name resolution.
 
-Every per-model fact lives here as data: where the files come from, how the ONNX graph is fed,
-pooling, normalization, Matryoshka widths, task prefixes, lifecycle defaults. A bad entry fails
-start-up with the entry's name and the field at fault.
+Owns reading the file, checking each entry (a bad one fails start-up with the entry's name and
+the field at fault), the registry-wide rules (default models, shared vector spaces, unique
+names) and resolving a client's model name, alias or `name:task`.
 """
 
 from __future__ import annotations
 
-import string
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, get_args
 
 import msgspec
 import yaml
 
+from gateway.encoders.base import Capability
+from gateway.encoders.kinds import capabilities_of
 from gateway.errors import ModelNotFound
-from gateway.units import parse_bytes, parse_duration
+from gateway.specs import (
+    AnySpec,
+    CrossEncoderSpec,
+    FileRef,
+    ImageModelSpec,
+    LateModelSpec,
+    ModelKind,
+    ModelSpec,
+    TextModelSpec,
+)
 
-ModelKind = Literal["text", "image", "late", "cross-encoder"]
+__all__ = [
+    "AnySpec",
+    "CrossEncoderSpec",
+    "FileRef",
+    "ImageModelSpec",
+    "LateModelSpec",
+    "ModelKind",
+    "ModelSpec",
+    "Registry",
+    "RegistryError",
+    "Resolved",
+    "TextModelSpec",
+    "canonical_name",
+    "parse_entry",
+    "tagged_name",
+]
+
 DEFAULT_TAG = "latest"
 # How Ollama spells the full name of a library model: host/namespace/model:tag.
 OLLAMA_NAME_PREFIXES = ("registry.ollama.ai/library/", "library/")
@@ -26,234 +53,6 @@ OLLAMA_NAME_PREFIXES = ("registry.ollama.ai/library/", "library/")
 
 class RegistryError(ValueError):
     """registry.yaml is unreadable or an entry is invalid."""
-
-
-class FileRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One file of a model: its path inside the source, and optionally another source."""
-
-    path: str
-    source: str | None = None
-    sha256: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.sha256 is not None and (
-            len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256)
-        ):
-            raise ValueError("sha256 must be 64 lowercase hex characters")
-
-
-class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
-    """Fields every kind of model has."""
-
-    name: str
-    files: dict[str, FileRef]
-    source: str | None = None
-    aliases: list[str] = []
-    description: str = ""
-    family: str = "bert"
-    parameter_size: str = ""
-    quantization: str = "F32"
-    license: str | None = None
-    # ONNX graph names, by role; auto-detected when omitted.
-    inputs: dict[str, str] = {}
-    output: str | None = None
-    # Lifecycle.
-    keep_alive: str | float | None = None
-    pinned: bool = False
-    memory_estimate: str | int | None = None
-    # Scheduling; process-wide settings apply when omitted.
-    max_batch_size: int | None = None
-    max_batch_tokens: int | None = None
-
-    required_files: ClassVar[tuple[str, ...]] = ("model",)
-
-    def __post_init__(self) -> None:
-        for role in self.required_files:
-            if role not in self.files:
-                raise ValueError(f"files.{role} is required for a {self.kind} model")
-        for role, ref in self.files.items():
-            if ref.source is None and self.source is None:
-                raise ValueError(f"files.{role} has no source and the model has none")
-        if self.keep_alive is not None:
-            parse_duration(self.keep_alive)
-        if self.memory_estimate is not None:
-            parse_bytes(self.memory_estimate)
-        for knob in ("max_batch_size", "max_batch_tokens"):
-            value = getattr(self, knob)
-            if value is not None and value < 1:
-                raise ValueError(f"{knob} must be at least 1")
-
-    @property
-    def kind(self) -> str:
-        return type(self).__struct_config__.tag  # type: ignore[return-value]
-
-    @property
-    def keep_alive_seconds(self) -> float | None:
-        return None if self.keep_alive is None else parse_duration(self.keep_alive)
-
-    @property
-    def memory_estimate_bytes(self) -> int | None:
-        return None if self.memory_estimate is None else parse_bytes(self.memory_estimate)
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return ()
-
-
-class TextModelSpec(ModelSpec, frozen=True, tag="text"):
-    """A sentence embedder: tokens -> hidden states -> one pooled vector per text."""
-
-    dim: int = 0
-    # Inputs are cut here when truncating (the length the model was trained at).
-    max_tokens: int = 512
-    # The longest input the graph takes (position embeddings); `truncate: false` accepts inputs
-    # up to it, as Ollama accepts a model's full context. Default: max_tokens.
-    max_positions: int | None = None
-    pooling: Literal["mean", "cls"] = "mean"
-    # Nomic v1.5: layer_norm (no affine) over the full width before Matryoshka slicing.
-    layer_norm: bool = False
-    normalize: bool = True
-    # Advertised (recommended) Matryoshka widths; any width 1..dim is served on request.
-    dimensions: list[int] = []
-    prefixes: dict[str, str] = {}
-    default_task: str | None = None
-
-    required_files: ClassVar[tuple[str, ...]] = ("model", "tokenizer")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dim < 1:
-            raise ValueError("dim (the native embedding width) is required")
-        if self.max_tokens < 2:
-            raise ValueError("max_tokens must be at least 2")
-        if self.max_positions is not None and self.max_positions < self.max_tokens:
-            raise ValueError("max_positions must be at least max_tokens")
-        for width in self.dimensions:
-            if not 1 <= width <= self.dim:
-                raise ValueError(f"dimensions: {width} is not within 1..{self.dim}")
-        if self.default_task is not None and self.default_task not in self.prefixes:
-            raise ValueError(f"default_task {self.default_task!r} is not one of prefixes")
-
-    @property
-    def advertised_dimensions(self) -> list[int]:
-        return sorted(set(self.dimensions) | {self.dim}, reverse=True)
-
-    @property
-    def position_limit(self) -> int:
-        return self.max_positions or self.max_tokens
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return tuple(self.prefixes)
-
-
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-
-
-class ImageModelSpec(ModelSpec, frozen=True, tag="image"):
-    """An image tower: pixels -> one pooled vector per image."""
-
-    dim: int = 0
-    image_size: int = 224
-    # shortest_edge: resize the short side then center-crop; squash: resize to a square.
-    resize: Literal["shortest_edge", "squash"] = "shortest_edge"
-    resample: Literal["bicubic", "bilinear", "nearest", "lanczos"] = "bicubic"
-    rescale: float = 1 / 255
-    mean: list[float] = msgspec.field(default_factory=lambda: list(CLIP_MEAN))
-    std: list[float] = msgspec.field(default_factory=lambda: list(CLIP_STD))
-    # nchw_float: normalized float pixels; nhwc_uint8: raw RGB bytes (the graph normalizes).
-    pixel_format: Literal["nchw_float", "nhwc_uint8"] = "nchw_float"
-    pooling: Literal["cls", "mean", "none"] = "cls"
-    normalize: bool = True
-    # Advertised widths, as for text models; any width 1..dim is served on request.
-    dimensions: list[int] = []
-    # The text model whose vector space this one shares, and the task its texts use.
-    text_model: str | None = None
-    text_task: str = "query"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dim < 1:
-            raise ValueError("dim (the native embedding width) is required")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(v <= 0 for v in self.std):
-            raise ValueError("mean and std need three values each, std positive")
-        for width in self.dimensions:
-            if not 1 <= width <= self.dim:
-                raise ValueError(f"dimensions: {width} is not within 1..{self.dim}")
-
-    @property
-    def advertised_dimensions(self) -> list[int]:
-        return sorted(set(self.dimensions) | {self.dim}, reverse=True)
-
-
-class LateModelSpec(ModelSpec, frozen=True, tag="late"):
-    """A ColBERT-style encoder: one L2-normalized vector per token, scored by MaxSim.
-
-    Settings follow PyLate's `config_sentence_transformers.json`. The graph either projects and
-    normalizes inside (PyLate/next-plaid exports, output `output`), or emits hidden states and
-    `files.projection` holds the Dense weight [dim, hidden] (.npy, .npz or .safetensors) that
-    is applied outside. Without a projection the graph's own output is the token vector.
-    """
-
-    dim: int = 0
-    # Marker tokens inserted after [CLS], looked up in the tokenizer exactly as written:
-    # "[unused0]"/"[unused1]" (BERT vocab) or added tokens such as "[Q] " (trailing space and
-    # all, as PyLate adds them). An empty string inserts no marker.
-    query_prefix: str = "[unused0]"
-    document_prefix: str = "[unused1]"
-    query_length: int = 32
-    document_length: int = 300
-    do_query_expansion: bool = True
-    attend_to_expansion_tokens: bool = False
-    skiplist: list[str] = msgspec.field(default_factory=lambda: list(string.punctuation))
-    default_task: str = "document"
-
-    required_files: ClassVar[tuple[str, ...]] = ("model", "tokenizer")
-    optional_files: ClassVar[tuple[str, ...]] = ("projection",)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.dim < 1:
-            raise ValueError("dim (the token vector width) is required")
-        if self.query_length < 3 or self.document_length < 3:
-            raise ValueError("query_length and document_length must be at least 3")
-        if self.default_task not in ("query", "document"):
-            raise ValueError("default_task must be query or document")
-        if self.attend_to_expansion_tokens and not self.do_query_expansion:
-            # PyLate silently turns it off; a registry entry that asks for it is a mistake.
-            raise ValueError("attend_to_expansion_tokens needs do_query_expansion")
-        if any(not word for word in self.skiplist):
-            raise ValueError("skiplist entries must be non-empty strings")
-        known = (*self.required_files, *self.optional_files)
-        for role in self.files:
-            if role not in known:
-                raise ValueError(f"files.{role} is not a file a late model uses ({known})")
-
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return ("query", "document")
-
-
-class CrossEncoderSpec(ModelSpec, frozen=True, tag="cross-encoder"):
-    """A reranker that reads a (query, document) pair and emits one relevance logit.
-
-    BERT-style sequence-pair input ([CLS] query [SEP] document [SEP], token types 0 then 1),
-    truncated longest-first to max_tokens as transformers' tokenizers do, and a
-    single-logit head (AutoModelForSequenceClassification with num_labels=1).
-    """
-
-    max_tokens: int = 512
-
-    required_files: ClassVar[tuple[str, ...]] = ("model", "tokenizer")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.max_tokens < 4:
-            raise ValueError("max_tokens must be at least 4 ([CLS], [SEP], [SEP] and a token)")
-
-
-AnySpec = TextModelSpec | ImageModelSpec | LateModelSpec | CrossEncoderSpec
 
 
 class _RegistryFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -271,6 +70,10 @@ class Resolved:
 
     spec: AnySpec
     task: str | None = None
+
+
+def names_with(specs: Iterable[ModelSpec], capability: Capability) -> list[str]:
+    return [spec.name for spec in specs if capability in capabilities_of(spec)]
 
 
 def canonical_name(name: str) -> str:
@@ -311,13 +114,15 @@ class Registry:
         self.default_model = default_model or next(iter(models))
         if self.default_model not in models:
             raise RegistryError(f"default_model {self.default_model!r} is not a model in it")
-        images = [spec.name for spec in models.values() if isinstance(spec, ImageModelSpec)]
+        images = names_with(models.values(), Capability.EMBED_IMAGE)
         self.default_image_model = default_image_model or (images[0] if images else None)
         if self.default_image_model is not None and self.default_image_model not in images:
             raise RegistryError(
                 f"default_image_model {self.default_image_model!r} is not an image model in it"
             )
-        rerankers = [s.name for s in models.values() if s.kind in ("late", "cross-encoder")]
+        rerankers = [
+            s.name for s in models.values() if Capability.SCORE_PAIRS in capabilities_of(s)
+        ]
         # Rerank requests that name no model (Cohere v1 allows it) use this one.
         self.default_rerank_model = default_rerank_model or (
             rerankers[0] if rerankers else self.default_model
@@ -331,19 +136,23 @@ class Registry:
     def _check_shared_spaces(self) -> None:
         """An image model's text_model must be a text model producing vectors of its width."""
         for spec in self.models.values():
-            if not isinstance(spec, ImageModelSpec) or spec.text_model is None:
+            paired = spec.paired_text_model
+            if paired is None:
                 continue
-            where = f"model {spec.name!r}: text_model {spec.text_model!r}"
+            where = f"model {spec.name!r}: text_model {paired!r}"
             try:
-                text = self.resolve(spec.text_model).spec
+                text = self.resolve(paired).spec
             except ModelNotFound:
                 raise RegistryError(f"{where} is not a model in the registry") from None
-            if not isinstance(text, TextModelSpec):
+            if Capability.EMBED_TEXT not in capabilities_of(text):
                 raise RegistryError(f"{where} is not a text model")
-            if text.dim != spec.dim:
-                raise RegistryError(f"{where} has {text.dim} dimensions, this model {spec.dim}")
-            if spec.text_task not in text.tasks and text.tasks:
-                raise RegistryError(f"{where} has no task {spec.text_task!r}")
+            if text.vector_width != spec.vector_width:
+                raise RegistryError(
+                    f"{where} has {text.vector_width} dimensions, this model {spec.vector_width}"
+                )
+            task = spec.paired_text_task
+            if task not in text.tasks and text.tasks:
+                raise RegistryError(f"{where} has no task {task!r}")
 
     @classmethod
     def load(cls, path: Path) -> Registry:
@@ -398,7 +207,7 @@ class Registry:
                 return Resolved(spec, task=tag)
         raise ModelNotFound(f"model '{name}' not found")
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[AnySpec]:
         return iter(self.models.values())
 
     def __len__(self) -> int:

@@ -10,6 +10,7 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -239,7 +240,8 @@ class Runtime:
             os.replace(partial, cached)
         return session
 
-    def describe(self) -> dict[str, object]:
+    def describe(self) -> dict[str, Any]:
+        """device, threads, onnxruntime (version), providers, optimized_graph_cache."""
         return {
             "device": "cuda" if self.wants_cuda else "cpu",
             "threads": self.threads,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.encoders import build_encoder
+from gateway.encoders import EncodeOptions, build_encoder
 from gateway.encoders.late import LateInteractionEncoder, LateTokens
 from gateway.encoders.projection import load_projection
 from gateway.errors import InvalidRequest, ModelLoadError
@@ -125,8 +125,8 @@ def test_document_layout_skiplist_and_truncation(colbert: ColbertModel) -> None:
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_vectors_match_pylate(colbert: ColbertModel, layout: str) -> None:
     encoder = load(colbert, layout)
-    queries = encoder.run(encoder.tokenize(QUERIES, task="query"))
-    documents = encoder.run(encoder.tokenize(DOCUMENTS, task="document"))
+    queries = run_finished(encoder, encoder.tokenize(QUERIES, task="query"))
+    documents = run_finished(encoder, encoder.tokenize(DOCUMENTS, task="document"))
     q_ref = [colbert.query_vectors(i) for i in range(len(QUERIES))]
     d_ref = [colbert.document_vectors(i) for i in range(len(DOCUMENTS))]
     worst_q = assert_parity(queries, q_ref, f"{colbert.name}/{layout} queries")
@@ -140,8 +140,8 @@ def test_vectors_match_pylate(colbert: ColbertModel, layout: str) -> None:
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_maxsim_matches_pylate(colbert: ColbertModel, layout: str) -> None:
     encoder = load(colbert, layout)
-    queries = encoder.run(encoder.tokenize(QUERIES, task="query"))
-    documents = encoder.run(encoder.tokenize(DOCUMENTS, task="document"))
+    queries = run_finished(encoder, encoder.tokenize(QUERIES, task="query"))
+    documents = run_finished(encoder, encoder.tokenize(DOCUMENTS, task="document"))
     ours = np.array([maxsim(queries[q], [documents[d]])[0] for q, d in PAIRS])
     diff = float(np.abs(ours - colbert.scores).max())
     assert diff <= SCORE_TOLERANCE, f"max abs score diff {diff}"
@@ -169,7 +169,7 @@ def test_other_query_settings_match_pylate(
     encoder = load(colbert, "graph", **overrides)
     items = encoder.tokenize(QUERIES, task="query")
     reference = [colbert.vectors[f"{key}{i}"] for i in range(len(QUERIES))]
-    assert_parity(encoder.run(items), reference, f"{colbert.name} {key}")
+    assert_parity(run_finished(encoder, items), reference, f"{colbert.name} {key}")
     if key == "q_attend":
         assert all(item.attention.all() for item in items)
         assert all(item.length == colbert.settings.query_length for item in items)
@@ -185,9 +185,9 @@ def test_batching_does_not_change_vectors(colbert: ColbertModel) -> None:
     queries = encoder.tokenize(QUERIES, task="query")
     documents = encoder.tokenize(DOCUMENTS, task="document")
     items: list[LateTokens] = [*queries, *documents]
-    alone = [encoder.run([item])[0] for item in items]
-    forward = encoder.run(items)
-    backward = encoder.run(items[::-1])[::-1]
+    alone = [run_finished(encoder, [item])[0] for item in items]
+    forward = run_finished(encoder, items)
+    backward = run_finished(encoder, items[::-1])[::-1]
     for single, one, other in zip(alone, forward, backward, strict=True):
         assert single.shape == one.shape == other.shape
         np.testing.assert_allclose(one, single, atol=1e-5)
@@ -253,3 +253,8 @@ def test_projection_file_formats(colbert: ColbertModel, tmp_path: Path) -> None:
     np.savez(tmp_path / "bad.npz", weight=weight, bias=bias[:-1])
     with pytest.raises(ModelLoadError, match="bias"):
         load_projection(tmp_path / "bad.npz")
+
+
+def run_finished(encoder: LateInteractionEncoder, items: list[LateTokens]) -> list[np.ndarray]:
+    """run, then finish (projection, normalization): the matrices a client gets."""
+    return encoder.finish(encoder.run(items), EncodeOptions())

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.encoders import build_encoder
+from gateway.encoders import EncodeOptions, build_encoder
 from gateway.encoders.base import Encoder
-from gateway.encoders.late import LateInteractionEncoder
+from gateway.encoders.late import LateInteractionEncoder, LateTokens
 from gateway.encoders.text import TextEncoder
 from gateway.errors import InputTooLong, InvalidRequest
 from gateway.registry import LateModelSpec, Registry, TextModelSpec
@@ -107,8 +107,8 @@ def encoder(
 
 
 def test_relevant_document_ranks_first(encoder: LateInteractionEncoder) -> None:
-    queries = encoder.run(encoder.tokenize([q for q, _ in TOPICS], task="query"))
-    documents = encoder.run(encoder.tokenize([d for _, d in TOPICS], task="document"))
+    queries = run_finished(encoder, encoder.tokenize([q for q, _ in TOPICS], task="query"))
+    documents = run_finished(encoder, encoder.tokenize([d for _, d in TOPICS], task="document"))
     margins = []
     for index, query in enumerate(queries):
         candidates = [index] + [(index + k) % len(TOPICS) for k in DISTRACTOR_OFFSETS]
@@ -126,8 +126,8 @@ def test_relevant_document_ranks_first(encoder: LateInteractionEncoder) -> None:
 
 
 def test_token_vectors_are_unit_hidden_states(encoder: LateInteractionEncoder) -> None:
-    (query,) = encoder.run(encoder.tokenize(["what causes ocean tides"], task="query"))
-    (document,) = encoder.run(encoder.tokenize(["Tides, explained!"], task="document"))
+    (query,) = run_finished(encoder, encoder.tokenize(["what causes ocean tides"], task="query"))
+    (document,) = run_finished(encoder, encoder.tokenize(["Tides, explained!"], task="document"))
     expanding = encoder.spec.do_query_expansion
     # [CLS] (marker) what causes ocean tides [SEP], then [MASK] up to the query length.
     assert query.shape == ((32, 384) if expanding else (6, 384))
@@ -155,8 +155,8 @@ def test_rerank_entry_point_late(encoder: LateInteractionEncoder) -> None:
         result = run_rerank(encoder, query, documents)
         assert result.top()[0] == 0 and result.top(2) == result.top()[:2]
         # The same numbers as encoding and scoring by hand.
-        (q,) = encoder.run(encoder.tokenize([query], task="query"))
-        by_hand = maxsim(q, encoder.run(encoder.tokenize(documents, task="document")))
+        (q,) = run_finished(encoder, encoder.tokenize([query], task="query"))
+        by_hand = maxsim(q, run_finished(encoder, encoder.tokenize(documents, task="document")))
         np.testing.assert_allclose(result.raw, by_hand, atol=1e-4)
         np.testing.assert_allclose(result.relevance, (by_hand / len(q) + 1) / 2, atol=1e-6)
         items = encoder.tokenize([query], task="query")
@@ -183,7 +183,7 @@ def test_rerank_refuses_cut_inputs_only_when_asked(encoder: LateInteractionEncod
 def test_rerank_entry_point_dense_cosine(
     default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """A plain sentence embedder reranks by cosine, mapped into [0, 1] as MaxSim is."""
+    """A plain sentence embedder reranks by cosine, on the scale MaxSim is normalized to."""
     path = write_registry(
         tmp_path_factory.mktemp("dense") / "registry.yaml",
         {"all-minilm": minilm_entry(default_model_dir)},
@@ -198,3 +198,8 @@ def test_rerank_entry_point_dense_cosine(
         assert result.top()[0] == 0, (query, result.relevance)
         assert ((result.relevance >= 0) & (result.relevance <= 1)).all()
         np.testing.assert_allclose(result.relevance, (result.raw + 1) / 2, atol=1e-12)
+
+
+def run_finished(encoder: LateInteractionEncoder, items: list[LateTokens]) -> list[np.ndarray]:
+    """run, then finish (projection, normalization): the matrices a client gets."""
+    return encoder.finish(encoder.run(items), EncodeOptions())

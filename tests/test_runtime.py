@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
+from gateway.encoders import EncodeOptions
 from gateway.encoders.text import TextEncoder
 from gateway.registry import TextModelSpec, parse_entry
 from gateway.runtime import Runtime, uses_dynamic_quantization
@@ -27,7 +28,7 @@ def encoder_for(model_dir: Path, runtime: Runtime) -> tuple[TextModelSpec, TextE
 
 
 def pooled(encoder: TextEncoder) -> np.ndarray:
-    return np.stack(encoder.run(encoder.tokenize(TEXTS, task=None)))
+    return encoder.pool(encoder.run(encoder.prepare(TEXTS, EncodeOptions())))
 
 
 def test_cached_optimized_graph_gives_identical_vectors(

@@ -23,7 +23,7 @@ from PIL import Image
 from transformers import AutoImageProcessor
 
 from gateway.encoders import build_encoder
-from gateway.encoders import vision as vision_module
+from gateway.encoders import pixels as pixels_module
 from gateway.encoders.vision import (
     Preprocessing,
     VisionEncoder,
@@ -83,8 +83,8 @@ def reference(folder: Path):  # type: ignore[no-untyped-def]
 
 
 def ours(encoder: VisionEncoder, datas: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    items = [encoder.prepare(decode_image(data)) for data in datas]
-    vectors = finish(np.stack(encoder.run(items)), dimensions=DIM, normalize=True)
+    items = [encoder.prepare_image(decode_image(data)) for data in datas]
+    vectors = finish(encoder.pool(encoder.run(items)), dimensions=DIM, normalize=True)
     return np.stack([item.pixels for item in items]), vectors
 
 
@@ -120,10 +120,10 @@ def test_reference_tells_images_apart(reference) -> None:  # type: ignore[no-unt
 
 
 def test_one_image_alone_or_in_a_batch_of_eight(encoder: VisionEncoder) -> None:
-    items = [encoder.prepare(decode_image(c.data)) for c in CASES[:8]]
-    together = np.stack(encoder.run(items))
-    alone = np.stack([encoder.run([item])[0] for item in items])
-    reversed_batch = np.stack(encoder.run(items[::-1])[::-1])
+    items = [encoder.prepare_image(decode_image(c.data)) for c in CASES[:8]]
+    together = encoder.pool(encoder.run(items))
+    alone = encoder.pool([encoder.run([item])[0] for item in items])
+    reversed_batch = encoder.pool(encoder.run(items[::-1])[::-1])
     diff = max(np.abs(together - alone).max(), np.abs(reversed_batch - alone).max())
     print(f"batch invariance: max abs diff {diff:.2e}")
     assert diff <= 1e-5
@@ -144,8 +144,8 @@ def test_uint8_nhwc_graph_gives_the_same_vectors(folder: Path, encoder: VisionEn
 
 
 def test_matryoshka_slice_is_renormalized(encoder: VisionEncoder) -> None:
-    item = encoder.prepare(decode_image(CASES[0].data))
-    raw = np.stack(encoder.run([item]))
+    item = encoder.prepare_image(decode_image(CASES[0].data))
+    raw = encoder.pool(encoder.run([item]))
     sliced = finish(raw, dimensions=16, normalize=True)
     assert sliced.shape == (1, 16)
     assert abs(float(np.linalg.norm(sliced)) - 1) < 1e-6
@@ -161,7 +161,7 @@ def test_extreme_panorama_resamples_only_the_crop(encoder: VisionEncoder) -> Non
     """A 2 x 30000 strip would be a 224 x 3.36M image if resized whole (2.2 GB as RGB)."""
     strip = Image.fromarray(np.asarray(photo_like(20, 3000, 2)).repeat(10, axis=1))
     assert strip.size == (30000, 2)
-    item = encoder.prepare(strip)
+    item = encoder.prepare_image(strip)
     assert item.pixels.shape == (3, 224, 224)
     assert np.isfinite(item.pixels).all()
 
@@ -170,7 +170,7 @@ def test_crop_box_resampling_stays_close_to_transformers(
     encoder: VisionEncoder, reference, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """The box path (forced here on ordinary images) is approximate, but only slightly."""
-    monkeypatch.setattr(vision_module, "MAX_RESIZED_PIXELS", 1)
+    monkeypatch.setattr(pixels_module, "MAX_RESIZED_PIXELS", 1)
     cases = [c for c in CASES if c.name in {"png-wide", "jpeg-tall", "png-panorama"}]
     _, expected = reference([c.reference for c in cases])
     _, vectors = ours(encoder, [c.data for c in cases])

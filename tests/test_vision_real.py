@@ -43,22 +43,22 @@ def originals() -> list[Image.Image]:
 
 
 def embed(encoder: VisionEncoder, datas: list[bytes]) -> np.ndarray:
-    items = [encoder.prepare(decode_image(data)) for data in datas]
-    return finish(np.stack(encoder.run(items)), dimensions=1280, normalize=True)
+    items = [encoder.prepare_image(decode_image(data)) for data in datas]
+    return finish(encoder.pool(encoder.run(items)), dimensions=1280, normalize=True)
 
 
 def test_pooled_output_and_tflite_preprocessing(encoder: VisionEncoder) -> None:
     assert (encoder.output_name, encoder.output_is_pooled) == ("image_embeds", True)
     image = scene(1, 300, 200)
-    item = encoder.prepare(image)
+    item = encoder.prepare_image(image)
     square = np.asarray(resize_and_crop(image, encoder.preprocessing), np.float32)
     expected = ((square - 127) / 128).transpose(2, 0, 1)
     assert np.abs(item.pixels - expected).max() <= 1e-6
 
 
 def test_onnx_matches_pytorch(encoder: VisionEncoder, originals: list[Image.Image]) -> None:
-    items = [encoder.prepare(image) for image in originals[:4]]
-    ours = np.stack(encoder.run(items))
+    items = [encoder.prepare_image(image) for image in originals[:4]]
+    ours = encoder.pool(encoder.run(items))
     with torch.no_grad():
         pooled, _ = efficientnet_module()(torch.from_numpy(np.stack([i.pixels for i in items])))
     diff = float(np.abs(ours - pooled.numpy()).max())
@@ -66,7 +66,7 @@ def test_onnx_matches_pytorch(encoder: VisionEncoder, originals: list[Image.Imag
         pooled.numpy(), dimensions=1280, normalize=True).ravel()) / len(items)  # fmt: skip
     print(f"EfficientNet ONNX vs torch: max abs diff {diff:.2e}, mean cosine {cosine:.8f}")
     assert diff <= 1e-4
-    alone = np.stack([encoder.run([item])[0] for item in items])
+    alone = encoder.pool([encoder.run([item])[0] for item in items])
     print(f"EfficientNet batch invariance: max abs diff {np.abs(alone - ours).max():.2e}")
     assert np.abs(alone - ours).max() <= 1e-4
 

@@ -1,4 +1,9 @@
-"""The Litestar application: routes, auth, CORS, errors, and the gateway's lifespan."""
+"""The Litestar application: one Router per wire family, auth, CORS, and the lifespan.
+
+`create_app(settings)` is the one factory: it builds the gateway (gateway.core), gives each
+Router the services it needs through dependency providers, and installs each family's error
+handler on its Router; `render_error` covers what fails before routing.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,19 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__
+from gateway.api.admin import admin_router
 from gateway.api.auth import api_key_guard
-from gateway.api.cohere_embed import CohereEmbedController
+from gateway.api.cohere_embed import cohere_embed_router
 from gateway.api.errors import render_error
-from gateway.api.models import ModelsController
-from gateway.api.native import NativeController
-from gateway.api.ollama import OllamaController
-from gateway.api.ollama_generate import GenerateController
-from gateway.api.openai import OpenAIController
-from gateway.api.rerank import RerankController
-from gateway.api.tei import TeiController
+from gateway.api.native import native_router
+from gateway.api.ollama import ollama_router
+from gateway.api.openai import openai_routers
+from gateway.api.rerank import rerank_routers
+from gateway.api.tei import tei_router
 from gateway.core import Gateway
 from gateway.settings import Settings
 
@@ -59,10 +61,11 @@ CORS_HEADERS = [
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     """Build the app; the gateway's models are released when the app shuts down."""
     gw = gateway or Gateway.build(settings)
+    services = gw.services
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await gw.manager.preload()
+        await gw.start()
         try:
             yield
         finally:
@@ -77,22 +80,18 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     )
     return Litestar(
         route_handlers=[
-            OllamaController,
-            ModelsController,
-            OpenAIController,
-            RerankController,
-            NativeController,
-            TeiController,
-            CohereEmbedController,
-            GenerateController,
+            ollama_router(services),
+            *openai_routers(services),
+            *rerank_routers(services),
+            native_router(services),
+            tei_router(services),
+            cohere_embed_router(services),
+            admin_router(services),
         ],
-        # A closure, not `state: State`: asking for State makes Litestar copy it per request.
-        dependencies={"gw": Provide(lambda: gw, sync_to_thread=False, use_cache=True)},
-        guards=[api_key_guard],
+        guards=[api_key_guard(settings.api_keys)],
         exception_handlers={Exception: render_error},
         cors_config=cors,
         lifespan=[lifespan],
-        state=State({"gateway": gw, "settings": settings}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Embedding gateway",

@@ -6,6 +6,8 @@ Handlers marked `opt={"public": True}` (liveness: `GET /`, `/health`, `/api/vers
 from __future__ import annotations
 
 import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -13,9 +15,10 @@ from litestar.handlers.base import BaseRouteHandler
 from gateway.errors import Unauthorized
 
 PUBLIC = {"public": True}
+Connection = ASGIConnection[Any, Any, Any, Any]
 
 
-def presented_key(connection: ASGIConnection) -> str | None:
+def presented_key(connection: Connection) -> str | None:
     headers = connection.headers
     authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
@@ -32,15 +35,24 @@ def key_matches(presented: str, keys: tuple[str, ...]) -> bool:
     return matched
 
 
-async def api_key_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+Guard = Callable[[Connection, BaseRouteHandler], Awaitable[None]]
+
+
+def api_key_guard(keys: tuple[str, ...]) -> Guard:
+    """A guard that admits requests presenting one of `keys` (all, when there are none)."""
+
     # async: Litestar would run a plain function in a worker thread, one hop per request.
-    keys: tuple[str, ...] = connection.app.state.settings.api_keys
-    if not keys or handler.opt.get("public"):
-        return
-    presented = presented_key(connection)
-    if presented is None:
-        raise Unauthorized(
-            "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-        )
-    if not key_matches(presented, keys):
-        raise Unauthorized("invalid API key")
+    async def guard(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        if not keys or handler.opt.get("public"):
+            return
+        presented = presented_key(connection)
+        if presented is None:
+            raise Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
+        if not key_matches(presented, keys):
+            raise Unauthorized("invalid API key")
+
+    return guard

@@ -24,15 +24,16 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, Router, post
 
+from gateway.api.deps import provide
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded
-from gateway.core import Gateway
 from gateway.errors import InvalidRequest
 from gateway.inputs import EmbedInput, ImageInput, TextInput
-from gateway.service import EmbedRequest, EmbedResult
+from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, Services
 
 EmbeddingType = Literal["float", "int8", "uint8", "binary", "ubinary", "base64"]
 V1_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
@@ -159,15 +160,18 @@ def response_of(
 
 
 async def cohere_embed(
-    body: CohereEmbedBody, gw: Gateway, request: Request[Any, Any, Any], version: str
+    body: CohereEmbedBody,
+    embedding: EmbeddingService,
+    request: Request[Any, Any, Any],
+    version: str,
 ) -> Response[dict[str, Any]]:
     inputs, field = inputs_of(body)
     if not inputs:
         raise InvalidRequest(f"{field} must not be empty", param=field)
     kinds = types_of(body.embedding_types, V2_TYPES if version == "2" else V1_TYPES)
-    work = gw.service.embed(
+    work = embedding.embed(
         EmbedRequest(
-            model=body.model or gw.registry.default_model,
+            model=body.model or embedding.default_model,
             inputs=inputs,
             task=task_of(body.input_type),
             dimensions=body.output_dimension,
@@ -187,14 +191,23 @@ class CohereEmbedController(Controller):
 
     @post("/v1/embed", status_code=200, summary="Embed (Cohere v1)")
     async def embed_v1(
-        self, data: CohereEmbedBody, gw: Gateway, request: Request[Any, Any, Any]
+        self, data: CohereEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
     ) -> Response[dict[str, Any]]:
-        return await cohere_embed(data, gw, request, "1")
+        return await cohere_embed(data, embedding, request, "1")
 
     @post("/v2/embed", status_code=200, summary="Embed (Cohere v2)")
     async def embed_v2(
-        self, data: CohereEmbedBody, gw: Gateway, request: Request[Any, Any, Any]
+        self, data: CohereEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
     ) -> Response[dict[str, Any]]:
         if not data.model:
             raise InvalidRequest("model is required", param="model")
-        return await cohere_embed(data, gw, request, "2")
+        return await cohere_embed(data, embedding, request, "2")
+
+
+def cohere_embed_router(services: Services) -> Router:
+    return Router(
+        path="/",
+        route_handlers=[CohereEmbedController],
+        dependencies={"embedding": provide(services.embedding)},
+        exception_handlers=OPENAI_ERRORS,
+    )

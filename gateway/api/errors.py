@@ -1,8 +1,12 @@
-"""Every error, rendered in the shape of the API family its path belongs to.
+"""Errors in each API family's shape; every Router installs its family's handler.
 
-- OpenAI (`/v1/...`): {"error": {"message", "type", "param", "code"}}
-- Ollama and the native routes: {"error": "message"}
-One handler decides by path, so no route renders its own errors.
+- OpenAI and Cohere (`/v1/...`, `/v2/...`): {"error": {"message", "type", "param", "code"}},
+  and a full queue is a 429 (OpenAI clients retry it with backoff);
+- Ollama, the native routes, Infinity/TEI rerank and /admin: {"error": "message"}, a full
+  queue a 503.
+`describe` reduces any exception (domain errors, Litestar's own) to what a client needs to
+know. Errors raised before a Router is chosen (unknown path, wrong method) go through
+`render_error`, which picks the family by path.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from litestar.types import ExceptionHandlersMap
 
 from gateway.errors import Busy, GatewayError, Unauthorized
 
@@ -88,9 +93,26 @@ def _openai_type(status: int) -> str:
     return "invalid_request_error"
 
 
+def openai_error(request: Request, exc: Exception) -> Response:
+    return _render(exc, openai_shape=True)
+
+
+def ollama_error(request: Request, exc: Exception) -> Response:
+    return _render(exc, openai_shape=False)
+
+
+OPENAI_ERRORS: ExceptionHandlersMap = {Exception: openai_error}
+OLLAMA_ERRORS: ExceptionHandlersMap = {Exception: ollama_error}
+
+
 def render_error(request: Request, exc: Exception) -> Response:
+    """For errors no Router handled (routing itself): the family by path."""
+    return _render(exc, openai_shape=request.url.path.startswith(OPENAI_PREFIXES))
+
+
+def _render(exc: Exception, *, openai_shape: bool) -> Response:
     info = describe(exc)
-    is_openai = request.url.path.startswith(OPENAI_PREFIXES)
+    is_openai = openai_shape
     status = info.status
     if is_openai and isinstance(exc, Busy):
         status = 429  # OpenAI clients retry 429 with backoff; Ollama clients expect 503

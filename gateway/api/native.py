@@ -9,23 +9,30 @@ a data URL or raw base64. `GET /health`, `GET /info`. Its users switch by changi
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, Router, get, post
 
-from gateway import __version__
 from gateway.api.auth import PUBLIC
+from gateway.api.deps import provide
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.responses import embedded
-from gateway.core import Gateway
 from gateway.errors import ModelNotFound
 from gateway.inputs import ImageInput, TextInput
-from gateway.media import image_stats, read_image_bytes
-from gateway.service import EmbedRequest, EmbedResult
+from gateway.media import ImageStats
+from gateway.services import (
+    EmbeddingService,
+    EmbedRequest,
+    EmbedResult,
+    HealthService,
+    ImageStatsService,
+    Services,
+)
+from gateway.services.views import HealthView, InfoView
 
 
 class EmbedBody(msgspec.Struct):
@@ -78,31 +85,49 @@ class StatsBody(msgspec.Struct):
     averaging_method: str = "arithmetic"
 
 
-class HealthResponse(msgspec.Struct):
-    status: str
-    default_model: str
-    models: dict[str, str]
-    text_model: bool
-    vision_model: bool
-    memory: dict[str, Any]
+class RgbColor(msgspec.Struct):
+    rgb: tuple[float, float, float]
+    hex: str
 
 
-def model_states(gw: Gateway) -> dict[str, str]:
-    """Each registry model: loaded, ready (files present), or not pulled."""
-    loaded = {model.spec.name for model in gw.manager.loaded()}
-    states = {}
-    for spec in gw.registry:
-        if spec.name in loaded:
-            states[spec.name] = "loaded"
-        else:
-            states[spec.name] = "ready" if gw.store.is_present(spec) else "not pulled"
-    return states
+class AverageColor(msgspec.Struct):
+    rgb: tuple[float, float, float]
+    hex: str
+    method: str
 
 
-def image_model(gw: Gateway) -> str:
-    if gw.registry.default_image_model is None:
+class ColorData(msgspec.Struct):
+    avg_color: AverageColor
+    dominant_color: RgbColor
+
+
+ExifValue = str | int | float | list[Any] | None
+
+
+class StatsResponse(msgspec.Struct):
+    exif_data: dict[str, ExifValue]
+    color_data: ColorData | None  # None when no pixel is opaque enough to count
+    time_ms: float
+
+
+def stats_response(stats: ImageStats, seconds: float) -> StatsResponse:
+    colors = stats.color_data
+    return StatsResponse(
+        exif_data=stats.exif_data,
+        color_data=None
+        if colors is None
+        else ColorData(
+            AverageColor(colors.avg_color.rgb, colors.avg_color.hex, colors.avg_color.method),
+            RgbColor(colors.dominant_color.rgb, colors.dominant_color.hex),
+        ),
+        time_ms=elapsed_ms(seconds),
+    )
+
+
+def image_model(embedding: EmbeddingService) -> str:
+    if embedding.default_image_model is None:
         raise ModelNotFound("the registry has no image model", param=None)
-    return gw.registry.default_image_model
+    return embedding.default_image_model
 
 
 async def run(request: Request, work: Awaitable[EmbedResult]) -> EmbedResult:
@@ -113,12 +138,14 @@ def elapsed_ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-async def embed_one(data: EmbedBody, gw: Gateway, request: Request) -> Response[EmbedResponse]:
+async def embed_one(
+    data: EmbedBody, embedding: EmbeddingService, request: Request
+) -> Response[EmbedResponse]:
     """POST /embed and /txt/embed: one text on the default model (POST /embed is shared with
     TEI's shape, told apart by its body in gateway.api.tei)."""
-    work = gw.service.embed(
+    work = embedding.embed(
         EmbedRequest(
-            gw.registry.default_model,
+            embedding.default_model,
             [TextInput(data.input)],
             data.task,
             dimensions=data.dim,
@@ -139,18 +166,18 @@ class NativeController(Controller):
 
     @post("/txt/embed", status_code=200, summary="Embed one text")
     async def embed(
-        self, data: EmbedBody, gw: Gateway, request: Request
+        self, data: EmbedBody, embedding: EmbeddingService, request: Request
     ) -> Response[EmbedResponse]:
-        return await embed_one(data, gw, request)
+        return await embed_one(data, embedding, request)
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
     async def batch(
-        self, data: BatchBody, gw: Gateway, request: Request
+        self, data: BatchBody, embedding: EmbeddingService, request: Request
     ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
-        work = gw.service.embed(
+        work = embedding.embed(
             EmbedRequest(
-                gw.registry.default_model,
+                embedding.default_model,
                 texts,
                 data.task,
                 dimensions=data.dim,
@@ -165,11 +192,13 @@ class NativeController(Controller):
         return embedded(body, result)
 
     @post("/img/embed", status_code=200, summary="Embed one image (URL, data URL or base64)")
-    async def image(self, data: ImageBody, gw: Gateway, request: Request) -> ImageResponse:
+    async def image(
+        self, data: ImageBody, embedding: EmbeddingService, request: Request
+    ) -> ImageResponse:
         images = [ImageInput(data.content)]
-        work = gw.service.embed(
+        work = embedding.embed(
             EmbedRequest(
-                image_model(gw),
+                image_model(embedding),
                 images,
                 dimensions=data.dim,
                 dimensions_param="dim",
@@ -182,12 +211,12 @@ class NativeController(Controller):
 
     @post("/img/batch", status_code=200, summary="Embed several images")
     async def images(
-        self, data: ImageBatchBody, gw: Gateway, request: Request
+        self, data: ImageBatchBody, embedding: EmbeddingService, request: Request
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
-        work = gw.service.embed(
+        work = embedding.embed(
             EmbedRequest(
-                image_model(gw),
+                image_model(embedding),
                 images,
                 dimensions=data.dim,
                 dimensions_param="dim",
@@ -198,51 +227,28 @@ class NativeController(Controller):
         return ImageBatchResponse(result.vectors.tolist(), elapsed_ms(result.total_seconds))
 
     @post("/img/stats", status_code=200, summary="EXIF fields, average and dominant colour")
-    async def stats(self, data: StatsBody, gw: Gateway) -> dict[str, Any]:
+    async def stats(self, data: StatsBody, image_stats: ImageStatsService) -> StatsResponse:
         started = time.perf_counter()
-        service = gw.service
-        raw = await read_image_bytes(
-            data.content, fetch=service.fetch_policy, image=service.image_policy, param="content"
-        )
-        stats = await asyncio.to_thread(
-            image_stats,
-            raw,
-            averaging_method=data.averaging_method,
-            policy=service.image_policy,
-        )
-        return {**stats.to_dict(), "time_ms": elapsed_ms(time.perf_counter() - started)}
+        stats = await image_stats.stats(data.content, data.averaging_method)
+        return stats_response(stats, time.perf_counter() - started)
 
     @get("/health", opt=PUBLIC)
-    async def health(self, gw: Gateway) -> HealthResponse:
-        states = model_states(gw)
-        default_ok = states[gw.registry.default_model] != "not pulled"
-        image = gw.registry.default_image_model
-        return HealthResponse(
-            status="OK" if default_ok else "degraded",
-            default_model=gw.registry.default_model,
-            models=states,
-            text_model=default_ok,
-            vision_model=image is not None and states[image] != "not pulled",
-            memory=gw.manager.memory_view(),
-        )
+    async def health(self, health: HealthService) -> HealthView:
+        return health.health()
 
     @get("/info")
-    async def info(self, gw: Gateway) -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "uptime_s": round(time.time() - gw.started_at, 1),
-            "default_model": gw.registry.default_model,
-            "default_image_model": gw.registry.default_image_model,
-            "registry": str(gw.settings.registry),
-            "settings": gw.settings.public_view(),
-            "runtime": gw.runtime.describe(),
-            "models": [
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "aliases": spec.aliases,
-                    "dimensions": getattr(spec, "advertised_dimensions", None),
-                }
-                for spec in gw.registry
-            ],
-        }
+    async def info(self, health: HealthService) -> InfoView:
+        return health.info()
+
+
+def native_router(services: Services) -> Router:
+    return Router(
+        path="/",
+        route_handlers=[NativeController],
+        dependencies={
+            "embedding": provide(services.embedding),
+            "image_stats": provide(services.images),
+            "health": provide(services.health),
+        },
+        exception_handlers=OLLAMA_ERRORS,
+    )

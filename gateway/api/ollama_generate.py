@@ -12,8 +12,8 @@ from typing import Any, NoReturn
 import msgspec
 from litestar import Controller, post
 
-from gateway.core import Gateway
 from gateway.errors import InvalidRequest
+from gateway.services import EmbeddingService
 
 
 class GenerateBody(msgspec.Struct):
@@ -22,10 +22,10 @@ class GenerateBody(msgspec.Struct):
     model: str = ""
 
 
-def refuse(gw: Gateway, name: str, capability: str) -> NoReturn:
+def refuse(embedding: EmbeddingService, name: str, capability: str) -> NoReturn:
     if not name:
         raise InvalidRequest("model is required", param="model")
-    gw.service.resolve(name)  # 404 for a model the registry does not have
+    embedding.resolve(name)  # 404 for a model the registry does not have
     raise InvalidRequest(f'"{name}" does not support {capability}', param="model")
 
 
@@ -34,9 +34,9 @@ class GenerateController(Controller):
     tags = ["Ollama"]
 
     @post("/generate", status_code=200, summary="Not served: embedding models do not generate")
-    async def generate(self, data: GenerateBody, gw: Gateway) -> dict[str, Any]:
-        refuse(gw, data.model, "generate")
+    async def generate(self, data: GenerateBody, embedding: EmbeddingService) -> dict[str, Any]:
+        refuse(embedding, data.model, "generate")
 
     @post("/chat", status_code=200, summary="Not served: embedding models do not chat")
-    async def chat(self, data: GenerateBody, gw: Gateway) -> dict[str, Any]:
-        refuse(gw, data.model, "chat")
+    async def chat(self, data: GenerateBody, embedding: EmbeddingService) -> dict[str, Any]:
+        refuse(embedding, data.model, "chat")

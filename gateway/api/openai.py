@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, Router, get, post
 
+from gateway.api.deps import provide
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.responses import embedded
-from gateway.core import Gateway
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
 from gateway.registry import tagged_name
-from gateway.service import EmbedRequest
+from gateway.services import EmbeddingService, EmbedRequest, ModelAdmin, Services
 from gateway.token_ids import DECODER, token_rows
 
 # input_type / task synonyms used by Cohere, Jina, Voyage and nomic -> registry task names.
@@ -56,23 +57,20 @@ class EmbeddingsBody(msgspec.Struct):
     modality: str | None = None
 
 
-class EmbeddingObject(msgspec.Struct):
-    index: int
-    embedding: list[float] | str
-    object: str = "embedding"
+class EmbeddingObject(msgspec.Struct, omit_defaults=True):
+    """One input's embedding.
 
-
-class MatrixObject(msgspec.Struct):
-    """A late-interaction model's output: one row per token vector.
-
-    `embedding` is [tokens][dim] floats, or base64 of the row-major little-endian float32 bytes;
-    `shape` says how to reshape the decoded buffer.
+    A vector is `[dim]` floats, or base64 of its little-endian float32 bytes. A late-interaction
+    model's output is a matrix, one row per token vector: `[tokens][dim]` floats, or base64 of
+    the row-major little-endian float32 bytes, with `shape` ([tokens, dim]) saying how to
+    reshape it; vectors have no `shape`. (One type for both: msgspec, and so the OpenAPI
+    document, cannot describe a union of two list types.)
     """
 
     index: int
-    embedding: list[list[float]] | str
-    shape: list[int]
-    object: str = "embedding"
+    embedding: list[float | list[float]] | str
+    object: Literal["embedding"]
+    shape: list[int] | None = None
 
 
 class Usage(msgspec.Struct):
@@ -81,7 +79,7 @@ class Usage(msgspec.Struct):
 
 
 class EmbeddingsResponse(msgspec.Struct):
-    data: list[EmbeddingObject] | list[MatrixObject]
+    data: list[EmbeddingObject]
     model: str
     usage: Usage
     object: str = "list"
@@ -170,30 +168,26 @@ def base64_rows(vectors: np.ndarray) -> list[str]:
     return [base64.b64encode(row.tobytes()).decode("ascii") for row in little_endian]
 
 
-def matrix_object(index: int, matrix: np.ndarray, encoding: str) -> MatrixObject:
+def matrix_object(index: int, matrix: np.ndarray, encoding: str) -> EmbeddingObject:
+    shape = list(matrix.shape)
     if encoding == "base64":
         raw = np.ascontiguousarray(matrix, dtype="<f4").tobytes()
         encoded = base64.b64encode(raw).decode("ascii")
-        return MatrixObject(index=index, embedding=encoded, shape=list(matrix.shape))
-    return MatrixObject(index=index, embedding=matrix.tolist(), shape=list(matrix.shape))
+        return EmbeddingObject(index=index, embedding=encoded, object="embedding", shape=shape)
+    return EmbeddingObject(index=index, embedding=matrix.tolist(), object="embedding", shape=shape)
 
 
 class OpenAIController(Controller):
-    # Infinity serves the same routes without the /v1 prefix by default.
     path = "/"
     tags = ["OpenAI"]
 
-    @post(
-        ["/v1/embeddings", "/embeddings"],
-        status_code=200,
-        summary="Create embeddings (OpenAI-compatible; /embeddings as Infinity)",
-    )
+    @post("/embeddings", status_code=200, summary="Create embeddings (OpenAI-compatible)")
     async def embeddings(
-        self, data: EmbeddingsBody, gw: Gateway, request: Request
+        self, data: EmbeddingsBody, embedding: EmbeddingService, request: Request
     ) -> Response[EmbeddingsResponse]:
         inputs = await inputs_of(data.input, data.model, data.modality)
         encoding = encoding_of(data.encoding_format)
-        work = gw.service.embed(
+        work = embedding.embed(
             EmbedRequest(
                 model=data.model,
                 inputs=inputs,
@@ -211,7 +205,10 @@ class OpenAIController(Controller):
             rows: list[Any] = (
                 base64_rows(result.vectors) if encoding == "base64" else result.vectors.tolist()
             )
-            objects = [EmbeddingObject(index=i, embedding=row) for i, row in enumerate(rows)]
+            objects = [
+                EmbeddingObject(index=i, embedding=row, object="embedding")
+                for i, row in enumerate(rows)
+            ]
         body = EmbeddingsResponse(
             data=objects,
             model=data.model,
@@ -219,24 +216,24 @@ class OpenAIController(Controller):
         )
         return embedded(body, result)
 
-    @get(["/v1/models", "/models"])
-    async def models(self, gw: Gateway) -> ModelList:
+    @get("/models")
+    async def list_models(self, models: ModelAdmin) -> ModelList:
         return ModelList(
             [
                 ModelObject(
-                    id=info.name,
-                    created=int(info.modified_at.timestamp()),
-                    dimensions=info.dimensions,
+                    id=row.info.name,
+                    created=int(row.info.modified_at.timestamp()),
+                    dimensions=row.info.dimensions,
                 )
-                for info in gw.catalog.available()
+                for row in await models.available()
             ]
         )
 
-    @get("/v1/models/{model_id:path}")
-    async def model(self, model_id: str, gw: Gateway) -> ModelObject:
+    @get("/models/{model_id:path}")
+    async def model(self, model_id: str, models: ModelAdmin) -> ModelObject:
         model_id = model_id.lstrip("/")  # a :path parameter keeps its leading slash
-        spec = gw.service.resolve(model_id).spec
-        info = gw.catalog.info(spec)
+        spec = models.resolve(model_id)
+        info = models.info(spec)
         if not info.present:
             raise ModelNotFound(f"The model '{model_id}' does not exist")
         return ModelObject(
@@ -244,3 +241,19 @@ class OpenAIController(Controller):
             created=int(info.modified_at.timestamp()),
             dimensions=info.dimensions,
         )
+
+
+def openai_routers(services: Services) -> list[Router]:
+    """/v1, and the root for Infinity's unprefixed /embeddings and /models."""
+    return [
+        Router(
+            path=path,
+            route_handlers=[OpenAIController],
+            dependencies={
+                "embedding": provide(services.embedding),
+                "models": provide(services.models),
+            },
+            exception_handlers=OPENAI_ERRORS,
+        )
+        for path in ("/v1", "/")
+    ]

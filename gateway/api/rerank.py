@@ -1,4 +1,4 @@
-"""Rerank routes, in the shapes their clients send and read.
+"""Rerank routes, in the shapes their clients send and read (types: gateway.api.rerank_wire).
 
 - `POST /v1/rerank`: Cohere v1 and Jina (`query`, `documents` as strings or `{text, ...}`
   objects with optional `rank_fields`, `top_n`, `return_documents`). The response carries
@@ -11,7 +11,9 @@
 Results are sorted by relevance, most relevant first, and cut to top_n / top_k. On every route
 `relevance_score` (TEI: `score`) is in [0, 1], in the raw score's order: sigmoid of the logit for
 cross-encoders, (MaxSim / query vectors + 1) / 2 for ColBERT models, (cosine + 1) / 2 for
-embedders; `raw_scores: true` returns the raw logit, MaxSim or cosine instead.
+embedders; `raw_scores: true` returns the raw logit, MaxSim or cosine instead. Cohere's routes
+answer errors in OpenAI's shape (its SDK reads any JSON error body), the others as
+{"error": "message"}.
 """
 
 from __future__ import annotations
@@ -20,51 +22,32 @@ import time
 import uuid
 from typing import Any
 
-import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, Router, post
 
+from gateway.api.deps import provide
 from gateway.api.disconnect import unless_disconnected
-from gateway.api.ollama import keep_alive_seconds
+from gateway.api.errors import OLLAMA_ERRORS, OPENAI_ERRORS
+from gateway.api.ollama_wire import keep_alive_seconds
+from gateway.api.rerank_wire import (
+    ApiVersion,
+    BilledUnits,
+    CohereBody,
+    CohereMeta,
+    CohereResponse,
+    CohereResult,
+    Document,
+    InfinityBody,
+    InfinityResponse,
+    InfinityResult,
+    OllamaRerankBody,
+    OllamaRerankResponse,
+    OllamaRerankResult,
+    RerankUsage,
+    TeiResult,
+)
 from gateway.api.responses import with_truncated
-from gateway.core import Gateway
 from gateway.errors import InvalidRequest
-from gateway.service import RerankRequest, RerankResult
-
-Document = str | dict[str, Any]
-
-
-class CohereBody(msgspec.Struct):
-    query: str
-    documents: list[Document]
-    model: str | None = None
-    top_n: int | None = None
-    return_documents: bool = False
-    rank_fields: list[str] | None = None
-    max_chunks_per_doc: int | None = None
-    max_tokens_per_doc: int | None = None
-    raw_scores: bool = False
-    truncate: bool = True
-
-
-class OllamaRerankBody(msgspec.Struct):
-    model: str
-    query: str
-    documents: list[str]
-    top_k: int | None = None
-    top_n: int | None = None
-    keep_alive: float | str | None = None
-
-
-class InfinityBody(msgspec.Struct):
-    query: str
-    documents: list[Document] | None = None
-    texts: list[str] | None = None  # TEI
-    model: str | None = None
-    top_n: int | None = None
-    return_documents: bool = False
-    return_text: bool = False  # TEI
-    raw_scores: bool = False
-    truncate: bool = True
+from gateway.services import RerankRequest, RerankResult, RerankService, Services
 
 
 def document_texts(documents: list[Document], rank_fields: list[str] | None) -> list[str]:
@@ -93,168 +76,149 @@ def returned_document(document: Document) -> dict[str, Any]:
 
 
 def scores_of(result: RerankResult, raw: bool) -> list[float]:
-    return (result.raw if raw else result.relevance).tolist()
+    scores: list[float] = (result.raw if raw else result.relevance).tolist()
+    return scores
 
 
-async def ranked(
-    gw: Gateway,
-    request: Request,
-    *,
-    model: str | None,
-    query: str,
-    texts: list[str],
-    top_n: int | None,
-    raw_scores: bool = False,
-    truncate: bool = True,
-    keep_alive: float | None = None,
-    documents_param: str = "documents",
-) -> RerankResult:
-    work = gw.service.rerank(
-        RerankRequest(
-            model=model or default_rerank_model(gw),
-            query=query,
-            documents=texts,
-            top_n=top_n,
-            truncate=truncate,
-            raw_scores=raw_scores,
-            keep_alive=keep_alive,
-            documents_param=documents_param,
-        )
-    )
-    return await unless_disconnected(request, work)
-
-
-def default_rerank_model(gw: Gateway) -> str:
-    """For requests that name no model (Cohere v1 allows it): the registry's reranker if it is
-    pulled, else the default embedding model, which ranks by cosine."""
-    preferred = gw.registry.models[gw.registry.default_rerank_model]
-    return preferred.name if gw.store.is_present(preferred) else gw.registry.default_model
+async def ranked(rerank: RerankService, request: Request, query: RerankRequest) -> RerankResult:
+    return await unless_disconnected(request, rerank.rerank(query))
 
 
 def cohere_response(
     result: RerankResult, body: CohereBody, model: str, api_version: str
-) -> dict[str, Any]:
+) -> CohereResponse:
     scores = scores_of(result, body.raw_scores)
-    results = []
-    for index in result.order:
-        row: dict[str, Any] = {"index": index, "relevance_score": scores[index]}
-        if body.return_documents:
-            row["document"] = returned_document(body.documents[index])
-        results.append(row)
-    return {
-        "id": str(uuid.uuid4()),
-        "results": results,
-        "model": model,
-        "usage": {"total_tokens": result.tokens, "prompt_tokens": result.tokens},
-        "meta": {
-            "api_version": {"version": api_version},
-            "billed_units": {"search_units": 1, "input_tokens": result.tokens},
-        },
-    }
+    results = [
+        CohereResult(index=i, relevance_score=scores[i])
+        if not body.return_documents
+        else CohereResult(
+            index=i, relevance_score=scores[i], document=returned_document(body.documents[i])
+        )
+        for i in result.order
+    ]
+    return CohereResponse(
+        id=str(uuid.uuid4()),
+        results=results,
+        model=model,
+        usage=RerankUsage(total_tokens=result.tokens, prompt_tokens=result.tokens),
+        meta=CohereMeta(ApiVersion(api_version), BilledUnits(1, result.tokens)),
+    )
+
+
+class CohereController(Controller):
+    path = "/"
+    tags = ["Rerank"]
+
+    @post(["/v1/rerank"], status_code=200, summary="Rerank (Cohere v1 / Jina)")
+    async def cohere_v1(
+        self, data: CohereBody, rerank: RerankService, request: Request
+    ) -> Response[CohereResponse]:
+        return await self._cohere(data, rerank, request, "1")
+
+    @post(["/v2/rerank"], status_code=200, summary="Rerank (Cohere v2)")
+    async def cohere_v2(
+        self, data: CohereBody, rerank: RerankService, request: Request
+    ) -> Response[CohereResponse]:
+        if not data.model:
+            raise InvalidRequest("model is required", param="model")
+        return await self._cohere(data, rerank, request, "2")
+
+    async def _cohere(
+        self, data: CohereBody, rerank: RerankService, request: Request, version: str
+    ) -> Response[CohereResponse]:
+        query = RerankRequest(
+            model=data.model,
+            query=data.query,
+            documents=document_texts(data.documents, data.rank_fields),
+            top_n=data.top_n,
+            truncate=data.truncate,
+            raw_scores=data.raw_scores,
+        )
+        result = await ranked(rerank, request, query)
+        body = cohere_response(result, data, data.model or result.spec.name, version)
+        return with_truncated(body, result.truncated)
 
 
 class RerankController(Controller):
     path = "/"
     tags = ["Rerank"]
 
-    @post(["/v1/rerank"], status_code=200, summary="Rerank (Cohere v1 / Jina)")
-    async def cohere_v1(
-        self, data: CohereBody, gw: Gateway, request: Request
-    ) -> Response[dict[str, Any]]:
-        return await self._cohere(data, gw, request, "1")
-
-    @post(["/v2/rerank"], status_code=200, summary="Rerank (Cohere v2)")
-    async def cohere_v2(
-        self, data: CohereBody, gw: Gateway, request: Request
-    ) -> Response[dict[str, Any]]:
-        if not data.model:
-            raise InvalidRequest("model is required", param="model")
-        return await self._cohere(data, gw, request, "2")
-
-    async def _cohere(
-        self, data: CohereBody, gw: Gateway, request: Request, version: str
-    ) -> Response[dict[str, Any]]:
-        result = await ranked(
-            gw,
-            request,
-            model=data.model,
-            query=data.query,
-            texts=document_texts(data.documents, data.rank_fields),
-            top_n=data.top_n,
-            raw_scores=data.raw_scores,
-            truncate=data.truncate,
-        )
-        body = cohere_response(result, data, data.model or result.spec.name, version)
-        return with_truncated(body, result.truncated)
-
     @post("/rerank", status_code=200, summary="Rerank (Infinity, or TEI when `texts` is sent)")
-    async def infinity(self, data: InfinityBody, gw: Gateway, request: Request) -> Any:
+    async def infinity(
+        self, data: InfinityBody, rerank: RerankService, request: Request
+    ) -> Response[InfinityResponse | list[TeiResult]]:
         if (data.texts is None) == (data.documents is None):
             raise InvalidRequest("send either documents (Infinity) or texts (TEI)", param="texts")
         texts = document_texts(list(data.texts or data.documents or []), None)
-        result = await ranked(
-            gw,
-            request,
+        query = RerankRequest(
             model=data.model,
             query=data.query,
-            texts=texts,
-            top_n=data.top_n,
-            raw_scores=data.raw_scores,
-            truncate=data.truncate,
+            documents=texts,
             documents_param="texts" if data.texts is not None else "documents",
+            top_n=data.top_n,
+            truncate=data.truncate,
+            raw_scores=data.raw_scores,
         )
+        result = await ranked(rerank, request, query)
         scores = scores_of(result, data.raw_scores)
         if data.texts is not None:  # TEI: a bare list
-            return with_truncated(
-                [
-                    {
-                        "index": i,
-                        "score": scores[i],
-                        **({"text": texts[i]} if data.return_text else {}),
-                    }
-                    for i in result.order
-                ],
-                result.truncated,
-            )
-        body = {
-            "object": "rerank",
-            "id": f"infinity-{uuid.uuid4()}",
-            "created": int(time.time()),
-            "model": data.model or result.spec.name,
-            "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
-            "results": [
-                {
-                    "index": i,
-                    "relevance_score": scores[i],
-                    **({"document": texts[i]} if data.return_documents else {}),
-                }
+            rows = [
+                TeiResult(i, scores[i], texts[i]) if data.return_text else TeiResult(i, scores[i])
+                for i in result.order
+            ]
+            return with_truncated(rows, result.truncated)
+        body = InfinityResponse(
+            object="rerank",
+            id=f"infinity-{uuid.uuid4()}",
+            created=int(time.time()),
+            model=data.model or result.spec.name,
+            usage=RerankUsage(total_tokens=result.tokens, prompt_tokens=result.tokens),
+            results=[
+                InfinityResult(i, scores[i], texts[i])
+                if data.return_documents
+                else InfinityResult(i, scores[i])
                 for i in result.order
             ],
-        }
+        )
         return with_truncated(body, result.truncated)
 
     @post("/api/rerank", status_code=200, summary="Rerank (the n8n Ollama rerank node's shape)")
     async def ollama(
-        self, data: OllamaRerankBody, gw: Gateway, request: Request
-    ) -> Response[dict[str, Any]]:
+        self, data: OllamaRerankBody, rerank: RerankService, request: Request
+    ) -> Response[OllamaRerankResponse]:
         field, top_k = ("top_k", data.top_k) if data.top_k is not None else ("top_n", data.top_n)
         if top_k is not None and top_k < 1:  # named as the client sent it
             raise InvalidRequest(f"{field} must be at least 1", param=field)
-        result = await ranked(
-            gw,
-            request,
+        query = RerankRequest(
             model=data.model,
             query=data.query,
-            texts=data.documents,
+            documents=data.documents,
             top_n=top_k,
             keep_alive=keep_alive_seconds(data.keep_alive),
         )
+        result = await ranked(rerank, request, query)
         scores = result.relevance.tolist()
-        body = {
-            "model": data.model,
-            "results": [
-                {"index": i, "document": data.documents[i], "relevance_score": scores[i]}
-                for i in result.order
-            ],
-        }
+        body = OllamaRerankResponse(
+            model=data.model,
+            results=[OllamaRerankResult(i, data.documents[i], scores[i]) for i in result.order],
+        )
         return with_truncated(body, result.truncated)
+
+
+def rerank_routers(services: Services) -> list[Router]:
+    """Cohere's routes with OpenAI-shaped errors; Infinity, TEI and n8n's with plain ones."""
+    dependencies = {"rerank": provide(services.rerank)}
+    return [
+        Router(
+            "/",
+            route_handlers=[CohereController],
+            dependencies=dependencies,
+            exception_handlers=OPENAI_ERRORS,
+        ),
+        Router(
+            "/",
+            route_handlers=[RerankController],
+            dependencies=dependencies,
+            exception_handlers=OLLAMA_ERRORS,
+        ),
+    ]

@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from litestar import Response
 
-from gateway.service import EmbedResult
+from gateway.services import EmbedResult
 
 T = TypeVar("T")
 

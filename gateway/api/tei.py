@@ -16,28 +16,21 @@ gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, wh
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
-from litestar import Controller, Request, Response, post
-from tokenizers import Tokenizer
+from litestar import Controller, Request, Response, Router, post
 
 from gateway.api.bodies import convert, json_body
+from gateway.api.deps import provide
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.native import EmbedBody, embed_one
 from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded, with_truncated
-from gateway.core import Gateway
-from gateway.encoders.text import TextEncoder
-from gateway.errors import InvalidRequest, ModelNotFound, UnsupportedInput
+from gateway.errors import InvalidRequest
 from gateway.inputs import TextInput
-from gateway.registry import AnySpec, LateModelSpec, TextModelSpec
-from gateway.service import EmbedRequest
-from gateway.service.checks import check_inputs, check_task, too_long
+from gateway.services import EmbeddingService, EmbedRequest, Services, TokenService
 from gateway.token_ids import token_rows
 
 Inputs = str | list[str]
@@ -106,49 +99,13 @@ def check_direction(direction: str) -> None:
         )
 
 
-class _Tokenizers:
-    """tokenizer.json files read once, without loading the model (for /tokenize and /decode)."""
-
-    def __init__(self) -> None:
-        self._by_path: dict[Path, Tokenizer] = {}
-        self._lock = threading.Lock()
-
-    def of(self, gw: Gateway, spec: AnySpec) -> Tokenizer:
-        if "tokenizer" not in spec.files:
-            raise UnsupportedInput(f"model '{spec.name}' has no tokenizer", param="model")
-        if not gw.store.is_present(spec):
-            raise ModelNotFound(f"model '{spec.name}' not found, try pulling it first")
-        path = gw.store.path_of(spec, "tokenizer")
-        with self._lock:
-            if path not in self._by_path:
-                tokenizer = Tokenizer.from_file(str(path))
-                tokenizer.no_padding()
-                tokenizer.no_truncation()
-                self._by_path[path] = tokenizer
-            return self._by_path[path]
-
-
-TOKENIZERS = _Tokenizers()
-
-
-def tokens_of(tokenizer: Tokenizer, text: str, add_special_tokens: bool) -> list[SimpleToken]:
-    encoding = tokenizer.encode(text, add_special_tokens=add_special_tokens)
-    tokens = []
-    for token_id, token, special, (start, stop) in zip(
-        encoding.ids, encoding.tokens, encoding.special_tokens_mask, encoding.offsets, strict=True
-    ):
-        if special:
-            tokens.append(SimpleToken(token_id, token, True, None, None))
-        else:
-            tokens.append(SimpleToken(token_id, text[start:stop], False, start, stop))
-    return tokens
-
-
-async def tei_embed(data: TeiEmbedBody, gw: Gateway, request: Request[Any, Any, Any]) -> Any:
+async def tei_embed(
+    data: TeiEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
+) -> Any:
     check_direction(data.truncation_direction)
-    work = gw.service.embed(
+    work = embedding.embed(
         EmbedRequest(
-            model=data.model or gw.registry.default_model,
+            model=data.model or embedding.default_model,
             inputs=[TextInput(text) for text in texts_of(data.inputs)],
             task=task_of(data.prompt_name),
             dimensions=data.dimensions,
@@ -162,53 +119,13 @@ async def tei_embed(data: TeiEmbedBody, gw: Gateway, request: Request[Any, Any, 
     return embedded(result.vectors.tolist(), result)
 
 
-async def token_matrices(
-    gw: Gateway, data: TeiEmbedAllBody, request: Request[Any, Any, Any]
-) -> tuple[list[np.ndarray], list[int]]:
-    """Token vectors of each input, and the indices of inputs that were cut."""
-    texts = texts_of(data.inputs)
-    listed = isinstance(data.inputs, list)
-    truncate = True if data.truncate is None else data.truncate
-    name = data.model or gw.registry.default_model
-    spec = gw.service.resolve(name).spec
-    task = task_of(data.prompt_name)
-    if isinstance(spec, LateModelSpec):
-        work = gw.service.embed(
-            EmbedRequest(
-                name,
-                [TextInput(t) for t in texts],
-                task,
-                truncate=truncate,
-                multi_vector=True,
-                input_param="inputs",
-                input_listed=listed,
-            )
-        )
-        result = await unless_disconnected(request, work)
-        return result.matrices or [], result.truncated
-    if not isinstance(spec, TextModelSpec):
-        raise UnsupportedInput(f"model '{spec.name}' has no token vectors", param="model")
-    check_inputs([TextInput(t) for t in texts], gw.settings, "inputs", listed=listed)
-    task = check_task(spec, task)
-    async with gw.manager.use(spec, None) as (model, _):
-        encoder = model.encoder
-        assert isinstance(encoder, TextEncoder)
-        items = await asyncio.to_thread(encoder.tokenize, texts, task=task)
-        cut = [i for i, item in enumerate(items) if item.truncated]
-        if cut and not truncate:
-            where = f"inputs[{cut[0]}]" if listed else "inputs"
-            raise too_long(where, spec.max_tokens, param="inputs")
-        # Outside the batcher: this route is for inspection, not throughput.
-        return await asyncio.to_thread(encoder.token_states, items), cut
-
-
-async def embed_by_body(request: Request[Any, Any, Any], gw: Gateway) -> Any:
+async def embed_by_body(request: Request[Any, Any, Any], embedding: EmbeddingService) -> Any:
     """POST /embed (and POST /, as TEI, which huggingface_hub's InferenceClient posts to when
     given the server's URL): TEI's body has `inputs`, nomic-api-rs's has `input`."""
     raw = await json_body(request)
     if isinstance(raw, dict) and "inputs" in raw:
-        return await tei_embed(convert(raw, TeiEmbedBody), gw, request)
-    return await embed_one(convert(raw, EmbedBody), gw, request)
+        return await tei_embed(convert(raw, TeiEmbedBody), embedding, request)
+    return await embed_one(convert(raw, EmbedBody), embedding, request)
 
 
 class TeiController(Controller):
@@ -216,42 +133,52 @@ class TeiController(Controller):
     tags = ["TEI (text-embeddings-inference)"]
 
     @post("/embed", status_code=200, summary="Embed: TEI's body (inputs) or nomic-api-rs's (input)")
-    async def embed(self, request: Request[Any, Any, Any], gw: Gateway) -> Any:
-        return await embed_by_body(request, gw)
+    async def embed(self, request: Request[Any, Any, Any], embedding: EmbeddingService) -> Any:
+        return await embed_by_body(request, embedding)
 
     @post("/embed_all", status_code=200, summary="Token vectors of each input (TEI)")
     async def embed_all(
-        self, data: TeiEmbedAllBody, gw: Gateway, request: Request[Any, Any, Any]
+        self, data: TeiEmbedAllBody, tokens: TokenService, request: Request[Any, Any, Any]
     ) -> Response[list[list[list[float]]]]:
         check_direction(data.truncation_direction)
-        matrices, cut = await token_matrices(gw, data, request)
-        return with_truncated([m.tolist() for m in matrices], cut)
+        work = tokens.token_vectors(
+            EmbedRequest(
+                model=data.model,
+                inputs=[TextInput(t) for t in texts_of(data.inputs)],
+                task=task_of(data.prompt_name),
+                truncate=True if data.truncate is None else data.truncate,
+                multi_vector=True,
+                input_param="inputs",
+                input_listed=isinstance(data.inputs, list),
+            )
+        )
+        vectors = await unless_disconnected(request, work)
+        return with_truncated([m.tolist() for m in vectors.matrices], vectors.truncated)
 
     @post("/tokenize", status_code=200, summary="Tokenize with the model's tokenizer (TEI)")
-    async def tokenize(self, data: TokenizeBody, gw: Gateway) -> list[list[SimpleToken]]:
-        spec = gw.service.resolve(data.model or gw.registry.default_model).spec
-        tokenizer = await asyncio.to_thread(TOKENIZERS.of, gw, spec)
-        prefix = ""
-        task = task_of(data.prompt_name)
-        if isinstance(spec, TextModelSpec):
-            prefix = spec.prefixes.get(check_task(spec, task) or "", "")
-        texts = [prefix + text for text in texts_of(data.inputs)]
-        return [tokens_of(tokenizer, text, data.add_special_tokens) for text in texts]
+    async def tokenize(self, data: TokenizeBody, tokens: TokenService) -> list[list[SimpleToken]]:
+        rows = await tokens.tokenize(
+            data.model, texts_of(data.inputs), task_of(data.prompt_name), data.add_special_tokens
+        )
+        return [
+            [SimpleToken(t.id, t.text, t.special, t.start, t.stop) for t in row] for row in rows
+        ]
 
     @post("/decode", status_code=200, summary="Token ids back to text (TEI)")
-    async def decode(self, data: DecodeBody, gw: Gateway) -> list[str]:
-        spec = gw.service.resolve(data.model or gw.registry.default_model).spec
-        tokenizer = await asyncio.to_thread(TOKENIZERS.of, gw, spec)
+    async def decode(self, data: DecodeBody, tokens: TokenService) -> list[str]:
         rows = token_rows(data.ids, param="ids")
         if rows is None:
             raise InvalidRequest("ids must be a list of token ids, or a list of them", param="ids")
-        size = tokenizer.get_vocab_size(with_added_tokens=True)
-        for index, ids in enumerate(rows):
-            bad = [i for i in ids if not 0 <= i < size]
-            if bad:
-                where = f"ids[{index}]" if len(rows) > 1 else "ids"
-                raise InvalidRequest(
-                    f"{where} has token id {bad[0]}, outside the vocabulary (0..{size - 1})",
-                    param="ids",
-                )
-        return tokenizer.decode_batch(rows, skip_special_tokens=data.skip_special_tokens)
+        return await tokens.decode(data.model, rows, data.skip_special_tokens)
+
+
+def tei_router(services: Services) -> Router:
+    return Router(
+        path="/",
+        route_handlers=[TeiController],
+        dependencies={
+            "embedding": provide(services.embedding),
+            "tokens": provide(services.tokens),
+        },
+        exception_handlers=OLLAMA_ERRORS,
+    )

@@ -1,42 +1,36 @@
-"""Encoders: one per model kind, all behind the `Encoder` contract."""
+"""Encoders: one pipeline per model kind (prepare -> run -> finish), behind `Encoder`."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from gateway.encoders.base import Encoder, Item
+from gateway.encoders.base import (
+    AnyEncoder,
+    Capability,
+    EncodeOptions,
+    Encoder,
+    Item,
+    missing_capability,
+)
 from gateway.encoders.cross import CrossEncoder
+from gateway.encoders.kinds import build_encoder, capabilities_of, encoder_class
 from gateway.encoders.late import LateInteractionEncoder
+from gateway.encoders.pairs import PairScorer, PreparedPairs
 from gateway.encoders.text import TextEncoder
 from gateway.encoders.vision import VisionEncoder
-from gateway.registry import (
-    AnySpec,
-    CrossEncoderSpec,
-    ImageModelSpec,
-    LateModelSpec,
-    TextModelSpec,
-)
-from gateway.runtime import Runtime
 
 __all__ = [
+    "AnyEncoder",
+    "Capability",
     "CrossEncoder",
+    "EncodeOptions",
     "Encoder",
     "Item",
     "LateInteractionEncoder",
+    "PairScorer",
+    "PreparedPairs",
     "TextEncoder",
     "VisionEncoder",
     "build_encoder",
+    "capabilities_of",
+    "encoder_class",
+    "missing_capability",
 ]
-
-
-def build_encoder(spec: AnySpec, paths: dict[str, Path], runtime: Runtime) -> Encoder:
-    """Load the encoder for `spec` from its local files (blocking: call from a thread)."""
-    if isinstance(spec, TextModelSpec):
-        return TextEncoder(spec, paths, runtime)
-    if isinstance(spec, LateModelSpec):
-        return LateInteractionEncoder(spec, paths, runtime)
-    if isinstance(spec, CrossEncoderSpec):
-        return CrossEncoder(spec, paths, runtime)
-    if isinstance(spec, ImageModelSpec):
-        return VisionEncoder(spec, paths, runtime)
-    raise NotImplementedError(f"model {spec.name}: kind {spec.kind} is not supported")

@@ -1,20 +1,38 @@
-"""The contract between the scheduler and an encoder.
+"""The encoder contract: one pipeline per model kind, in three steps, and what it can do.
 
-An encoder turns client inputs into prepared items (tokens, pixels) off the event loop, and runs
-one batch of prepared items through its graph. The Batcher only sees items and their lengths, so
-one scheduler serves text, image and late-interaction models alike.
+- `prepare(inputs, options)`: client inputs -> items (tokens, markers, pixels); any thread.
+- `run(items)`: one padded batch through the runtime -> one raw array per item, un-padded. The
+  only step that touches the runtime; the Batcher calls it on the device thread and sees
+  nothing else.
+- `finish(raw, options)`: raw arrays -> what the client gets (pooling, layer norm, Matryoshka
+  slice, normalization, multi-vector packing).
+An encoder declares its `capabilities`; services ask for a capability, never for a kind.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from gateway.registry import ModelSpec
+from gateway.errors import UnsupportedInput
 from gateway.runtime import GraphInfo
+from gateway.specs import ModelSpec
+
+InputT = TypeVar("InputT", contravariant=True)
+ItemT = TypeVar("ItemT")
+OutT = TypeVar("OutT", covariant=True)
+
+
+class Capability(StrEnum):
+    EMBED_TEXT = "embed_text"  # text -> one vector
+    EMBED_IMAGE = "embed_image"  # image -> one vector
+    MULTIVECTOR = "multivector"  # text -> one vector per token
+    SCORE_PAIRS = "score_pairs"  # (query, document) -> relevance, natively
 
 
 class Item(Protocol):
@@ -24,11 +42,25 @@ class Item(Protocol):
     def length(self) -> int: ...
 
 
-class Encoder(ABC):
-    """One loaded model: a session plus its pre- and post-processing."""
+@dataclass(frozen=True, slots=True)
+class EncodeOptions:
+    """What a request asks of the pipeline beyond its inputs."""
 
+    task: str | None = None  # a registry task (prefix or marker); None: the model's default
+    dimensions: int | None = None  # Matryoshka width; None: the native width
+    normalize: bool = True  # False: Ollama's legacy route wants raw (still layer-normed) vectors
+    # Tokens an input may use (Ollama's num_ctx, or truncate: false up to max_positions);
+    # None: the model's own cut (max_tokens).
+    limit: int | None = None
+
+
+class Encoder(ABC, Generic[InputT, ItemT, OutT]):
+    """One loaded model: its session plus the pipeline around it."""
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
     spec: ModelSpec
     graph: GraphInfo
+    session: Any  # the runtime's session: run() is its only caller
 
     @property
     def batch_invariant(self) -> bool:
@@ -36,13 +68,44 @@ class Encoder(ABC):
         return not self.graph.dynamic_quantization
 
     @abstractmethod
-    def run(self, items: Sequence[Item]) -> list[np.ndarray]:
-        """Run one batch; one array per item, in order. Called on the inference thread."""
+    def prepare(self, inputs: Sequence[InputT], options: EncodeOptions) -> list[ItemT]:
+        """Client inputs -> items, each saying what it costs and whether it was cut."""
 
-    def sample_items(self, count: int, tokens: int) -> list[Item] | None:
+    @abstractmethod
+    def run(self, items: Sequence[ItemT]) -> list[np.ndarray]:
+        """One batch through the runtime; one un-padded raw array per item, in order."""
+
+    @abstractmethod
+    def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> OutT:
+        """Raw arrays of a request's items -> the request's outputs."""
+
+    def encode(self, inputs: Sequence[InputT], options: EncodeOptions | None = None) -> OutT:
+        """prepare, run and finish as one batch in this thread (tools and tests)."""
+        options = options or EncodeOptions()
+        return self.finish(self.run(self.prepare(inputs, options)), options)
+
+    def sample_items(self, count: int, tokens: int) -> list[ItemT] | None:
         """`count` made-up inputs of `tokens` tokens each, to time runs; None if not tokens."""
         return None
 
     def close(self) -> None:
         """Drop the session so its memory can be freed (the GC does the rest)."""
         self.__dict__.pop("session", None)
+
+
+AnyEncoder = Encoder[Any, Any, Any]
+
+
+def describe_capabilities(capabilities: frozenset[Capability]) -> str:
+    return ", ".join(sorted(capabilities)) or "nothing"
+
+
+def missing_capability(
+    model: str, capabilities: frozenset[Capability], needed: str, hint: str = ""
+) -> UnsupportedInput:
+    """The 400 for a request that needs what the model cannot do: names both."""
+    tail = f"; {hint}" if hint else ""
+    return UnsupportedInput(
+        f"model '{model}' cannot {needed}: it can {describe_capabilities(capabilities)}{tail}",
+        param="model",
+    )

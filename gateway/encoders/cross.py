@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.encoders.base import Capability, EncodeOptions
+from gateway.encoders.pairs import PreparedPairs
 from gateway.encoders.text import TokenGraphEncoder, TokenizedText
 from gateway.errors import ModelLoadError
-from gateway.registry import CrossEncoderSpec
 from gateway.runtime import GraphInfo, Runtime
+from gateway.scoring import ScoreScale, relevance_from_logits
+from gateway.specs import CrossEncoderSpec
 
 LOGIT_OUTPUTS = ("logits", "output", "scores")
 
@@ -40,9 +43,10 @@ def pick_logits_output(graph: GraphInfo, configured: str | None, model: str) -> 
     return name
 
 
-class CrossEncoder(TokenGraphEncoder):
-    """A sequence-pair classifier described by a CrossEncoderSpec."""
+class CrossEncoder(TokenGraphEncoder[tuple[str, str], np.ndarray]):
+    """A sequence-pair classifier described by a CrossEncoderSpec: pairs -> [n] float64 logits."""
 
+    capabilities = frozenset({Capability.SCORE_PAIRS})
     spec: CrossEncoderSpec
 
     def __init__(self, spec: CrossEncoderSpec, paths: dict[str, Path], runtime: Runtime) -> None:
@@ -50,12 +54,17 @@ class CrossEncoder(TokenGraphEncoder):
         self.output_name = pick_logits_output(self.graph, spec.output, spec.name)
 
     def tokenize_pairs(self, query: str, documents: Sequence[str]) -> list[TokenizedText]:
-        """One item per document, paired with the query (off the event loop); each item says
-        if the pair was cut to max_tokens."""
-        encodings = self.tokenizer.encode_batch([(query, document) for document in documents])
+        """One item per document, paired with the query; each item says if the pair was cut
+        to max_tokens."""
+        return self.prepare([(query, document) for document in documents], EncodeOptions())
+
+    def prepare(
+        self, inputs: Sequence[tuple[str, str]], options: EncodeOptions
+    ) -> list[TokenizedText]:
+        encodings = self.tokenizer.encode_batch(list(inputs))
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
-    def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
+    def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
         """One [1] float32 array (the logit) per pair."""
         logits = self.forward(items)
         if logits.ndim != 2 or logits.shape[1] != 1:
@@ -63,3 +72,25 @@ class CrossEncoder(TokenGraphEncoder):
                 f"model {self.spec.name}: logits are {logits.shape}, expected [batch, 1]"
             )
         return [np.asarray(row, dtype=np.float32) for row in logits]
+
+    def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> np.ndarray:
+        """The logits, [n] float64."""
+        if not raw:
+            return np.zeros(0, dtype=np.float64)
+        return np.concatenate(raw).astype(np.float64)
+
+    def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[TokenizedText]:
+        items = self.tokenize_pairs(query, documents)
+        return PreparedPairs(
+            items=items,
+            query_truncated=False,  # longest-first: the query is cut only with its document
+            documents_truncated=[i for i, item in enumerate(items) if item.truncated],
+            tokens=sum(item.length for item in items),
+            limit=f"{self.spec.max_tokens} tokens with the query",
+        )
+
+    def score_pairs(
+        self, raw: Sequence[np.ndarray], scale: ScoreScale
+    ) -> tuple[np.ndarray, np.ndarray]:
+        logits = self.finish(raw, EncodeOptions())
+        return logits, relevance_from_logits(logits, scale)

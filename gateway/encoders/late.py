@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from gateway.encoders.base import Encoder
+from gateway.encoders.base import Capability, EncodeOptions, Encoder
+from gateway.encoders.pairs import PreparedPairs
 from gateway.encoders.projection import Projection, load_projection
 from gateway.encoders.text import TOKEN_ROLES, map_graph_inputs
 from gateway.encoders.tokenization import load_tokenizer
 from gateway.errors import InvalidRequest, ModelLoadError
-from gateway.registry import LateModelSpec
 from gateway.runtime import GraphInfo, Runtime
+from gateway.scoring import ScoreScale, maxsim, relevance_from_maxsim
+from gateway.specs import LateModelSpec
 
 # Output names, in order of preference: next-plaid/PyLate exports name the projected,
 # normalized token vectors "output"; plain transformer exports emit hidden states.
@@ -51,6 +53,11 @@ class LateTokens:
     def length(self) -> int:
         """What the item costs in a padded batch: every position runs through the model."""
         return len(self.ids)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens read from the text (usage): [MASK] expansion is not counted."""
+        return self.text_tokens
 
     @property
     def vectors(self) -> int:
@@ -83,8 +90,11 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, NORM_EPS)
 
 
-class LateInteractionEncoder(Encoder):
+class LateInteractionEncoder(Encoder[str, LateTokens, list[np.ndarray]]):
     """A ColBERT model described by a LateModelSpec: texts -> [tokens, dim] float32 matrices."""
+
+    capabilities = frozenset({Capability.MULTIVECTOR, Capability.SCORE_PAIRS})
+    spec: LateModelSpec
 
     def __init__(self, spec: LateModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
         self.spec = spec
@@ -212,9 +222,17 @@ class LateInteractionEncoder(Encoder):
             keep = ~np.isin(ids, self.skiplist_ids)
         return LateTokens(ids, attention, keep, is_query, truncated, text_tokens)
 
+    def token_limit(self, options: EncodeOptions) -> int:
+        task = options.task or self.spec.default_task
+        return self.spec.query_length if task == "query" else self.spec.document_length
+
+    def prepare(self, inputs: Sequence[str], options: EncodeOptions) -> list[LateTokens]:
+        return self.tokenize(inputs, task=options.task)
+
     # -- inference (the inference thread) -----------------------------------------------------
 
-    def run(self, items: Sequence[LateTokens]) -> list[np.ndarray]:  # type: ignore[override]
+    def run(self, items: Sequence[LateTokens]) -> list[np.ndarray]:
+        """Per item: the graph's rows it keeps (padding, skiplist dropped), not yet projected."""
         longest = max(item.length for item in items)
         # Padding is [MASK] with attention 0, as PyLate pads (pad_token = mask_token).
         ids = np.full((len(items), longest), self.mask_id, dtype=np.int64)
@@ -230,10 +248,19 @@ class LateInteractionEncoder(Encoder):
         }
         feed = {name: arrays[role] for role, name in self.input_names.items()}
         (output,) = self.session.run([self.output_name], feed)
-        # Gather the kept rows of every item, then project and normalize them in one go.
-        rows = np.concatenate(
-            [output[row, : item.length][item.keep] for row, item in enumerate(items)]
-        ).astype(np.float32, copy=False)
+        return [
+            np.asarray(output[row, : item.length][item.keep], dtype=np.float32)
+            for row, item in enumerate(items)
+        ]
+
+    # -- finishing (any thread) -----------------------------------------------------------------
+
+    def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> list[np.ndarray]:
+        """Project (when the graph does not) and L2-normalize every row: one matrix per item."""
+        if not raw:
+            return []
+        # All rows of all items in one go, then split back.
+        rows = np.concatenate(list(raw)).astype(np.float32, copy=False)
         if self.projection is not None:
             rows = self.projection(rows)
         if rows.shape[-1] != self.spec.dim:
@@ -242,5 +269,27 @@ class LateInteractionEncoder(Encoder):
                 f"but dim is {self.spec.dim}"
             )
         rows = normalize_rows(rows).astype(np.float32, copy=False)
-        splits = np.cumsum([item.vectors for item in items])[:-1]
+        splits = np.cumsum([len(part) for part in raw])[:-1]
         return [np.ascontiguousarray(part) for part in np.split(rows, splits)]
+
+    # -- ranking by MaxSim --------------------------------------------------------------------
+
+    def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[LateTokens]:
+        (query_item,) = self.tokenize([query], task="query")
+        document_items = self.tokenize(documents, task="document")
+        return PreparedPairs(
+            # One submit: the Batcher length-sorts the query among the documents.
+            items=[query_item, *document_items],
+            query_truncated=query_item.truncated,
+            documents_truncated=[i for i, item in enumerate(document_items) if item.truncated],
+            tokens=query_item.text_tokens + sum(item.text_tokens for item in document_items),
+            limit=f"{self.spec.document_length} tokens",
+        )
+
+    def score_pairs(
+        self, raw: Sequence[np.ndarray], scale: ScoreScale
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """MaxSim; relevance is (MaxSim / query vectors + 1) / 2, in [0, 1] (gateway.scoring)."""
+        query, *documents = self.finish(raw, EncodeOptions())
+        scores = maxsim(query, documents)
+        return scores, relevance_from_maxsim(scores, len(query), scale)

@@ -1,4 +1,6 @@
-"""Sentence embedders: tokenize -> ONNX -> pool -> (layer_norm) -> Matryoshka slice -> L2."""
+"""Sentence embedders: prepare (prefix, tokenize) -> run (ONNX) -> finish (pool, layer_norm,
+Matryoshka slice, L2). Also the token-graph plumbing the cross-encoder shares, and ranking by
+cosine, which lets any text embedder rerank."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from gateway.encoders.base import Encoder
+from gateway.encoders.base import Capability, EncodeOptions, Encoder, InputT, OutT
 from gateway.encoders.context import TokenizerLengths
+from gateway.encoders.pairs import PreparedPairs, ScoreScale
 from gateway.encoders.tokenization import load_tokenizer, pad_id
 from gateway.errors import ModelLoadError, UnsupportedInput
-from gateway.registry import CrossEncoderSpec, TextModelSpec
 from gateway.runtime import GraphInfo, Runtime
+from gateway.scoring import cosine_scores, relevance_from_cosine
+from gateway.specs import CrossEncoderSpec, TextModelSpec
 
 TOKEN_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 HIDDEN_STATE_OUTPUTS = ("last_hidden_state", "token_embeddings")
@@ -29,6 +33,10 @@ class TokenizedText:
 
     @property
     def length(self) -> int:
+        return len(self.ids)
+
+    @property
+    def tokens(self) -> int:
         return len(self.ids)
 
     @classmethod
@@ -115,7 +123,7 @@ def postprocess(
     return np.ascontiguousarray(x)
 
 
-class TokenGraphEncoder(Encoder):
+class TokenGraphEncoder(Encoder[InputT, TokenizedText, OutT]):
     """What every encoder of token ids shares: tokenizer, graph inputs, padded runs."""
 
     output_name: str
@@ -137,12 +145,13 @@ class TokenGraphEncoder(Encoder):
         arrays = pad_batch(items, self.pad_id)
         feed = {name: arrays[role] for role, name in self.input_names.items()}
         (output,) = self.session.run([self.output_name], feed)
-        return output
+        return np.asarray(output)
 
 
-class TextEncoder(TokenGraphEncoder):
-    """A BERT-family sentence embedder described by a TextModelSpec."""
+class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
+    """A BERT-family sentence embedder described by a TextModelSpec: texts -> [n, width]."""
 
+    capabilities = frozenset({Capability.EMBED_TEXT})
     spec: TextModelSpec
 
     def __init__(self, spec: TextModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
@@ -154,20 +163,21 @@ class TextEncoder(TokenGraphEncoder):
         task = task or self.spec.default_task
         return self.spec.prefixes.get(task, "") if task else ""
 
-    def tokenize(
-        self, texts: Sequence[str], *, task: str | None, limit: int | None = None
-    ) -> list[TokenizedText]:
-        """Tokenize with the task prefix, cut at `limit` tokens (default max_tokens); each item
+    def token_limit(self, options: EncodeOptions) -> int:
+        return options.limit or self.spec.max_tokens
+
+    def prepare(self, inputs: Sequence[str], options: EncodeOptions) -> list[TokenizedText]:
+        """Tokenize with the task prefix, cut at options.limit (default max_tokens); each item
         says if it was cut."""
-        prefix = self.prefix(task)
-        same = limit is None or limit == self.spec.max_tokens
-        tokenizer = self.tokenizer if same else self.lengths.at(limit)
-        encodings = tokenizer.encode_batch([prefix + text for text in texts])
+        prefix = self.prefix(options.task)
+        limit = self.token_limit(options)
+        tokenizer = self.tokenizer if limit == self.spec.max_tokens else self.lengths.at(limit)
+        encodings = tokenizer.encode_batch([prefix + text for text in inputs])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
-    def count_tokens(self, text: str, *, task: str | None) -> int:
+    def count_tokens(self, text: str, options: EncodeOptions) -> int:
         """The uncut length of `text` with its prefix, special tokens included."""
-        return self.lengths.count(self.prefix(task) + text)
+        return self.lengths.count(self.prefix(options.task) + text)
 
     def token_states(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
         """The graph's per-token hidden states, [tokens, hidden] per item (TEI's /embed_all)."""
@@ -176,15 +186,63 @@ class TextEncoder(TokenGraphEncoder):
                 f"model '{self.spec.name}' gives pooled vectors only; it has no token states",
                 param="model",
             )
-        output = self.forward(items)
-        return [np.array(output[row, : item.length]) for row, item in enumerate(items)]
+        return [np.array(rows) for rows in self.run(items)]
 
-    def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:  # type: ignore[override]
+    def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
+        """Per item: its rows of hidden states (padding dropped), or the graph's pooled row."""
         output = self.forward(items)
         if self.output_is_pooled:
             return list(output)
-        if self.spec.pooling == "cls":
-            return [output[row, 0] for row in range(len(items))]
-        # Mean over each row's real tokens. Slicing (rather than masking the padded row) gives
-        # the same reduction as the unbatched text, so batching cannot change the result.
-        return [output[row, : item.length].mean(axis=0) for row, item in enumerate(items)]
+        return [output[row, : item.length] for row, item in enumerate(items)]
+
+    def pool(self, raw: Sequence[np.ndarray]) -> np.ndarray:
+        """One pooled vector per item, [n, hidden] float32 (what the embedding cache holds).
+
+        Mean over each item's own rows: the same reduction whatever it was batched with.
+        """
+        if not raw:
+            return np.zeros((0, self.spec.dim), dtype=np.float32)
+        if self.output_is_pooled:
+            rows = list(raw)
+        elif self.spec.pooling == "cls":
+            rows = [hidden[0] for hidden in raw]
+        else:
+            rows = [hidden.mean(axis=0) for hidden in raw]
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def finish_pooled(self, pooled: np.ndarray, options: EncodeOptions) -> np.ndarray:
+        """layer_norm, Matryoshka slice, L2 (unless the request or the registry turns it off)."""
+        return postprocess(
+            pooled,
+            layer_norm=self.spec.layer_norm,
+            dimensions=options.dimensions or self.spec.dim,
+            normalize=options.normalize and self.spec.normalize,
+        )
+
+    def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> np.ndarray:
+        return self.finish_pooled(self.pool(raw), options)
+
+    # -- ranking by cosine (any embedder can rerank) ---------------------------------------------
+
+    def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[TokenizedText]:
+        tasks = self.spec.tasks
+        query_items = self.prepare([query], EncodeOptions("query" if "query" in tasks else None))
+        document_items = self.prepare(
+            documents, EncodeOptions("document" if "document" in tasks else None)
+        )
+        items = [*query_items, *document_items]
+        return PreparedPairs(
+            items=items,
+            query_truncated=query_items[0].truncated,
+            documents_truncated=[i for i, item in enumerate(document_items) if item.truncated],
+            tokens=sum(item.length for item in items),
+            limit=f"{self.spec.max_tokens} tokens",
+        )
+
+    def score_pairs(
+        self, raw: Sequence[np.ndarray], scale: ScoreScale
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine of the query against each document (raw), and (cosine + 1) / 2 in [0, 1]."""
+        vectors = self.finish(raw, EncodeOptions())
+        cosine = cosine_scores(vectors[0], vectors[1:])
+        return cosine, relevance_from_cosine(cosine, scale)

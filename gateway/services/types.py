@@ -1,4 +1,4 @@
-"""The one request and result types that flow between the API layer and the service."""
+"""The request and result types that flow between the API layer and the inference services."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.inputs import EmbedInput
-from gateway.registry import AnySpec
+from gateway.specs import AnySpec
 
 
 @dataclass(frozen=True)
 class EmbedRequest:
-    model: str
+    model: str | None  # None or empty: the default model of the route
     inputs: Sequence[EmbedInput]
     task: str | None = None
     # Checked against the model (1..native width); a float is refused with the range.
@@ -54,7 +54,7 @@ class EmbedResult:
 
 @dataclass(frozen=True)
 class RerankRequest:
-    model: str
+    model: str | None  # None or empty: the default model of the route
     query: str
     documents: Sequence[str]
     top_n: int | None = None

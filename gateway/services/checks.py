@@ -8,11 +8,11 @@ import numpy as np
 
 from gateway.errors import InputTooLong, InvalidRequest
 from gateway.inputs import ImageInput, TextInput
-from gateway.registry import AnySpec, ImageModelSpec, TextModelSpec
 from gateway.settings import Settings
+from gateway.specs import ModelSpec
 
 
-def check_task(spec: AnySpec, task: str | None) -> str | None:
+def check_task(spec: ModelSpec, task: str | None) -> str | None:
     if task is None or not spec.tasks or task in spec.tasks:
         return task
     raise InvalidRequest(
@@ -21,21 +21,23 @@ def check_task(spec: AnySpec, task: str | None) -> str | None:
     )
 
 
-def check_dimensions(
-    spec: TextModelSpec | ImageModelSpec, dimensions: object, param: str = "dimensions"
-) -> int:
-    """Any Matryoshka width from 1 to the native one (the vector is cut and re-normalized);
-    the registry's `dimensions` are only the advertised widths."""
+def check_dimensions(spec: ModelSpec, dimensions: object, param: str = "dimensions") -> int:
+    """The width to answer with: any Matryoshka width from 1 to the native one (the vector is
+    cut and re-normalized), else the native one; the registry's widths are only advertised."""
+    advertised = spec.output_widths
+    if not advertised:
+        raise InvalidRequest(f"model '{spec.name}' gives no single vectors", param="model")
+    native = advertised[0]
     if dimensions is None:
-        return spec.dim
+        return native
     if (
         isinstance(dimensions, bool)
         or not isinstance(dimensions, int)
-        or not 1 <= dimensions <= spec.dim
+        or not 1 <= dimensions <= native
     ):
         raise InvalidRequest(
-            f"{param} must be an integer from 1 to {spec.dim} for model '{spec.name}', "
-            f"not {dimensions!r} (advertised widths: {spec.advertised_dimensions})",
+            f"{param} must be an integer from 1 to {native} for model '{spec.name}', "
+            f"not {dimensions!r} (advertised widths: {advertised})",
             param=param,
         )
     return dimensions
@@ -73,11 +75,14 @@ def check_inputs(
             )
 
 
-def context_limit(spec: TextModelSpec, truncate: bool, num_ctx: int | None) -> int:
+def context_limit(spec: ModelSpec, truncate: bool, num_ctx: int | None) -> int | None:
     """The tokens an input may use. Truncating: cut at min(num_ctx, max_tokens). Not truncating:
     accepted up to min(num_ctx, max_positions), refused beyond, as Ollama accepts a model's full
-    context (its all-minilm takes 512 positions) while cutting at the trained length."""
-    ceiling = spec.max_tokens if truncate else spec.position_limit
+    context (its all-minilm takes 512 positions) while cutting at the trained length. None: the
+    model's own cut."""
+    ceiling = spec.context_length if truncate else spec.position_limit
+    if ceiling is None:
+        return None
     return ceiling if num_ctx is None else min(num_ctx, ceiling)
 
 

@@ -1,0 +1,21 @@
+"""Dependency providers: how a Router hands its handlers the services they need."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from litestar.di import Provide
+
+T = TypeVar("T")
+
+
+def provide(value: T) -> Provide:
+    """A provider of one object, built once with the app.
+
+    A closure rather than `state: State`: asking for State makes Litestar copy it per request.
+    """
+
+    def get() -> T:
+        return value
+
+    return Provide(get, sync_to_thread=False, use_cache=True)

@@ -1,0 +1,112 @@
+"""Wire types of the rerank routes: Cohere v1/v2 and Jina, Infinity, TEI, the n8n Ollama node."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+Document = str | dict[str, Any]
+
+
+class CohereBody(msgspec.Struct):
+    query: str
+    documents: list[Document]
+    model: str | None = None
+    top_n: int | None = None
+    return_documents: bool = False
+    rank_fields: list[str] | None = None
+    max_chunks_per_doc: int | None = None
+    max_tokens_per_doc: int | None = None
+    raw_scores: bool = False
+    truncate: bool = True
+
+
+class OllamaRerankBody(msgspec.Struct):
+    model: str
+    query: str
+    documents: list[str]
+    top_k: int | None = None
+    top_n: int | None = None
+    keep_alive: float | str | None = None
+
+
+class InfinityBody(msgspec.Struct):
+    query: str
+    documents: list[Document] | None = None
+    texts: list[str] | None = None  # TEI
+    model: str | None = None
+    top_n: int | None = None
+    return_documents: bool = False
+    return_text: bool = False  # TEI
+    raw_scores: bool = False
+    truncate: bool = True
+
+
+class RerankUsage(msgspec.Struct):
+    total_tokens: int
+    prompt_tokens: int
+
+
+class CohereResult(msgspec.Struct):
+    index: int
+    relevance_score: float
+    # With return_documents: {"text": ...} for a string, else the object that was sent.
+    document: dict[str, Any] | UnsetType = UNSET
+
+
+class ApiVersion(msgspec.Struct):
+    version: str
+
+
+class BilledUnits(msgspec.Struct):
+    search_units: int
+    input_tokens: int
+
+
+class CohereMeta(msgspec.Struct):
+    api_version: ApiVersion
+    billed_units: BilledUnits
+
+
+class CohereResponse(msgspec.Struct):
+    """Cohere's shape (id, results, meta) with Jina's model and usage."""
+
+    id: str
+    results: list[CohereResult]
+    model: str
+    usage: RerankUsage
+    meta: CohereMeta
+
+
+class InfinityResult(msgspec.Struct):
+    index: int
+    relevance_score: float
+    document: str | UnsetType = UNSET  # with return_documents
+
+
+class InfinityResponse(msgspec.Struct):
+    object: Literal["rerank"]
+    id: str
+    created: int
+    model: str
+    usage: RerankUsage
+    results: list[InfinityResult]
+
+
+class TeiResult(msgspec.Struct):
+    index: int
+    score: float
+    text: str | UnsetType = UNSET  # with return_text
+
+
+class OllamaRerankResult(msgspec.Struct):
+    index: int
+    document: str
+    relevance_score: float
+
+
+class OllamaRerankResponse(msgspec.Struct):
+    model: str
+    results: list[OllamaRerankResult]

@@ -1,0 +1,138 @@
+"""A loaded model (encoder, batcher, lifecycle state) and how one is built and measured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from gateway.batching import Batcher, measure_run_overhead
+from gateway.budget import Resident
+from gateway.encoders import AnyEncoder, build_encoder
+from gateway.memory import Nvml, process_anonymous
+from gateway.runtime import Runtime
+from gateway.settings import Settings
+from gateway.sources import ModelStore
+from gateway.specs import AnySpec
+
+log = logging.getLogger("gateway.manager")
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    spec: AnySpec
+    encoder: AnyEncoder
+    batcher: Batcher
+    device: str
+    load_seconds: float
+    load_bytes: int  # measured at load: host RSS delta on CPU, device memory delta on GPU
+    keep_alive: float
+    digest: str  # sha256 of the model file: identifies the weights in cache keys
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    in_flight: int = 0
+    expires_at: float | None = None
+    expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def memory_bytes(self) -> int:
+        """Load footprint plus what the runtime's arena grew by while serving."""
+        return self.load_bytes + self.batcher.stats.grown_bytes
+
+    @property
+    def busy(self) -> bool:
+        return self.in_flight > 0
+
+    def resident(self, waiting: int = 0) -> Resident:
+        return Resident(
+            name=self.spec.name,
+            bytes=self.memory_bytes,
+            last_used=self.last_used,
+            device=self.device,
+            pinned=self.spec.pinned,
+            in_flight=self.in_flight,
+            waiting=waiting,
+            expires_at=self.expires_at,
+        )
+
+    def cancel_expiry(self) -> None:
+        self.expires_at = None
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+
+
+def build_measured(
+    spec: AnySpec, store: ModelStore, runtime: Runtime, nvml: Nvml, device: str
+) -> tuple[AnyEncoder, int, float]:
+    """On the device thread: build the encoder, time its runs (which also warms the runtime's
+    arena) and measure the memory all that took. Returns (encoder, bytes, run overhead)."""
+    gpu_before = nvml.memory() if device == "cuda" else None
+    rss_before = process_anonymous()
+    encoder = build_encoder(spec, store.paths(spec), runtime)
+    overhead = measure_run_overhead(encoder)
+    footprint = max(process_anonymous() - rss_before, 0)
+    if gpu_before is not None and (gpu_after := nvml.memory()) is not None:
+        mine_before = gpu_before.used_by_this_process
+        mine_after = gpu_after.used_by_this_process
+        if mine_before is not None and mine_after is not None:
+            footprint = max(mine_after - mine_before, 0)
+        else:
+            footprint = max(gpu_after.used - gpu_before.used, 0)
+    return encoder, footprint, overhead
+
+
+async def load_model(
+    spec: AnySpec,
+    store: ModelStore,
+    runtime: Runtime,
+    nvml: Nvml,
+    executor: Executor,
+    settings: Settings,
+    *,
+    keep_alive: float,
+) -> LoadedModel:
+    """Build `spec`'s encoder on the device's worker, measured, with a Batcher around it."""
+    loop = asyncio.get_running_loop()
+    device = "cuda" if runtime.wants_cuda else "cpu"
+    started = time.perf_counter()
+    encoder, footprint, overhead = await loop.run_in_executor(
+        executor, build_measured, spec, store, runtime, nvml, device
+    )
+    # Hashing a large file can take a second; never on the event loop.
+    digest = await asyncio.to_thread(store.digest, spec)
+    batcher = Batcher(
+        encoder,
+        executor,
+        max_batch_size=spec.max_batch_size or settings.max_batch_size,
+        max_batch_tokens=spec.max_batch_tokens or settings.max_batch_tokens,
+        max_queue=settings.max_queue,
+        measure_growth=device == "cpu",
+        overhead_tokens=overhead,
+    )
+    model = LoadedModel(
+        spec=spec,
+        encoder=encoder,
+        batcher=batcher,
+        device=device,
+        load_seconds=time.perf_counter() - started,
+        load_bytes=footprint,
+        keep_alive=keep_alive,
+        digest=digest,
+    )
+    if not encoder.batch_invariant:
+        log.warning(
+            "%s quantizes activations dynamically: its inputs run one at a time so a "
+            "vector never depends on what it is batched with",
+            spec.name,
+        )
+    log.info(
+        "loaded %s on %s in %.2fs (%.0f MiB)",
+        spec.name,
+        device,
+        model.load_seconds,
+        footprint / 2**20,
+    )
+    return model

@@ -1,0 +1,156 @@
+"""One model's share of an embedding request: prepare -> Batcher (run) -> finish.
+
+`Pipelines.texts` embeds some of a request's inputs with a text embedder, serving repeated
+inputs from the embedding cache of pooled vectors (pooled before post-processing, so one entry
+serves every width and normalization). `Pipelines.images` fetches, decodes and prepares images,
+then embeds them. Both hold the model through the manager only while it runs, and finish off
+the event loop when the arrays are large.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from gateway.cache import CachedEmbedding, EmbeddingCache
+from gateway.encoders import EncodeOptions
+from gateway.encoders.views import TextEmbedder, image_embedder, text_embedder
+from gateway.manager import LoadedModel, ModelManager
+from gateway.media import FetchPolicy, ImagePolicy, read_images
+from gateway.services.checks import check_finite, too_long
+from gateway.services.types import EmbedRequest
+from gateway.specs import ModelSpec
+
+T = TypeVar("T")
+
+# Below this many characters in a request, tokenizing on the event loop beats a thread hop.
+INLINE_TOKENIZE_CHARS = 2048
+# Below this many raw floats, finishing (pooling, projection) on the event loop beats a hop.
+INLINE_FINISH_ELEMENTS = 1 << 18
+
+
+@dataclass
+class Part:
+    """The vectors of some of a request's inputs, and where they go."""
+
+    indices: list[int]
+    vectors: np.ndarray
+    tokens: list[int]
+    truncated: list[int]
+    load_seconds: float
+
+
+async def finish_off_loop(
+    finish: Callable[[Sequence[np.ndarray], EncodeOptions], T],
+    raw: Sequence[np.ndarray],
+    options: EncodeOptions,
+) -> T:
+    """Finish in a worker thread when the raw arrays are large (ColBERT projections, long
+    hidden states); small ones finish here, cheaper than the hop (~300 us)."""
+    if sum(a.size for a in raw) <= INLINE_FINISH_ELEMENTS:
+        return finish(raw, options)
+    return await asyncio.to_thread(finish, raw, options)
+
+
+async def prepare_off_loop_if_large(
+    prepare: Callable[[Sequence[str], EncodeOptions], T], texts: list[str], options: EncodeOptions
+) -> T:
+    """Tokenize in a worker thread, unless the texts are so short that the thread hop would
+    cost more than the work (a short query tokenizes in ~30 us; a hop costs ~300 us)."""
+    if sum(map(len, texts)) <= INLINE_TOKENIZE_CHARS:
+        return prepare(texts, options)
+    return await asyncio.to_thread(prepare, texts, options)
+
+
+class Pipelines:
+    def __init__(
+        self,
+        models: ModelManager,
+        cache: EmbeddingCache,
+        fetch_policy: FetchPolicy,
+        image_policy: ImagePolicy,
+    ) -> None:
+        self.models = models
+        self.cache = cache
+        self.fetch_policy = fetch_policy
+        self.image_policy = image_policy
+
+    async def texts(
+        self,
+        spec: ModelSpec,
+        inputs: list[Any],
+        indices: list[int],
+        options: EncodeOptions,
+        request: EmbedRequest,
+    ) -> Part:
+        texts = [inputs[i].text for i in indices]
+        async with self.models.use(spec, request.keep_alive) as (model, load_seconds):
+            embedder = text_embedder(model.encoder)
+            entries = await self._pooled(model, embedder, texts, options) if texts else []
+            over = [k for k, entry in enumerate(entries) if entry.truncated]
+            if over and not request.truncate:
+                count = await asyncio.to_thread(embedder.count_tokens, texts[over[0]], options)
+                where = request.item(indices[over[0]])
+                raise too_long(where, embedder.token_limit(options), count, request.input_param)
+        cut = [indices[k] for k in over]
+        width = spec.vector_width or 0
+        pooled = np.stack([e.vector for e in entries]) if entries else np.zeros((0, width))
+        vectors = embedder.finish_pooled(pooled, options)
+        check_finite(vectors)
+        return Part(indices, vectors, [e.tokens for e in entries], cut, load_seconds)
+
+    async def _pooled(
+        self, model: LoadedModel, embedder: TextEmbedder, texts: list[str], options: EncodeOptions
+    ) -> list[CachedEmbedding]:
+        """Pooled vectors of `texts`: from the cache where present (it holds vectors cut at the
+        model's own max_tokens only), the rest run as one job."""
+        if self.cache.enabled and options.limit in (None, embedder.token_limit(EncodeOptions())):
+            prefix = embedder.prefix(options.task)
+            keys = [self.cache.key(model.digest, prefix, text) for text in texts]
+            found = self.cache.get_many(model.spec.name, keys)
+        else:  # no hashing on the hot path for a cache that is off
+            keys, found = [], [None] * len(texts)
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        if missing:
+            items = await prepare_off_loop_if_large(
+                embedder.prepare, [texts[i] for i in missing], options
+            )
+            raw = await model.batcher.submit(items)
+            pooled = await finish_off_loop(lambda r, _: embedder.pool(r), raw, options)
+            fresh = [
+                CachedEmbedding(np.array(vector, dtype=np.float32), item.tokens, item.truncated)
+                for item, vector in zip(items, pooled, strict=True)
+            ]
+            if keys:
+                self.cache.put_many([keys[i] for i in missing], fresh)
+            for index, entry in zip(missing, fresh, strict=True):
+                found[index] = entry
+        return [entry for entry in found if entry is not None]
+
+    async def images(
+        self,
+        spec: ModelSpec,
+        inputs: list[Any],
+        indices: list[int],
+        options: EncodeOptions,
+        request: EmbedRequest,
+    ) -> Part:
+        references = [inputs[i].reference for i in indices]
+        async with self.models.use(spec, request.keep_alive) as (model, load_seconds):
+            embedder = image_embedder(model.encoder)
+            items = await read_images(
+                references,
+                fetch=self.fetch_policy,
+                image=self.image_policy,
+                convert=embedder.prepare_image,
+                param=request.input_param,
+                indices=indices if request.input_listed else None,
+            )
+            raw = await model.batcher.submit(items)
+        vectors = await finish_off_loop(embedder.finish, raw, options)
+        check_finite(vectors)
+        return Part(indices, vectors, [0] * len(indices), [], load_seconds)

@@ -1,0 +1,107 @@
+"""The OpenAPI document: /openapi.json and /docs answer, and every response of every route has a
+typed schema (a schema-driven fuzzer checks responses against it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.server import GatewayServer
+
+METHODS = {"get", "post", "put", "delete", "patch", "head"}
+
+
+@pytest.fixture(scope="module")
+def document(server: GatewayServer) -> dict[str, Any]:
+    with server.client() as client:
+        response = client.get("/openapi.json")
+        assert response.status_code == 200, response.text
+        same = client.get("/docs/openapi.json")
+        assert same.status_code == 200
+        assert same.json() == response.json()
+        return response.json()
+
+
+def resolve(schema: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/components/schemas/")
+        schema = document["components"]["schemas"][name]
+    return schema
+
+
+def untyped(schema: dict[str, Any], document: dict[str, Any], path: str) -> list[str]:
+    """Places in `schema` that say nothing about their content: {}, or an object without
+    properties (a dict[str, Any] response)."""
+    schema = resolve(schema, document)
+    if not schema:
+        return [f"{path}: empty schema"]
+    problems = []
+    for key in ("oneOf", "anyOf", "allOf"):
+        for index, option in enumerate(schema.get(key, [])):
+            problems += untyped(option, document, f"{path}.{key}[{index}]")
+    if schema.get("type") == "array":
+        problems += untyped(schema.get("items", {}), document, f"{path}[]")
+    if schema.get("type") == "object" and not schema.get("properties"):
+        problems.append(f"{path}: an object with no properties")
+    return problems
+
+
+def test_docs_page_renders(server: GatewayServer) -> None:
+    with server.client() as client:
+        response = client.get("/docs")
+    assert response.status_code == 200
+    assert "swagger" in response.text.lower()
+
+
+def test_every_operation_has_a_typed_success_response(document: dict[str, Any]) -> None:
+    operations = [
+        (method, path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+    # Every wire family is described: Ollama, OpenAI, rerank, native, admin.
+    paths = {path for _, path, _ in operations}
+    for expected in (
+        "/api/embed",
+        "/api/ps",
+        "/api/show",
+        "/api/pull",
+        "/v1/embeddings",
+        "/v1/rerank",
+        "/rerank",
+        "/api/rerank",
+        "/img/stats",
+        "/info",
+        "/health",
+        "/admin/models",
+    ):
+        assert expected in paths, f"{expected} is not in the document"
+    problems = []
+    for method, path, operation in operations:
+        where = f"{method.upper()} {path}"
+        successes = {code: r for code, r in operation["responses"].items() if code[0] == "2"}
+        if not successes:
+            problems.append(f"{where}: no success response")
+        for code, response in successes.items():
+            content = response.get("content")
+            if path == "/api/delete":  # Ollama answers an empty body
+                continue
+            if not content:
+                problems.append(f"{where} {code}: no content schema")
+                continue
+            for media, body in content.items():
+                problems += untyped(body.get("schema", {}), document, f"{where} {code} {media}")
+    assert problems == []
+
+
+def test_the_embeddings_response_describes_vectors_and_matrices(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/v1/embeddings"]["post"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    response = resolve(schema, document)
+    item = resolve(response["properties"]["data"]["items"], document)
+    assert {"index", "embedding", "object", "shape"} <= set(item["properties"])
+    assert set(item["required"]) == {"index", "embedding", "object"}
+    rendered = str(item["properties"]["embedding"])
+    assert "'number'" in rendered and "'string'" in rendered and "'array'" in rendered
