@@ -17,7 +17,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from gateway.encoders import Capability, EncodeOptions, capabilities_of
-from gateway.encoders.text import TextEncoder
+from gateway.encoders.views import text_embedder
 from gateway.errors import InvalidRequest, ModelNotFound, UnsupportedInput
 from gateway.inputs import TextInput
 from gateway.manager import ModelManager
@@ -27,7 +27,7 @@ from gateway.services.embedding import EmbeddingService
 from gateway.services.types import EmbedRequest
 from gateway.settings import Settings
 from gateway.sources import ModelStore
-from gateway.specs import ModelSpec
+from gateway.specs import AnySpec, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class TokenService:
         self._tokenizers: dict[Path, Tokenizer] = {}
         self._lock = threading.Lock()
 
-    def _spec(self, model: str | None) -> ModelSpec:
+    def _spec(self, model: str | None) -> AnySpec:
         return self.embedding.resolve(model or self.registry.default_model).spec
 
     def _tokenizer(self, spec: ModelSpec) -> Tokenizer:
@@ -121,9 +121,7 @@ class TokenService:
         check_inputs(inputs, self.settings, request.input_param, listed=request.input_listed)
         options = EncodeOptions(task=check_task(spec, request.task))
         async with self.models.use(spec, request.keep_alive) as (model, _):
-            encoder = model.encoder
-            if not isinstance(encoder, TextEncoder):
-                raise UnsupportedInput(f"model '{spec.name}' has no token states", param="model")
+            encoder = text_embedder(model.encoder)
             items = await asyncio.to_thread(encoder.prepare, texts, options)
             cut = [i for i, item in enumerate(items) if item.truncated]
             if cut and not request.truncate:
