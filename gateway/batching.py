@@ -185,7 +185,7 @@ class Batcher:
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain(), name=f"batcher:{self.encoder.spec.name}")
         # A cancelled wait (client gone) marks the job done; its queued items are then skipped.
-        return await job.future  # type: ignore[return-value]
+        return await job.future
 
     async def close(self) -> None:
         if self._task is not None:

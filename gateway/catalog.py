@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.encoders import Capability, capabilities_of
-from gateway.registry import AnySpec, Registry, tagged_name
+from gateway.registry import Registry, tagged_name
 from gateway.runtime import uses_dynamic_quantization
 from gateway.sources import ModelStore
+from gateway.specs import ModelSpec
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    spec: AnySpec
+    spec: ModelSpec
     present: bool
     size: int
     modified_at: datetime
@@ -47,7 +48,7 @@ class Catalog:
         self.registry = registry
         self.store = store
 
-    def info(self, spec: AnySpec) -> ModelInfo:
+    def info(self, spec: ModelSpec) -> ModelInfo:
         present = self.store.is_present(spec)
         size = self.store.size(spec) if present else 0
         stamp = self.store.modified_at(spec) if present else 0.0
@@ -57,10 +58,10 @@ class Catalog:
         """Models whose files are present, as Ollama lists what has been pulled."""
         return [info for info in map(self.info, self.registry) if info.present]
 
-    def digest(self, spec: AnySpec) -> str:
+    def digest(self, spec: ModelSpec) -> str:
         return self.store.digest(spec) if self.store.is_present(spec) else ""
 
-    def batching(self, spec: AnySpec) -> str:
+    def batching(self, spec: ModelSpec) -> str:
         """How the model's inputs are scheduled; reads the graph, so call it off the loop."""
         if not self.store.is_present(spec):
             return "unknown (not pulled)"
@@ -68,7 +69,7 @@ class Catalog:
             return "one input per run: the graph quantizes activations dynamically"
         return "batched across requests (batch-invariant)"
 
-    def state(self, spec: AnySpec, loaded: bool) -> str:
+    def state(self, spec: ModelSpec, loaded: bool) -> str:
         """loaded, ready (files present), or not pulled."""
         if loaded:
             return "loaded"

@@ -15,14 +15,14 @@ from gateway.memory import Nvml, process_anonymous
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources import ModelStore
-from gateway.specs import AnySpec
+from gateway.specs import ModelSpec
 
 log = logging.getLogger("gateway.manager")
 
 
 @dataclass(eq=False)
 class LoadedModel:
-    spec: AnySpec
+    spec: ModelSpec
     encoder: AnyEncoder
     batcher: Batcher
     device: str
@@ -65,7 +65,7 @@ class LoadedModel:
 
 
 def build_measured(
-    spec: AnySpec, store: ModelStore, runtime: Runtime, nvml: Nvml, device: str
+    spec: ModelSpec, store: ModelStore, runtime: Runtime, nvml: Nvml, device: str
 ) -> tuple[AnyEncoder, int, float]:
     """On the device thread: build the encoder, time its runs (which also warms the runtime's
     arena) and measure the memory all that took. Returns (encoder, bytes, run overhead)."""
@@ -85,7 +85,7 @@ def build_measured(
 
 
 async def load_model(
-    spec: AnySpec,
+    spec: ModelSpec,
     store: ModelStore,
     runtime: Runtime,
     nvml: Nvml,

@@ -1,12 +1,14 @@
-"""ModelManager: the one owner of loaded-model state.
+"""ModelManager: the one owner of loaded-model state; loads, unloads and keep-alive timers.
 
-- Lazy loading: a model loads on first use; N concurrent first requests cause one load.
+- Lazy loading: a model loads on first use; N concurrent first requests cause one load, and a
+  model whose files are missing is pulled first (the shared single-flight Puller) when
+  auto-pull is on.
 - keep_alive as Ollama has it: the last request's value wins, 0 unloads when the request ends,
   inf (negative on the wire) keeps the model forever.
-- A memory budget measured, not guessed: each load's footprint is measured (host RSS delta, or
-  GPU memory through NVML), and before a load the least recently used idle models are evicted
-  until the new one fits. A model with a request in flight is never unloaded; if the busy ones
-  leave no room, the load waits a bounded time and then fails with 503 naming them.
+- A memory budget measured, not guessed: each load's footprint is measured (gateway.loaded) and
+  gateway.budget, on plain data, decides whether a load fits and which idle model to evict. A
+  model with a request in flight is never unloaded; if the busy ones leave no room, the load
+  waits a bounded time and then fails with 503 naming them.
 
 Loads, unloads and inference share the device's one worker thread, so a measured footprint is
 never blurred by another model's run happening at the same moment.
@@ -31,10 +33,11 @@ from gateway.loaded import LoadedModel, load_model
 from gateway.memory import Nvml, host_available, process_rss, release_free_heap, resolve_budget
 from gateway.memory import host_total as host_memory_total
 from gateway.pulling import Puller
-from gateway.registry import AnySpec, Registry
+from gateway.registry import Registry
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources import ModelStore, SourceError
+from gateway.specs import ModelSpec
 
 __all__ = ["LoadedModel", "ModelManager"]
 
@@ -79,7 +82,7 @@ class ModelManager:
     def device(self) -> str:
         return "cuda" if self.runtime.wants_cuda else "cpu"
 
-    def default_keep_alive(self, spec: AnySpec) -> float:
+    def default_keep_alive(self, spec: ModelSpec) -> float:
         per_model = spec.keep_alive_seconds
         return self.settings.keep_alive if per_model is None else per_model
 
@@ -114,11 +117,11 @@ class ModelManager:
             gpu=None if gpu is None else GpuView(gpu.total, gpu.used),
         )
 
-    def _footprint_key(self, spec: AnySpec) -> str:
+    def _footprint_key(self, spec: ModelSpec) -> str:
         # Keyed by the model file, so aliases and entries sharing weights share a measurement.
         return str(self.store.path_of(spec, "model").resolve())
 
-    def estimate(self, spec: AnySpec) -> int:
+    def estimate(self, spec: ModelSpec) -> int:
         """Memory a load of `spec` is expected to take, before it happens."""
         measured = self._measured.get(self._footprint_key(spec))
         file_bytes = self.store.size(spec) if measured is None else 0
@@ -128,7 +131,7 @@ class ModelManager:
 
     @asynccontextmanager
     async def use(
-        self, spec: AnySpec, keep_alive: float | None = None
+        self, spec: ModelSpec, keep_alive: float | None = None
     ) -> AsyncIterator[tuple[LoadedModel, float]]:
         """Hold `spec` loaded for the duration of a request; yields (model, load seconds).
 
@@ -142,7 +145,7 @@ class ModelManager:
         finally:
             await self._release(model)
 
-    async def _acquire(self, spec: AnySpec) -> tuple[LoadedModel, float]:
+    async def _acquire(self, spec: ModelSpec) -> tuple[LoadedModel, float]:
         started = time.perf_counter()
         while (model := self._loaded.get(spec.name)) is None:
             task = self._loading.get(spec.name)
@@ -184,7 +187,7 @@ class ModelManager:
 
     # -- load ----------------------------------------------------------------------------------
 
-    async def _load(self, spec: AnySpec) -> LoadedModel:
+    async def _load(self, spec: ModelSpec) -> LoadedModel:
         missing = self.store.missing(spec)
         if missing and self.settings.auto_pull:
             try:
@@ -219,7 +222,7 @@ class ModelManager:
             await self._enforce_budget(keep=model)
         return model
 
-    async def _make_room(self, spec: AnySpec) -> None:
+    async def _make_room(self, spec: ModelSpec) -> None:
         """Evict idle models until `spec` fits (gateway.budget decides); wait if all are busy."""
         need = self.estimate(spec)
         deadline = time.monotonic() + self.settings.memory_wait
@@ -247,7 +250,7 @@ class ModelManager:
                 return
             await self.unload(victim.name, reason=f"over budget after loading {keep.spec.name}")
 
-    def _no_room(self, spec: AnySpec, need: int) -> Busy:
+    def _no_room(self, spec: ModelSpec, need: int) -> Busy:
         message = budget.no_room_message(spec.name, need, self.residents(), self.budget())
         return Busy(message, retry_after=5)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.sources import ModelStore
 from gateway.specs import ModelSpec
@@ -58,7 +59,7 @@ class Puller:
         def report(status: str, digest: str | None, total: int | None, done: int | None) -> None:
             loop.call_soon_threadsafe(job.emit, status, digest, total, done)
 
-        def finished(work: asyncio.Future[object]) -> None:
+        def finished(work: asyncio.Future[Any]) -> None:
             self._running.pop(spec.name, None)
             error = work.exception()
             if error is not None:

@@ -239,6 +239,7 @@ def parse_entry(name: str, entry: Any, *, where: str = "registry") -> AnySpec:
                 raise RegistryError(f"{where}: model {name!r}: files.{role}: {exc}") from None
         entry = {**entry, "files": {role: msgspec.to_builtins(ref) for role, ref in refs.items()}}
     try:
-        return msgspec.convert({"name": name, **entry}, AnySpec)
+        spec: AnySpec = msgspec.convert({"name": name, **entry}, AnySpec)
+        return spec
     except msgspec.ValidationError as exc:
         raise RegistryError(f"{where}: model {name!r}: {exc}") from None

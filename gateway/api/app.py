@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar
+import msgspec
+from litestar import Litestar, MediaType, Request, get
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -58,6 +60,12 @@ CORS_HEADERS = [
 ]
 
 
+@get("/openapi.json", include_in_schema=False, media_type=MediaType.JSON)
+async def openapi_document(request: Request[Any, Any, Any]) -> bytes:
+    """The OpenAPI document at the usual address too (Litestar serves it under /docs)."""
+    return msgspec.json.encode(request.app.openapi_schema.to_schema())
+
+
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     """Build the app; the gateway's models are released when the app shuts down."""
     gw = gateway or Gateway.build(settings)
@@ -87,6 +95,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             tei_router(services),
             cohere_embed_router(services),
             admin_router(services),
+            openapi_document,
         ],
         guards=[api_key_guard(settings.api_keys)],
         exception_handlers={Exception: render_error},

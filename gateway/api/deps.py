@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from litestar import Request
 from litestar.di import Provide
 
 T = TypeVar("T")
+# What a handler asks for to read its connection (for disconnects); the user, auth and state
+# types are not used.
+AnyRequest = Request[Any, Any, Any]
 
 
 def provide(value: T) -> Provide:

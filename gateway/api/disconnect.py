@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from litestar import Request
 
@@ -29,13 +29,13 @@ class ClientClosedRequest(GatewayError):
     code = "client_closed_request"
 
 
-async def _disconnected(request: Request) -> None:
+async def _disconnected(request: Request[Any, Any, Any]) -> None:
     # The body has been read by now, so the next message is the disconnect.
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+async def unless_disconnected(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
     """Await `work` in the handler's task, cancelling it if the client disconnects first."""
     handler = asyncio.current_task()
     assert handler is not None

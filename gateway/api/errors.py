@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -93,11 +94,11 @@ def _openai_type(status: int) -> str:
     return "invalid_request_error"
 
 
-def openai_error(request: Request, exc: Exception) -> Response:
+def openai_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _render(exc, openai_shape=True)
 
 
-def ollama_error(request: Request, exc: Exception) -> Response:
+def ollama_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _render(exc, openai_shape=False)
 
 
@@ -105,12 +106,12 @@ OPENAI_ERRORS: ExceptionHandlersMap = {Exception: openai_error}
 OLLAMA_ERRORS: ExceptionHandlersMap = {Exception: ollama_error}
 
 
-def render_error(request: Request, exc: Exception) -> Response:
+def render_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """For errors no Router handled (routing itself): the family by path."""
     return _render(exc, openai_shape=request.url.path.startswith(OPENAI_PREFIXES))
 
 
-def _render(exc: Exception, *, openai_shape: bool) -> Response:
+def _render(exc: Exception, *, openai_shape: bool) -> Response[Any]:
     info = describe(exc)
     is_openai = openai_shape
     status = info.status

@@ -14,10 +14,10 @@ from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, Router, get, post
+from litestar import Controller, Response, Router, get, post
 
 from gateway.api.auth import PUBLIC
-from gateway.api.deps import provide
+from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.responses import embedded
@@ -130,7 +130,7 @@ def image_model(embedding: EmbeddingService) -> str:
     return embedding.default_image_model
 
 
-async def run(request: Request, work: Awaitable[EmbedResult]) -> EmbedResult:
+async def run(request: AnyRequest, work: Awaitable[EmbedResult]) -> EmbedResult:
     return await unless_disconnected(request, work)
 
 
@@ -139,7 +139,7 @@ def elapsed_ms(seconds: float) -> float:
 
 
 async def embed_one(
-    data: EmbedBody, embedding: EmbeddingService, request: Request
+    data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
 ) -> Response[EmbedResponse]:
     """POST /embed and /txt/embed: one text on the default model (POST /embed is shared with
     TEI's shape, told apart by its body in gateway.api.tei)."""
@@ -166,13 +166,13 @@ class NativeController(Controller):
 
     @post("/txt/embed", status_code=200, summary="Embed one text")
     async def embed(
-        self, data: EmbedBody, embedding: EmbeddingService, request: Request
+        self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbedResponse]:
         return await embed_one(data, embedding, request)
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
     async def batch(
-        self, data: BatchBody, embedding: EmbeddingService, request: Request
+        self, data: BatchBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
         work = embedding.embed(
@@ -193,7 +193,7 @@ class NativeController(Controller):
 
     @post("/img/embed", status_code=200, summary="Embed one image (URL, data URL or base64)")
     async def image(
-        self, data: ImageBody, embedding: EmbeddingService, request: Request
+        self, data: ImageBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageResponse:
         images = [ImageInput(data.content)]
         work = embedding.embed(
@@ -211,7 +211,7 @@ class NativeController(Controller):
 
     @post("/img/batch", status_code=200, summary="Embed several images")
     async def images(
-        self, data: ImageBatchBody, embedding: EmbeddingService, request: Request
+        self, data: ImageBatchBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
         work = embedding.embed(

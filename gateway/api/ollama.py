@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, Router, get, head, post
+from litestar import Controller, Response, Router, get, head, post
 
 from gateway.api.auth import PUBLIC
-from gateway.api.deps import provide
+from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.ollama_generate import GenerateController
@@ -48,7 +48,7 @@ class OllamaController(Controller):
         return None
 
     @post("/", status_code=200, summary="Embed, as TEI answers POST / (see gateway.api.tei)")
-    async def root_post(self, request: Request, embedding: EmbeddingService) -> Any:
+    async def root_post(self, request: AnyRequest, embedding: EmbeddingService) -> Any:
         return await embed_by_body(request, embedding)
 
     @get("/api/version", opt=PUBLIC)
@@ -57,7 +57,7 @@ class OllamaController(Controller):
 
     @post("/api/embed", status_code=200, summary="Embed one or many inputs (normalized)")
     async def embed(
-        self, data: EmbedBody, embedding: EmbeddingService, request: Request
+        self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbedResponse]:
         inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
         if inputs == [""]:
@@ -89,7 +89,7 @@ class OllamaController(Controller):
 
     @post("/api/embeddings", status_code=200, summary="Legacy: embed one prompt (not normalized)")
     async def embeddings(
-        self, data: EmbeddingsBody, embedding: EmbeddingService, request: Request
+        self, data: EmbeddingsBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbeddingsResponse]:
         inputs = [data.prompt] if data.prompt else []
         work = embedding.embed(

@@ -25,7 +25,6 @@ from gateway.api.ollama_wire import (
 )
 from gateway.errors import InvalidRequest
 from gateway.services import ModelAdmin
-from gateway.sources import SourceError
 from gateway.specs import AnySpec
 
 PULL_RESPONSES = {
@@ -61,7 +60,7 @@ class OllamaModelsController(Controller):
         return PsResponse(rows)
 
     @post("/api/pull", status_code=200, responses=PULL_RESPONSES)
-    async def pull(self, data: PullBody, models: ModelAdmin) -> Response[PullStatus]:
+    async def pull(self, data: PullBody, models: ModelAdmin) -> Response[PullStatus] | Stream:
         name = data.model or data.name
         if not name:
             raise InvalidRequest("model is required", param="model")
@@ -102,9 +101,7 @@ async def _pull_events(models: ModelAdmin, spec: AnySpec) -> AsyncIterator[PullS
             else:
                 getter.cancel()
         error = pull.exception()
-        if isinstance(error, SourceError):
-            yield InvalidRequest(str(error))
-        elif isinstance(error, Exception):
+        if isinstance(error, Exception):
             yield error
         elif not seen_success:  # joined a pull whose last lines were sent before we came
             yield PullStatus(status="success")

@@ -13,10 +13,9 @@ from typing import Any
 
 import msgspec
 
-from gateway.catalog import ModelInfo
 from gateway.encoders import Capability
 from gateway.errors import InvalidRequest
-from gateway.services.models import Loaded, Shown
+from gateway.services.models import Loaded, ModelInfo, Shown
 from gateway.specs import FactValue
 from gateway.units import parse_duration
 

@@ -14,15 +14,14 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-from litestar import Controller, Request, Response, Router, get, post
+from litestar import Controller, Response, Router, get, post
 
-from gateway.api.deps import provide
+from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.responses import embedded
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
-from gateway.registry import tagged_name
 from gateway.services import EmbeddingService, EmbedRequest, ModelAdmin, Services
 from gateway.token_ids import DECODER, token_rows
 
@@ -183,7 +182,7 @@ class OpenAIController(Controller):
 
     @post("/embeddings", status_code=200, summary="Create embeddings (OpenAI-compatible)")
     async def embeddings(
-        self, data: EmbeddingsBody, embedding: EmbeddingService, request: Request
+        self, data: EmbeddingsBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbeddingsResponse]:
         inputs = await inputs_of(data.input, data.model, data.modality)
         encoding = encoding_of(data.encoding_format)
@@ -237,7 +236,7 @@ class OpenAIController(Controller):
         if not info.present:
             raise ModelNotFound(f"The model '{model_id}' does not exist")
         return ModelObject(
-            id=tagged_name(spec.name),
+            id=info.name,
             created=int(info.modified_at.timestamp()),
             dimensions=info.dimensions,
         )

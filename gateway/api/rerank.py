@@ -22,9 +22,9 @@ import time
 import uuid
 from typing import Any
 
-from litestar import Controller, Request, Response, Router, post
+from litestar import Controller, Response, Router, post
 
-from gateway.api.deps import provide
+from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS, OPENAI_ERRORS
 from gateway.api.ollama_wire import keep_alive_seconds
@@ -80,7 +80,7 @@ def scores_of(result: RerankResult, raw: bool) -> list[float]:
     return scores
 
 
-async def ranked(rerank: RerankService, request: Request, query: RerankRequest) -> RerankResult:
+async def ranked(rerank: RerankService, request: AnyRequest, query: RerankRequest) -> RerankResult:
     return await unless_disconnected(request, rerank.rerank(query))
 
 
@@ -111,20 +111,20 @@ class CohereController(Controller):
 
     @post(["/v1/rerank"], status_code=200, summary="Rerank (Cohere v1 / Jina)")
     async def cohere_v1(
-        self, data: CohereBody, rerank: RerankService, request: Request
+        self, data: CohereBody, rerank: RerankService, request: AnyRequest
     ) -> Response[CohereResponse]:
         return await self._cohere(data, rerank, request, "1")
 
     @post(["/v2/rerank"], status_code=200, summary="Rerank (Cohere v2)")
     async def cohere_v2(
-        self, data: CohereBody, rerank: RerankService, request: Request
+        self, data: CohereBody, rerank: RerankService, request: AnyRequest
     ) -> Response[CohereResponse]:
         if not data.model:
             raise InvalidRequest("model is required", param="model")
         return await self._cohere(data, rerank, request, "2")
 
     async def _cohere(
-        self, data: CohereBody, rerank: RerankService, request: Request, version: str
+        self, data: CohereBody, rerank: RerankService, request: AnyRequest, version: str
     ) -> Response[CohereResponse]:
         query = RerankRequest(
             model=data.model,
@@ -145,7 +145,7 @@ class RerankController(Controller):
 
     @post("/rerank", status_code=200, summary="Rerank (Infinity, or TEI when `texts` is sent)")
     async def infinity(
-        self, data: InfinityBody, rerank: RerankService, request: Request
+        self, data: InfinityBody, rerank: RerankService, request: AnyRequest
     ) -> Response[InfinityResponse | list[TeiResult]]:
         if (data.texts is None) == (data.documents is None):
             raise InvalidRequest("send either documents (Infinity) or texts (TEI)", param="texts")
@@ -184,7 +184,7 @@ class RerankController(Controller):
 
     @post("/api/rerank", status_code=200, summary="Rerank (the n8n Ollama rerank node's shape)")
     async def ollama(
-        self, data: OllamaRerankBody, rerank: RerankService, request: Request
+        self, data: OllamaRerankBody, rerank: RerankService, request: AnyRequest
     ) -> Response[OllamaRerankResponse]:
         field, top_k = ("top_k", data.top_k) if data.top_k is not None else ("top_n", data.top_n)
         if top_k is not None and top_k < 1:  # named as the client sent it

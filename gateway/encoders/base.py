@@ -79,11 +79,6 @@ class Encoder(ABC, Generic[InputT, ItemT, OutT]):
     def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> OutT:
         """Raw arrays of a request's items -> the request's outputs."""
 
-    def encode(self, inputs: Sequence[InputT], options: EncodeOptions | None = None) -> OutT:
-        """prepare, run and finish as one batch in this thread (tools and tests)."""
-        options = options or EncodeOptions()
-        return self.finish(self.run(self.prepare(inputs, options)), options)
-
     def sample_items(self, count: int, tokens: int) -> list[ItemT] | None:
         """`count` made-up inputs of `tokens` tokens each, to time runs; None if not tokens."""
         return None

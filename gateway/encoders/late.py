@@ -1,5 +1,9 @@
 """ColBERT-style late-interaction encoders: one L2-normalized vector per token.
 
+prepare = tokenize with the marker (and [MASK] expansion for queries); run = the graph, keeping
+each item's rows that are neither padding nor skipped; finish = projection (when the graph has
+none) and L2 normalization, one matrix per text; ranking is MaxSim over those matrices.
+
 Faithful to PyLate (`pylate/models/colbert.py`, tokenize() and encode()), which the tests
 check token by token:
 - the text is stripped (sentence-transformers does) and tokenized with truncation at
@@ -87,7 +91,8 @@ def pick_token_output(graph: GraphInfo, configured: str | None, model: str) -> s
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, NORM_EPS)
+    normalized: np.ndarray = x / np.maximum(norms, NORM_EPS)
+    return normalized
 
 
 class LateInteractionEncoder(Encoder[str, LateTokens, list[np.ndarray]]):
@@ -152,12 +157,11 @@ class LateInteractionEncoder(Encoder[str, LateTokens, list[np.ndarray]]):
         # token maps to the unknown token, so [UNK] rows are then skipped too.
         unk_token = getattr(tokenizer.model, "unk_token", None)
         unk_id = tokenizer.token_to_id(unk_token) if unk_token else None
-        ids = {tokenizer.token_to_id(word) for word in words}
-        if None in ids:
-            ids.discard(None)
-            if unk_id is not None:
-                ids.add(unk_id)
-        return np.array(sorted(ids), dtype=np.int64)  # type: ignore[arg-type]
+        found = [tokenizer.token_to_id(word) for word in words]
+        ids = {token for token in found if token is not None}
+        if None in found and unk_id is not None:
+            ids.add(unk_id)
+        return np.array(sorted(ids), dtype=np.int64)
 
     def _check_widths(self) -> None:
         width = self.graph.outputs[self.graph.output_names.index(self.output_name)].shape[-1]

@@ -14,7 +14,6 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 from gateway.scoring import ScoreScale
-from gateway.specs import ModelSpec
 
 __all__ = ["PairScorer", "PreparedPairs", "ScoreScale"]
 
@@ -32,9 +31,6 @@ class PreparedPairs(Generic[ItemT]):
 
 class PairScorer(Protocol):
     """What a model that can rank documents offers (the rerank service's view of it)."""
-
-    @property
-    def spec(self) -> ModelSpec: ...
 
     def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[Any]: ...
 

@@ -177,8 +177,8 @@ def to_pixels(square: Image.Image, pre: Preprocessing, layout: PixelFormat) -> n
     hwc = np.asarray(square, dtype=np.uint8)
     if layout == "nhwc_uint8":
         return np.ascontiguousarray(hwc)
-    x = hwc.astype(np.float32) * np.float32(pre.rescale)
-    x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    scaled = hwc.astype(np.float32) * np.float32(pre.rescale)
+    x = (scaled - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 

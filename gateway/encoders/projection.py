@@ -39,7 +39,7 @@ class Projection:
         return int(self.weight.shape[0])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = x @ self.weight.T
+        y: np.ndarray = x @ self.weight.T
         if self.bias is not None:
             y += self.bias
         return y

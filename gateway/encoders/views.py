@@ -13,7 +13,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 from PIL import Image
 
-from gateway.encoders.base import AnyEncoder, Capability, EncodeOptions, missing_capability
+from gateway.encoders.base import AnyEncoder, Capability, EncodeOptions, Item, missing_capability
 from gateway.encoders.pairs import PairScorer
 from gateway.specs import ModelSpec
 
@@ -55,7 +55,7 @@ class TextEmbedder(Protocol):
 class ImageEmbedder(Protocol):
     """EMBED_IMAGE: decoded images -> one vector each."""
 
-    def prepare_image(self, image: Image.Image) -> object: ...
+    def prepare_image(self, image: Image.Image) -> Item: ...
 
     def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> np.ndarray: ...
 

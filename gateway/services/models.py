@@ -8,7 +8,6 @@ CLI also use.
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass
 
 from gateway.cache import EmbeddingCache
@@ -18,8 +17,10 @@ from gateway.manager import LoadedModel, ModelManager
 from gateway.pulling import Listener, Puller
 from gateway.registry import Registry
 from gateway.services.views import AdminModel, AdminModels, admin_loaded_fields
-from gateway.sources import LocalSource, ModelStore
+from gateway.sources import LocalSource, ModelStore, SourceError
 from gateway.specs import AnySpec
+
+__all__ = ["InUse", "Listed", "Loaded", "ModelAdmin", "ModelInfo", "Shown"]
 
 
 class InUse(GatewayError):
@@ -111,8 +112,11 @@ class ModelAdmin:
         ]
 
     async def pull(self, spec: AnySpec, listener: Listener | None = None) -> None:
-        """Pull (or join the pull of) `spec`; SourceError when its source fails."""
-        await self.puller.pull(spec, listener)
+        """Pull (or join the pull of) `spec`; a source that fails is a 400 that says why."""
+        try:
+            await self.puller.pull(spec, listener)
+        except SourceError as exc:
+            raise InvalidRequest(str(exc)) from None
 
     async def delete(self, name: str) -> None:
         spec = self.resolve(name)
@@ -145,7 +149,3 @@ class ModelAdmin:
                 row.last_load_error = self.models.load_failures[spec.name]
             rows.append(row)
         return AdminModels(memory=self.models.memory_view(), cache=self.cache.view(), models=rows)
-
-
-def forever(keep_alive: float) -> bool:
-    return keep_alive == math.inf

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.inputs import EmbedInput
-from gateway.specs import AnySpec
+from gateway.specs import ModelSpec
 
 
 @dataclass(frozen=True)
 class EmbedRequest:
-    model: str | None  # None or empty: the default model of the route
+    model: str
     inputs: Sequence[EmbedInput]
     task: str | None = None
     # Checked against the model (1..native width); a float is refused with the range.
@@ -39,7 +39,7 @@ class EmbedRequest:
 
 @dataclass
 class EmbedResult:
-    spec: AnySpec
+    spec: ModelSpec
     vectors: np.ndarray  # [inputs, dimensions]; empty for multi-vector results
     token_counts: list[int]
     truncated: list[int] = field(default_factory=list)
@@ -67,7 +67,7 @@ class RerankRequest:
 
 @dataclass
 class RerankResult:
-    spec: AnySpec
+    spec: ModelSpec
     order: list[int]  # document indices, most relevant first, cut to top_n
     relevance: np.ndarray  # in the documents' input order
     raw: np.ndarray

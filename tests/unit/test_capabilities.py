@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 import pytest
 
@@ -29,7 +29,7 @@ from gateway.specs import AnySpec
 
 REPO = Path(__file__).resolve().parents[2]
 FILES = {"model": "m.onnx", "tokenizer": "t.json"}
-ENTRIES = {
+ENTRIES: dict[str, dict[str, Any]] = {
     "text": {"kind": "text", "source": "/x", "files": FILES, "dim": 8},
     "image": {"kind": "image", "source": "/x", "files": {"model": "m.onnx"}, "dim": 8},
     "late": {"kind": "late", "source": "/x", "files": FILES, "dim": 8},

@@ -1,0 +1,88 @@
+"""Each Router answers errors in its wire family's shape (in-process app, no model files)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from litestar.testing import TestClient
+
+from gateway.api.app import create_app
+from gateway.settings import Settings
+
+ENTRY = {
+    "kind": "text",
+    "source": "/nonexistent",
+    "files": {"model": "m.onnx", "tokenizer": "t.json"},
+    "dim": 8,
+}
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient[Any]]:
+    folder = tmp_path_factory.mktemp("errors")
+    registry = folder / "registry.yaml"
+    registry.write_text(yaml.safe_dump({"models": {"tiny": ENTRY}}))
+    settings = Settings.load(
+        environ={"GATEWAY_REGISTRY": str(registry), "GATEWAY_MODELS_DIR": str(folder / "m")}
+    )
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def openai_shaped(body: Any) -> bool:
+    return set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+
+
+def ollama_shaped(body: Any) -> bool:
+    return set(body) == {"error"} and isinstance(body["error"], str)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "openai"),
+    [
+        ("/v1/embeddings", {"model": "nope", "input": "x"}, True),
+        ("/v1/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, True),
+        ("/v2/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, True),
+        ("/api/embed", {"model": "nope", "input": "x"}, False),
+        ("/api/show", {"model": "nope"}, False),
+        ("/api/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, False),
+        ("/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, False),
+    ],
+)
+def test_unknown_model_in_each_family(
+    client: TestClient[Any], path: str, body: dict[str, Any], openai: bool
+) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == 404, response.text
+    shaped = openai_shaped if openai else ollama_shaped
+    assert shaped(response.json()), response.text
+    assert "'nope' not found" in response.text
+
+
+def test_validation_errors_keep_the_family_shape(client: TestClient[Any]) -> None:
+    response = client.post("/v1/embeddings", json={"input": "x"})
+    assert response.status_code == 400 and openai_shaped(response.json())
+    assert "model" in response.json()["error"]["message"]
+    response = client.post("/embed", json={"dim": 8})
+    assert response.status_code == 400 and ollama_shaped(response.json())
+
+
+def test_errors_before_routing_pick_the_family_by_path(client: TestClient[Any]) -> None:
+    response = client.get("/v1/no-such-route")
+    assert response.status_code == 404 and openai_shaped(response.json())
+    response = client.get("/no-such-route")
+    assert response.status_code == 404 and ollama_shaped(response.json())
+    response = client.get("/api/embed")
+    assert response.status_code == 405 and ollama_shaped(response.json())
+
+
+def test_a_model_without_files_is_not_found_with_a_pull_hint(client: TestClient[Any]) -> None:
+    response = client.post("/api/embed", json={"model": "tiny", "input": "x"})
+    assert response.status_code == 404 and ollama_shaped(response.json()), response.text
+    assert "try pulling it first" in response.json()["error"]
+    response = client.post("/v1/embeddings", json={"model": "tiny", "input": "x"})
+    assert response.status_code == 404 and openai_shaped(response.json()), response.text
+    assert response.json()["error"]["code"] == "model_not_found"
