@@ -52,6 +52,38 @@ class CohereEmbedBody(msgspec.Struct):
     max_tokens: int | None = None
 
 
+class EmbeddingsByType(msgspec.Struct, omit_defaults=True):
+    """One list per requested embedding type, as Cohere's `embeddings_by_type` answers."""
+
+    float_: list[list[float]] | None = msgspec.field(default=None, name="float")
+    int8: list[list[int]] | None = None
+    uint8: list[list[int]] | None = None
+    binary: list[list[int]] | None = None
+    ubinary: list[list[int]] | None = None
+    base64: list[str] | None = None
+
+
+class ApiVersion(msgspec.Struct):
+    version: str
+
+
+class BilledUnits(msgspec.Struct):
+    input_tokens: int
+
+
+class Meta(msgspec.Struct):
+    api_version: ApiVersion
+    billed_units: BilledUnits
+
+
+class CohereEmbedResponse(msgspec.Struct):
+    id: str
+    response_type: str  # embeddings_floats (v1 without types) or embeddings_by_type
+    embeddings: list[list[float]] | EmbeddingsByType
+    texts: list[str]
+    meta: Meta
+
+
 def quantized(vectors: np.ndarray, kind: str) -> list[Any]:
     """`vectors` [n, d] (unit length) in one of Cohere's embedding types."""
     if kind == "float":
@@ -141,22 +173,27 @@ def response_of(
     *,
     version: str,
     by_type: bool,
-) -> dict[str, Any]:
-    embeddings: Any = (
-        {kind: quantized(result.vectors, kind) for kind in kinds}
-        if by_type
-        else result.vectors.tolist()
+) -> CohereEmbedResponse:
+    embeddings: list[list[float]] | EmbeddingsByType
+    if by_type:
+        lists = {kind: quantized(result.vectors, kind) for kind in kinds}
+        embeddings = EmbeddingsByType(
+            float_=lists.get("float"),
+            int8=lists.get("int8"),
+            uint8=lists.get("uint8"),
+            binary=lists.get("binary"),
+            ubinary=lists.get("ubinary"),
+            base64=lists.get("base64"),
+        )
+    else:
+        embeddings = result.vectors.tolist()
+    return CohereEmbedResponse(
+        id=str(uuid.uuid4()),
+        response_type="embeddings_by_type" if by_type else "embeddings_floats",
+        embeddings=embeddings,
+        texts=[x.text for x in inputs if isinstance(x, TextInput)],
+        meta=Meta(ApiVersion(version), BilledUnits(result.prompt_tokens)),
     )
-    return {
-        "id": str(uuid.uuid4()),
-        "response_type": "embeddings_by_type" if by_type else "embeddings_floats",
-        "embeddings": embeddings,
-        "texts": [x.text for x in inputs if isinstance(x, TextInput)],
-        "meta": {
-            "api_version": {"version": version},
-            "billed_units": {"input_tokens": result.prompt_tokens},
-        },
-    }
 
 
 async def cohere_embed(
@@ -164,7 +201,7 @@ async def cohere_embed(
     embedding: EmbeddingService,
     request: Request[Any, Any, Any],
     version: str,
-) -> Response[dict[str, Any]]:
+) -> Response[CohereEmbedResponse]:
     inputs, field = inputs_of(body)
     if not inputs:
         raise InvalidRequest(f"{field} must not be empty", param=field)
@@ -192,13 +229,13 @@ class CohereEmbedController(Controller):
     @post("/v1/embed", status_code=200, summary="Embed (Cohere v1)")
     async def embed_v1(
         self, data: CohereEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[CohereEmbedResponse]:
         return await cohere_embed(data, embedding, request, "1")
 
     @post("/v2/embed", status_code=200, summary="Embed (Cohere v2)")
     async def embed_v2(
         self, data: CohereEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[CohereEmbedResponse]:
         if not data.model:
             raise InvalidRequest("model is required", param="model")
         return await cohere_embed(data, embedding, request, "2")

@@ -7,8 +7,6 @@ OllamaEmbeddings and n8n work unchanged.
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Controller, Response, Router, get, head, post
 
 from gateway.api.auth import PUBLIC
@@ -27,7 +25,7 @@ from gateway.api.ollama_wire import (
     keep_alive_seconds,
 )
 from gateway.api.responses import embedded
-from gateway.api.tei import embed_by_body
+from gateway.api.tei import EmbedAnswer, embed_by_body
 from gateway.services import EmbeddingService, EmbedRequest, Services
 
 # The Ollama release whose API this gateway mirrors; clients gate features on it.
@@ -48,7 +46,7 @@ class OllamaController(Controller):
         return None
 
     @post("/", status_code=200, summary="Embed, as TEI answers POST / (see gateway.api.tei)")
-    async def root_post(self, request: AnyRequest, embedding: EmbeddingService) -> Any:
+    async def root_post(self, request: AnyRequest, embedding: EmbeddingService) -> EmbedAnswer:
         return await embed_by_body(request, embedding)
 
     @get("/api/version", opt=PUBLIC)

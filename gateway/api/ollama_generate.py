@@ -33,10 +33,12 @@ class GenerateController(Controller):
     path = "/api"
     tags = ["Ollama"]
 
-    @post("/generate", status_code=200, summary="Not served: embedding models do not generate")
+    # Not operations the gateway serves (they only ever answer 400 or 404): kept out of the
+    # OpenAPI document, which describes what succeeds.
+    @post("/generate", status_code=200, include_in_schema=False)
     async def generate(self, data: GenerateBody, embedding: EmbeddingService) -> dict[str, Any]:
         refuse(embedding, data.model, "generate")
 
-    @post("/chat", status_code=200, summary="Not served: embedding models do not chat")
+    @post("/chat", status_code=200, include_in_schema=False)
     async def chat(self, data: GenerateBody, embedding: EmbeddingService) -> dict[str, Any]:
         refuse(embedding, data.model, "chat")

@@ -16,7 +16,7 @@ gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, wh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar import Controller, Request, Response, Router, post
@@ -25,7 +25,7 @@ from gateway.api.bodies import convert, json_body
 from gateway.api.deps import provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
-from gateway.api.native import EmbedBody, embed_one
+from gateway.api.native import EmbedBody, EmbedResponse, embed_one
 from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded, with_truncated
 from gateway.errors import InvalidRequest
@@ -101,7 +101,7 @@ def check_direction(direction: str) -> None:
 
 async def tei_embed(
     data: TeiEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
-) -> Any:
+) -> Response[list[list[float]]]:
     check_direction(data.truncation_direction)
     work = embedding.embed(
         EmbedRequest(
@@ -119,13 +119,20 @@ async def tei_embed(
     return embedded(result.vectors.tolist(), result)
 
 
-async def embed_by_body(request: Request[Any, Any, Any], embedding: EmbeddingService) -> Any:
+# TEI's bare list of vectors, or nomic-api-rs's object: the body decides.
+EmbedAnswer = Response[list[list[float]] | EmbedResponse]
+
+
+async def embed_by_body(
+    request: Request[Any, Any, Any], embedding: EmbeddingService
+) -> EmbedAnswer:
     """POST /embed (and POST /, as TEI, which huggingface_hub's InferenceClient posts to when
     given the server's URL): TEI's body has `inputs`, nomic-api-rs's has `input`."""
     raw = await json_body(request)
     if isinstance(raw, dict) and "inputs" in raw:
-        return await tei_embed(convert(raw, TeiEmbedBody), embedding, request)
-    return await embed_one(convert(raw, EmbedBody), embedding, request)
+        tei = await tei_embed(convert(raw, TeiEmbedBody), embedding, request)
+        return cast(EmbedAnswer, tei)
+    return cast(EmbedAnswer, await embed_one(convert(raw, EmbedBody), embedding, request))
 
 
 class TeiController(Controller):
@@ -133,7 +140,9 @@ class TeiController(Controller):
     tags = ["TEI (text-embeddings-inference)"]
 
     @post("/embed", status_code=200, summary="Embed: TEI's body (inputs) or nomic-api-rs's (input)")
-    async def embed(self, request: Request[Any, Any, Any], embedding: EmbeddingService) -> Any:
+    async def embed(
+        self, request: Request[Any, Any, Any], embedding: EmbeddingService
+    ) -> EmbedAnswer:
         return await embed_by_body(request, embedding)
 
     @post("/embed_all", status_code=200, summary="Token vectors of each input (TEI)")
@@ -143,7 +152,7 @@ class TeiController(Controller):
         check_direction(data.truncation_direction)
         work = tokens.token_vectors(
             EmbedRequest(
-                model=data.model,
+                model=data.model or "",  # empty: the default model
                 inputs=[TextInput(t) for t in texts_of(data.inputs)],
                 task=task_of(data.prompt_name),
                 truncate=True if data.truncate is None else data.truncate,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +112,7 @@ class TokenService:
         spec = self._spec(request.model)
         capabilities = capabilities_of(spec)
         if Capability.MULTIVECTOR in capabilities:
-            result = await self.embedding.embed(request)
+            result = await self.embedding.embed(replace(request, model=spec.name))
             return TokenVectors(result.matrices or [], result.truncated)
         if Capability.EMBED_TEXT not in capabilities:
             raise UnsupportedInput(f"model '{spec.name}' has no token vectors", param="model")
