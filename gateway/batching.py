@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from gateway import metrics
 from gateway.encoders.base import AnyEncoder, Item
 from gateway.errors import Busy, GatewayError
 from gateway.memory import process_anonymous
@@ -39,6 +41,7 @@ class _Job:
     future: asyncio.Future[list[np.ndarray]]
     results: list[np.ndarray | None]
     remaining: int
+    queued_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(eq=False, slots=True)
@@ -177,13 +180,20 @@ class Batcher:
             return []
         if self._pending and len(self._pending) + len(items) > self.max_queue:
             self.stats.rejected += 1
+            metrics.queue_rejected(self.encoder.spec.name)
             raise Busy(f"server busy, please try again ({len(self._pending)} inputs queued)")
         loop = asyncio.get_running_loop()
         job = _Job(loop.create_future(), [None] * len(items), len(items))
         self._pending.extend(_Entry(job, i, item) for i, item in enumerate(items))
+        metrics.queue_depth(self.encoder.spec.name, len(self._pending))
         self._wakeup.set()
         if self._task is None or self._task.done():
-            self._task = loop.create_task(self._drain(), name=f"batcher:{self.encoder.spec.name}")
+            # A fresh context: the drain outlives this request and must not log under its ID.
+            self._task = loop.create_task(
+                self._drain(),
+                name=f"batcher:{self.encoder.spec.name}",
+                context=contextvars.Context(),
+            )
         # A cancelled wait (client gone) marks the job done; its queued items are then skipped.
         return await job.future
 
@@ -201,6 +211,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             self._pending = [e for e in self._pending if not e.job.future.done()]
+            metrics.queue_depth(self.encoder.spec.name, len(self._pending))
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
@@ -214,6 +225,8 @@ class Batcher:
             )
             chosen = {id(e) for e in batch}
             self._pending = [e for e in self._pending if id(e) not in chosen]
+            metrics.queue_depth(self.encoder.spec.name, len(self._pending))
+            dispatched = time.perf_counter()
             try:
                 outputs, seconds = await loop.run_in_executor(
                     self.executor, self._run, [e.item for e in batch]
@@ -225,7 +238,7 @@ class Batcher:
                     if not entry.job.future.done():
                         entry.job.future.set_exception(error)
                 continue
-            self._record(batch, seconds)
+            self._record(batch, seconds, dispatched)
             for entry, output in zip(batch, outputs, strict=True):
                 job = entry.job
                 if job.future.done():
@@ -252,11 +265,14 @@ class Batcher:
                 self.stats.grown_bytes += grown
         return outputs, seconds
 
-    def _record(self, batch: list[_Entry], seconds: float) -> None:
+    def _record(self, batch: list[_Entry], seconds: float, dispatched: float) -> None:
         stats = self.stats
         padded = len(batch) * max(e.length for e in batch)
         stats.batches += 1
         stats.items += len(batch)
-        stats.real_tokens += sum(e.length for e in batch)
+        real = sum(e.length for e in batch)
+        stats.real_tokens += real
         stats.padded_tokens += padded
         stats.busy_seconds += seconds
+        waits = [dispatched - e.job.queued_at for e in batch]
+        metrics.batch_ran(self.encoder.spec.name, waits, real, padded, seconds)

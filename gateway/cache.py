@@ -16,6 +16,8 @@ import msgspec
 import numpy as np
 from cachetools import LRUCache
 
+from gateway import metrics
+
 # Bookkeeping per entry beyond the vector itself (key, tuple, array header), roughly.
 ENTRY_OVERHEAD_BYTES = 200
 
@@ -71,6 +73,7 @@ class EmbeddingCache:
         hits = sum(entry is not None for entry in found)
         self.hits[model] += hits
         self.misses[model] += len(keys) - hits
+        metrics.cache_lookups(model, hits, len(keys) - hits)
         return found
 
     def put_many(self, keys: list[bytes], entries: list[CachedEmbedding]) -> None:

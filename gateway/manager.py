@@ -17,6 +17,7 @@ never blurred by another model's run happening at the same moment.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import logging
 import math
@@ -26,7 +27,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from gateway import budget
+from gateway import budget, metrics
 from gateway.budget import GpuView, Limits, MemoryView, Resident
 from gateway.errors import Busy, ModelNotFound, PullFailed
 from gateway.loaded import LoadedModel, load_model
@@ -161,12 +162,14 @@ class ModelManager:
             finally:
                 self._waiting[spec.name] -= 1
         model.in_flight += 1
+        metrics.in_flight(spec.name, model.in_flight)
         model.last_used = time.time()
         model.cancel_expiry()
         return model, time.perf_counter() - started
 
     async def _release(self, model: LoadedModel) -> None:
         model.in_flight -= 1
+        metrics.in_flight(model.spec.name, model.in_flight)
         model.last_used = time.time()
         if model.in_flight > 0 or self._loaded.get(model.spec.name) is not model:
             return
@@ -178,7 +181,9 @@ class ModelManager:
             model.expires_at = time.time() + model.keep_alive
             loop = asyncio.get_running_loop()
             model.expiry = loop.call_later(
-                model.keep_alive, lambda: loop.create_task(self._expire(model))
+                model.keep_alive,
+                lambda: loop.create_task(self._expire(model)),
+                context=contextvars.Context(),  # the expiry is no request's: no request ID
             )
 
     async def _expire(self, model: LoadedModel) -> None:
@@ -213,12 +218,15 @@ class ModelManager:
                 )
             except Exception as exc:
                 self.load_failures[spec.name] = str(exc)
+                metrics.model_load_failed(spec.name)
                 raise
             self.load_failures.pop(spec.name, None)
             # Deltas measured in a busy process vary from load to load; budget by the largest.
             key = self._footprint_key(spec)
             self._measured[key] = max(model.load_bytes, self._measured.get(key, 0))
             self._loaded[spec.name] = model
+            metrics.model_loaded(spec.name, model.device, model.load_bytes, model.load_seconds)
+            metrics.memory_budget(self.device, self.budget())
             await self._enforce_budget(keep=model)
         return model
 
@@ -267,6 +275,7 @@ class ModelManager:
         # On the device thread: a run in progress finishes before its session goes away.
         await asyncio.get_running_loop().run_in_executor(self.executor, self._free, model)
         log.info("unloaded %s (%s)", name, reason)
+        metrics.model_unloaded(name, model.device, reason)
         async with self._idle:
             self._idle.notify_all()
         return True

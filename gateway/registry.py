@@ -18,6 +18,7 @@ import yaml
 from gateway.encoders.base import Capability
 from gateway.encoders.kinds import capabilities_of
 from gateway.errors import ModelNotFound
+from gateway.request_context import note_model
 from gateway.specs import (
     AnySpec,
     CrossEncoderSpec,
@@ -197,6 +198,11 @@ class Registry:
 
     def resolve(self, name: str) -> Resolved:
         """Find a model by name, alias or `name:task` (e.g. "nomic-embed-text:query")."""
+        resolved = self._find(name)
+        note_model(resolved.spec.name)  # the request's `model` metric label (the first named)
+        return resolved
+
+    def _find(self, name: str) -> Resolved:
         key = canonical_name(name)
         if key in self._names:
             return Resolved(self.models[self._names[key]])

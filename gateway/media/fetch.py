@@ -31,6 +31,8 @@ from urllib.parse import quote, urljoin, urlsplit
 import certifi
 import httpcore
 
+from gateway import metrics
+from gateway.errors import GatewayError
 from gateway.media.decode import sniff_format
 from gateway.media.policy import FetchPolicy, ForbiddenURL, ImageFetchError, InvalidImage
 
@@ -349,8 +351,23 @@ async def fetch_image(url: str, policy: FetchPolicy) -> FetchedImage:
     if not policy.enabled:
         raise InvalidImage("this gateway does not fetch image URLs; send the image as base64")
     try:
-        return await asyncio.wait_for(_fetch(url, policy), timeout=policy.total_timeout)
+        fetched = await asyncio.wait_for(_fetch(url, policy), timeout=policy.total_timeout)
+    except GatewayError as exc:
+        metrics.image_fetched(fetch_outcome(exc))
+        raise
     except TimeoutError:
+        metrics.image_fetched("timeout")
         raise ImageFetchError(
             f"fetching image URL {url} took longer than {policy.total_timeout:g}s"
         ) from None
+    metrics.image_fetched("ok")
+    return fetched
+
+
+def fetch_outcome(error: GatewayError) -> str:
+    """The `outcome` label of a failed fetch."""
+    if isinstance(error, ForbiddenURL):
+        return "refused"
+    if isinstance(error, InvalidImage):
+        return "invalid"
+    return "timeout" if "timed out" in error.message else "error"

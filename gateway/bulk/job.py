@@ -1,0 +1,133 @@
+"""Run a bulk job: the records not yet done, in chunks, each chunk's batches in parallel.
+
+Chunk k holds records [k * chunk_size, (k + 1) * chunk_size). A chunk is written (atomically,
+by PartStore) once all its vectors are back, so an interrupted run loses at most the chunks in
+progress, and the next run embeds only the chunks that are missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import mimetypes
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gateway.bulk.engines import Engine
+from gateway.bulk.output import write_output
+from gateway.bulk.parts import PartStore
+from gateway.bulk.records import Record, Records
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    chunk_size: int = 1024
+    batch_size: int = 64
+    concurrency: int = 4
+
+
+@dataclass
+class JobSummary:
+    total: int
+    resumed: int  # records done by an earlier run
+    embedded: int  # records embedded by this run
+    blank: int
+    seconds: float
+    dimensions: int
+    output: Path
+
+    @property
+    def rate(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+def image_data_url(path: str) -> str:
+    kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return f"data:{kind};base64,{base64.b64encode(Path(path).read_bytes()).decode()}"
+
+
+def run_job(
+    records: Records,
+    engine: Engine,
+    parts: PartStore,
+    output: Path,
+    plan: JobPlan,
+    *,
+    started: Callable[[int, int], None] = lambda total, done: None,
+    advanced: Callable[[int], None] = lambda count: None,
+) -> JobSummary:
+    """Embed what is missing, then write `output`; `advanced` is told of each batch done."""
+    items = records.items
+    chunks = math.ceil(len(items) / plan.chunk_size)
+    done = {k for k in parts.done() if k < chunks}
+    resumed = sum(len(_chunk(items, k, plan.chunk_size)) for k in done)
+    started(len(items), resumed)
+    began = time.perf_counter()
+    prepare = image_data_url if records.images else (lambda value: value)
+    pool = ThreadPoolExecutor(plan.concurrency, thread_name_prefix="bulk")
+    try:
+        for k in range(chunks):
+            if k in done:
+                continue
+            rows = _chunk(items, k, plan.chunk_size)
+            vectors = _embed_chunk(rows, engine, pool, plan, prepare, advanced)
+            parts.write(k, [r.id for r in rows], vectors)
+    finally:
+        # On Ctrl-C or an error, do not wait for batches whose chunk will not be saved.
+        pool.shutdown(wait=False, cancel_futures=True)
+    seconds = time.perf_counter() - began
+    ids: list[str] = []
+    matrices = []
+    for k in range(chunks):
+        chunk_ids, vectors = parts.read(k)
+        ids.extend(chunk_ids)
+        matrices.append(vectors)
+    matrix = np.concatenate(matrices) if matrices else np.zeros((0, 0), dtype=np.float32)
+    write_output(output, ids, matrix)
+    parts.remove()
+    return JobSummary(
+        total=len(items),
+        resumed=resumed,
+        embedded=len(items) - resumed,
+        blank=records.blank,
+        seconds=seconds,
+        dimensions=int(matrix.shape[1]) if matrix.ndim == 2 else 0,
+        output=output,
+    )
+
+
+def _chunk(items: list[Record], index: int, size: int) -> list[Record]:
+    return items[index * size : (index + 1) * size]
+
+
+def _embed_chunk(
+    rows: list[Record],
+    engine: Engine,
+    pool: ThreadPoolExecutor,
+    plan: JobPlan,
+    prepare: Callable[[str], str],
+    advanced: Callable[[int], None],
+) -> np.ndarray:
+    def one(batch: list[Record]) -> np.ndarray:
+        return engine.embed([prepare(r.value) for r in batch])
+
+    batches = [rows[i : i + plan.batch_size] for i in range(0, len(rows), plan.batch_size)]
+    futures: dict[Future[np.ndarray], int] = {pool.submit(one, b): i for i, b in enumerate(batches)}
+    results: list[np.ndarray | None] = [None] * len(batches)
+    pending = set(futures)
+    try:
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = futures[future]
+                results[index] = future.result()  # an engine error ends the job here
+                advanced(len(batches[index]))
+    finally:
+        for future in pending:
+            future.cancel()
+    return np.concatenate([r for r in results if r is not None])

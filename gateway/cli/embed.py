@@ -1,0 +1,180 @@
+"""`gateway embed`: a file or folder to Parquet or .npy, with progress, resumable."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from gateway.bulk.engines import Engine, LocalEngine, RemoteEngine
+from gateway.bulk.job import JobPlan, JobSummary, run_job
+from gateway.bulk.output import OutputError, check_output
+from gateway.bulk.parts import JobMismatch, PartStore
+from gateway.bulk.records import RecordError, read_records
+from gateway.cli.common import (
+    ApiKeyOption,
+    ModelsDirOption,
+    RegistryOption,
+    UrlOption,
+    console,
+    fail,
+    human_size,
+    local_settings,
+    reported,
+)
+
+
+def _job_identity(source: Path, model: str, column: str | None, id_column: str | None,
+                  chunk_size: int, truncate: bool) -> dict[str, object]:  # fmt: skip
+    """What must not change between a run and its resumption."""
+    stat = source.stat()
+    return {
+        "input": str(source.resolve()),
+        "input_size": stat.st_size if source.is_file() else None,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "model": model,
+        "column": column,
+        "id_column": id_column,
+        "chunk_size": chunk_size,
+        "truncate": truncate,
+    }
+
+
+def _print_summary(summary: JobSummary) -> None:
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    resumed = f" ({summary.resumed:,} done by an earlier run)" if summary.resumed else ""
+    table.add_row("inputs", f"{summary.total:,}{resumed}")
+    table.add_row("embedded now", f"{summary.embedded:,} in {summary.seconds:.1f}s")
+    table.add_row("throughput", f"{summary.rate:,.0f} inputs/s")
+    if summary.blank:
+        table.add_row("blank, skipped", f"{summary.blank:,}")
+    table.add_row("dimensions", str(summary.dimensions))
+    size = human_size(summary.output.stat().st_size)
+    table.add_row("output", f"{summary.output} ({size})")
+    console.print(table)
+
+
+class EmbedProgress:
+    """One bar: percent, inputs done of all, this run's inputs/s, elapsed, ETA."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]embedding[/bold]"),
+            BarColumn(),
+            TaskProgressColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task("embed", total=None, rate="")
+        self.embedded = 0
+        self.began = time.perf_counter()
+
+    def started(self, total: int, done: int) -> None:
+        self.began = time.perf_counter()
+        self.bar.update(self.task, total=total, completed=done)
+        if done:
+            console.print(f"resuming: {done:,} of {total:,} inputs already embedded")
+
+    def advanced(self, count: int) -> None:
+        self.embedded += count
+        rate = self.embedded / max(time.perf_counter() - self.began, 1e-9)
+        self.bar.update(self.task, advance=count, rate=f"{rate:,.0f} inputs/s")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("embed")
+    @reported
+    def embed(
+        source: Annotated[
+            Path,
+            typer.Argument(
+                metavar="INPUT",
+                help="a .txt (one text a line), .jsonl, .csv/.tsv or .parquet file, "
+                "or a folder of images",
+            ),
+        ],
+        model: Annotated[str, typer.Option("--model", "-m", help="model to embed with")],
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="where to write: .parquet or .npy")
+        ],
+        column: Annotated[
+            str | None,
+            typer.Option(help="the text column of JSONL, CSV or Parquet (default: text)"),
+        ] = None,
+        id_column: Annotated[
+            str | None, typer.Option(help="a column of ids (default: the row number)")
+        ] = None,
+        url: UrlOption = None,
+        api_key: ApiKeyOption = None,
+        batch_size: Annotated[int, typer.Option(min=1, help="inputs per request")] = 64,
+        concurrency: Annotated[int, typer.Option(min=1, help="requests in flight")] = 4,
+        chunk_size: Annotated[
+            int, typer.Option(min=1, help="inputs per saved chunk (the unit of resuming)")
+        ] = 1024,
+        truncate: Annotated[
+            bool, typer.Option(help="cut texts longer than the model's context")
+        ] = True,
+        restart: Annotated[
+            bool, typer.Option("--restart", help="discard an interrupted run's chunks")
+        ] = False,
+        registry: RegistryOption = None,
+        models_dir: ModelsDirOption = None,
+    ) -> None:
+        """Embed every record of INPUT into a Parquet (id, vector) or .npy file.
+
+        Runs the gateway's engine in this process, or sends requests to --url.
+
+        Finished chunks are kept beside the output until the end: run the same command
+        again after an interruption and it embeds only what is missing.
+        """
+        try:
+            check_output(output)
+            records = read_records(source, column=column, id_column=id_column)
+            if not records.items:
+                fail(f"{source}: nothing to embed ({records.blank} blank texts)")
+            parts = PartStore(output)
+            job = _job_identity(source, model, column, id_column, chunk_size, truncate)
+            parts.open(job, restart=restart)
+        except (OutputError, RecordError, JobMismatch) as exc:
+            fail(str(exc))
+        engine: Engine = (
+            RemoteEngine(url, api_key, model, truncate=truncate)
+            if url is not None
+            else LocalEngine(local_settings(registry, models_dir), model, truncate=truncate)
+        )
+        progress = EmbedProgress()
+        try:
+            with progress.bar:
+                summary = run_job(
+                    records, engine, parts, output,
+                    JobPlan(chunk_size=chunk_size, batch_size=batch_size, concurrency=concurrency),
+                    started=progress.started, advanced=progress.advanced,
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            done = len(parts.done()) * chunk_size
+            console.print(
+                f"interrupted; about {min(done, len(records.items)):,} inputs are saved in "
+                f"{parts.folder}: run the same command again to resume"
+            )
+            raise typer.Exit(130) from None
+        finally:
+            engine.close()
+        _print_summary(summary)

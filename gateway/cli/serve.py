@@ -1,0 +1,91 @@
+"""`gateway serve`: every setting is a flag here (and only here), generated from Settings."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import typer
+
+from gateway.logs import configure_logging
+from gateway.registry import Registry
+from gateway.settings import Settings, describe_settings, settings_field_names
+
+HELP = "Start the HTTP server. Every flag can also be set by its environment variable."
+
+
+def run(settings: Settings) -> None:
+    """Start uvicorn on the app (gateway.server.run_server takes this over once it exists)."""
+    import uvicorn
+
+    from gateway.api.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        log_config=None,  # uvicorn's loggers propagate to ours (format, request IDs, masking)
+        # A lone embedding request can be large; keep-alive connections are reused by clients.
+        timeout_keep_alive=30,
+    )
+
+
+def serve(**flags: str | bool | None) -> None:
+    from gateway.cli.common import reported
+
+    @reported
+    def start() -> None:
+        overrides = {
+            name: str(value)
+            for name in settings_field_names()
+            if (value := flags.get(name)) is not None
+        }
+        settings = Settings.load(overrides=overrides)
+        configure_logging(settings.log_level, settings.log_format, settings.api_keys)
+        Registry.load(settings.registry)  # fail fast, before binding the port
+        if flags.get("ray"):
+            from gateway.distributed.cli import serve_on_ray
+
+            raise typer.Exit(serve_on_ray(settings))
+        run(settings)
+
+    start()
+
+
+def _flag_parameters() -> list[inspect.Parameter]:
+    """One `--flag VALUE` option per setting; Typer reads them from the signature."""
+    parameters = []
+    for flag, env, default, help_text in describe_settings():
+        option: Any = typer.Option(
+            None,
+            flag,
+            metavar="VALUE",
+            show_default=False,
+            help=f"{help_text} [env {env}; default {default}]",
+        )
+        name = flag[2:].replace("-", "_")
+        parameters.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=str | None
+            )
+        )
+    ray: Any = typer.Option(
+        False,
+        "--ray",
+        help="serve on Ray Serve: replicas routed by model (extra `ray`; GATEWAY_RAY_* options, "
+        "see docs/scaling.md)",
+    )
+    parameters.append(
+        inspect.Parameter("ray", inspect.Parameter.KEYWORD_ONLY, default=ray, annotation=bool)
+    )
+    return parameters
+
+
+def register(app: typer.Typer) -> None:
+    parameters = _flag_parameters()
+    serve.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    serve.__annotations__ = {p.name: p.annotation for p in parameters}
+    app.command("serve", help=HELP, short_help="start the HTTP server")(serve)

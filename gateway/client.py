@@ -1,0 +1,75 @@
+"""A small client for a running gateway, on the standard library (no HTTP package needed)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+_TIMEOUT = 600.0
+
+
+class RemoteError(RuntimeError):
+    """The server answered with an error, or could not be reached; the message says which."""
+
+
+def _error_message(body: bytes, status: int) -> str:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return f"HTTP {status}: {body[:200].decode(errors='replace')}"
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):  # OpenAI's shape
+        error = error.get("message")
+    return str(error) if error else f"HTTP {status}"
+
+
+class Remote:
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = _TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        if "://" not in self.url:
+            self.url = "http://" + self.url
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def _open(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Accept": "application/json", "User-Agent": "gateway-cli"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            raise RemoteError(_error_message(exc.read(), exc.code)) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise RemoteError(f"cannot reach the gateway at {self.url}: {reason}") from None
+
+    def get(self, path: str) -> Any:
+        with self._open("GET", path) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body: Any) -> Any:
+        with self._open("POST", path, body) as response:
+            return json.loads(response.read())
+
+    def delete(self, path: str, body: Any) -> None:
+        with self._open("DELETE", path, body) as response:
+            response.read()
+
+    def stream(self, path: str, body: Any) -> Iterator[dict[str, Any]]:
+        """POST and yield each NDJSON line; an `{"error": ...}` line raises."""
+        with self._open("POST", path, body) as response:
+            for line in response:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if "error" in event:
+                    raise RemoteError(str(event["error"]))
+                yield event

@@ -1,0 +1,88 @@
+"""Which model an HTTP request will run on, read from its path and body.
+
+Serve's model multiplexing routes a request to a replica that holds its model, by a model id
+set on the request. HTTP clients such as `ollama` or `openai` do not send Serve's header, so
+the ingress reads the model from the JSON body (or the route's default model) and passes it on.
+The id is only a placement hint: a request the hint gets wrong is still answered correctly by
+the replica it lands on, which loads what the request needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from gateway.errors import ModelNotFound
+from gateway.registry import Registry
+from gateway.sources import ModelStore
+
+# Routes that run a model, and the model a body without `model` gets on each.
+EMBED_ROUTES = frozenset(
+    {
+        "/api/embed",
+        "/api/embeddings",
+        "/v1/embeddings",
+        "/embed",
+        "/txt/embed",
+        "/batch",
+        "/txt/batch",
+    }
+)
+IMAGE_ROUTES = frozenset({"/img/embed", "/img/batch"})
+RERANK_ROUTES = frozenset({"/v1/rerank", "/v2/rerank", "/rerank", "/api/rerank"})
+# Native routes embed with a fixed model and take no `model` field.
+NATIVE_ROUTES = frozenset({"/embed", "/txt/embed", "/batch", "/txt/batch"}) | IMAGE_ROUTES
+
+
+class ModelRouter:
+    """Maps (path, body) to the canonical registry name of the model that serves it."""
+
+    def __init__(self, registry: Registry, store: ModelStore) -> None:
+        self.registry = registry
+        self.store = store
+        self._defaults: dict[frozenset[str], Callable[[], str | None]] = {
+            IMAGE_ROUTES: lambda: registry.default_image_model,
+            RERANK_ROUTES: self._default_reranker,
+            EMBED_ROUTES: lambda: registry.default_model,
+        }
+
+    def model_for(self, path: str, body: bytes) -> str | None:
+        """The model id to route by, or None for requests that run no model (or name an
+        unknown one: any replica answers those with the right error)."""
+        path = path.rstrip("/") or "/"
+        routes = next((r for r in self._defaults if path in r), None)
+        if routes is None:
+            return None
+        named = None if path in NATIVE_ROUTES else _model_field(body)
+        if named is None:
+            return self._defaults[routes]()
+        try:
+            return self.registry.resolve(named).spec.name
+        except ModelNotFound:
+            return None
+
+    def _default_reranker(self) -> str:
+        # As the rerank routes choose: the registry's reranker if it is pulled, else the
+        # default embedder (which ranks by cosine).
+        preferred = self.registry.models[self.registry.default_rerank_model]
+        return preferred.name if self.store.is_present(preferred) else self.registry.default_model
+
+
+class _NamesModel(msgspec.Struct):
+    model: str | None = None
+
+
+# Decoding into a one-field struct skips the inputs without building them: a large body costs
+# a scan, not a parse.
+_decoder = msgspec.json.Decoder(_NamesModel)
+
+
+def _model_field(body: bytes) -> str | None:
+    if not body:
+        return None
+    try:
+        model = _decoder.decode(body).model
+    except msgspec.DecodeError:  # not JSON, not an object, or `model` not a string
+        return None
+    return model if model and model.strip() else None

@@ -1,0 +1,81 @@
+"""Logging set-up: text or JSON lines, each with the request ID, never an API key.
+
+Input texts are never logged by the gateway's own code; configured API keys are additionally
+masked in every formatted line, whoever wrote it (a library echoing a header, say).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from gateway.request_context import current_request_id
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+MASK = "[redacted]"
+TRACE = 5  # uvicorn's level below DEBUG
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the ID of the request it was written in ('-' outside one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id()
+        return True
+
+
+class _Masking:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first: a key that contains another key is masked whole.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__(TEXT_FORMAT)
+        self.mask = _Masking(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.mask(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, request_id[, exception]."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.mask = _Masking(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": self.mask(record.getMessage()),
+            "request_id": getattr(record, "request_id", current_request_id()),
+        }
+        if record.exc_info:
+            payload["exception"] = self.mask(self.formatException(record.exc_info))
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def configure_logging(level: str, log_format: str = "text", secrets: Iterable[str] = ()) -> None:
+    """Send every logger (uvicorn's too, which propagate here) to stderr in one format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    formatter = JsonFormatter(secrets) if log_format == "json" else TextFormatter(secrets)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(TRACE if level.lower() == "trace" else level.upper())

@@ -1,0 +1,72 @@
+"""How the Ray ingress picks the model to route by: body field, aliases and tags, defaults per
+route, and no hint for requests that run no model or name an unknown one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.distributed.routing import ModelRouter
+from gateway.registry import Registry
+from gateway.sources import ModelStore
+from tests.support.server import REPO
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry.load(REPO / "registry.yaml")
+
+
+def router(registry: Registry, models_dir: Path) -> ModelRouter:
+    return ModelRouter(registry, ModelStore(models_dir, registry.base_dir))
+
+
+def body(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "expected"),
+    [
+        ("/api/embed", body(model="all-minilm", input="x"), "all-minilm"),
+        ("/api/embed", body(model="All-MiniLM:latest", input="x"), "all-minilm"),
+        ("/v1/embeddings", body(model="nomic-embed-text:query", input="x"), "nomic-embed-text"),
+        ("/api/embeddings", body(model="nomic-embed-text", prompt="x"), "nomic-embed-text"),
+        ("/api/embed/", body(model="all-minilm", input="x"), "all-minilm"),
+        (
+            "/v1/rerank",
+            body(model="answerai-colbert-small", query="q", documents=["d"]),
+            "answerai-colbert-small",
+        ),
+        ("/embed", body(input="x", model="nomic-embed-text"), "all-minilm"),
+        ("/img/embed", body(content="data:image/png;base64,AA"), "nomic-embed-vision"),
+        ("/api/embed", body(model="no-such-model", input="x"), None),
+        ("/api/embed", body(input="x"), "all-minilm"),
+        ("/api/embed", b"{not json", "all-minilm"),
+        ("/api/embed", body(model=42, input="x"), "all-minilm"),
+        ("/api/tags", b"", None),
+        ("/api/show", body(model="all-minilm"), None),
+        ("/api/pull", body(model="nomic-embed-text"), None),
+    ],
+)
+def test_model_for(
+    registry: Registry, tmp_path: Path, path: str, payload: bytes, expected: str | None
+) -> None:
+    assert router(registry, tmp_path).model_for(path, payload) == expected
+
+
+def test_rerank_without_a_model_follows_the_routes_default(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # As the rerank routes choose: the registry's reranker once pulled, else the default model.
+    request = body(query="q", documents=["a", "b"])
+    assert router(registry, tmp_path).model_for("/v1/rerank", request) == "all-minilm"
+    reranker = registry.models[registry.default_rerank_model]
+    store = ModelStore(tmp_path, registry.base_dir)
+    for role in reranker.files:
+        target = store.path_of(reranker, role)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"present")
+    assert router(registry, tmp_path).model_for("/api/rerank", request) == reranker.name

@@ -1,0 +1,106 @@
+"""Request IDs, log formats and metric labels, without a server."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from gateway import metrics
+from gateway.api.observe import accepted_request_id
+from gateway.logs import MASK, JsonFormatter, RequestIdFilter, TextFormatter
+from gateway.request_context import begin, current_request_id, end, note_model
+
+
+@pytest.mark.parametrize(
+    ("path", "family"),
+    [
+        ("/api/embed", "ollama"), ("/api/embeddings", "ollama"), ("/api/show", "ollama"),
+        ("/v1/embeddings", "openai"), ("/v1/models/all-minilm", "openai"),
+        ("/v1/rerank", "rerank"), ("/v2/rerank", "rerank"), ("/rerank", "rerank"),
+        ("/embed", "native"), ("/img/stats", "native"), ("/txt/batch", "native"),
+        ("/api/ps", "lifecycle"), ("/admin/models", "lifecycle"),
+        ("/", "meta"), ("/metrics", "meta"), ("/docs/openapi.json", "meta"),
+        ("/openapi.json", "meta"),
+        ("/api/embedx", "other"), ("/wp-login.php", "other"),
+    ],
+)  # fmt: skip
+def test_route_families_are_a_small_fixed_set(path: str, family: str) -> None:
+    assert metrics.route_family(path) == family
+
+
+@pytest.mark.parametrize(
+    ("reason", "labels"),
+    [
+        ("keep_alive 0", ("keep_alive_zero", None)),
+        ("keep_alive expired", ("keep_alive_expired", None)),
+        ("making room for nomic-embed-text", ("evicted", "make_room")),
+        ("over budget after loading x", ("evicted", "over_budget")),
+        ("deleted", ("deleted", None)),
+        ("shutdown", ("shutdown", None)),
+        ("requested", ("requested", None)),
+    ],
+)
+def test_unload_reasons_map_to_labels(reason: str, labels: tuple[str, str | None]) -> None:
+    assert metrics.unload_reason(reason) == labels
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        (b"abc-123", "abc-123"),
+        (b"trace:4bf92f35/00f067aa.1", "trace:4bf92f35/00f067aa.1"),
+        (b"has space", None),
+        (b"x" * 129, None),
+        (b"new\nline", None),
+        (b"", None),
+    ],
+)
+def test_client_request_ids_are_checked(header: bytes, accepted: str | None) -> None:
+    assert accepted_request_id({"headers": [(b"x-request-id", header)]}) == accepted
+
+
+def log_through(formatter: logging.Formatter, message: str, *args: object) -> str:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(formatter)
+    logger = logging.getLogger("test.observability")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise ValueError("key sk-secret-1 in an exception")
+        except ValueError:
+            logger.error(message, *args, exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+def test_json_lines_carry_the_request_id_and_never_a_key() -> None:
+    context, token = begin("req-42")
+    try:
+        note_model("all-minilm")
+        assert context.model == "all-minilm" and current_request_id() == "req-42"
+        line = log_through(JsonFormatter(["sk-secret-1"]), "auth with %s", "sk-secret-1")
+    finally:
+        end(token)
+    record = json.loads(line)
+    assert record["request_id"] == "req-42" and record["level"] == "error"
+    assert record["message"] == f"auth with {MASK}"
+    assert "sk-secret-1" not in line and MASK in record["exception"]
+    assert current_request_id() == "-"
+
+
+def test_text_lines_carry_the_request_id_or_a_dash() -> None:
+    outside = log_through(TextFormatter(["sk-secret-1"]), "no request here")
+    assert " [-] no request here" in outside and "sk-secret-1" not in outside
+    _, token = begin("req-7")
+    try:
+        inside = log_through(TextFormatter(), "inside")
+    finally:
+        end(token)
+    assert " [req-7] inside" in inside
