@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 GATEWAY_MODELS_DIR ?= models
 export GATEWAY_MODELS_DIR
 
-.PHONY: serve test setup setup-test pull lint format bench gpu-check docker-check clean
+.PHONY: serve test setup setup-test js-clients pull lint format bench gpu-check docker-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ setup: $(BIN)/.installed
 
 setup-test: $(BIN)/.installed-test
 
+# The JavaScript clients the suite runs against the server (tests/test_js_clients.py), exactly
+# as the committed lockfile pins them. Needs Node.js 20+ and npm.
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund
+
+js-clients: tests/js/node_modules/.package-lock.json
+
 ## Set up, pull the bundled default model and start the server on 127.0.0.1:11434.
 serve: setup
 	$(BIN)/gateway pull all-minilm
@@ -30,7 +37,7 @@ pull: setup
 	$(BIN)/gateway pull $(MODEL)
 
 ## Set up the test environment, lint, and run the whole suite.
-test: setup-test
+test: setup-test js-clients
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/pytest

@@ -18,6 +18,7 @@ from gateway.services import (
     ModelAdmin,
     RerankService,
     Services,
+    TokenService,
 )
 from gateway.settings import Settings
 from gateway.sources import ModelStore
@@ -63,14 +64,14 @@ class Gateway:
             max_redirects=settings.image_max_redirects,
             ca_file=settings.image_ca_file,
         )
+        embedding = EmbeddingService(registry, manager, settings, cache, fetch_policy, image_policy)
         services = Services(
-            embedding=EmbeddingService(
-                registry, manager, settings, cache, fetch_policy, image_policy
-            ),
+            embedding=embedding,
             rerank=RerankService(registry, store, manager, settings),
             models=ModelAdmin(registry, store, catalog, manager, puller, cache),
             health=HealthService(registry, catalog, manager, runtime, settings),
             images=ImageStatsService(fetch_policy, image_policy),
+            tokens=TokenService(registry, store, manager, settings, embedding),
         )
         return cls(settings, registry, store, runtime, manager, services)
 

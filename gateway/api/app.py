@@ -20,14 +20,16 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__, metrics
 from gateway.api.admin import admin_router
+from gateway.api.cohere_embed import cohere_embed_router
 from gateway.api.contract import make_exact
 from gateway.api.errors import render_error
 from gateway.api.native import native_router
 from gateway.api.observe import REQUEST_ID_HEADER, metrics_router, observed, refresher
 from gateway.api.ollama import ollama_router
-from gateway.api.openai import openai_router
+from gateway.api.openai import openai_routers
 from gateway.api.probes import ProbesController
 from gateway.api.rerank import rerank_routers
+from gateway.api.tei import tei_router
 from gateway.auth.guard import Authenticator, authenticate
 from gateway.core import Gateway
 from gateway.settings import Settings
@@ -93,9 +95,11 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             ollama_router(services),
-            openai_router(services),
+            *openai_routers(services),
             *rerank_routers(services),
             native_router(services),
+            tei_router(services),
+            cohere_embed_router(services),
             admin_router(services),
             openapi_document,
             metrics_router(refresher(gw.manager), public=settings.metrics_public),

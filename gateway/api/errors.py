@@ -31,8 +31,9 @@ from gateway.errors import Busy, GatewayError, Unauthorized
 
 log = logging.getLogger(__name__)
 
-# OpenAI routes, and Cohere v2 rerank beside them (its SDK reads any JSON error body).
-OPENAI_PREFIXES = ("/v1/", "/v2/")
+# OpenAI routes (also Infinity's unprefixed /embeddings and /models), and Cohere's /v1 and /v2
+# routes beside them (its SDK reads any JSON error body).
+OPENAI_PREFIXES = ("/v1/", "/v2/", "/embeddings", "/models")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from gateway.services.views import HealthView, InfoView
 
 class EmbedBody(msgspec.Struct):
     input: str
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
     # Gateway extension: the task prefix (query, document, ...) for models that have them.
     task: str | None = None
 
@@ -52,7 +52,7 @@ class EmbedResponse(msgspec.Struct):
 
 class BatchBody(msgspec.Struct):
     inputs: list[str]
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
     task: str | None = None
 
 
@@ -64,7 +64,7 @@ class BatchResponse(msgspec.Struct):
 
 class ImageBody(msgspec.Struct):
     content: str
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
 
 
 class ImageResponse(msgspec.Struct):
@@ -74,7 +74,7 @@ class ImageResponse(msgspec.Struct):
 
 class ImageBatchBody(msgspec.Struct):
     contents: list[str]
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
 
 
 class ImageBatchResponse(msgspec.Struct):
@@ -140,23 +140,37 @@ def elapsed_ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+async def embed_one(
+    data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
+) -> Response[EmbedResponse]:
+    """POST /embed and /txt/embed: one text on the default model (POST /embed is shared with
+    TEI's shape, told apart by its body in gateway.api.tei)."""
+    work = embedding.embed(
+        EmbedRequest(
+            embedding.default_model,
+            [TextInput(data.input)],
+            data.task,
+            dimensions=data.dim,
+            dimensions_param="dim",
+            input_listed=False,
+        )
+    )
+    result = await run(request, work)
+    body = EmbedResponse(
+        result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
+    )
+    return embedded(body, result)
+
+
 class NativeController(Controller):
     path = "/"
     tags = ["Native (nomic-api-rs)"]
 
-    @post(["/embed", "/txt/embed"], status_code=200, summary="Embed one text")
+    @post("/txt/embed", status_code=200, summary="Embed one text")
     async def embed(
         self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbedResponse]:
-        texts = [TextInput(data.input)]
-        work = embedding.embed(
-            EmbedRequest(embedding.default_model, texts, data.task, dimensions=data.dim)
-        )
-        result = await run(request, work)
-        body = EmbedResponse(
-            result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
-        )
-        return embedded(body, result)
+        return await embed_one(data, embedding, request)
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
     async def batch(
@@ -164,7 +178,14 @@ class NativeController(Controller):
     ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
         work = embedding.embed(
-            EmbedRequest(embedding.default_model, texts, data.task, dimensions=data.dim)
+            EmbedRequest(
+                embedding.default_model,
+                texts,
+                data.task,
+                dimensions=data.dim,
+                dimensions_param="dim",
+                input_param="inputs",
+            )
         )
         result = await run(request, work)
         body = BatchResponse(
@@ -177,7 +198,16 @@ class NativeController(Controller):
         self, data: ImageBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageResponse:
         images = [ImageInput(data.content)]
-        work = embedding.embed(EmbedRequest(image_model(embedding), images, dimensions=data.dim))
+        work = embedding.embed(
+            EmbedRequest(
+                image_model(embedding),
+                images,
+                dimensions=data.dim,
+                dimensions_param="dim",
+                input_param="content",
+                input_listed=False,
+            )
+        )
         result = await run(request, work)
         return ImageResponse(result.vectors[0].tolist(), elapsed_ms(result.total_seconds))
 
@@ -186,7 +216,15 @@ class NativeController(Controller):
         self, data: ImageBatchBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
-        work = embedding.embed(EmbedRequest(image_model(embedding), images, dimensions=data.dim))
+        work = embedding.embed(
+            EmbedRequest(
+                image_model(embedding),
+                images,
+                dimensions=data.dim,
+                dimensions_param="dim",
+                input_param="contents",
+            )
+        )
         result = await run(request, work)
         return ImageBatchResponse(result.vectors.tolist(), elapsed_ms(result.total_seconds))
 

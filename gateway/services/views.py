@@ -111,6 +111,8 @@ class RegistryModelView(msgspec.Struct):
     name: str
     kind: str
     aliases: list[str]
+    # Advertised Matryoshka widths (any 1..native width is served); None: not resizable.
+    dimensions: list[int] | None = None
 
 
 SettingValue = str | int | float | bool | list[str] | None

@@ -41,5 +41,6 @@ def test_every_answer_matches_the_openapi_document(server: GatewayServer, tmp_pa
     assert result.returncode == 0, output[-12000:]
     summary = output[output.rindex("Test cases:") :]
     generated = int(summary.split()[2])
+    print(" ".join(summary.split()[:6]))
     assert generated >= 1000, summary  # the run really exercised the API
     assert f"{generated} generated, {generated} passed" in summary, summary
