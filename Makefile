@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 GATEWAY_MODELS_DIR ?= models
 export GATEWAY_MODELS_DIR
 
-.PHONY: serve test test-contended setup setup-test pull lint format bench docker-check clean
+.PHONY: serve test test-contended setup setup-test js-clients pull lint format bench gpu-check \
+	docker-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,13 @@ setup: $(BIN)/.installed
 
 setup-test: $(BIN)/.installed-test
 
+# The JavaScript clients the suite runs against the server (tests/test_js_clients.py), exactly
+# as the committed lockfile pins them. Needs Node.js 20+ and npm.
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund
+
+js-clients: tests/js/node_modules/.package-lock.json
+
 ## Set up, pull the bundled default model and start the server on 127.0.0.1:11434.
 serve: setup
 	$(BIN)/gateway pull all-minilm
@@ -31,7 +39,7 @@ pull: setup
 
 ## Set up the test environment; lint, type-check, then the unit layer (seconds), then the rest
 ## (tests/api: real server on loopback; tests/parity: reference implementations).
-test: setup-test
+test: setup-test js-clients
 	$(BIN)/ruff check gateway tests bench tools
 	$(BIN)/ruff format --check gateway tests bench tools
 	$(BIN)/mypy
@@ -59,6 +67,13 @@ format: setup-test
 ## Options: make bench BENCH_ARGS="--quick" (or --models minilm --systems gateway,loop ...).
 bench: setup-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## On a machine with an NVIDIA GPU: swap in the `gpu` extra (onnxruntime-gpu), then check the
+## CUDA path (parity per model kind, throughput raw and through the gateway vs the CPU, VRAM
+## eviction) into one JSON report under bench/results/ (< 6 min). Without a GPU:
+## make gpu-check GPU_CHECK_ARGS=--cpu-dry-run
+gpu-check: setup-test
+	$(BIN)/python -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 ## Build the CPU image from this repo on a Debian machine without a registry (debootstrap base),
 ## run it non-root with a models volume, wait for its HEALTHCHECK, embed through it with the

@@ -1,7 +1,8 @@
 """`python -m bench` (or `make bench`): the gateway against its peers on the same model and inputs.
 
-(a) the gateway over HTTP at several loads, (b) raw ONNX Runtime in-process with ideal batches,
-(c) sentence-transformers, (d) Infinity over HTTP, (e) an Ollama-style one-input-at-a-time server.
+(a) the gateway over HTTP at several loads (and under other compute settings), (b) raw ONNX
+Runtime in-process with ideal batches, (c) sentence-transformers, (d) Infinity over HTTP, (e) an
+Ollama-style one-input-at-a-time server, (f) fastembed, (g) raw OpenVINO in-process.
 See bench/README.md for the method; `--quick` is a smoke run.
 """
 
@@ -17,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import report
+from bench.lineup import ALL_SYSTEMS
 from bench.models import MODELS, REPO
-from bench.run import ALL_SYSTEMS, GATEWAY_LOADS, PEER_LOADS, SHORT_TEXT, Run, log
+from bench.run import GATEWAY_LOADS, PEER_LOADS, SHORT_TEXT, Run, log
 from bench.systems import Load
 
 # Texts per workload in a full run, per model: sized so that the whole run (3 reps, every
@@ -35,8 +37,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__.splitlines()[0],
-        epilog="systems: raw (b), st (c), gateway (a, /api/embed), gateway-openai "
-        "(a, /v1/embeddings base64), infinity (d), loop (e)",
+        epilog="systems: raw (b), raw-ov-bf16 / raw-ov-fp32 (g, raw OpenVINO), st (c), "
+        "fastembed (f), gateway (a, /api/embed, auto compute), gateway-openai (a, "
+        "/v1/embeddings base64), gateway-ov-fp32 (a2), gateway-exact (a3, ORT fp32), "
+        "infinity (d), loop (e)",
     )
     parser.add_argument("--models", default=",".join(MODELS), help="%(default)s")
     parser.add_argument("--workloads", default=",".join(WORKLOADS), help="%(default)s")

@@ -170,6 +170,29 @@ def latency_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# The issue's targets for the gateway's fast path at 8x32: (row, load, at least).
+TARGETS = {
+    "sentences": (("st", None, 2.5), ("raw", None, 2.0), ("infinity", "8x32", 2.5)),
+    "passages": (("st", None, 2.0),),
+}
+
+
+def target_lines(workload: str, rows: Sequence[dict[str, Any]], base: str) -> list[str]:
+    """The gateway at `base` (8x32 fitted) over each target row, from the per-rep ratios."""
+    out = []
+    for system, load, goal in TARGETS.get(workload, ()):
+        wanted = base if load else None
+        row = next((r for r in rows if r["system"] == system and r["load"] == wanted), None)
+        ratio = row.get(f"x_gateway_{base}") if row else None
+        if not ratio:
+            out.append(f"- gateway {base} / {system}: not measured")
+            continue
+        ours = 1 / ratio
+        verdict = "met" if ours >= goal else "NOT met"
+        out.append(f"- gateway {base} / {system}: {ours:.2f}x (target >= {goal}x: {verdict})")
+    return out
+
+
 def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> None:
     """The tables of a run, from its result dict, on stdout."""
     out = []
@@ -191,6 +214,15 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
             out.append(f"Infinity: {inf.get('versions')}")
             for key, error in inf.get("errors", {}).items():
                 out.append(f"Infinity did not start for {key}: {error}")
+    fe = result.get("fastembed", {})
+    if fe.get("requested"):
+        out.append(
+            f"fastembed: NOT RUN: {fe['error']}"
+            if fe.get("error")
+            else f"fastembed: {fe.get('versions')}"
+        )
+        for key, error in fe.get("errors", {}).items():
+            out.append(f"fastembed did not start for {key}: {error}")
     out.append(
         "Servers run as subprocesses on loopback; the aiohttp load generator shares the same "
         "cores. Ratios 'x gw L' = texts/s over the gateway's /api/embed texts/s at load L "
@@ -206,6 +238,19 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
                 f" {w['tokens']:,} real tokens (p50 {w['tokens_p50']}, max {w['tokens_max']})"
             )
             out.append(table(cell["rows"], min_cos))
+            if cell.get("efficiency"):
+                from bench.efficiency import efficiency_table
+
+                out.append(
+                    f"\nEfficiency ({result['physical_cores']} cores; {cell['flops'] / 1e9:,.0f}"
+                    " GFLOP of real-token work; GEMM peaks: the best of this run's start and end, "
+                    "lowered by contention, so shares are upper bounds):"
+                )
+                out.append(efficiency_table(cell["efficiency"], result["gemm_peaks_gflops"]))
+            base = cell["baselines"][-1]
+            lines = target_lines(name, cell["rows"], base)
+            if lines:
+                out.append("\nTargets (ratios per rep, median):\n" + "\n".join(lines))
             cross = next(
                 (
                     s.get("cross_text_cos_median")

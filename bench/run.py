@@ -26,19 +26,16 @@ import numpy as np
 from bench import report
 from bench.corpora import Workload, build_workloads
 from bench.environment import machine_info, versions
-from bench.load import INFINITY_FLOAT, OLLAMA, OPENAI_BASE64
+from bench.lineup import GATEWAY_VARIANTS, Lineup
 from bench.models import BenchModel, load_model
 from bench.systems import (
     CpuWindow,
     GatewaySystem,
     HttpSystem,
     Load,
-    RawOrt,
-    SentenceTransformers,
     System,
 )
 
-ALL_SYSTEMS = ("raw", "st", "gateway", "gateway-openai", "infinity", "loop")
 GATEWAY_LOADS = ("1x1", "8x1", "64x1", "8x32")
 PEER_LOADS = ("64x1", "8x32")  # what Infinity and the one-at-a-time loop are measured at
 OPENAI_LOAD = "8x32"  # the one load /v1/embeddings (base64) is measured at
@@ -58,78 +55,10 @@ class Run:
         self.samples: list[dict[str, Any]] = []
         self.latency: list[dict[str, Any]] = []
         self.notes: list[str] = []
-        self.infinity: dict[str, Any] = {"requested": "infinity" in args.systems}
+        self.lineup = Lineup(args, self.workdir)
         self.load_trace: list[float] = []
 
     # -- systems ------------------------------------------------------------------------------
-
-    def prepare_infinity(self) -> None:
-        if not self.infinity["requested"]:
-            return
-        from bench.infinity_env import ensure_infinity
-
-        env = ensure_infinity(log)
-        self.infinity.update(
-            python=str(env.python) if env.python else None, versions=env.versions, error=env.error
-        )
-        if env.error:
-            log(f"infinity unavailable: {env.error}")
-
-    def start_systems(self, model: BenchModel, running: list[Any]) -> list[System]:
-        """The model's systems; servers are appended to `running` as they start, so the caller
-        can stop them whatever fails. Infinity failing to start is recorded, not fatal."""
-        from bench import servers
-        from bench.embedders import OrtEmbedder, StEmbedder
-
-        wanted = self.args.systems
-        systems: list[System] = []
-        raw = OrtEmbedder(model.onnx, model.tokenizer)
-        if "raw" in wanted:
-            systems.append(RawOrt(raw, self.args.raw_batch))
-        if "st" in wanted:
-            systems.append(SentenceTransformers(StEmbedder(model.st_folder, raw.threads)))
-        if {"gateway", "gateway-openai"} & set(wanted):
-            # The embedding cache would answer repeated reps from memory: measure inference.
-            env = {"GATEWAY_CACHE_BYTES": "0"}
-            env.update(kv.split("=", 1) for kv in self.args.gateway_env)
-            gateway = servers.Gateway(model, self.workdir, env)
-            running.append(gateway)
-            gateway.start()
-            rows = []
-            if "gateway" in wanted:
-                rows.append(
-                    GatewaySystem(
-                        "gateway", "(a) gateway /api/embed", gateway, OLLAMA, model.served_name
-                    )
-                )
-            if "gateway-openai" in wanted:
-                label = "(a) gateway /v1/embeddings base64"
-                rows.append(
-                    GatewaySystem(
-                        "gateway-openai", label, gateway, OPENAI_BASE64, model.served_name
-                    )
-                )
-            systems.extend(rows)
-        if "infinity" in wanted and self.infinity.get("python"):
-            server = servers.infinity_server(model, Path(self.infinity["python"]), self.workdir)
-            try:
-                server.start()
-            except RuntimeError as exc:
-                self.infinity.setdefault("errors", {})[model.key] = f"{exc}\n{server.log_tail()}"
-                log(f"infinity did not start for {model.key}: {exc}")
-            else:
-                running.append(server)
-                label = "(d) Infinity (torch) /embeddings"
-                systems.append(
-                    HttpSystem("infinity", label, server, INFINITY_FLOAT, model.served_name)
-                )
-        if "loop" in wanted:
-            server = servers.loop_server(model, self.workdir)
-            running.append(server)
-            server.start()
-            label = "(e) one-at-a-time loop /api/embed"
-            systems.append(HttpSystem("loop", label, server, OLLAMA, model.served_name))
-        return systems
 
     # -- measuring ----------------------------------------------------------------------------
 
@@ -142,6 +71,8 @@ class Run:
                 continue
             if system.key == "gateway":
                 labels = list(loads)
+            elif system.key in GATEWAY_VARIANTS:
+                labels = [label for label in PEER_LOADS if label in loads]
             elif system.key == "gateway-openai":
                 labels = [OPENAI_LOAD] if OPENAI_LOAD in loads else list(loads)[-1:]
             else:
@@ -258,7 +189,14 @@ class Run:
 
         started = time.time()
         load_start = os.getloadavg()
-        self.prepare_infinity()
+        self.lineup.prepare_peers()
+        from bench.efficiency import Shape, efficiency_rows, gemm_peaks
+        from gateway.runtime import physical_cores
+
+        cores = physical_cores()
+        log("measuring the GEMM peaks (fp32 numpy, bf16 torch)")
+        peaks = gemm_peaks(cores)
+        log(f"  {peaks}")
         corpora = build_workloads(load_model(self.args.models[0]).tokenizer)
         cells: dict[str, dict[str, Any]] = {}
         models_info: dict[str, Any] = {}
@@ -274,7 +212,7 @@ class Run:
             running: list[Any] = []
             systems: list[System] = []
             try:
-                systems = self.start_systems(model, running)
+                systems = self.lineup.start_systems(model, running)
                 for name in self.args.workloads:
                     workload = corpora[name].take(sizes[key][name])
                     cell = self.run_cell(model, workload, systems)
@@ -282,10 +220,16 @@ class Run:
                     bases = [
                         Load.parse(b).fitted(len(workload.texts)).label for b in report.BASELINES
                     ]
+                    rows = report.summarize(cell, bases)
+                    flops = Shape.from_config(model.st_folder / "config.json").flops(
+                        workload.tokens
+                    )
                     cells.setdefault(key, {})[name] = {
                         "workload": workload.describe(),
                         "baselines": bases,
-                        "rows": report.summarize(cell, bases),
+                        "rows": rows,
+                        "efficiency": efficiency_rows(rows, flops, cores, peaks),
+                        "flops": flops,
                     }
                 self.run_latency(model, systems)
                 for system in systems:
@@ -295,6 +239,9 @@ class Run:
                             stats = system.gateway.stats(model.served_name)
                             models_info[key]["gateway_stats_end"] = stats
             finally:
+                for system in systems:
+                    if hasattr(system, "stop"):  # fastembed's worker process
+                        system.stop()
                 for server in reversed(running):
                     server.stop()
                 self.collect_logs(running)
@@ -303,6 +250,14 @@ class Run:
                         self.notes.append(
                             f"{model.key}: restarted after an outside stop: {system.restarts}"
                         )
+        # Contention only ever lowers a measured peak: the best of the start and the end counts.
+        later = gemm_peaks(cores)
+        log(f"GEMM peaks at the end: {later}")
+        for dtype, value in later.items():
+            peaks[dtype] = max(peaks.get(dtype, 0.0), value)
+        for model_cells in cells.values():
+            for cell in model_cells.values():
+                cell["efficiency"] = efficiency_rows(cell["rows"], cell["flops"], cores, peaks)
         trace = self.load_trace
         return {
             "started": datetime.fromtimestamp(started, UTC).isoformat(),
@@ -321,7 +276,10 @@ class Run:
             "ort_session": session_settings(),
             "gateway_env": self.args.gateway_env,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "infinity": {k: v for k, v in self.infinity.items() if k != "python"},
+            "infinity": self.lineup.peer_view(self.lineup.infinity),
+            "fastembed": self.lineup.peer_view(self.lineup.fastembed),
+            "gemm_peaks_gflops": peaks,
+            "physical_cores": cores,
             "models": models_info,
             "corpora": {name: w.describe() for name, w in corpora.items()},
             "cells": cells,

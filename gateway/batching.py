@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
@@ -73,7 +73,12 @@ class BatchStats:
 
 
 def cut_batch(
-    window: Sequence[_Entry], *, max_size: int, max_tokens: int, overhead_tokens: float
+    window: Sequence[_Entry],
+    *,
+    max_size: int,
+    max_tokens: int,
+    overhead_tokens: float,
+    bucket: Callable[[int], int] | None = None,
 ) -> list[_Entry]:
     """The batch to run next: a run of similar lengths that contains window[0] (the oldest).
 
@@ -81,6 +86,10 @@ def cut_batch(
     full (count, or padded tokens over the budget), or when the next, longer entry would pad
     every member by more than a run of its own costs (`overhead_tokens`). The group holding
     the oldest entry runs, so nothing starves; the rest wait for company.
+
+    With `bucket` (a backend that pads to shape buckets, gateway/backends/buckets.py) a group
+    also closes where the bucket changes, so every member runs at the padded length it would
+    get alone.
     """
     oldest = window[0]
     group: list[_Entry] = []
@@ -89,6 +98,9 @@ def cut_batch(
             count, longest = len(group), group[-1].length  # sorted: the last is the longest
             full = count >= max_size or entry.length * (count + 1) > max_tokens
             padding = count * (entry.length - longest)
+            if bucket is not None:
+                full = full or bucket(entry.length) != bucket(longest)
+                padding = 0  # within a bucket every member is padded to the bucket anyway
             if full or padding > overhead_tokens:
                 if any(e is oldest for e in group):
                     return group
@@ -121,6 +133,7 @@ class Batcher:
         max_queue: int,
         measure_growth: bool = False,
         run_overhead: RunOverhead | None = None,
+        bucket: Callable[[int], int] | None = None,
     ) -> None:
         self.encoder = encoder
         self.executor = executor
@@ -132,6 +145,7 @@ class Batcher:
         self.measure_growth = measure_growth
         self.stats = BatchStats()
         self.run_overhead = run_overhead or RunOverhead(DEFAULT_RUN_OVERHEAD_TOKENS, "default")
+        self.bucket = bucket
         self._pending: list[_Entry] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -192,6 +206,7 @@ class Batcher:
                 max_size=self.max_batch_size,
                 max_tokens=self.max_batch_tokens,
                 overhead_tokens=self.overhead_tokens,
+                bucket=self.bucket,
             )
             chosen = {id(e) for e in batch}
             self._pending = [e for e in self._pending if id(e) not in chosen]
@@ -237,7 +252,8 @@ class Batcher:
 
     def _record(self, batch: list[_Entry], seconds: float, dispatched: float) -> None:
         stats = self.stats
-        padded = len(batch) * max(e.length for e in batch)
+        longest = max(e.length for e in batch)
+        padded = len(batch) * (self.bucket(longest) if self.bucket else longest)
         stats.batches += 1
         stats.items += len(batch)
         real = sum(e.length for e in batch)

@@ -35,6 +35,11 @@ class ModelInfo:
     def embedding_length(self) -> int | None:
         return self.spec.vector_width
 
+    @property
+    def dimensions(self) -> list[int] | None:
+        """Advertised Matryoshka widths (any width 1..native is served); None if not resizable."""
+        return getattr(self.spec, "advertised_dimensions", None)
+
 
 class Catalog:
     """Registry models joined with what is on disk."""

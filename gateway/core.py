@@ -10,7 +10,7 @@ from gateway.manager import ModelManager
 from gateway.media import FetchPolicy, ImagePolicy
 from gateway.pulling import Puller
 from gateway.registry import Registry
-from gateway.runtime import Runtime
+from gateway.runtime import Runtime, log_compute_choice
 from gateway.services import (
     EmbeddingService,
     HealthService,
@@ -18,6 +18,7 @@ from gateway.services import (
     ModelAdmin,
     RerankService,
     Services,
+    TokenService,
 )
 from gateway.settings import Settings
 from gateway.sources import ModelStore
@@ -40,10 +41,13 @@ class Gateway:
             device=settings.device,
             threads=settings.threads,
             spin=settings.spin,
+            backend=settings.backend,
+            precision=settings.precision,
             cache_dir=settings.models_dir / ".cache" / "optimized"
             if settings.graph_cache
             else None,
         )
+        log_compute_choice(runtime)
         puller = Puller(store)
         manager = ModelManager(registry, store, runtime, settings, puller)
         catalog = Catalog(registry, store)
@@ -60,14 +64,14 @@ class Gateway:
             max_redirects=settings.image_max_redirects,
             ca_file=settings.image_ca_file,
         )
+        embedding = EmbeddingService(registry, manager, settings, cache, fetch_policy, image_policy)
         services = Services(
-            embedding=EmbeddingService(
-                registry, manager, settings, cache, fetch_policy, image_policy
-            ),
+            embedding=embedding,
             rerank=RerankService(registry, store, manager, settings),
             models=ModelAdmin(registry, store, catalog, manager, puller, cache),
             health=HealthService(registry, catalog, manager, runtime, settings),
             images=ImageStatsService(fetch_policy, image_policy),
+            tokens=TokenService(registry, store, manager, settings, embedding),
         )
         return cls(settings, registry, store, runtime, manager, services)
 

@@ -57,6 +57,13 @@ class PullFailed(GatewayError):
     code = "pull_failed"
 
 
+class InsufficientStorage(GatewayError):
+    """The models directory has no room for a pull (HTTP 507)."""
+
+    status_code = 507
+    code = "insufficient_storage"
+
+
 class Busy(GatewayError):
     """The gateway cannot take more work right now; the client should retry."""
 

@@ -8,6 +8,8 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from gateway.backends import bucket_length, session_placement
+from gateway.backends.vram import probe_vram_per_token, token_budget
 from gateway.batching import Batcher
 from gateway.budget import Resident
 from gateway.encoders import AnyEncoder, build_encoder
@@ -34,6 +36,7 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     in_flight: int = 0
+    compute: dict[str, object] = field(default_factory=dict)  # backend, precision, why
     expires_at: float | None = None
     expiry: asyncio.TimerHandle | None = None
 
@@ -72,15 +75,17 @@ def build_measured(
     nvml: Nvml,
     device: str,
     pinned_overhead: float | None = None,
-) -> tuple[AnyEncoder, int, RunOverhead]:
+) -> tuple[AnyEncoder, int, RunOverhead, float | None]:
     """On the device thread: build the encoder, time its runs (which also warms the runtime's
-    arena) and measure the memory all that took. Returns (encoder, bytes, run overhead)."""
+    arena) and measure the memory all that took. Returns (encoder, bytes, run overhead, VRAM
+    bytes a batch token costs: GPU only, see backends/vram.py)."""
     gpu_before = nvml.memory() if device == "cuda" else None
     rss_before = process_anonymous()
     encoder = build_encoder(spec, store.paths(spec), runtime)
     overhead = run_overhead_at_load(
         encoder, registry=spec.run_overhead_tokens, setting=pinned_overhead
     )
+    per_token = probe_vram_per_token(encoder, nvml) if gpu_before is not None else None
     footprint = max(process_anonymous() - rss_before, 0)
     if gpu_before is not None and (gpu_after := nvml.memory()) is not None:
         mine_before = gpu_before.used_by_this_process
@@ -89,7 +94,7 @@ def build_measured(
             footprint = max(mine_after - mine_before, 0)
         else:
             footprint = max(gpu_after.used - gpu_before.used, 0)
-    return encoder, footprint, overhead
+    return encoder, footprint, overhead, per_token
 
 
 async def load_model(
@@ -106,7 +111,7 @@ async def load_model(
     loop = asyncio.get_running_loop()
     device = "cuda" if runtime.wants_cuda else "cpu"
     started = time.perf_counter()
-    encoder, footprint, overhead = await loop.run_in_executor(
+    encoder, footprint, overhead, per_token = await loop.run_in_executor(
         executor,
         build_measured,
         spec,
@@ -118,14 +123,20 @@ async def load_model(
     )
     # Hashing a large file can take a second; never on the event loop.
     digest = await asyncio.to_thread(store.digest, spec)
+    placement = session_placement(encoder)
     batcher = Batcher(
         encoder,
         executor,
         max_batch_size=spec.max_batch_size or settings.max_batch_size,
-        max_batch_tokens=spec.max_batch_tokens or settings.max_batch_tokens,
+        max_batch_tokens=token_budget(
+            spec.max_batch_tokens or settings.max_batch_tokens,
+            per_token,
+            nvml.memory() if device == "cuda" else None,
+        ),
         max_queue=settings.max_queue,
         measure_growth=device == "cpu",
         run_overhead=overhead,
+        bucket=bucket_length if placement and placement.bucketed else None,
     )
     model = LoadedModel(
         spec=spec,
@@ -136,6 +147,7 @@ async def load_model(
         load_bytes=footprint,
         keep_alive=keep_alive,
         digest=digest,
+        compute=placement.describe() if placement else {},
     )
     if not encoder.batch_invariant:
         log.warning(

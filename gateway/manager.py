@@ -29,7 +29,8 @@ from contextlib import asynccontextmanager
 
 from gateway import budget, metrics
 from gateway.budget import GpuView, Limits, MemoryView, Resident
-from gateway.errors import Busy, ModelNotFound, PullFailed
+from gateway.errors import Busy, PullFailed
+from gateway.load_errors import load_error, missing_files_error
 from gateway.loaded import LoadedModel, load_model
 from gateway.memory import Nvml, host_available, process_rss, release_free_heap, resolve_budget
 from gateway.memory import host_total as host_memory_total
@@ -200,10 +201,7 @@ class ModelManager:
             except SourceError as exc:
                 raise PullFailed(f"model '{spec.name}' could not be pulled: {exc}") from None
         elif missing:
-            raise ModelNotFound(
-                f"model '{spec.name}' not found, try pulling it first "
-                f"(gateway pull {spec.name}, or POST /api/pull)"
-            )
+            raise missing_files_error(spec, self.store, missing)
         async with self._load_lock:  # one load at a time, like Ollama
             await self._make_room(spec)
             try:
@@ -217,9 +215,10 @@ class ModelManager:
                     keep_alive=self.default_keep_alive(spec),
                 )
             except Exception as exc:
-                self.load_failures[spec.name] = str(exc)
+                error = load_error(spec.name, exc)
+                self.load_failures[spec.name] = error.message
                 metrics.model_load_failed(spec.name)
-                raise
+                raise error from None
             self.load_failures.pop(spec.name, None)
             # Deltas measured in a busy process vary from load to load; budget by the largest.
             key = self._footprint_key(spec)

@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 DEFAULT_TAG = "latest"
+# How Ollama spells the full name of a library model: host/namespace/model:tag.
+OLLAMA_NAME_PREFIXES = ("registry.ollama.ai/library/", "library/")
 
 
 class RegistryError(ValueError):
@@ -76,8 +78,13 @@ def names_with(specs: Iterable[ModelSpec], capability: Capability) -> list[str]:
 
 
 def canonical_name(name: str) -> str:
-    """Lower-case, with the default tag removed: "All-MiniLM:latest" -> "all-minilm"."""
+    """Lower-case, without Ollama's default registry and namespace or the default tag:
+    "registry.ollama.ai/library/All-MiniLM:latest" -> "all-minilm"."""
     name = name.strip().lower()
+    for prefix in OLLAMA_NAME_PREFIXES:
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
     if name.endswith(":" + DEFAULT_TAG):
         name = name[: -len(DEFAULT_TAG) - 1]
     return name

@@ -45,17 +45,19 @@ async def rerank(
     *,
     truncate: bool = True,
     scale: ScoreScale = "normalized",
+    documents_param: str = "documents",
 ) -> RerankScores:
+    """`documents_param` is the documents' wire field ("texts" for TEI), for error messages."""
     if not documents:
-        raise InvalidRequest("documents must not be empty", param="documents")
+        raise InvalidRequest(f"{documents_param} must not be empty", param=documents_param)
     pairs = await asyncio.to_thread(scorer.prepare_pairs, query, documents)
-    _refuse_cut(truncate, pairs)
+    _refuse_cut(truncate, pairs, documents_param)
     outputs = await submit(pairs.items)
     raw, relevance = await asyncio.to_thread(scorer.score_pairs, outputs, scale)
     return RerankScores(raw, relevance, pairs.tokens, pairs.documents_truncated)
 
 
-def _refuse_cut(truncate: bool, pairs: PreparedPairs[Any]) -> None:
+def _refuse_cut(truncate: bool, pairs: PreparedPairs[Any], documents_param: str) -> None:
     """With truncate off, an input the model would cut is an error naming it (as /api/embed)."""
     if truncate:
         return
@@ -66,7 +68,7 @@ def _refuse_cut(truncate: bool, pairs: PreparedPairs[Any]) -> None:
         )
     if pairs.documents_truncated:
         raise InputTooLong(
-            f"documents[{pairs.documents_truncated[0]}] is longer than {pairs.limit}; "
+            f"{documents_param}[{pairs.documents_truncated[0]}] is longer than {pairs.limit}; "
             "send truncate: true to cut it",
-            param="documents",
+            param=documents_param,
         )

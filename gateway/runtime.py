@@ -1,29 +1,44 @@
-"""ONNX Runtime sessions: execution providers, threads, graph facts the encoders need."""
+"""The process-wide compute settings, and the one place graphs are loaded.
+
+`Runtime.load(path)` returns a backend session (ONNX Runtime CPU or CUDA, or OpenVINO: see
+gateway/backends/) and the graph's facts; encoders call it exactly as they called ONNX Runtime.
+`for_model(spec)` applies a model's own `backend`/`precision` from registry.yaml.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import logging
-import mmap
 import os
-import platform
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 
+from gateway.backends.base import (
+    BACKEND_CHOICES,
+    PRECISION_CHOICES,
+    Backend,
+    BackendSession,
+    GraphInfo,
+    Placement,
+    TensorInfo,
+    uses_dynamic_quantization,
+)
+from gateway.backends.ort_cpu import OrtCpuBackend, OrtOptions
+from gateway.backends.ort_cuda import OrtCudaBackend, cuda_available
+from gateway.backends.selection import PlacementError, cpu_flags, place
 from gateway.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-# Ops whose activation scale is computed over the whole input tensor, i.e. over every row of a
-# batch: a text's vector then depends on what it was batched with.
-DYNAMIC_QUANT_OPS = (b"DynamicQuantizeLinear", b"DynamicQuantizeMatMul", b"DynamicQuantizeLSTM")
-# Protobuf cannot serialize a graph past 2 GiB without external data; such models are not cached.
-MAX_CACHED_GRAPH_BYTES = 1_800_000_000
+__all__ = [
+    "GraphInfo",
+    "Runtime",
+    "TensorInfo",
+    "physical_cores",
+    "uses_dynamic_quantization",
+]
 
 
 def physical_cores() -> int:
@@ -45,94 +60,11 @@ def physical_cores() -> int:
     return len(cores) or 1
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple[int | str | None, ...]
-    type: str
-
-    @property
-    def is_float(self) -> bool:
-        return "float" in self.type
-
-
-@dataclass(frozen=True)
-class GraphInfo:
-    """What an encoder needs to know about a loaded graph."""
-
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    dynamic_quantization: bool
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.inputs)
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.outputs)
-
-
-def uses_dynamic_quantization(path: Path) -> bool:
-    """True when the graph quantizes activations dynamically.
-
-    Op types are stored as plain strings in the ONNX protobuf, so scanning the bytes finds them
-    without parsing (or depending on) the onnx package.
-    """
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return any(data.find(op) != -1 for op in DYNAMIC_QUANT_OPS)
-
-
-class ModelSession:
-    """An ONNX Runtime session; on CUDA, runs go through IO binding.
-
-    Exposes the InferenceSession calls encoders use (`run`, `get_inputs`, `get_outputs`).
-    """
-
-    def __init__(self, session: ort.InferenceSession, *, cuda: bool) -> None:
-        self.session = session
-        self.cuda = cuda and "CUDAExecutionProvider" in session.get_providers()
-
-    def run(self, output_names: Sequence[str] | None, feed: dict[str, np.ndarray]) -> list:
-        if not self.cuda:
-            return self.session.run(output_names, feed)
-        # Inputs are copied to the device once and outputs are left there until one copy back,
-        # instead of the per-run staging a plain run() does.
-        binding = self.session.io_binding()
-        for name, array in feed.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(array))
-        for name in output_names or [o.name for o in self.session.get_outputs()]:
-            binding.bind_output(name, "cuda")
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()
-
-    def get_inputs(self) -> list:
-        return self.session.get_inputs()
-
-    def get_outputs(self) -> list:
-        return self.session.get_outputs()
-
-    def get_providers(self) -> list[str]:
-        return self.session.get_providers()
-
-
-def _cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 class Runtime:
-    """Creates sessions with the process-wide device, thread and cache settings.
+    """Device, threads, caches, and the default backend/precision for every model.
 
-    The graph optimized at the highest level is written to `cache_dir` on first load and loaded
-    as is afterwards, which cuts a BERT-base load from ~1.8 s to ~0.5 s here. The cache key holds
-    everything the optimized graph depends on: the file, the ORT version, providers and the CPU.
+    Built programmatically, a Runtime is the exact mode (ONNX Runtime fp32); the server's
+    settings default to `auto` (see gateway/backends/selection.py).
     """
 
     def __init__(
@@ -142,110 +74,122 @@ class Runtime:
         threads: int = 0,
         cache_dir: Path | None = None,
         spin: bool = True,
+        backend: str = "onnxruntime",
+        precision: str = "fp32",
+        assume_cuda: bool = False,
     ) -> None:
         if device not in {"auto", "cpu", "cuda"}:
             raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+        if backend not in BACKEND_CHOICES:
+            raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}")
+        if precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}")
         self.device = device
         self.threads = threads or physical_cores()
         self.cache_dir = cache_dir
         self.spin = spin
-        available = ort.get_available_providers()
-        self.cuda_available = "CUDAExecutionProvider" in available
+        self.backend = backend
+        self.precision = precision
+        self.kind: str | None = None  # the model kind, once for_model binds one
+        # assume_cuda: a dry run of the CUDA path on a CPU-only onnxruntime (bench/gpu_check.py):
+        # CUDA placements and fp16 graphs are used, and the sessions run on the CPU.
+        self.cuda_available = cuda_available() or assume_cuda
+        self._backends: dict[str, Backend] = {}  # shared by the copies for_model makes
         if device == "cuda" and not self.cuda_available:
             log.warning(
                 "GATEWAY_DEVICE=cuda but this onnxruntime has no CUDA provider (%s); "
                 "install onnxruntime-gpu. Falling back to CPU.",
-                ", ".join(available),
+                ", ".join(ort.get_available_providers()),
             )
 
     @property
     def wants_cuda(self) -> bool:
         return self.cuda_available and self.device in {"auto", "cuda"}
 
-    def providers(self) -> list[str | tuple[str, dict[str, str]]]:
-        if self.wants_cuda:
-            cuda_options = {
-                "arena_extend_strategy": "kSameAsRequested",
-                "cudnn_conv_algo_search": "HEURISTIC",
-                # TF32 would change fp32 matmul results; exactness beats a few percent.
-                "use_tf32": "0",
-            }
-            return [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
+    def for_model(self, spec: Any) -> Runtime:
+        """This runtime with the model's own backend/precision, where registry.yaml sets them."""
+        backend = getattr(spec, "backend", None) or self.backend
+        precision = getattr(spec, "precision", None) or self.precision
+        bound = copy.copy(self)
+        bound.backend, bound.precision = backend, precision
+        bound.kind = getattr(spec, "kind", None)
+        return bound
 
-    def session_options(self, level: ort.GraphOptimizationLevel) -> ort.SessionOptions:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = level
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        # Shapes vary from batch to batch: memory patterns would only pin stale allocations.
-        options.enable_mem_pattern = False
-        # Spinning saves a thread wake-up per operator (~1.4 ms a run for a short text here).
-        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(self.spin)))
-        options.log_severity_level = 3
-        return options
-
-    def optimized_path(self, path: Path) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        stat = path.stat()
-        key = "|".join(
-            [
-                str(path.resolve()),
-                str(stat.st_size),
-                str(stat.st_mtime_ns),
-                ort.__version__,
-                repr(self.providers()),
-                _cpu_model_name(),
-            ]
+    def placement(self) -> Placement:
+        return place(
+            self.backend, self.precision, cuda=self.wants_cuda, flags=cpu_flags(), kind=self.kind
         )
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return self.cache_dir / f"{path.stem}-{digest}.onnx"
 
-    def load(self, path: Path) -> tuple[ModelSession, GraphInfo]:
+    def backend_for(self, placement: Placement) -> Backend:
+        key = f"{placement.backend}:{placement.device}"
+        if key not in self._backends:
+            self._backends[key] = self._make_backend(placement)
+        return self._backends[key]
+
+    def _make_backend(self, placement: Placement) -> Backend:
+        if placement.backend == "openvino":
+            from gateway.backends.openvino_cpu import OpenVinoBackend, OpenVinoOptions
+
+            ov_cache = None if self.cache_dir is None else self.cache_dir.parent / "openvino"
+            return OpenVinoBackend(OpenVinoOptions(self.threads, ov_cache))
+        options = OrtOptions(self.threads, self.spin, self.cache_dir)
+        return OrtCudaBackend(options) if placement.device == "cuda" else OrtCpuBackend(options)
+
+    def load(self, path: Path) -> tuple[BackendSession, GraphInfo]:
         try:
-            session = self._create(path)
-        except Exception as exc:  # ORT raises several unrelated types for a bad file
+            placement = self.placement()
+        except PlacementError as exc:
             raise ModelLoadError(f"cannot load {path.name}: {exc}") from None
-        if self.wants_cuda and "CUDAExecutionProvider" not in session.get_providers():
-            log.warning("%s: the CUDA provider did not start; running on CPU", path.name)
-        info = GraphInfo(
-            inputs=tuple(TensorInfo(t.name, tuple(t.shape), t.type) for t in session.get_inputs()),
-            outputs=tuple(
-                TensorInfo(t.name, tuple(t.shape), t.type) for t in session.get_outputs()
-            ),
-            dynamic_quantization=uses_dynamic_quantization(path),
+        try:
+            session = self.backend_for(placement).load(path, placement)
+            graph = session.graph_info()  # reads the file again (dynamic quantization scan)
+        except OSError as exc:  # deleted or unreadable, possibly while loading
+            raise ModelLoadError(f"cannot read {path.name}: {exc.strerror}") from None
+        except Exception as exc:  # backends raise several unrelated types for a bad file
+            raise ModelLoadError(f"cannot load {path.name}: {exc}") from None
+        chosen = session.placement
+        log.info(
+            "%s: %s %s on %s (%s)",
+            path.name,
+            chosen.backend,
+            chosen.precision,
+            chosen.device,
+            chosen.reason,
         )
-        return ModelSession(session, cuda=self.wants_cuda), info
+        return session, graph
 
-    def _create(self, path: Path) -> ort.InferenceSession:
-        providers = self.providers()
-        cached = self.optimized_path(path)
-        if cached is not None and cached.is_file():
-            try:
-                options = self.session_options(ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-                return ort.InferenceSession(str(cached), options, providers=providers)
-            except Exception as exc:  # a stale or damaged cache entry: rebuild it
-                log.warning("ignoring cached optimized graph %s: %s", cached.name, exc)
-                cached.unlink(missing_ok=True)
-        options = self.session_options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-        if cached is None or path.stat().st_size > MAX_CACHED_GRAPH_BYTES:
-            return ort.InferenceSession(str(path), options, providers=providers)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.stem}.{os.getpid()}.partial.onnx")
-        options.optimized_model_filepath = str(partial)
-        session = ort.InferenceSession(str(path), options, providers=providers)
-        if partial.is_file():
-            os.replace(partial, cached)
-        return session
+    # ONNX Runtime settings, for callers that build sessions of their own (the bench).
+    def session_options(self, level: ort.GraphOptimizationLevel) -> ort.SessionOptions:
+        return OrtCpuBackend(OrtOptions(self.threads, self.spin, None)).session_options(level)
 
     def describe(self) -> dict[str, Any]:
-        """device, threads, onnxruntime (version), providers, optimized_graph_cache."""
-        return {
+        """device, threads, backend, precision, onnxruntime (version), providers,
+        optimized_graph_cache, default_placement."""
+        info: dict[str, Any] = {
             "device": "cuda" if self.wants_cuda else "cpu",
             "threads": self.threads,
+            "backend": self.backend,
+            "precision": self.precision,
             "onnxruntime": ort.__version__,
             "providers": ort.get_available_providers(),
             "optimized_graph_cache": None if self.cache_dir is None else str(self.cache_dir),
         }
+        try:
+            info["default_placement"] = self.placement().describe()
+        except PlacementError as exc:
+            info["default_placement"] = {"error": str(exc)}
+        return info
+
+
+def log_compute_choice(runtime: Runtime) -> None:
+    """At start-up: what models will run on, and why (each load logs its own choice too)."""
+    try:
+        chosen = runtime.placement()
+    except PlacementError as exc:
+        log.warning(
+            "compute: backend %s, precision %s: %s", runtime.backend, runtime.precision, exc
+        )
+        return
+    log.info(
+        "compute: %s %s on %s (%s)", chosen.backend, chosen.precision, chosen.device, chosen.reason
+    )

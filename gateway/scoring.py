@@ -7,13 +7,14 @@ Raw scores and the `relevance_score` that rerank APIs return are kept apart:
   32 for answerai-colbert-small and GTE-ModernColBERT), so a raw score means nothing without
   knowing the model, and cannot share a threshold with any other model.
 - `relevance_from_maxsim` divides by Nq: the mean, over query tokens, of the best cosine in the
-  document. It is in [-1, 1], ranks exactly as raw MaxSim (a positive constant per query), and
-  reads like the cosine a single-vector model gives (`cosine_scores`), so one scale serves both
-  kinds of model. A sigmoid was rejected: it needs a per-model temperature nobody publishes.
+  document, in [-1, 1]; then maps it into [0, 1] by (s + 1) / 2, as `relevance_from_cosine`
+  maps a single-vector model's cosine. Both maps are affine with a positive slope, so the
+  ranking is exactly that of the raw score. A sigmoid was rejected: it needs a per-model
+  temperature nobody publishes.
 - `relevance_from_logits` is the sigmoid of a cross-encoder's logit, in (0, 1), as
   sentence-transformers' CrossEncoder and TEI's /rerank return it by default.
-Cohere documents relevance_score in [0, 1]; clients sort by it and compare it to thresholds,
-which the cosine-like scale supports. An API that wants the raw number passes scale="raw".
+Cohere documents relevance_score in [0, 1], and clients compare it to thresholds in that range,
+so every model kind answers in [0, 1]. An API that wants the raw number passes scale="raw".
 """
 
 from __future__ import annotations
@@ -78,12 +79,22 @@ def cosine_scores(query: np.ndarray, documents: np.ndarray) -> np.ndarray:
 def relevance_from_maxsim(
     scores: np.ndarray, query_vectors: int, scale: ScoreScale = "normalized"
 ) -> np.ndarray:
-    """relevance_score for MaxSim: mean best cosine per query token (or the raw score)."""
+    """relevance_score for MaxSim: the mean best cosine per query token, mapped to [0, 1] (or
+    the raw score)."""
     if scale == "raw":
         return np.asarray(scores, dtype=np.float64)
     if query_vectors < 1:
         raise ValueError("query_vectors must be at least 1")
-    return np.asarray(scores, dtype=np.float64) / query_vectors
+    return relevance_from_cosine(np.asarray(scores, dtype=np.float64) / query_vectors)
+
+
+def relevance_from_cosine(cosines: np.ndarray, scale: ScoreScale = "normalized") -> np.ndarray:
+    """relevance_score for a cosine in [-1, 1]: (cos + 1) / 2 in [0, 1] (or the raw cosine)."""
+    x = np.asarray(cosines, dtype=np.float64)
+    if scale == "raw":
+        return x
+    # Clipped: float rounding can put a cosine of unit vectors a hair outside [-1, 1].
+    return np.clip((x + 1.0) / 2.0, 0.0, 1.0)
 
 
 def relevance_from_logits(logits: np.ndarray, scale: ScoreScale = "normalized") -> np.ndarray:

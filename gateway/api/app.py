@@ -14,18 +14,23 @@ from typing import Any
 import msgspec
 from litestar import Litestar, MediaType, Request, get
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__, metrics
 from gateway.api.admin import admin_router
-from gateway.api.auth import api_key_guard
+from gateway.api.cohere_embed import cohere_embed_router
+from gateway.api.contract import make_exact
 from gateway.api.errors import render_error
 from gateway.api.native import native_router
 from gateway.api.observe import REQUEST_ID_HEADER, metrics_router, observed, refresher
 from gateway.api.ollama import ollama_router
-from gateway.api.openai import openai_router
+from gateway.api.openai import openai_routers
+from gateway.api.probes import ProbesController
 from gateway.api.rerank import rerank_routers
+from gateway.api.tei import tei_router
+from gateway.auth.guard import Authenticator, authenticate
 from gateway.core import Gateway
 from gateway.settings import Settings
 
@@ -90,17 +95,22 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             ollama_router(services),
-            openai_router(services),
+            *openai_routers(services),
             *rerank_routers(services),
             native_router(services),
+            tei_router(services),
+            cohere_embed_router(services),
             admin_router(services),
             openapi_document,
             metrics_router(refresher(gw.manager), public=settings.metrics_public),
+            ProbesController,
         ],
-        guards=[api_key_guard(settings.api_keys)],
+        # The authenticator lives in app.state: the guard, /health and SIGHUP (server.py) use it.
+        guards=[authenticate],
         exception_handlers={Exception: render_error},
         cors_config=cors,
         lifespan=[lifespan],
+        state=State({"auth": Authenticator.from_settings(settings)}),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Embedding gateway",
@@ -112,4 +122,5 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         logging_config=None,  # logging is set up once, by gateway.logs (format, request IDs)
     )
     observed(app, access_log=settings.access_log)
+    make_exact(app)
     return app

@@ -26,12 +26,14 @@ from litestar.exceptions import (
 )
 from litestar.types import ExceptionHandlersMap
 
+from gateway.api.json_errors import invalid_json_message, received_body
 from gateway.errors import Busy, GatewayError, Unauthorized
 
 log = logging.getLogger(__name__)
 
-# OpenAI routes, and Cohere v2 rerank beside them (its SDK reads any JSON error body).
-OPENAI_PREFIXES = ("/v1/", "/v2/")
+# OpenAI routes (also Infinity's unprefixed /embeddings and /models), and Cohere's /v1 and /v2
+# routes beside them (its SDK reads any JSON error body).
+OPENAI_PREFIXES = ("/v1/", "/v2/", "/embeddings", "/models")
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,8 @@ class ErrorInfo:
     retry_after: int | None = None
 
 
-def describe(exc: Exception) -> ErrorInfo:
-    """Reduce any exception to what a client needs to know."""
+def describe(exc: Exception, body: bytes | None = None) -> ErrorInfo:
+    """Reduce any exception to what a client needs to know (`body`: the request's, if read)."""
     if isinstance(exc, GatewayError):
         return ErrorInfo(
             exc.status_code,
@@ -60,8 +62,8 @@ def describe(exc: Exception) -> ErrorInfo:
     if isinstance(exc, MethodNotAllowedException):
         return ErrorInfo(405, "405 method not allowed", "method_not_allowed")
     if isinstance(exc, ClientException) and isinstance(exc.__cause__, SerializationException):
-        # msgspec's own words ("Input data was truncated") do not say that the JSON is bad.
-        return ErrorInfo(400, f"invalid JSON in request body: {exc.detail}", "invalid_request")
+        # msgspec's own words ("Input data was truncated") do not say what is wrong.
+        return ErrorInfo(400, invalid_json_message(str(exc.detail), body), "invalid_request")
     if isinstance(exc, ClientException):
         return ErrorInfo(exc.status_code, str(exc.detail), "invalid_request")
     if isinstance(exc, HTTPException):
@@ -94,11 +96,11 @@ def _openai_type(status: int) -> str:
 
 
 def openai_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    return _render(exc, openai_shape=True)
+    return _render(exc, request, openai_shape=True)
 
 
 def ollama_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    return _render(exc, openai_shape=False)
+    return _render(exc, request, openai_shape=False)
 
 
 OPENAI_ERRORS: ExceptionHandlersMap = {Exception: openai_error}
@@ -107,11 +109,13 @@ OLLAMA_ERRORS: ExceptionHandlersMap = {Exception: ollama_error}
 
 def render_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """For errors no Router handled (routing itself): the family by path."""
-    return _render(exc, openai_shape=request.url.path.startswith(OPENAI_PREFIXES))
+    return _render(exc, request, openai_shape=request.url.path.startswith(OPENAI_PREFIXES))
 
 
-def _render(exc: Exception, *, openai_shape: bool) -> Response[Any]:
-    info = describe(exc)
+def _render(
+    exc: Exception, request: Request[Any, Any, Any], *, openai_shape: bool
+) -> Response[Any]:
+    info = describe(exc, received_body(request))
     is_openai = openai_shape
     status = info.status
     if is_openai and isinstance(exc, Busy):

@@ -14,13 +14,15 @@ from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
-from litestar import Controller, Response, Router, get, post
+from litestar import Controller, Request, Response, Router, get, post
 
 from gateway.api.auth import PUBLIC
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
+from gateway.api.probes import StatusView
 from gateway.api.responses import embedded
+from gateway.auth.guard import authenticated_key
 from gateway.errors import ModelNotFound
 from gateway.inputs import ImageInput, TextInput
 from gateway.media import ImageStats
@@ -37,7 +39,7 @@ from gateway.services.views import HealthView, InfoView
 
 class EmbedBody(msgspec.Struct):
     input: str
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
     # Gateway extension: the task prefix (query, document, ...) for models that have them.
     task: str | None = None
 
@@ -50,7 +52,7 @@ class EmbedResponse(msgspec.Struct):
 
 class BatchBody(msgspec.Struct):
     inputs: list[str]
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
     task: str | None = None
 
 
@@ -62,7 +64,7 @@ class BatchResponse(msgspec.Struct):
 
 class ImageBody(msgspec.Struct):
     content: str
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
 
 
 class ImageResponse(msgspec.Struct):
@@ -72,7 +74,7 @@ class ImageResponse(msgspec.Struct):
 
 class ImageBatchBody(msgspec.Struct):
     contents: list[str]
-    dim: int | None = None
+    dim: int | float | str | bool | None = None
 
 
 class ImageBatchResponse(msgspec.Struct):
@@ -138,23 +140,37 @@ def elapsed_ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+async def embed_one(
+    data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
+) -> Response[EmbedResponse]:
+    """POST /embed and /txt/embed: one text on the default model (POST /embed is shared with
+    TEI's shape, told apart by its body in gateway.api.tei)."""
+    work = embedding.embed(
+        EmbedRequest(
+            embedding.default_model,
+            [TextInput(data.input)],
+            data.task,
+            dimensions=data.dim,
+            dimensions_param="dim",
+            input_listed=False,
+        )
+    )
+    result = await run(request, work)
+    body = EmbedResponse(
+        result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
+    )
+    return embedded(body, result)
+
+
 class NativeController(Controller):
     path = "/"
     tags = ["Native (nomic-api-rs)"]
 
-    @post(["/embed", "/txt/embed"], status_code=200, summary="Embed one text")
+    @post("/txt/embed", status_code=200, summary="Embed one text")
     async def embed(
         self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbedResponse]:
-        texts = [TextInput(data.input)]
-        work = embedding.embed(
-            EmbedRequest(embedding.default_model, texts, data.task, dimensions=data.dim)
-        )
-        result = await run(request, work)
-        body = EmbedResponse(
-            result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
-        )
-        return embedded(body, result)
+        return await embed_one(data, embedding, request)
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
     async def batch(
@@ -162,7 +178,14 @@ class NativeController(Controller):
     ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
         work = embedding.embed(
-            EmbedRequest(embedding.default_model, texts, data.task, dimensions=data.dim)
+            EmbedRequest(
+                embedding.default_model,
+                texts,
+                data.task,
+                dimensions=data.dim,
+                dimensions_param="dim",
+                input_param="inputs",
+            )
         )
         result = await run(request, work)
         body = BatchResponse(
@@ -175,7 +198,16 @@ class NativeController(Controller):
         self, data: ImageBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageResponse:
         images = [ImageInput(data.content)]
-        work = embedding.embed(EmbedRequest(image_model(embedding), images, dimensions=data.dim))
+        work = embedding.embed(
+            EmbedRequest(
+                image_model(embedding),
+                images,
+                dimensions=data.dim,
+                dimensions_param="dim",
+                input_param="content",
+                input_listed=False,
+            )
+        )
         result = await run(request, work)
         return ImageResponse(result.vectors[0].tolist(), elapsed_ms(result.total_seconds))
 
@@ -184,7 +216,15 @@ class NativeController(Controller):
         self, data: ImageBatchBody, embedding: EmbeddingService, request: AnyRequest
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
-        work = embedding.embed(EmbedRequest(image_model(embedding), images, dimensions=data.dim))
+        work = embedding.embed(
+            EmbedRequest(
+                image_model(embedding),
+                images,
+                dimensions=data.dim,
+                dimensions_param="dim",
+                input_param="contents",
+            )
+        )
         result = await run(request, work)
         return ImageBatchResponse(result.vectors.tolist(), elapsed_ms(result.total_seconds))
 
@@ -195,8 +235,13 @@ class NativeController(Controller):
         return stats_response(stats, time.perf_counter() - started)
 
     @get("/health", opt=PUBLIC)
-    async def health(self, health: HealthService) -> HealthView:
-        return health.health()
+    async def health(
+        self, health: HealthService, request: Request[Any, Any, Any]
+    ) -> HealthView | StatusView:
+        view = health.health()
+        if request.app.state.auth.enabled and authenticated_key(request) is None:
+            return StatusView(view.status)  # up or down only, without a key
+        return view
 
     @get("/info")
     async def info(self, health: HealthService) -> InfoView:

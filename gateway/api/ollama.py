@@ -13,7 +13,9 @@ from gateway.api.auth import PUBLIC
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
+from gateway.api.ollama_generate import GenerateController
 from gateway.api.ollama_models import OllamaModelsController
+from gateway.api.ollama_options import context_option
 from gateway.api.ollama_wire import (
     EmbedBody,
     EmbeddingsBody,
@@ -23,6 +25,7 @@ from gateway.api.ollama_wire import (
     keep_alive_seconds,
 )
 from gateway.api.responses import embedded
+from gateway.api.tei import EmbedAnswer, embed_by_body
 from gateway.services import EmbeddingService, EmbedRequest, Services
 
 # The Ollama release whose API this gateway mirrors; clients gate features on it.
@@ -42,6 +45,10 @@ class OllamaController(Controller):
     async def root_head(self) -> None:
         return None
 
+    @post("/", status_code=200, summary="Embed, as TEI answers POST / (see gateway.api.tei)")
+    async def root_post(self, request: AnyRequest, embedding: EmbeddingService) -> EmbedAnswer:
+        return await embed_by_body(request, embedding)
+
     @get("/api/version", opt=PUBLIC)
     async def version(self) -> VersionResponse:
         return VersionResponse(OLLAMA_API_VERSION)
@@ -50,16 +57,20 @@ class OllamaController(Controller):
     async def embed(
         self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbedResponse]:
+        # Ollama: an empty string loads the model and embeds nothing; list items are inputs,
+        # so [""] is refused like ["  "].
         inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
-        if inputs == [""]:
-            inputs = []  # Ollama: empty input loads the model and embeds nothing
+        if data.input == "":
+            inputs = []
         work = embedding.embed(
             EmbedRequest(
                 model=data.model,
                 inputs=inputs,
                 dimensions=data.dimensions,
                 truncate=True if data.truncate is None else data.truncate,
+                context_length=context_option(data.options),
                 keep_alive=keep_alive_seconds(data.keep_alive),
+                input_listed=isinstance(data.input, list),
             )
         )
         result = await unless_disconnected(request, work)
@@ -85,8 +96,11 @@ class OllamaController(Controller):
             EmbedRequest(
                 model=data.model,
                 inputs=inputs,
+                context_length=context_option(data.options),
                 keep_alive=keep_alive_seconds(data.keep_alive),
                 normalize=False,
+                input_param="prompt",
+                input_listed=False,
             )
         )
         result = await unless_disconnected(request, work)
@@ -96,7 +110,7 @@ class OllamaController(Controller):
 def ollama_router(services: Services) -> Router:
     return Router(
         path="/",
-        route_handlers=[OllamaController, OllamaModelsController],
+        route_handlers=[OllamaController, OllamaModelsController, GenerateController],
         dependencies={
             "embedding": provide(services.embedding),
             "models": provide(services.models),

@@ -28,7 +28,7 @@ class EmbedBody(msgspec.Struct):
     model: str
     input: str | list[str] | None = None
     truncate: bool | None = None
-    dimensions: int | None = None
+    dimensions: int | float | str | bool | None = None
     keep_alive: float | str | None = None
     # Modelfile parameters (num_ctx, temperature, ...). LangChain sends a dozen of them, all null.
     options: dict[str, Any] | None = None

@@ -8,6 +8,7 @@ image models; late-interaction (ColBERT) models answer one matrix per input with
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from gateway.api.responses import embedded
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
 from gateway.services import EmbeddingService, EmbedRequest, ModelAdmin, Services
+from gateway.token_ids import DECODER, token_rows
 
 # input_type / task synonyms used by Cohere, Jina, Voyage and nomic -> registry task names.
 TASK_SYNONYMS = {
@@ -35,19 +37,16 @@ TASK_SYNONYMS = {
     "clustering": "clustering",
     "classification": "classification",
 }
-TOKEN_ARRAY_HINT = (
-    "input must be a string or a list of strings; token-id arrays are not accepted because "
-    "they come from another model's tokenizer. LangChain users: set "
-    "OpenAIEmbeddings(check_embedding_ctx_length=False)"
-)
 
 
 class EmbeddingsBody(msgspec.Struct):
     model: str
-    # A list may hold strings, or token ids; checked by hand to give a useful message.
+    # Strings, {"text"}/{"image"} objects, or tiktoken ids (int[] or int[][]); checked by hand.
     input: str | list[Any]
     encoding_format: str | None = None
-    dimensions: int | None = None
+    # Any JSON scalar, so that 12.5 or "64" gets the model's range in its 400 (the lax
+    # decoder would turn "64" into 64 otherwise).
+    dimensions: int | float | str | bool | None = None
     user: str | None = None
     # Gateway extensions: the task (prefix) to embed with, and whether to cut long inputs.
     input_type: str | None = None
@@ -90,6 +89,8 @@ class ModelObject(msgspec.Struct):
     created: int
     owned_by: str = "library"
     object: str = "model"
+    # Extension: the advertised Matryoshka widths (any 1..native width is served).
+    dimensions: list[int] | None = None
 
 
 class ModelList(msgspec.Struct):
@@ -97,8 +98,9 @@ class ModelList(msgspec.Struct):
     object: str = "list"
 
 
-def inputs_of(raw: str | list[Any], modality: str | None) -> list[EmbedInput]:
-    """The request's inputs: strings, Jina-style {"text"} / {"image"} objects, never token ids.
+async def inputs_of(raw: str | list[Any], model: str, modality: str | None) -> list[EmbedInput]:
+    """The request's inputs: strings, Jina-style {"text"} / {"image"} objects, or tiktoken ids
+    decoded back to text (gateway.token_ids; the first use loads a vocabulary, off the loop).
 
     Bare strings are classified by the model (an image model takes URLs and data URLs as
     images) unless Infinity's `modality` field says what they are.
@@ -108,6 +110,10 @@ def inputs_of(raw: str | list[Any], modality: str | None) -> list[EmbedInput]:
         raise InvalidRequest("input cannot be an empty string", param="input")
     if not items:
         raise InvalidRequest("input cannot be an empty list", param="input")
+    rows = token_rows(items)
+    if rows is not None:
+        texts = await asyncio.to_thread(DECODER.decode, model, rows)
+        return [TextInput(text) for text in texts]
     inputs: list[EmbedInput] = []
     for index, item in enumerate(items):
         if isinstance(item, str):
@@ -116,8 +122,6 @@ def inputs_of(raw: str | list[Any], modality: str | None) -> list[EmbedInput]:
             inputs.append(TextInput(item["text"]))
         elif isinstance(item, dict) and len(item) == 1 and isinstance(item.get("image"), str):
             inputs.append(ImageInput(item["image"]))
-        elif isinstance(item, (int, list)) and not isinstance(item, bool):
-            raise InvalidRequest(TOKEN_ARRAY_HINT, param="input")
         else:
             raise InvalidRequest(
                 f'input[{index}] must be a string, {{"text": ...}} or {{"image": ...}}',
@@ -180,10 +184,8 @@ class OpenAIController(Controller):
     async def embeddings(
         self, data: EmbeddingsBody, embedding: EmbeddingService, request: AnyRequest
     ) -> Response[EmbeddingsResponse]:
-        inputs = inputs_of(data.input, data.modality)
+        inputs = await inputs_of(data.input, data.model, data.modality)
         encoding = encoding_of(data.encoding_format)
-        if data.dimensions is not None and data.dimensions < 1:
-            raise InvalidRequest("dimensions must be at least 1", param="dimensions")
         work = embedding.embed(
             EmbedRequest(
                 model=data.model,
@@ -192,6 +194,7 @@ class OpenAIController(Controller):
                 dimensions=data.dimensions,
                 truncate=True if data.truncate is None else data.truncate,
                 multi_vector=True,
+                input_listed=isinstance(data.input, list),
             )
         )
         result = await unless_disconnected(request, work)
@@ -216,7 +219,11 @@ class OpenAIController(Controller):
     async def list_models(self, models: ModelAdmin) -> ModelList:
         return ModelList(
             [
-                ModelObject(id=row.info.name, created=int(row.info.modified_at.timestamp()))
+                ModelObject(
+                    id=row.info.name,
+                    created=int(row.info.modified_at.timestamp()),
+                    dimensions=row.info.dimensions,
+                )
                 for row in await models.available()
             ]
         )
@@ -228,16 +235,24 @@ class OpenAIController(Controller):
         info = models.info(spec)
         if not info.present:
             raise ModelNotFound(f"The model '{model_id}' does not exist")
-        return ModelObject(id=info.name, created=int(info.modified_at.timestamp()))
+        return ModelObject(
+            id=info.name,
+            created=int(info.modified_at.timestamp()),
+            dimensions=info.dimensions,
+        )
 
 
-def openai_router(services: Services) -> Router:
-    return Router(
-        path="/v1",
-        route_handlers=[OpenAIController],
-        dependencies={
-            "embedding": provide(services.embedding),
-            "models": provide(services.models),
-        },
-        exception_handlers=OPENAI_ERRORS,
-    )
+def openai_routers(services: Services) -> list[Router]:
+    """/v1, and the root for Infinity's unprefixed /embeddings and /models."""
+    return [
+        Router(
+            path=path,
+            route_handlers=[OpenAIController],
+            dependencies={
+                "embedding": provide(services.embedding),
+                "models": provide(services.models),
+            },
+            exception_handlers=OPENAI_ERRORS,
+        )
+        for path in ("/v1", "/")
+    ]

@@ -8,11 +8,12 @@
 - `POST /rerank`: Infinity's shape (`document` as a plain string, `object: "rerank"`), or TEI's
   (`texts` in, a bare `[{index, score, text?}]` list out) when the body has `texts`.
 - `POST /api/rerank`: the n8n Ollama rerank node (`model`, `query`, `documents`, `top_k`).
-Results are sorted by relevance, most relevant first, and cut to top_n / top_k. The
-`relevance_score` scale: MaxSim / query vectors for ColBERT models and cosine for embedders (both
-in [-1, 1], higher is better), sigmoid of the logit for cross-encoders (in [0, 1]);
-`raw_scores: true` returns raw MaxSim or logits. Cohere's routes answer errors in OpenAI's shape
-(its SDK reads any JSON error body), the others as {"error": "message"}.
+Results are sorted by relevance, most relevant first, and cut to top_n / top_k. On every route
+`relevance_score` (TEI: `score`) is in [0, 1], in the raw score's order: sigmoid of the logit for
+cross-encoders, (MaxSim / query vectors + 1) / 2 for ColBERT models, (cosine + 1) / 2 for
+embedders; `raw_scores: true` returns the raw logit, MaxSim or cosine instead. Cohere's routes
+answer errors in OpenAI's shape (its SDK reads any JSON error body), the others as
+{"error": "message"}.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class RerankController(Controller):
             model=data.model,
             query=data.query,
             documents=texts,
+            documents_param="texts" if data.texts is not None else "documents",
             top_n=data.top_n,
             truncate=data.truncate,
             raw_scores=data.raw_scores,

@@ -15,22 +15,10 @@ HELP = "Start the HTTP server. Every flag can also be set by its environment var
 
 
 def run(settings: Settings) -> None:
-    """Start uvicorn on the app (gateway.server.run_server takes this over once it exists)."""
-    import uvicorn
+    """Serve with bounded connections and a graceful shutdown (gateway.server)."""
+    from gateway.server import run_server
 
-    from gateway.api.app import create_app
-
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        log_config=None,  # uvicorn's loggers propagate to ours (format, request IDs, masking)
-        # A lone embedding request can be large; keep-alive connections are reused by clients.
-        timeout_keep_alive=30,
-    )
+    run_server(settings)
 
 
 def serve(**flags: str | bool | None) -> None:

@@ -49,6 +49,9 @@ class EncodeOptions:
     task: str | None = None  # a registry task (prefix or marker); None: the model's default
     dimensions: int | None = None  # Matryoshka width; None: the native width
     normalize: bool = True  # False: Ollama's legacy route wants raw (still layer-normed) vectors
+    # Tokens an input may use (Ollama's num_ctx, or truncate: false up to max_positions);
+    # None: the model's own cut (max_tokens).
+    limit: int | None = None
 
 
 class Encoder(ABC, Generic[InputT, ItemT, OutT]):

@@ -39,5 +39,6 @@ def capabilities_of(spec: ModelSpec) -> frozenset[Capability]:
 
 def build_encoder(spec: ModelSpec, paths: dict[str, Path], runtime: Runtime) -> AnyEncoder:
     """Load the encoder for `spec` from its local files (blocking: call from a thread)."""
+    runtime = runtime.for_model(spec)  # the model's own backend/precision, if it sets them
     cls = encoder_class(spec)
     return cls(spec, paths, runtime)  # type: ignore[call-arg]

@@ -293,7 +293,7 @@ class LateInteractionEncoder(Encoder[str, LateTokens, list[np.ndarray]]):
     def score_pairs(
         self, raw: Sequence[np.ndarray], scale: ScoreScale
     ) -> tuple[np.ndarray, np.ndarray]:
-        """MaxSim; relevance is MaxSim / query vectors (gateway.scoring)."""
+        """MaxSim; relevance is (MaxSim / query vectors + 1) / 2, in [0, 1] (gateway.scoring)."""
         query, *documents = self.finish(raw, EncodeOptions())
         scores = maxsim(query, documents)
         return scores, relevance_from_maxsim(scores, len(query), scale)

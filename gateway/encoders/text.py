@@ -12,11 +12,12 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from gateway.encoders.base import Capability, EncodeOptions, Encoder, InputT, OutT
+from gateway.encoders.context import TokenizerLengths
 from gateway.encoders.pairs import PreparedPairs, ScoreScale
 from gateway.encoders.tokenization import load_tokenizer, pad_id
-from gateway.errors import ModelLoadError
+from gateway.errors import ModelLoadError, UnsupportedInput
 from gateway.runtime import GraphInfo, Runtime
-from gateway.scoring import cosine_scores
+from gateway.scoring import cosine_scores, relevance_from_cosine
 from gateway.specs import CrossEncoderSpec, TextModelSpec
 
 TOKEN_ROLES = ("input_ids", "attention_mask", "token_type_ids")
@@ -156,19 +157,36 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
     def __init__(self, spec: TextModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
         super().__init__(spec, paths, runtime)
         self.output_name, self.output_is_pooled = pick_output(self.graph, spec.output, spec.name)
+        self.lengths = TokenizerLengths(self.tokenizer)
 
     def prefix(self, task: str | None) -> str:
         task = task or self.spec.default_task
         return self.spec.prefixes.get(task, "") if task else ""
 
     def token_limit(self, options: EncodeOptions) -> int:
-        return self.spec.max_tokens
+        return options.limit or self.spec.max_tokens
 
     def prepare(self, inputs: Sequence[str], options: EncodeOptions) -> list[TokenizedText]:
-        """Tokenize with the task prefix, cut at max_tokens; each item says if it was cut."""
+        """Tokenize with the task prefix, cut at options.limit (default max_tokens); each item
+        says if it was cut."""
         prefix = self.prefix(options.task)
-        encodings = self.tokenizer.encode_batch([prefix + text for text in inputs])
+        limit = self.token_limit(options)
+        tokenizer = self.tokenizer if limit == self.spec.max_tokens else self.lengths.at(limit)
+        encodings = tokenizer.encode_batch([prefix + text for text in inputs])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
+
+    def count_tokens(self, text: str, options: EncodeOptions) -> int:
+        """The uncut length of `text` with its prefix, special tokens included."""
+        return self.lengths.count(self.prefix(options.task) + text)
+
+    def token_states(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
+        """The graph's per-token hidden states, [tokens, hidden] per item (TEI's /embed_all)."""
+        if self.output_is_pooled:
+            raise UnsupportedInput(
+                f"model '{self.spec.name}' gives pooled vectors only; it has no token states",
+                param="model",
+            )
+        return [np.array(rows) for rows in self.run(items)]
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
         """Per item: its rows of hidden states (padding dropped), or the graph's pooled row."""
@@ -224,7 +242,7 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
     def score_pairs(
         self, raw: Sequence[np.ndarray], scale: ScoreScale
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine of the query against each document: raw and relevance alike (in [-1, 1])."""
+        """Cosine of the query against each document (raw), and (cosine + 1) / 2 in [0, 1]."""
         vectors = self.finish(raw, EncodeOptions())
         cosine = cosine_scores(vectors[0], vectors[1:])
-        return cosine, cosine
+        return cosine, relevance_from_cosine(cosine, scale)

@@ -8,7 +8,7 @@ when it lacks it), so no caller ever tests which class an encoder is.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 from PIL import Image
@@ -42,6 +42,10 @@ class TextEmbedder(Protocol):
     def token_limit(self, options: EncodeOptions) -> int: ...
 
     def prepare(self, inputs: Sequence[str], options: EncodeOptions) -> Sequence[TokenItem]: ...
+
+    def count_tokens(self, text: str, options: EncodeOptions) -> int: ...
+
+    def token_states(self, items: Sequence[Any]) -> list[np.ndarray]: ...
 
     def pool(self, raw: Sequence[np.ndarray]) -> np.ndarray: ...
 

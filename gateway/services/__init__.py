@@ -4,6 +4,7 @@
 - `RerankService`: rank documents against a query with any model that can.
 - `ModelAdmin`: list, show, pull (single-flight), delete, what is loaded, /admin/models.
 - `HealthService`: /health and /info. `ImageStatsService`: /img/stats.
+- `TokenService`: TEI's /tokenize, /decode and /embed_all.
 Routers see these and the request/result types; never the manager, the store or the catalog.
 """
 
@@ -16,6 +17,7 @@ from gateway.services.health import HealthService
 from gateway.services.media import ImageStatsService
 from gateway.services.models import ModelAdmin
 from gateway.services.rerank import RerankService
+from gateway.services.tokens import TokenService
 from gateway.services.types import EmbedRequest, EmbedResult, RerankRequest, RerankResult
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "RerankResult",
     "RerankService",
     "Services",
+    "TokenService",
 ]
 
 
@@ -39,3 +42,4 @@ class Services:
     models: ModelAdmin
     health: HealthService
     images: ImageStatsService
+    tokens: TokenService

@@ -21,25 +21,36 @@ def check_task(spec: ModelSpec, task: str | None) -> str | None:
     )
 
 
-def check_dimensions(spec: ModelSpec, dimensions: int | None) -> int:
-    """The width to answer with: the request's, if the model offers it, else the native one."""
-    allowed = spec.output_widths
-    if not allowed:
+def check_dimensions(spec: ModelSpec, dimensions: object, param: str = "dimensions") -> int:
+    """The width to answer with: any Matryoshka width from 1 to the native one (the vector is
+    cut and re-normalized), else the native one; the registry's widths are only advertised."""
+    advertised = spec.output_widths
+    if not advertised:
         raise InvalidRequest(f"model '{spec.name}' gives no single vectors", param="model")
+    native = advertised[0]
     if dimensions is None:
-        return allowed[0]
-    if dimensions not in allowed:
+        return native
+    if (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= native
+    ):
         raise InvalidRequest(
-            f"dimensions {dimensions} is not supported by model '{spec.name}'; "
-            f"choose one of {allowed}",
-            param="dimensions",
+            f"{param} must be an integer from 1 to {native} for model '{spec.name}', "
+            f"not {dimensions!r} (advertised widths: {advertised})",
+            param=param,
         )
     return dimensions
 
 
 def check_inputs(
-    inputs: Sequence[TextInput | ImageInput], settings: Settings, param: str = "input"
+    inputs: Sequence[TextInput | ImageInput],
+    settings: Settings,
+    param: str = "input",
+    *,
+    listed: bool = True,
 ) -> None:
+    """Counts and emptiness; an error names the item as the client sent it (input[3])."""
     limit = settings.max_inputs
     if len(inputs) > limit:
         raise InvalidRequest(
@@ -54,7 +65,7 @@ def check_inputs(
     longest = settings.max_input_chars
     for index, item in enumerate(inputs):
         value = item.text if isinstance(item, TextInput) else item.reference
-        where = f"{param}[{index}]" if len(inputs) > 1 or param != "query" else param
+        where = f"{param}[{index}]" if listed else param
         if not value or not value.strip():
             raise InvalidRequest(f"{where} is empty", param=param)
         if isinstance(item, TextInput) and len(value) > longest:
@@ -64,11 +75,26 @@ def check_inputs(
             )
 
 
-def too_long(index: int, limit: int) -> InputTooLong:
+def context_limit(spec: ModelSpec, truncate: bool, num_ctx: int | None) -> int | None:
+    """The tokens an input may use. Truncating: cut at min(num_ctx, max_tokens). Not truncating:
+    accepted up to min(num_ctx, max_positions), refused beyond, as Ollama accepts a model's full
+    context (its all-minilm takes 512 positions) while cutting at the trained length. None: the
+    model's own cut."""
+    ceiling = spec.context_length if truncate else spec.position_limit
+    if ceiling is None:
+        return None
+    return ceiling if num_ctx is None else min(num_ctx, ceiling)
+
+
+def too_long(
+    where: str, limit: int, count: int | None = None, param: str = "input"
+) -> InputTooLong:
+    """`where` names the input as the client sent it (input[3])."""
+    length = f"has {count} tokens, more than" if count is not None else "is longer than"
     return InputTooLong(
-        f"input[{index}] is longer than the context length of {limit} tokens "
+        f"{where} {length} the context length of {limit} tokens "
         "(the input length exceeds the context length); send truncate: true to cut it",
-        param="input",
+        param=param,
     )
 
 

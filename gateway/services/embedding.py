@@ -27,7 +27,13 @@ from gateway.inputs import ImageInput, TextInput, resolve_input
 from gateway.manager import ModelManager
 from gateway.media import FetchPolicy, ImagePolicy
 from gateway.registry import Registry, Resolved
-from gateway.services.checks import check_dimensions, check_inputs, check_task, too_long
+from gateway.services.checks import (
+    check_dimensions,
+    check_inputs,
+    check_task,
+    context_limit,
+    too_long,
+)
 from gateway.services.pipelines import Part, Pipelines, finish_off_loop
 from gateway.services.types import EmbedRequest, EmbedResult
 from gateway.settings import Settings
@@ -74,7 +80,7 @@ class EmbeddingService:
         capabilities = capabilities_of(spec)
         images_first = Capability.EMBED_IMAGE in capabilities
         inputs = [resolve_input(x, images_first=images_first) for x in request.inputs]
-        check_inputs(inputs, self.settings)
+        check_inputs(inputs, self.settings, request.input_param, listed=request.input_listed)
         task = check_task(spec, request.task or resolved.task)
         if Capability.MULTIVECTOR in capabilities:
             result = await self._embed_multivector(spec, task, inputs, request)
@@ -100,10 +106,13 @@ class EmbeddingService:
             vision = [s.name for s in self.registry if s.paired_text_model == spec.name]
             hint = f"; images in its space go to {', '.join(vision)}" if vision else ""
             raise UnsupportedInput(
-                f"input[{images[0]}] is an image, and model '{spec.name}' embeds text only{hint}",
-                param="input",
+                f"{request.item(images[0])} is an image, and model '{spec.name}' embeds text "
+                f"only{hint}",
+                param=request.input_param,
             )
-        options = EncodeOptions(task, check_dimensions(spec, request.dimensions), request.normalize)
+        dimensions = check_dimensions(spec, request.dimensions, request.dimensions_param)
+        limit = context_limit(spec, request.truncate, request.context_length)
+        options = EncodeOptions(task, dimensions, request.normalize, limit)
         everything = list(range(len(inputs)))
         part = await self.pipelines.texts(spec, inputs, everything, options, request)
         return EmbedResult(spec, part.vectors, part.tokens, part.truncated, part.load_seconds)
@@ -112,15 +121,16 @@ class EmbeddingService:
         self, spec: ModelSpec, task: str | None, inputs: list[Any], request: EmbedRequest
     ) -> EmbedResult:
         """Images with the image model, texts with the text model of the same space."""
-        dimensions = check_dimensions(spec, request.dimensions)
+        dimensions = check_dimensions(spec, request.dimensions, request.dimensions_param)
         image_at = [i for i, x in enumerate(inputs) if isinstance(x, ImageInput)]
         text_at = [i for i, x in enumerate(inputs) if isinstance(x, TextInput)]
         jobs: list[Awaitable[Part]] = []
         if text_at:
-            text_spec = self._paired_text_model(spec, text_at[0])
+            text_spec = self._paired_text_model(spec, request, text_at[0])
             check_dimensions(text_spec, dimensions)
             text_task = check_task(text_spec, task or spec.paired_text_task)
-            options = EncodeOptions(text_task, dimensions, request.normalize)
+            limit = context_limit(text_spec, request.truncate, request.context_length)
+            options = EncodeOptions(text_task, dimensions, request.normalize, limit)
             jobs.append(self.pipelines.texts(text_spec, inputs, text_at, options, request))
         if image_at:
             options = EncodeOptions(None, dimensions, request.normalize)
@@ -140,12 +150,14 @@ class EmbeddingService:
             load_seconds=max((part.load_seconds for part in parts), default=0.0),
         )
 
-    def _paired_text_model(self, spec: ModelSpec, first_text: int) -> ModelSpec:
+    def _paired_text_model(
+        self, spec: ModelSpec, request: EmbedRequest, first_text: int
+    ) -> ModelSpec:
         if spec.paired_text_model is None:
             raise UnsupportedInput(
-                f"input[{first_text}] is text, and model '{spec.name}' embeds images only "
-                "(send images as http(s) URLs or data URLs)",
-                param="input",
+                f"{request.item(first_text)} is text, and model '{spec.name}' embeds images "
+                "only (send images as http(s) URLs or data URLs)",
+                param=request.input_param,
             )
         # The registry checked at load that it exists and embeds text.
         return self.registry.resolve(spec.paired_text_model).spec
@@ -155,8 +167,12 @@ class EmbeddingService:
     ) -> EmbedResult:
         if not request.multi_vector:
             raise UnsupportedInput(f"model '{spec.name}' {LATE_MODEL_HINT}", param="model")
-        if any(isinstance(x, ImageInput) for x in inputs):
-            raise UnsupportedInput(f"model '{spec.name}' embeds text only", param="input")
+        images = [i for i, x in enumerate(inputs) if isinstance(x, ImageInput)]
+        if images:
+            raise UnsupportedInput(
+                f"{request.item(images[0])} is an image, and model '{spec.name}' embeds text only",
+                param=request.input_param,
+            )
         width = spec.vector_width or 0
         if request.dimensions not in (None, width):
             raise InvalidRequest(
@@ -174,7 +190,8 @@ class EmbeddingService:
                 items = list(await asyncio.to_thread(encoder.prepare, texts, options))
                 cut = [i for i, item in enumerate(items) if item.truncated]
                 if cut and not request.truncate:
-                    raise too_long(cut[0], encoder.token_limit(options))
+                    limit = encoder.token_limit(options)
+                    raise too_long(request.item(cut[0]), limit, param=request.input_param)
                 raw = await model.batcher.submit(items)
         matrices = await finish_off_loop(encoder.finish, raw, options)
         return EmbedResult(

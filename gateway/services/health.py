@@ -58,7 +58,12 @@ class HealthService:
             settings=self.settings.public_view(),
             runtime=RuntimeView(**runtime),
             models=[
-                RegistryModelView(name=spec.name, kind=spec.kind, aliases=list(spec.aliases))
+                RegistryModelView(
+                    name=spec.name,
+                    kind=spec.kind,
+                    aliases=list(spec.aliases),
+                    dimensions=spec.output_widths or None,
+                )
                 for spec in self.registry
             ],
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from gateway.cache import EmbeddingCache
 from gateway.catalog import Catalog, ModelInfo
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.load_errors import pull_error
 from gateway.manager import LoadedModel, ModelManager
 from gateway.pulling import Listener, Puller
 from gateway.registry import Registry
@@ -116,7 +117,7 @@ class ModelAdmin:
         try:
             await self.puller.pull(spec, listener)
         except SourceError as exc:
-            raise InvalidRequest(str(exc)) from None
+            raise pull_error(spec.name, exc) from None
 
     async def delete(self, name: str) -> None:
         spec = self.resolve(name)

@@ -91,9 +91,12 @@ class Pipelines:
         async with self.models.use(spec, request.keep_alive) as (model, load_seconds):
             embedder = text_embedder(model.encoder)
             entries = await self._pooled(model, embedder, texts, options) if texts else []
-        cut = [indices[k] for k, entry in enumerate(entries) if entry.truncated]
-        if cut and not request.truncate:
-            raise too_long(cut[0], embedder.token_limit(options))
+            over = [k for k, entry in enumerate(entries) if entry.truncated]
+            if over and not request.truncate:
+                count = await asyncio.to_thread(embedder.count_tokens, texts[over[0]], options)
+                where = request.item(indices[over[0]])
+                raise too_long(where, embedder.token_limit(options), count, request.input_param)
+        cut = [indices[k] for k in over]
         width = spec.vector_width or 0
         pooled = np.stack([e.vector for e in entries]) if entries else np.zeros((0, width))
         vectors = embedder.finish_pooled(pooled, options)
@@ -103,8 +106,9 @@ class Pipelines:
     async def _pooled(
         self, model: LoadedModel, embedder: TextEmbedder, texts: list[str], options: EncodeOptions
     ) -> list[CachedEmbedding]:
-        """Pooled vectors of `texts`: from the cache where present, the rest run as one job."""
-        if self.cache.enabled:
+        """Pooled vectors of `texts`: from the cache where present (it holds vectors cut at the
+        model's own max_tokens only), the rest run as one job."""
+        if self.cache.enabled and options.limit in (None, embedder.token_limit(EncodeOptions())):
             prefix = embedder.prefix(options.task)
             keys = [self.cache.key(model.digest, prefix, text) for text in texts]
             found = self.cache.get_many(model.spec.name, keys)
@@ -143,7 +147,8 @@ class Pipelines:
                 fetch=self.fetch_policy,
                 image=self.image_policy,
                 convert=embedder.prepare_image,
-                indices=indices,
+                param=request.input_param,
+                indices=indices if request.input_listed else None,
             )
             raw = await model.batcher.submit(items)
         vectors = await finish_off_loop(embedder.finish, raw, options)

@@ -52,8 +52,9 @@ class RerankService:
             raise InvalidRequest("query must be a non-empty string", param="query")
         if request.top_n is not None and request.top_n < 1:
             raise InvalidRequest("top_n must be at least 1", param="top_n")
-        check_inputs([TextInput(d) for d in request.documents], self.settings, "documents")
-        check_inputs([TextInput(request.query)], self.settings, "query")
+        documents = [TextInput(d) for d in request.documents]
+        check_inputs(documents, self.settings, request.documents_param)
+        check_inputs([TextInput(request.query)], self.settings, "query", listed=False)
         if not request.documents:
             empty = np.zeros(0)
             return RerankResult(spec, [], empty, empty, 0, [], time.perf_counter() - started)
@@ -65,6 +66,7 @@ class RerankService:
                 request.documents,
                 truncate=request.truncate,
                 scale="raw" if request.raw_scores else "normalized",
+                documents_param=request.documents_param,
             )
         return RerankResult(
             spec=spec,

@@ -16,13 +16,25 @@ class EmbedRequest:
     model: str
     inputs: Sequence[EmbedInput]
     task: str | None = None
-    dimensions: int | None = None
+    # Checked against the model (1..native width); a float is refused with the range.
+    dimensions: int | float | str | bool | None = None
     truncate: bool = True
+    # Ollama's options.num_ctx: a context shorter than the model's (never longer).
+    context_length: int | None = None
     keep_alive: float | None = None
     # Ollama's legacy /api/embeddings returns vectors without L2 normalization.
     normalize: bool = True
     # The route can carry one matrix per input (late-interaction models).
     multi_vector: bool = False
+    # The wire fields, for error messages that name what the client sent: "dim" and "inputs"
+    # or "contents" on native routes; a single string (not a list) is named without an index.
+    dimensions_param: str = "dimensions"
+    input_param: str = "input"
+    input_listed: bool = True
+
+    def item(self, index: int) -> str:
+        """How an error names input `index`: input[3], contents[3], or content."""
+        return f"{self.input_param}[{index}]" if self.input_listed else self.input_param
 
 
 @dataclass
@@ -49,6 +61,8 @@ class RerankRequest:
     truncate: bool = True
     raw_scores: bool = False
     keep_alive: float | None = None
+    # The wire field of the documents ("texts" on TEI's /rerank), for error messages.
+    documents_param: str = "documents"
 
 
 @dataclass

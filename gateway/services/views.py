@@ -7,6 +7,7 @@ it is left out of the JSON, while a None that applies is written as null.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -35,6 +36,8 @@ class AdminModel(msgspec.Struct):
     expires_at: float | UnsetType | None = UNSET  # None: busy, or kept forever
     pinned: bool | UnsetType = UNSET
     batch_invariant: bool | UnsetType = UNSET
+    # backend, device, precision, bucketed, and why they were chosen
+    compute: dict[str, Any] | UnsetType = UNSET
     batches: int | UnsetType = UNSET
     items: int | UnsetType = UNSET
     padding_ratio: float | UnsetType = UNSET
@@ -78,6 +81,7 @@ def admin_loaded_fields(row: AdminModel, model: LoadedModel, cache: EmbeddingCac
         expires_at=model.expires_at,
         pinned=model.spec.pinned,
         batch_invariant=model.encoder.batch_invariant,
+        compute=model.compute,
         batches=stats.batches,
         items=stats.items,
         padding_ratio=round(stats.padding_ratio, 3),
@@ -109,12 +113,18 @@ class RuntimeView(msgspec.Struct):
     onnxruntime: str
     providers: list[str]
     optimized_graph_cache: str | None
+    # The process-wide compute setting and what it resolves to (gateway/backends/selection.py).
+    backend: str
+    precision: str
+    default_placement: dict[str, Any]
 
 
 class RegistryModelView(msgspec.Struct):
     name: str
     kind: str
     aliases: list[str]
+    # Advertised Matryoshka widths (any 1..native width is served); None: not resizable.
+    dimensions: list[int] | None = None
 
 
 SettingValue = str | int | float | bool | list[str] | None

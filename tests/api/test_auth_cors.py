@@ -32,7 +32,12 @@ def guarded(
 ) -> Iterator[GatewayServer]:
     registry = tmp_path_factory.mktemp("auth") / "registry.yaml"
     registry.write_text((REPO / "registry.yaml").read_text())
-    env = {"GATEWAY_API_KEYS": f"{KEY_1},{KEY_2}", "GATEWAY_CORS_ORIGINS": APP_ORIGIN}
+    env = {
+        "GATEWAY_API_KEYS": f"{KEY_1},{KEY_2}",
+        "GATEWAY_CORS_ORIGINS": APP_ORIGIN,
+        # These tests fail on purpose many times from one address (see test_scoped_keys.py).
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE": "100000",
+    }
     with GatewayServer(registry=registry, env=env) as running:
         yield running
 

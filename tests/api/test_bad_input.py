@@ -18,7 +18,7 @@ from tests.support.api import assert_ollama_error, assert_openai_error, ollama_e
 from tools.gateway_server import GatewayServer
 
 MODEL = "all-minilm"
-TOO_LONG = "word " * 300  # 302 tokens; all-minilm's context is 256
+TOO_LONG = "word " * 600  # 602 tokens: cut to 256 when truncating; past the 512 positions
 JSON = {"content-type": "application/json"}
 
 
@@ -60,7 +60,9 @@ OLLAMA_CASES = {
     "embed-dimensions-string": Case("/api/embed", 400, ("dimensions",), json=embed(dimensions="a")),
     "embed-dimensions-0": Case("/api/embed", 400, ("dimensions",), json=embed(dimensions=0)),
     "embed-dimensions-above": Case("/api/embed", 400, ("dimensions",), json=embed(dimensions=385)),
-    "embed-dimensions-other": Case("/api/embed", 400, ("dimensions",), json=embed(dimensions=128)),
+    "embed-dimensions-float": Case(
+        "/api/embed", 400, ("dimensions", "from 1 to 384"), json=embed(dimensions=12.5)
+    ),
     "embed-too-long": Case(
         "/api/embed", 400, ("context length",), json=embed(input=["ok", TOO_LONG], truncate=False)
     ),
@@ -131,11 +133,18 @@ OPENAI_CASES = {
         "/v1/embeddings", 400, ("empty",), json=v1(input=["a", ""]), param="input"
     ),
     "input-null-item": Case("/v1/embeddings", 400, ("input",), json=v1(input=[None])),
-    "input-token-ids": Case(
+    "input-token-id-outside-vocabulary": Case(
         "/v1/embeddings",
         400,
-        ("check_embedding_ctx_length=False",),
-        json=v1(input=[[9906, 1917]]),
+        ("input[1]", "token id 100300", "cl100k_base"),
+        json=v1(input=[[9906, 1917], [100300]]),
+        param="input",
+    ),
+    "input-token-ids-mixed": Case(
+        "/v1/embeddings",
+        400,
+        ("input[1]", "token ids"),
+        json=v1(input=[[9906], "a"]),
         param="input",
     ),
     "unknown-model": Case(
@@ -162,8 +171,12 @@ OPENAI_CASES = {
     "dimensions-above": Case(
         "/v1/embeddings", 400, ("dimensions",), json=v1(dimensions=385), param="dimensions"
     ),
-    "dimensions-not-allowed": Case(
-        "/v1/embeddings", 400, ("dimensions",), json=v1(dimensions=100), param="dimensions"
+    "dimensions-not-integer": Case(
+        "/v1/embeddings",
+        400,
+        ("dimensions", "from 1 to 384"),
+        json=v1(dimensions=100.5),
+        param="dimensions",
     ),
     "dimensions-string": Case("/v1/embeddings", 400, ("dimensions",), json=v1(dimensions="64")),
     "encoding-format": Case(

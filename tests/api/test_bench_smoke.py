@@ -20,7 +20,7 @@ from bench import report
 from bench.run import check_agreement
 from tools.paths import REPO
 
-SYSTEMS = "raw,st,gateway,gateway-openai,loop"
+SYSTEMS = "raw,raw-ov-bf16,st,gateway,gateway-openai,loop"
 SENTENCES = 24
 PASSAGES = 4
 BENCH_LIMIT_S = 840
@@ -47,14 +47,15 @@ def test_every_system_and_load_ran_once(quick_run: tuple[dict, str]) -> None:
     expected = {
         # 8x32 does not fit 24 texts: it becomes 8 clients x 3 texts, and says so.
         "sentences": {
-            ("raw", None), ("st", None), ("gateway", "1x1"), ("gateway", "8x1"),
-            ("gateway", "64x1"), ("gateway", "8x3"), ("gateway-openai", "8x3"),
+            ("raw", None), ("raw-ov-bf16", None), ("st", None), ("gateway", "1x1"),
+            ("gateway", "8x1"), ("gateway", "64x1"), ("gateway", "8x3"), ("gateway-openai", "8x3"),
             ("loop", "64x1"), ("loop", "8x3"),
         },
         # 4 passages: 8x32 fits to 8x1, which is measured once.
         "passages": {
-            ("raw", None), ("st", None), ("gateway", "1x1"), ("gateway", "8x1"),
-            ("gateway", "64x1"), ("gateway-openai", "8x1"), ("loop", "64x1"), ("loop", "8x1"),
+            ("raw", None), ("raw-ov-bf16", None), ("st", None), ("gateway", "1x1"),
+            ("gateway", "8x1"), ("gateway", "64x1"), ("gateway-openai", "8x1"),
+            ("loop", "64x1"), ("loop", "8x1"),
         },
     }  # fmt: skip
     for workload, rows_expected in expected.items():
@@ -62,7 +63,11 @@ def test_every_system_and_load_ran_once(quick_run: tuple[dict, str]) -> None:
         assert {(r["system"], r["load"]) for r in rows} == rows_expected
         assert all(r["reps"] == 1 and not r["errors"] for r in rows), rows
     assert "## minilm (all-minilm-fp32) x sentences" in stdout
-    assert "| (a) gateway /api/embed | 64x1 |" in stdout
+    assert "% of fp32 peak" in stdout and "- gateway 8x3 / st: " in stdout
+    efficiency = result["cells"]["minilm"]["sentences"]["efficiency"]
+    assert {e["load"] for e in efficiency} >= {None, "8x3"}
+    assert all(e["useful_gflops"] > 0 and e["share_fp32_peak"] > 0 for e in efficiency)
+    assert "| (a) gateway /api/embed, auto | 64x1 |" in stdout
 
 
 def test_numbers_are_consistent(quick_run: tuple[dict, str]) -> None:

@@ -47,7 +47,7 @@ def test_serve_help_lists_every_setting() -> None:
     [
         (("list",), {"GATEWAY_PORT": "eighty"}, "gateway: GATEWAY_PORT: expected a whole number"),
         (
-            ("list", "--keep-alive", "5x"),
+            ("serve", "--keep-alive", "5x"),
             {},
             'gateway: --keep-alive: time: unknown unit "x" in duration "5x"',
         ),

@@ -458,22 +458,32 @@ def test_dimensions_on_image_models(
                 ("/v1", "/api/embed", "/img/embed", "/img/batch"), rows, strict=True
             ):
                 check_images(vectors, [case.name], expected, f"{route} dim {width}", width=width)
-        allowed = ", ".join(str(w) for w in VISION_DIMENSIONS)
-        for width in (128, 300, 1000):  # 128 is a text-model width, not an image one
+        # Any width from 1 to the native one: the cut-and-renormalized full vector.
+        full = openai_embed(client, VISION, [data_url(case.data)])[0]
+        for width in (300, 37, 1):
+            want = full[:width] / np.linalg.norm(full[:width])
+            for served in (
+                openai_embed(client, VISION, [data_url(case.data)], dimensions=width)[0],
+                ollama_embed(client, VISION, [data_url(case.data)], dimensions=width)[0],
+                img_embed(client, raw_base64(case.data), dim=width),
+            ):
+                assert served.shape == (width,)
+                np.testing.assert_allclose(served, want, atol=1e-6)
+        for width in (0, 769, 12.5):
             body = {"model": VISION, "input": [data_url(case.data)], "dimensions": width}
             assert_openai_error(
-                client.post("/v1/embeddings", json=body), 400, allowed, param="dimensions"
+                client.post("/v1/embeddings", json=body), 400, "from 1 to 768", param="dimensions"
             )
-            assert_ollama_error(client.post("/api/embed", json=body), 400, allowed)
+            assert_ollama_error(client.post("/api/embed", json=body), 400, "from 1 to 768")
             native = client.post("/img/embed", json={"content": data_url(case.data), "dim": width})
-            assert_ollama_error(native, 400, allowed)
+            assert_ollama_error(native, 400, "dim must be", "from 1 to 768")
             mixed = {**body, "input": [data_url(case.data), {"text": "hi"}]}
-            assert_openai_error(client.post("/v1/embeddings", json=mixed), 400, allowed)
+            assert_openai_error(client.post("/v1/embeddings", json=mixed), 400, "from 1 to 768")
         full = openai_embed(client, EFFNET, [data_url(case.data)], dimensions=1280)
         assert full.shape == (1, 1280)
-        body = {"model": EFFNET, "input": [data_url(case.data)], "dimensions": 512}
+        body = {"model": EFFNET, "input": [data_url(case.data)], "dimensions": 1281}
         assert_openai_error(
-            client.post("/v1/embeddings", json=body), 400, "[1280]", param="dimensions"
+            client.post("/v1/embeddings", json=body), 400, "from 1 to 1280", param="dimensions"
         )
 
 
@@ -740,7 +750,14 @@ def test_a_bad_image_in_a_list_is_named_by_its_index(gateway: GatewayServer) -> 
         batch = client.post(
             "/img/batch", json={"contents": [data_url(tiny_png(3)), data_url(data)]}
         )
-        assert assert_ollama_error(batch, 400, fragment).startswith("input[1]: ")
+        assert assert_ollama_error(batch, 400, fragment).startswith("contents[1]: ")
+        ollama_shape = {"model": VISION, "input": [data_url(tiny_png(3)), "a dog", data_url(data)]}
+        response = client.post("/api/embed", json=ollama_shape)
+        assert assert_ollama_error(response, 400, fragment).startswith("input[2]: ")
+        one = client.post("/img/embed", json={"content": data_url(data)})
+        assert assert_ollama_error(one, 400, fragment).startswith("content: ")
+        empty = client.post("/img/batch", json={"contents": [data_url(tiny_png(3)), " "]})
+        assert_ollama_error(empty, 400, "contents[1] is empty")
 
 
 # -- what each model accepts ---------------------------------------------------------------------

@@ -314,7 +314,10 @@ def test_truncate_false_refuses_what_pylate_would_cut(
     response = client.post(
         "/v1/embeddings", json={**body, "input": QUERIES[LONG_QUERY], "input_type": "query"}
     )
-    assert_openai_error(response, 400, "input[0]", "32 tokens", code="context_length_exceeded")
+    # A single string (not a list) is named without an index.
+    assert_openai_error(
+        response, 400, "input is longer", "32 tokens", code="context_length_exceeded"
+    )
     # Texts that fit go through with truncate off, unchanged.
     fits = [i for i in range(len(DOCUMENTS)) if i not in LONG_DOCUMENTS]
     ours = matrices_of(post_embeddings(client, {**body, "input": [DOCUMENTS[i] for i in fits]}))
@@ -336,7 +339,7 @@ def test_input_shapes(client: httpx.Client, colberts: dict[str, ColbertModel]) -
         ({"input": ""}, "empty"),
         ({"input": ["fine", "   "]}, "input[1]"),
         ({"input": [{"image": pixel}]}, "text only"),
-        ({"input": [[101, 2023, 102]]}, "token-id arrays"),
+        ({"input": [[101, 2023, 102], "text"]}, "input[1] must be a non-empty list of token ids"),
     ]
     for fields, fragment in cases:
         response = client.post("/v1/embeddings", json={"model": BERT, **fields})

@@ -10,7 +10,7 @@ import openai
 import pytest
 from langchain_openai import OpenAIEmbeddings
 
-from tests.support.api import assert_openai_error, decode_embedding, ollama_embed, openai_embed
+from tests.support.api import decode_embedding, ollama_embed, openai_embed
 from tools.gateway_server import GatewayServer
 
 MODEL = "all-minilm"
@@ -73,11 +73,21 @@ def test_sdk_float_and_dimensions(server: GatewayServer, raw: np.ndarray) -> Non
     )
     assert len(floats.data) == 1
     np.testing.assert_array_equal(np.asarray(floats.data[0].embedding, np.float32), raw[0])
-    # all-minilm has no Matryoshka widths: anything but 384 is refused, never silently cut.
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.embeddings.create(model=MODEL, input=TEXTS[0], dimensions=128)
-    assert caught.value.status_code == 400
-    assert caught.value.param == "dimensions"
+    # Any width 1..384 is the cut-and-renormalized full vector, as OpenAI and Ollama serve it.
+    for width in (1, 37, 128, 383, 384):
+        cut = client.embeddings.create(model=MODEL, input=TEXTS, dimensions=width)
+        vectors = np.asarray([item.embedding for item in cut.data], np.float32)
+        want = raw[:, :width] / np.linalg.norm(raw[:, :width], axis=1, keepdims=True)
+        assert vectors.shape == (len(TEXTS), width)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-6)
+        cosine = np.sum(vectors * want, axis=1)  # both unit length
+        assert cosine.min() >= 0.99999, (width, cosine)
+    for width in (0, 385):  # outside 1..native: refused, never silently cut
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.embeddings.create(model=MODEL, input=TEXTS[0], dimensions=width)
+        assert caught.value.status_code == 400
+        assert caught.value.param == "dimensions"
+        assert "from 1 to 384" in caught.value.message
 
 
 def test_response_fields_and_usage(server: GatewayServer, raw: np.ndarray) -> None:
@@ -115,16 +125,9 @@ def test_sdk_errors_carry_the_openai_shape(server: GatewayServer) -> None:
         client.embeddings.create(model="no-such-model", input="hi")
     assert missing.value.code == "model_not_found" and missing.value.param == "model"
     with pytest.raises(openai.BadRequestError) as tokens:
-        client.embeddings.create(model=MODEL, input=[[101, 7592, 102]])
-    assert "check_embedding_ctx_length=False" in tokens.value.message
-
-
-def test_token_id_arrays_get_the_langchain_hint(server: GatewayServer) -> None:
-    """LangChain's default OpenAIEmbeddings sends tiktoken ids: {"input": [[int, ...], ...]}."""
-    with server.client() as client:
-        for tokens in ([[9906, 1917], [15339]], [9906, 1917]):
-            response = client.post("/v1/embeddings", json={"model": MODEL, "input": tokens})
-            assert_openai_error(response, 400, "check_embedding_ctx_length=False", param="input")
+        client.embeddings.create(model=MODEL, input=[[9906, 1917], [101, 999_999]])
+    assert "input[1] has token id 999999, outside the cl100k_base" in tokens.value.message
+    assert tokens.value.param == "input"
 
 
 def test_langchain_openai_embeddings(server: GatewayServer, raw: np.ndarray) -> None:

@@ -3,8 +3,9 @@ and the n8n Ollama rerank node's `/api/rerank`, scored three ways.
 
 - MaxSim of the tiny PyLate ColBERTs (BERT and ModernBERT settings) must equal PyLate's own
   `colbert_scores` within 1e-4 (`raw_scores: true`); `relevance_score` is MaxSim divided by
-  the query's vector count (gateway/scoring.py documents the scale).
-- A plain embedder (all-MiniLM-L6-v2) reranks by the cosine of the vectors /v1/embeddings gives.
+  the query's vector count, mapped into [0, 1] by (s + 1) / 2 (gateway/scoring.py).
+- A plain embedder (all-MiniLM-L6-v2) reranks by the cosine of the vectors /v1/embeddings gives,
+  answered as (cosine + 1) / 2 (raw_scores: the cosine).
 - A cross-encoder (tiny random BERT, tests/support/cross_encoder.py) by sigmoid(logit), matching
   transformers.
 - all-MiniLM-L6-v2's real token states served as ColBERT vectors rank the document written for
@@ -208,11 +209,14 @@ def test_maxsim_matches_pylate(
     assert np.ptp(model.scores) > 100 * SCORE_TOLERANCE, "the pairs must be told apart"
     # Every other combination, against MaxSim of PyLate's own vectors.
     np.testing.assert_allclose(raw, pylate_scores[name], atol=SCORE_TOLERANCE)
-    # The default scale: MaxSim over the query's vectors (query_length with [MASK] expansion).
+    # The default scale: MaxSim over the query's vectors (query_length with [MASK] expansion),
+    # mapped into [0, 1] by (s + 1) / 2; the order is the raw order.
     body = {"model": name, "query": QUERIES[1], "documents": DOCUMENTS}
     relevance = by_index(post(client, "/v1/rerank", body)["results"])
-    np.testing.assert_allclose(relevance, raw[1] / model.settings.query_length, atol=1e-6)
-    assert (np.abs(relevance) <= 1).all()
+    expected = (raw[1] / model.settings.query_length + 1) / 2
+    np.testing.assert_allclose(relevance, expected, atol=1e-6)
+    assert ((relevance >= 0) & (relevance <= 1)).all()
+    assert list(np.argsort(-relevance, kind="stable")) == list(np.argsort(-raw[1], kind="stable"))
     print(f"{name}: max abs MaxSim diff through /v1/rerank {diff:.2e} over {len(PAIRS)} pairs")
 
 
@@ -223,7 +227,7 @@ def test_cohere_v1_client(
     co: cohere.Client, colberts: dict[str, ColbertModel], pylate_scores: dict[str, np.ndarray]
 ) -> None:
     query = 1
-    expected = pylate_scores[BERT][query] / colberts["bert"].settings.query_length
+    expected = (pylate_scores[BERT][query] / colberts["bert"].settings.query_length + 1) / 2
     full = co.rerank(model=BERT, query=QUERIES[query], documents=DOCUMENTS)
     order = [r.index for r in full.results]
     assert sorted(order) == list(range(len(DOCUMENTS)))
@@ -441,7 +445,8 @@ def test_tei_shape(client: httpx.Client) -> None:
     assert all(row["text"] == TOPIC_DOCUMENTS[row["index"]] for row in rows)
     normalized = by_index(rows, "score")
     raw = by_index(post(client, "/rerank", {**body, "raw_scores": True}), "score")
-    np.testing.assert_allclose(raw / 32, normalized, atol=1e-6)  # MaxSim over 32 query vectors
+    # MaxSim over 32 query vectors, mapped into [0, 1].
+    np.testing.assert_allclose((raw / 32 + 1) / 2, normalized, atol=1e-6)
     assert all(set(row) == {"index", "score"} for row in post(client, "/rerank", body))
     response = client.post("/rerank", json={**body, "documents": TOPIC_DOCUMENTS})
     assert_ollama_error(response, 400, "texts")
@@ -452,11 +457,13 @@ def test_tei_shape(client: httpx.Client) -> None:
 
 def test_plain_embedder_reranks_by_cosine(client: httpx.Client) -> None:
     vectors = openai_embed(client, MINILM, [TOPICS[0][0], *TOPIC_DOCUMENTS])
-    expected = vectors[1:] @ vectors[0]  # unit vectors: the dot is the cosine
-    results = post(
-        client, "/v1/rerank", {"model": MINILM, "query": TOPICS[0][0], "documents": TOPIC_DOCUMENTS}
-    )["results"]
-    np.testing.assert_allclose(by_index(results), expected, atol=1e-5)
+    cosine = vectors[1:] @ vectors[0]  # unit vectors: the dot is the cosine
+    body = {"model": MINILM, "query": TOPICS[0][0], "documents": TOPIC_DOCUMENTS}
+    results = post(client, "/v1/rerank", body)["results"]
+    np.testing.assert_allclose(by_index(results), (cosine + 1) / 2, atol=1e-5)
+    raw = post(client, "/v2/rerank", {**body, "raw_scores": True})["results"]
+    np.testing.assert_allclose(by_index(raw), cosine, atol=1e-5)
+    assert [r["index"] for r in raw] == [r["index"] for r in results], "order kept"
     for index, (query, _) in enumerate(TOPICS):
         body = {"model": MINILM, "query": query, "documents": TOPIC_DOCUMENTS, "top_n": 1}
         assert post(client, "/v1/rerank", body)["results"][0]["index"] == index

@@ -116,7 +116,7 @@ def test_relevant_document_ranks_first(encoder: LateInteractionEncoder) -> None:
         relevance = relevance_from_maxsim(raw, len(query))
         assert rank(relevance)[0] == 0, f"query {index} {TOPICS[index][0]!r}: {relevance}"
         assert rank(raw) == rank(relevance)  # the normalized scale never reorders
-        assert (np.abs(relevance) <= 1).all()
+        assert ((relevance >= 0) & (relevance <= 1)).all()
         margins.append(float(relevance[0] - relevance[1:].max()))
     print(
         f"{encoder.spec.name}: relevance margin (relevant - best unrelated) "
@@ -158,7 +158,7 @@ def test_rerank_entry_point_late(encoder: LateInteractionEncoder) -> None:
         (q,) = run_finished(encoder, encoder.tokenize([query], task="query"))
         by_hand = maxsim(q, run_finished(encoder, encoder.tokenize(documents, task="document")))
         np.testing.assert_allclose(result.raw, by_hand, atol=1e-4)
-        np.testing.assert_allclose(result.relevance, by_hand / len(q), atol=1e-6)
+        np.testing.assert_allclose(result.relevance, (by_hand / len(q) + 1) / 2, atol=1e-6)
         items = encoder.tokenize([query], task="query")
         items += encoder.tokenize(documents, task="document")
         assert result.tokens == sum(item.text_tokens for item in items)
@@ -196,7 +196,8 @@ def test_rerank_entry_point_dense_cosine(
     for index, (query, _) in enumerate(TOPICS):
         result = run_rerank(dense, query, candidates(index))
         assert result.top()[0] == 0, (query, result.relevance)
-        assert (np.abs(result.relevance) <= 1 + 1e-6).all()
+        assert ((result.relevance >= 0) & (result.relevance <= 1)).all()
+        np.testing.assert_allclose(result.relevance, (result.raw + 1) / 2, atol=1e-12)
 
 
 def run_finished(encoder: LateInteractionEncoder, items: list[LateTokens]) -> list[np.ndarray]:

@@ -47,14 +47,29 @@ DOCUMENTS = [
 LONG = 3
 
 
-def cross_encoder_version(tokenizer: Path) -> str:
-    digest = hashlib.sha256(json.dumps(CONFIG, sort_keys=True).encode())
+# The shape of cross-encoder/ms-marco-MiniLM-L6-v2 (its config.json): a random-weight stand-in
+# for the registry's real reranker entry, which cannot be downloaded here.
+MINILM_L6_CONFIG = {
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 12,
+    "intermediate_size": 1536,
+    "max_position_embeddings": 512,
+    "num_labels": 1,
+    "initializer_range": 0.2,  # wide, so that pairs get clearly different logits
+}
+
+
+def cross_encoder_version(tokenizer: Path, config: dict[str, Any] = CONFIG) -> str:
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     digest.update(tokenizer.read_bytes())
     digest.update(b"r1")  # bump when build_cross_encoder changes
     return digest.hexdigest()[:12]
 
 
-def build_cross_encoder(folder: Path, tokenizer_json: Path) -> None:
+def build_cross_encoder(
+    folder: Path, tokenizer_json: Path, config: dict[str, Any] = CONFIG
+) -> None:
     """Save the seeded model and its tokenizer under folder/torch, export folder/model.onnx."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
@@ -65,7 +80,7 @@ def build_cross_encoder(folder: Path, tokenizer_json: Path) -> None:
     tokenizer = BertTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
     torch.manual_seed(0)
     model = BertForSequenceClassification(
-        BertConfig(vocab_size=tokenizer.vocab_size, **CONFIG)
+        BertConfig(vocab_size=tokenizer.vocab_size, **config)
     ).eval()
     model.save_pretrained(folder / "torch")
     tokenizer.save_pretrained(folder / "torch")
@@ -76,11 +91,13 @@ def build_cross_encoder(folder: Path, tokenizer_json: Path) -> None:
     export_by_keyword(model, example, folder / "model.onnx", "logits", {0: "batch"})
 
 
-def cross_encoder_dir(bert_tokenizer: Path) -> Path:
+def cross_encoder_dir(
+    bert_tokenizer: Path, config: dict[str, Any] = CONFIG, name: str = NAME
+) -> Path:
     """The cross-encoder's folder (built the first time it is asked for); `bert_tokenizer` is
     bert-base-uncased's tokenizer.json."""
-    build = functools.partial(build_cross_encoder, tokenizer_json=bert_tokenizer)
-    return cached_export(NAME, cross_encoder_version(bert_tokenizer), build)
+    build = functools.partial(build_cross_encoder, tokenizer_json=bert_tokenizer, config=config)
+    return cached_export(name, cross_encoder_version(bert_tokenizer, config), build)
 
 
 def cross_encoder_entry(

@@ -93,6 +93,8 @@ class LocalHub:
         self._lock = threading.Lock()
         self._blobs: dict[str, tuple[bytes, str]] = {}  # sha256 -> (content, file name)
         self._interruptions: dict[str, int] = {}  # file name -> bytes to send before hanging up
+        self._stalls: dict[str, int] = {}  # file name -> bytes to send before going silent
+        self.released = threading.Event()  # ends every stall (set at exit)
         self._hub = _Server(self, "hub")
         self._cdn = _Server(self, "cdn")
         self.endpoint = f"http://127.0.0.1:{self._hub.server_port}"
@@ -139,6 +141,17 @@ class LocalHub:
         with self._lock:
             return self._interruptions.pop(filename or "", None)
 
+    def stall_next_download(self, filename: str, after_bytes: int) -> None:
+        """Send `after_bytes` of the next full download of `filename`, then nothing until the
+        hub closes: a pull that hangs there can be killed half-way, as a user's Ctrl-C or an
+        OOM kill would stop it."""
+        with self._lock:
+            self._stalls[filename] = after_bytes
+
+    def _take_stall(self, filename: str | None) -> int | None:
+        with self._lock:
+            return self._stalls.pop(filename or "", None)
+
     # -- request log --------------------------------------------------------------------------
 
     @property
@@ -170,6 +183,7 @@ class LocalHub:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.released.set()
         for server in (self._hub, self._cdn):
             server.shutdown()
             server.server_close()
@@ -219,8 +233,11 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self._cdn() if self.server.origin == "cdn" else self._hub()
         body = b"" if head else reply.body
         cut = hub._take_interruption(reply.filename) if body and reply.status == 200 else None
+        stall = hub._take_stall(reply.filename) if body and reply.status == 200 else None
         if cut is not None:
             body = body[:cut]
+        elif stall is not None:
+            body = body[:stall]
         # Recorded before answering: once a client has its answer, the log already shows it.
         hub._record(
             HubRequest(
@@ -242,6 +259,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(body)
+        if stall is not None:  # go silent mid-body until the hub closes
+            self.wfile.flush()
+            hub.released.wait()
+            self.close_connection = True
+            return
         if cut is not None:  # hang up mid-body: Content-Length promised more
             self.wfile.flush()
             self.close_connection = True

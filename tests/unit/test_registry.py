@@ -71,7 +71,7 @@ def test_every_shipped_entry_parses(shipped: Registry) -> None:
     assert minilm.memory_estimate_bytes == 150 * 1024**2
     nomic = shipped.models["nomic-embed-text"]
     assert isinstance(nomic, TextModelSpec)
-    assert nomic.allowed_dimensions == [768, 512, 256, 128, 64]
+    assert nomic.advertised_dimensions == [768, 512, 256, 128, 64]
     assert nomic.tasks == ("query", "document", "clustering", "classification")
     assert nomic.default_task == "document"
     colbert = shipped.models["answerai-colbert-small"]

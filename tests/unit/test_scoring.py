@@ -9,6 +9,7 @@ from gateway.scoring import (
     cosine_scores,
     maxsim,
     rank,
+    relevance_from_cosine,
     relevance_from_logits,
     relevance_from_maxsim,
 )
@@ -68,7 +69,8 @@ def test_cosine_scores() -> None:
 
 def test_relevance_scales() -> None:
     raw = np.array([32.0, -32.0, 8.0])
-    np.testing.assert_allclose(relevance_from_maxsim(raw, 32), [1.0, -1.0, 0.25])
+    # Mean best cosine per query token (1, -1, 0.25), mapped to [0, 1] by (s + 1) / 2.
+    np.testing.assert_allclose(relevance_from_maxsim(raw, 32), [1.0, 0.0, 0.625])
     np.testing.assert_allclose(relevance_from_maxsim(raw, 32, "raw"), raw)
     with pytest.raises(ValueError):
         relevance_from_maxsim(raw, 0)
@@ -77,6 +79,21 @@ def test_relevance_scales() -> None:
     with np.errstate(over="raise"):
         np.testing.assert_allclose(relevance_from_logits(logits), expected, atol=1e-12)
     np.testing.assert_allclose(relevance_from_logits(logits, "raw"), logits)
+    cosines = np.array([1.0000001, -1.0, 0.0, 0.5, -0.3])
+    np.testing.assert_allclose(relevance_from_cosine(cosines), [1.0, 0.0, 0.5, 0.75, 0.35])
+    np.testing.assert_allclose(relevance_from_cosine(cosines, "raw"), cosines)
+
+
+def test_relevance_maps_keep_the_order_and_stay_in_0_1() -> None:
+    rng = np.random.default_rng(5)
+    cosines = rng.uniform(-1, 1, 200)
+    for raw, relevance in (
+        (cosines, relevance_from_cosine(cosines)),
+        (cosines * 32, relevance_from_maxsim(cosines * 32, 32)),
+        (cosines * 8, relevance_from_logits(cosines * 8)),
+    ):
+        assert ((relevance >= 0) & (relevance <= 1)).all()
+        assert rank(relevance) == rank(raw)
 
 
 def test_rank_is_descending_and_stable() -> None:

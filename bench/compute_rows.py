@@ -1,0 +1,138 @@
+"""Rows beside raw ONNX Runtime: raw OpenVINO in-process, and fastembed in its own venv.
+
+`RawOpenVino` is the fast path's ceiling: the same tokenizer, sorted batches and pooling as raw
+ORT, the same ONNX file compiled by OpenVINO (bf16 or fp32 inference precision, the gateway's
+compile settings), without the gateway's shape buckets, queue or HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.corpora import Workload
+from bench.embedders import OrtEmbedder, _normalize
+from bench.models import BenchModel
+from bench.systems import Load, Measured, System
+
+
+class OpenVinoEmbedder(OrtEmbedder):
+    """OrtEmbedder's tokenizing, batching and pooling around an OpenVINO compiled model."""
+
+    def __init__(self, onnx: Path, tokenizer_json: Path, precision: str) -> None:
+        super().__init__(onnx, tokenizer_json)
+        from gateway.backends.openvino_cpu import OpenVinoBackend, OpenVinoOptions
+
+        backend = OpenVinoBackend(OpenVinoOptions(self.threads, cache_dir=None))
+        self.compiled = backend.core.compile_model(str(onnx), "CPU", backend.config(precision))
+        self.request = self.compiled.create_infer_request()
+        self.input_names = {port.get_any_name() for port in self.compiled.inputs}
+
+    def run(self, rows: list[list[int]]) -> np.ndarray:  # type: ignore[override]
+        longest = max(len(r) for r in rows)
+        ids = np.full((len(rows), longest), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), longest), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.request.infer(feed)[self.compiled.outputs[0]]
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+        return _normalize(pooled).astype(np.float32)
+
+
+class FastEmbed(System):
+    """fastembed's TextEmbedding in a worker process of its own venv (bench/fastembed_worker.py)."""
+
+    key = "fastembed"
+
+    def __init__(self, model: BenchModel, python: Path, threads: int, batch_size: int) -> None:
+        self.label = f"(f) fastembed in-process (own venv), bs{batch_size}"
+        self.batch_size = batch_size
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-fastembed-"))
+        # fastembed reads the tokenizer's side files next to the ONNX file.
+        (self.folder / "model.onnx").symlink_to(model.onnx)
+        (self.folder / "tokenizer.json").symlink_to(model.tokenizer)
+        for name in ("config.json", "tokenizer_config.json", "special_tokens_map.json"):
+            (self.folder / name).symlink_to(model.st_folder / name)
+        worker = Path(__file__).with_name("fastembed_worker.py")
+        self.process = subprocess.Popen(
+            [str(python), str(worker), str(self.folder), str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.server_pid = self.process.pid
+        ready = self._answer()
+        if not ready.get("ready"):
+            raise RuntimeError(f"fastembed worker did not start: {ready}")
+
+    def _answer(self) -> dict[str, object]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"fastembed worker exited ({self.process.poll()})")
+        answer: dict[str, object] = json.loads(line)
+        return answer
+
+    def _ask(self, request: dict[str, object]) -> dict[str, object]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def measure(self, workload: Workload, load: Load | None) -> Measured:
+        texts, out = self.folder / "texts.json", self.folder / "vectors.npy"
+        texts.write_text(json.dumps(list(workload.texts)))
+        started = time.perf_counter()
+        answer = self._ask(
+            {"op": "embed", "texts": str(texts), "out": str(out), "batch_size": self.batch_size}
+        )
+        total = time.perf_counter() - started
+        wall = float(answer["wall_s"])  # type: ignore[arg-type]
+        return Measured(wall, np.load(out), extra={"ipc_s": total - wall})
+
+    def single(self, text: str, times: int) -> list[float]:
+        answer = self._ask({"op": "single", "text": text, "times": times})
+        return [float(x) for x in answer["latencies_s"]]  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()  # type: ignore[union-attr]
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class RawOpenVino(System):
+    """(g) raw OpenVINO in-process, sorted batches: the fast path's own ceiling."""
+
+    def __init__(self, embedder: OpenVinoEmbedder, precision: str, batch_size: int) -> None:
+        self.key = f"raw-ov-{precision}"
+        self.label = f"(g) raw OpenVINO {precision} in-process, sorted bs{batch_size}"
+        self.embedder = embedder
+        self.batch_size = batch_size
+
+    def measure(self, workload: Workload, load: Load | None) -> Measured:
+        started = time.perf_counter()
+        vectors, padded = self.embedder.embed_sorted(workload.texts, self.batch_size)
+        wall = time.perf_counter() - started
+        return Measured(wall, vectors, extra={"padding_ratio": padded / workload.total_tokens})
+
+    def single(self, text: str, times: int) -> list[float]:
+        out = []
+        for _ in range(times):
+            started = time.perf_counter()
+            self.embedder.run(self.embedder.tokenize([text]))
+            out.append(time.perf_counter() - started)
+        return out

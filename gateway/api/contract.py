@@ -1,0 +1,129 @@
+"""The OpenAPI document made exact: error responses in the shape each route really sends them,
+and unions as `anyOf`.
+
+Each Router installs its family's exception handler (gateway.api.errors); this module reads
+which one a route ends up with and declares the statuses that route can answer with, each with
+that family's body: {"error": "message"} (Ollama, native, TEI/Infinity rerank, admin) or
+{"error": {"message", "type", "param", "code"}} (OpenAI, Cohere).
+
+Litestar writes a Python union as `oneOf`, which means "exactly one": an integer matches both
+`integer` and `number`, and a full health view also matches the status-only one, so valid
+answers broke their own schema. A union means "any of", and the document now says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Schema
+from litestar.routes import HTTPRoute
+
+from gateway.api.errors import openai_error
+
+
+class ErrorResponse(msgspec.Struct):
+    """Ollama's error (also the native, TEI/Infinity rerank and admin routes')."""
+
+    error: str
+
+
+class OpenAIErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorResponse(msgspec.Struct):
+    """OpenAI's error (also Cohere's routes beside it)."""
+
+    error: OpenAIErrorDetail
+
+
+# What every route may answer besides success: a missing or wrong key, a scope or rate limit,
+# a server that is shutting down or (rarely) fails.
+EVERY_ROUTE = (401, 429, 500, 503)
+# Routes that take a body or name a model: bad input, unknown model, body over the size limit.
+WITH_INPUT = (400, 404, 413)
+ADMIN_ONLY = (403,)
+# Per path extras: a model in use cannot be deleted; a pull can fail upstream or fill the disk.
+EXTRA = {"/api/delete": (409,), "/api/pull": (502, 507)}
+ADMIN_PATHS = ("/api/pull", "/api/delete", "/admin/")
+
+
+def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
+    statuses = set(EVERY_ROUTE)
+    if method in {"POST", "DELETE"} or "{" in path:
+        statuses.update(WITH_INPUT)
+    if path.startswith(ADMIN_PATHS):
+        statuses.update(ADMIN_ONLY)
+    statuses.update(EXTRA.get(path, ()))
+    if handler.opt.get("public"):
+        statuses -= {401, 403}
+    return sorted(statuses)
+
+
+def _uses_openai_shape(handler: HTTPRouteHandler) -> bool:
+    handlers = handler.resolve_exception_handlers()
+    return handlers.get(Exception) is openai_error
+
+
+def _routes(app: Litestar) -> Iterable[tuple[str, HTTPRouteHandler]]:
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                if handler.include_in_schema:
+                    yield route.path_format, handler
+
+
+def declare_error_responses(app: Litestar) -> None:
+    """Add each route's error statuses to its OpenAPI responses (call before the document is
+    first served; Litestar builds it lazily)."""
+    for path, handler in _routes(app):
+        shape = OpenAIErrorResponse if _uses_openai_shape(handler) else ErrorResponse
+        declared = dict(handler.responses or {})
+        for method in handler.http_methods:
+            for status in _statuses(path, method, handler):
+                declared.setdefault(
+                    status,
+                    ResponseSpec(
+                        data_container=shape,
+                        description=HTTPStatus(status).phrase,
+                        media_type="application/json",
+                    ),
+                )
+        handler.responses = declared
+
+
+def unions_as_any_of(node: Any, seen: set[int] | None = None) -> None:
+    """Rewrite every `oneOf` in a built OpenAPI object tree as `anyOf`, in place."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, Schema) and node.one_of is not None and node.any_of is None:
+        node.any_of, node.one_of = node.one_of, None
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        children: Iterable[Any] = (getattr(node, f.name) for f in dataclasses.fields(node))
+    elif isinstance(node, dict):
+        children = node.values()
+    elif isinstance(node, list | tuple):
+        children = node
+    else:
+        return
+    for child in children:
+        unions_as_any_of(child, seen)
+
+
+def make_exact(app: Litestar) -> None:
+    """Declare error responses, then build the document once and fix its unions (Litestar
+    caches the built document and serves that one)."""
+    declare_error_responses(app)
+    unions_as_any_of(app.openapi_schema)

@@ -1,0 +1,102 @@
+"""Graceful shutdown as clients see it: readiness fails first, in-flight work ends in an answer.
+
+`Drain.begin()` (on SIGTERM) turns readiness to 503 while the listener still accepts, so a load
+balancer stops sending before the port closes. `Drain.answer_in_flight()` (just before the
+shutdown grace runs out) cancels every request that has not started its response and answers it
+503 in its API family's shape, instead of letting the server cut the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.api.errors import render_error
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+
+class ShuttingDown(GatewayError):
+    status_code = 503
+    code = "shutting_down"
+
+
+class _InFlight:
+    __slots__ = ("responded", "task")
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+        self.responded = False
+
+
+class Drain:
+    def __init__(self) -> None:
+        self.draining_since: float | None = None
+        self._in_flight: set[_InFlight] = set()
+
+    @property
+    def draining(self) -> bool:
+        return self.draining_since is not None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def begin(self) -> None:
+        if self.draining_since is None:
+            self.draining_since = time.monotonic()
+            log.info("draining: readiness now answers 503 (%d requests in flight)", self.in_flight)
+
+    def answer_in_flight(self) -> int:
+        """Cancel the requests that have not responded yet; each is answered 503."""
+        cancelled = 0
+        for request in list(self._in_flight):
+            if not request.responded:
+                request.task.cancel()
+                cancelled += 1
+        if cancelled:
+            log.warning("shutdown grace over: %d in-flight requests answered 503", cancelled)
+        return cancelled
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """The ASGI app that tracks HTTP requests for `answer_in_flight`."""
+
+        async def tracked(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            await self._run(app, scope, receive, send)
+
+        return tracked
+
+    async def _run(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_tracked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                request.responded = True
+            await send(message)
+
+        task = asyncio.ensure_future(app(scope, receive, send_tracked))
+        request = _InFlight(task)
+        self._in_flight.add(request)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled() or request.responded:
+                task.cancel()
+                raise  # the server itself cancelled us, or the answer had begun: nothing to add
+            await self._refuse(scope, receive, send)
+        finally:
+            self._in_flight.discard(request)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request: Request[Any, Any, Any] = Request(scope, receive, send)
+        error = ShuttingDown("the server is shutting down; retry on another instance")
+        response = render_error(request, error).to_asgi_response(None, request)
+        await response(scope, receive, send)

@@ -1,0 +1,193 @@
+"""Hugging Face text-embeddings-inference (TEI) routes: /embed, /embed_all, /tokenize, /decode.
+
+TEI serves one model; here they use the registry's default model, or the model named by the
+gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, whose body has
+`input`; TEI's has `inputs`, and the body decides (a body with `inputs` is TEI's).
+
+- `/embed` `{inputs: str | [str], normalize=true, truncate, dimensions, prompt_name}` answers a
+  bare `[[f32]]`. `prompt_name` names a task prefix (query, document, ...). `truncate` defaults to
+  true (the gateway's default; TEI's comes from its --auto-truncate flag).
+- `/embed_all` `{inputs, truncate, prompt_name}` answers `[[[f32]]]`: per-token hidden states of a
+  text model, or the token vectors of a ColBERT model.
+- `/tokenize` `{inputs, add_special_tokens=true, prompt_name}` answers
+  `[[{id, text, special, start, stop}]]`; `/decode` `{ids, skip_special_tokens=true}` answers
+  `[str]`. Both read the model's tokenizer.json only: the model is not loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import msgspec
+from litestar import Controller, Request, Response, Router, post
+
+from gateway.api.bodies import convert, json_body
+from gateway.api.deps import provide
+from gateway.api.disconnect import unless_disconnected
+from gateway.api.errors import OLLAMA_ERRORS
+from gateway.api.native import EmbedBody, EmbedResponse, embed_one
+from gateway.api.openai import TASK_SYNONYMS
+from gateway.api.responses import embedded, with_truncated
+from gateway.errors import InvalidRequest
+from gateway.inputs import TextInput
+from gateway.services import EmbeddingService, EmbedRequest, Services, TokenService
+from gateway.token_ids import token_rows
+
+Inputs = str | list[str]
+
+
+class TeiEmbedBody(msgspec.Struct):
+    inputs: Inputs
+    normalize: bool = True
+    truncate: bool | None = None
+    truncation_direction: str = "right"
+    prompt_name: str | None = None
+    dimensions: int | float | str | bool | None = None
+    model: str | None = None  # gateway extension: TEI serves one model
+
+
+class TeiEmbedAllBody(msgspec.Struct):
+    inputs: Inputs
+    truncate: bool | None = None
+    truncation_direction: str = "right"
+    prompt_name: str | None = None
+    model: str | None = None
+
+
+class TokenizeBody(msgspec.Struct):
+    inputs: Inputs
+    add_special_tokens: bool = True
+    prompt_name: str | None = None
+    model: str | None = None
+
+
+class DecodeBody(msgspec.Struct):
+    ids: list[Any]  # [int] or [[int]]; checked by hand (msgspec unions hold one array type)
+    skip_special_tokens: bool = True
+    model: str | None = None
+
+
+class SimpleToken(msgspec.Struct):
+    id: int
+    text: str
+    special: bool
+    start: int | None
+    stop: int | None
+
+
+def texts_of(inputs: Inputs) -> list[str]:
+    return [inputs] if isinstance(inputs, str) else list(inputs)
+
+
+def task_of(prompt_name: str | None) -> str | None:
+    if prompt_name is None:
+        return None
+    task = TASK_SYNONYMS.get(prompt_name.strip().lower())
+    if task is None:
+        raise InvalidRequest(
+            f"unknown prompt_name {prompt_name!r}; use one of {sorted(TASK_SYNONYMS)}",
+            param="prompt_name",
+        )
+    return task
+
+
+def check_direction(direction: str) -> None:
+    if direction.lower() != "right":
+        raise InvalidRequest(
+            "truncation_direction must be right: inputs are cut at the end",
+            param="truncation_direction",
+        )
+
+
+async def tei_embed(
+    data: TeiEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
+) -> Response[list[list[float]]]:
+    check_direction(data.truncation_direction)
+    work = embedding.embed(
+        EmbedRequest(
+            model=data.model or embedding.default_model,
+            inputs=[TextInput(text) for text in texts_of(data.inputs)],
+            task=task_of(data.prompt_name),
+            dimensions=data.dimensions,
+            truncate=True if data.truncate is None else data.truncate,
+            normalize=data.normalize,
+            input_param="inputs",
+            input_listed=isinstance(data.inputs, list),
+        )
+    )
+    result = await unless_disconnected(request, work)
+    return embedded(result.vectors.tolist(), result)
+
+
+# TEI's bare list of vectors, or nomic-api-rs's object: the body decides.
+EmbedAnswer = Response[list[list[float]] | EmbedResponse]
+
+
+async def embed_by_body(
+    request: Request[Any, Any, Any], embedding: EmbeddingService
+) -> EmbedAnswer:
+    """POST /embed (and POST /, as TEI, which huggingface_hub's InferenceClient posts to when
+    given the server's URL): TEI's body has `inputs`, nomic-api-rs's has `input`."""
+    raw = await json_body(request)
+    if isinstance(raw, dict) and "inputs" in raw:
+        tei = await tei_embed(convert(raw, TeiEmbedBody), embedding, request)
+        return cast(EmbedAnswer, tei)
+    return cast(EmbedAnswer, await embed_one(convert(raw, EmbedBody), embedding, request))
+
+
+class TeiController(Controller):
+    path = "/"
+    tags = ["TEI (text-embeddings-inference)"]
+
+    @post("/embed", status_code=200, summary="Embed: TEI's body (inputs) or nomic-api-rs's (input)")
+    async def embed(
+        self, request: Request[Any, Any, Any], embedding: EmbeddingService
+    ) -> EmbedAnswer:
+        return await embed_by_body(request, embedding)
+
+    @post("/embed_all", status_code=200, summary="Token vectors of each input (TEI)")
+    async def embed_all(
+        self, data: TeiEmbedAllBody, tokens: TokenService, request: Request[Any, Any, Any]
+    ) -> Response[list[list[list[float]]]]:
+        check_direction(data.truncation_direction)
+        work = tokens.token_vectors(
+            EmbedRequest(
+                model=data.model or "",  # empty: the default model
+                inputs=[TextInput(t) for t in texts_of(data.inputs)],
+                task=task_of(data.prompt_name),
+                truncate=True if data.truncate is None else data.truncate,
+                multi_vector=True,
+                input_param="inputs",
+                input_listed=isinstance(data.inputs, list),
+            )
+        )
+        vectors = await unless_disconnected(request, work)
+        return with_truncated([m.tolist() for m in vectors.matrices], vectors.truncated)
+
+    @post("/tokenize", status_code=200, summary="Tokenize with the model's tokenizer (TEI)")
+    async def tokenize(self, data: TokenizeBody, tokens: TokenService) -> list[list[SimpleToken]]:
+        rows = await tokens.tokenize(
+            data.model, texts_of(data.inputs), task_of(data.prompt_name), data.add_special_tokens
+        )
+        return [
+            [SimpleToken(t.id, t.text, t.special, t.start, t.stop) for t in row] for row in rows
+        ]
+
+    @post("/decode", status_code=200, summary="Token ids back to text (TEI)")
+    async def decode(self, data: DecodeBody, tokens: TokenService) -> list[str]:
+        rows = token_rows(data.ids, param="ids")
+        if rows is None:
+            raise InvalidRequest("ids must be a list of token ids, or a list of them", param="ids")
+        return await tokens.decode(data.model, rows, data.skip_special_tokens)
+
+
+def tei_router(services: Services) -> Router:
+    return Router(
+        path="/",
+        route_handlers=[TeiController],
+        dependencies={
+            "embedding": provide(services.embedding),
+            "tokens": provide(services.tokens),
+        },
+        exception_handlers=OLLAMA_ERRORS,
+    )

@@ -1,0 +1,183 @@
+"""The guard in front of every route: key, scope, then the key's rate limits.
+
+Failed authentications are logged with the client's address and, for a wrong key, the first
+digits of its SHA-256 (never the key), and each address may fail only so often per minute.
+Public routes (liveness) stay open; a key sent to them is still checked, so that /health can
+show its details to a caller with a key and only up/down to anyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from cachetools import TTLCache
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from gateway.api.auth import presented_key
+from gateway.auth.keys import ApiKey, KeyRing, Scope, digest_of, fingerprint
+from gateway.auth.limits import TokenBucket, retry_after_seconds
+from gateway.errors import Busy, GatewayError, InvalidRequest, Unauthorized
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Routes that change what the server holds, and the operator's own views.
+ADMIN_PATHS = frozenset({"/api/pull", "/api/delete"})
+ADMIN_PREFIX = "/admin/"
+# Body fields that carry the units an inputs-per-minute limit counts, across the API families.
+INPUT_FIELDS = ("input", "inputs", "texts", "documents", "contents", "images", "content")
+# Addresses whose failures are remembered; beyond it the oldest are forgotten.
+TRACKED_ADDRESSES = 65536
+AUTHENTICATED_KEY = "gateway_api_key"
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    code = "insufficient_scope"
+
+
+class RateLimited(Busy):
+    """429 in every family, with Retry-After."""
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+
+def required_scope(path: str) -> Scope:
+    return Scope.ADMIN if path in ADMIN_PATHS or path.startswith(ADMIN_PREFIX) else Scope.EMBED
+
+
+def count_inputs(body: bytes) -> int:
+    """Texts, images or documents in a request body; at least 1 (the handler judges validity)."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return 1
+    if not isinstance(document, dict):
+        return 1
+    total = 0
+    for name in INPUT_FIELDS:
+        value = document.get(name)
+        if isinstance(value, list):
+            total += len(value)
+        elif value is not None:
+            total += 1
+    return max(total, 1)
+
+
+def authenticated_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The name of the key this request was authenticated with, if any."""
+    state: dict[str, Any] = connection.scope.get("state", {})
+    name = state.get(AUTHENTICATED_KEY)
+    return name if isinstance(name, str) else None
+
+
+class Authenticator:
+    def __init__(self, ring: KeyRing, failures_per_minute: int) -> None:
+        self.ring = ring
+        self.failures_per_minute = failures_per_minute
+        self._failures: TTLCache[str, TokenBucket] = TTLCache(TRACKED_ADDRESSES, ttl=60)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        ring = KeyRing.from_settings(settings.api_keys, settings.api_keys_file)
+        return cls(ring, settings.auth_failures_per_minute)
+
+    @property
+    def enabled(self) -> bool:
+        return self.ring.enabled
+
+    async def check(self, connection: ASGIConnection[Any, Any, Any, Any], public: bool) -> None:
+        if not self.enabled:
+            return
+        presented = presented_key(connection)
+        if public:
+            key = self.ring.find(presented) if presented else None
+            if key is not None:
+                self._remember(connection, key)
+            return
+        address = connection.client.host if connection.client else "unknown"
+        self._refuse_if_failing(address)
+        if presented is None:
+            self._failed(connection, address, "no key presented")
+            raise Unauthorized(
+                "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
+        key = self.ring.find(presented)
+        if key is None:
+            self._failed(connection, address, f"unknown key {fingerprint(digest_of(presented))}")
+            raise Unauthorized("invalid API key")
+        needed = required_scope(connection.url.path)
+        if key.scope < needed:
+            log.warning(
+                "key '%s' (scope %s) refused on %s: needs scope %s",
+                key.name,
+                key.scope.name.lower(),
+                connection.url.path,
+                needed.name.lower(),
+            )
+            raise Forbidden(f"this API key's scope does not allow {connection.url.path}")
+        if key.limited:
+            await self._charge(connection, key)
+        self._remember(connection, key)
+
+    def _remember(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
+        connection.scope.setdefault("state", {})[AUTHENTICATED_KEY] = key.name
+
+    def _refuse_if_failing(self, address: str) -> None:
+        bucket = self._failures.get(address)
+        wait = bucket.wait_for(1) if bucket is not None else 0.0
+        if wait > 0:
+            raise RateLimited(
+                "too many failed authentications from this address",
+                retry_after=retry_after_seconds(wait),
+            )
+
+    def _failed(
+        self, connection: ASGIConnection[Any, Any, Any, Any], address: str, reason: str
+    ) -> None:
+        bucket = self._failures.get(address)
+        if bucket is None:
+            bucket = self._failures[address] = TokenBucket(self.failures_per_minute)
+        bucket.take(1)
+        log.warning("authentication failed from %s on %s: %s", address, connection.url.path, reason)
+
+    async def _charge(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
+        """Take one request and the body's inputs from the key's allowance, or refuse with 429."""
+        inputs = 0
+        if key.inputs is not None and isinstance(connection, Request):
+            inputs = count_inputs(await connection.body())  # cached: the handler reads it again
+            if key.inputs_per_minute is not None and inputs > key.inputs_per_minute:
+                raise InvalidRequest(
+                    f"this request has {inputs} inputs; its API key may send at most "
+                    f"{key.inputs_per_minute} per minute"
+                )
+        waits = []
+        if key.requests is not None:
+            waits.append(("requests", key.requests_per_minute, key.requests.wait_for(1)))
+        if key.inputs is not None:
+            waits.append(("inputs", key.inputs_per_minute, key.inputs.wait_for(inputs)))
+        over = [(what, limit, wait) for what, limit, wait in waits if wait > 0]
+        if over:
+            what, limit, wait = max(over, key=lambda item: item[2])
+            log.info("key '%s' over its limit of %s %s per minute", key.name, limit, what)
+            raise RateLimited(
+                f"rate limit exceeded: this API key may send {limit} {what} per minute",
+                retry_after=retry_after_seconds(wait),
+            )
+        if key.requests is not None:
+            key.requests.take(1)
+        if key.inputs is not None:
+            key.inputs.take(inputs)
+
+
+async def authenticate(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Litestar guard; async, or Litestar would run it in a worker thread."""
+    authenticator: Authenticator = connection.app.state.auth
+    await authenticator.check(connection, public=bool(handler.opt.get("public")))

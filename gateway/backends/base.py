@@ -1,0 +1,120 @@
+"""The seam between encoders and compute backends.
+
+An encoder hands a backend session a padded batch (a feed of named arrays) and gets the graph's
+outputs back, as it did with an ONNX Runtime InferenceSession. Backends differ in how they
+load a graph (precision, device, on-disk cache) and how they run it; encoders do not see that.
+"""
+
+from __future__ import annotations
+
+import mmap
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+BackendName = Literal["onnxruntime", "openvino"]
+Precision = Literal["fp32", "bf16", "int8", "fp16"]
+BACKEND_CHOICES = ("auto", "onnxruntime", "openvino")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8", "fp16")
+
+# Ops whose activation scale is computed over the whole input tensor, i.e. over every row of a
+# batch: a text's vector then depends on what it was batched with.
+DYNAMIC_QUANT_OPS = (b"DynamicQuantizeLinear", b"DynamicQuantizeMatMul", b"DynamicQuantizeLSTM")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int | str | None, ...]
+    type: str
+
+    @property
+    def is_float(self) -> bool:
+        return "float" in self.type
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """What an encoder needs to know about a loaded graph."""
+
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    dynamic_quantization: bool
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
+
+def uses_dynamic_quantization(path: Path) -> bool:
+    """True when the graph quantizes activations dynamically.
+
+    Op types are stored as plain strings in the ONNX protobuf, so scanning the bytes finds them
+    without parsing (or depending on) the onnx package.
+    """
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return any(data.find(op) != -1 for op in DYNAMIC_QUANT_OPS)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how one model runs, and why that was chosen."""
+
+    backend: BackendName
+    device: Literal["cpu", "cuda"]
+    precision: Precision
+    reason: str
+    # Pad sequence inputs to fixed lengths (see buckets.py): needed where kernels are chosen
+    # by shape, so a text must see the same padded length alone and in any batch.
+    bucketed: bool = False
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "precision": self.precision,
+            "bucketed": self.bucketed,
+            "reason": self.reason,
+        }
+
+
+class BackendSession(ABC):
+    """A loaded graph. The calls mirror ONNX Runtime's InferenceSession, which encoders use."""
+
+    placement: Placement
+
+    @abstractmethod
+    def run(
+        self, output_names: Sequence[str] | None, feed: dict[str, np.ndarray]
+    ) -> list[np.ndarray]:
+        """Run one padded batch; the named outputs (all when None), in order."""
+
+    @abstractmethod
+    def graph_info(self) -> GraphInfo:
+        """Inputs and outputs of the graph as loaded."""
+
+    def get_providers(self) -> list[str]:
+        return []
+
+    def describe(self) -> dict[str, object]:
+        return self.placement.describe()
+
+
+class Backend(ABC):
+    """Loads graphs for one backend on one device."""
+
+    @abstractmethod
+    def load(self, path: Path, placement: Placement) -> BackendSession:
+        """Load the ONNX graph at `path` as `placement` says (raises on a bad file)."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, object]:
+        """Versions and settings, for /api/info."""

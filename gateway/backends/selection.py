@@ -1,0 +1,116 @@
+"""Which backend and precision a model runs with, and why: the `auto` rules.
+
+- CUDA (onnxruntime-gpu with a GPU): ONNX Runtime's CUDA provider, fp16 where the graph
+  converts (tensor cores; fp32 accumulation), fp32 on request.
+- A CPU with AMX-BF16 or AVX512-BF16 and OpenVINO installed: OpenVINO bf16 (3.1x
+  sentence-transformers on short sentences, cos 0.99998 to fp32: reference/perf-baseline.md).
+- Any other CPU with OpenVINO: OpenVINO fp32 (2.1x ONNX Runtime on the bundled int8-weight graph,
+  perf-baseline addendum). Without OpenVINO: ONNX Runtime fp32.
+- `precision: fp32` with `backend: auto` means the exact mode: ONNX Runtime fp32, whose results
+  are bit-identical whatever the batch.
+- Cross-encoders on `auto` stay fp32 (OpenVINO): in bf16 the test reranker's scores moved by
+  2.1e-2, over the 1e-2 the gateway allows; embeddings of every kind stayed at cos >= 0.9994.
+OpenVINO placements are bucketed (buckets.py), which keeps them batch-invariant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.backends.base import Placement
+from gateway.backends.openvino_cpu import openvino_installed
+
+BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
+# Kinds whose outputs bf16 moves past the gateway's bounds (bench/fast_path_numerics.py).
+BF16_AUTO_EXCLUDED = {"cross-encoder": "bf16 moved reranker scores by 2.1e-2 (bound 1e-2)"}
+INT8_REFUSED = (
+    "static int8 needs a calibrated graph, which this gateway does not build yet; dynamic "
+    "int8 is refused because it is not batch-invariant. A graph with int8 weights (such as "
+    "the bundled all-minilm) runs as given with precision fp32 or bf16"
+)
+
+
+class PlacementError(ValueError):
+    """A backend/precision combination this machine or build cannot run."""
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    try:
+        with cpuinfo.open() as lines:
+            for line in lines:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bf16_support(flags: frozenset[str]) -> str | None:
+    """The CPU feature that makes bf16 fast here, or None."""
+    found = [name for flag, name in BF16_FLAGS.items() if flag in flags]
+    return " and ".join(found) or None
+
+
+def place(
+    backend: str,
+    precision: str,
+    *,
+    cuda: bool,
+    flags: frozenset[str],
+    openvino: bool | None = None,
+    kind: str | None = None,
+) -> Placement:
+    """Resolve `auto` and check the combination; raises PlacementError with the reason."""
+    openvino = openvino_installed() if openvino is None else openvino
+    if precision == "int8":
+        raise PlacementError(INT8_REFUSED)
+    if backend == "openvino" and not openvino:
+        raise PlacementError("backend openvino: the package is missing (pip install '.[openvino]')")
+    if cuda and backend != "openvino":
+        return _place_cuda(precision)
+    chosen = _place_cpu(backend, precision, flags, openvino, cuda)
+    if precision == "auto" and chosen.precision == "bf16" and kind in BF16_AUTO_EXCLUDED:
+        why = f"auto: {kind}: {BF16_AUTO_EXCLUDED[kind]}, so OpenVINO fp32"
+        return Placement("openvino", "cpu", "fp32", why, bucketed=True)
+    return chosen
+
+
+def _place_cuda(precision: str) -> Placement:
+    if precision in ("auto", "fp16"):
+        why = "auto on CUDA" if precision == "auto" else "fp16 requested"
+        return Placement(
+            "onnxruntime", "cuda", "fp16", f"{why}: fp16 graph on the CUDA provider", bucketed=True
+        )
+    if precision == "fp32":
+        return Placement("onnxruntime", "cuda", "fp32", "fp32 requested on CUDA", bucketed=True)
+    raise PlacementError(f"precision {precision} is not offered on CUDA (fp16 or fp32)")
+
+
+def _place_cpu(
+    backend: str, precision: str, flags: frozenset[str], openvino: bool, cuda: bool
+) -> Placement:
+    bf16 = bf16_support(flags)
+    on_cpu = " (on the CPU: OpenVINO's GPU plugin is for Intel GPUs)" if cuda else ""
+    if precision == "fp16":
+        raise PlacementError("fp16 is offered on CUDA only; on a CPU use bf16 or fp32")
+    if backend == "onnxruntime" or (backend == "auto" and precision == "fp32") or not openvino:
+        if precision == "bf16":
+            raise PlacementError("bf16 needs backend openvino (ONNX Runtime CPU kernels: fp32)")
+        if backend == "onnxruntime":
+            why = "backend onnxruntime requested"
+        elif precision == "fp32":
+            why = "fp32 requested: ONNX Runtime, the exact mode (bit-identical in any batch)"
+        else:
+            why = "auto: OpenVINO is not installed (pip install '.[openvino]')"
+        return Placement("onnxruntime", "cpu", "fp32", why)
+    if precision == "bf16":
+        note = f"CPU has {bf16}" if bf16 else "this CPU has no AMX/AVX512-BF16: bf16 is emulated"
+        why = f"bf16 requested, {note}"
+        return Placement("openvino", "cpu", "bf16", why + on_cpu, bucketed=True)
+    if precision == "fp32":
+        return Placement("openvino", "cpu", "fp32", "OpenVINO fp32 requested" + on_cpu, True)
+    if bf16:
+        why = f"auto: CPU has {bf16}, OpenVINO bf16"
+        return Placement("openvino", "cpu", "bf16", why + on_cpu, bucketed=True)
+    why = "auto: no AMX/AVX512-BF16 on this CPU, OpenVINO fp32"
+    return Placement("openvino", "cpu", "fp32", why + on_cpu, bucketed=True)

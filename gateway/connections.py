@@ -1,0 +1,126 @@
+"""uvicorn's httptools protocol with the limits an exposed port needs.
+
+uvicorn arms no timer until a first response is complete, so a connection whose request line or
+headers never finish (slowloris), or that sends nothing at all, is held forever, and httptools
+puts no bound on header size. This protocol adds three bounds:
+- headers must be complete within `header_timeout` of the connection or of the request's first
+  byte, else the server answers 408 and closes;
+- while a request body is being read, `read_timeout` may pass without a byte, no more;
+- request line plus headers may not exceed `max_header_bytes` (431).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout: float
+    read_timeout: float
+    max_header_bytes: int
+
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """Set `limits` on a subclass (see `bounded_protocol`); uvicorn builds one per connection."""
+
+    limits: ConnectionLimits
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._reading_headers = True
+        self._refused = False
+        super().connection_made(transport)
+        self._arm(self.limits.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        body_pending = self.cycle is not None and self.cycle.more_body
+        if not self._reading_headers and body_pending:
+            self._arm(self.limits.read_timeout)  # idle time between body chunks
+        super().data_received(data)
+
+    # Parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        self._reading_headers = True
+        if self._deadline is None:  # a keep-alive connection's next request: a fresh deadline
+            self._arm(self.limits.header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._disarm()
+        super().on_headers_complete()
+        if self.cycle is not None and self.cycle.more_body:
+            self._arm(self.limits.read_timeout)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused:  # our own refusal already answered; the parser only stopped
+            super().send_400_response(msg)
+
+    # Limits
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.limits.max_header_bytes:
+            self._refuse(431)
+            # Stops the parser; uvicorn would answer 400, which send_400_response now skips.
+            raise ValueError("request headers too large")
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._reading_headers:
+            self._refuse(408)
+        else:  # mid-body: the handler sees a disconnect and stops
+            self.transport.close()
+
+    def _refuse(self, status: int) -> None:
+        self._refused = True
+        self._disarm()
+        reason = _REASONS[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, reason, len(reason), reason)
+        )
+        self.transport.close()
+
+
+def bounded_protocol(limits: ConnectionLimits) -> type[BoundedHttpToolsProtocol]:
+    """A protocol class carrying `limits`, for uvicorn's `http=` option."""
+    attributes: dict[str, Any] = {"limits": limits}
+    return type("GatewayHttpProtocol", (BoundedHttpToolsProtocol,), attributes)

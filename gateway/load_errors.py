@@ -1,0 +1,54 @@
+"""What a client is told when a model cannot be loaded or pulled: the model, the file, the cause."""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.errors import (
+    GatewayError,
+    InsufficientStorage,
+    ModelLoadError,
+    ModelNotFound,
+    PullFailed,
+)
+from gateway.registry import ModelSpec
+from gateway.sources import LocalSource, ModelStore, SourceError, StorageFull
+
+log = logging.getLogger(__name__)
+
+
+def missing_files_error(spec: ModelSpec, store: ModelStore, roles: list[str]) -> ModelNotFound:
+    names = ", ".join(store.path_of(spec, role).name for role in roles)
+    if len(roles) == len(spec.files):  # never pulled (or its folder is gone)
+        return ModelNotFound(
+            f"model '{spec.name}' not found, try pulling it first "
+            f"(gateway pull {spec.name}, or POST /api/pull)"
+        )
+    local = all(isinstance(store.source_of(spec, spec.files[r]), LocalSource) for r in roles)
+    if local:  # some of its files were removed from the registry's folder: pulling cannot help
+        folder = store.path_of(spec, roles[0]).parent
+        return ModelNotFound(f"model '{spec.name}': {names} missing from its folder {folder}")
+    return ModelNotFound(
+        f"model '{spec.name}': {names} missing, pull it again "
+        f"(gateway pull {spec.name}, or POST /api/pull)"
+    )
+
+
+def load_error(name: str, exc: Exception) -> GatewayError:
+    """Any failure while building a model, as a ModelLoadError that names the model."""
+    if isinstance(exc, ModelLoadError):
+        return ModelLoadError(f"model '{name}' could not be loaded: {exc.message}")
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, OSError):
+        detail = f"{exc.strerror} ({exc.filename})" if exc.filename else str(exc)
+        return ModelLoadError(f"model '{name}' could not be loaded: {detail}")
+    log.warning("model %s failed to load", name, exc_info=exc)
+    return ModelLoadError(f"model '{name}' could not be loaded: {type(exc).__name__}: {exc}")
+
+
+def pull_error(name: str, exc: SourceError) -> GatewayError:
+    """507 when the models disk is full (the server's problem), else 502 (the source's)."""
+    if isinstance(exc, StorageFull):
+        return InsufficientStorage(f"model '{name}' could not be pulled: {exc}")
+    return PullFailed(f"model '{name}' could not be pulled: {exc}")

@@ -1,0 +1,133 @@
+"""Connections that never finish their headers are closed on time; real requests stay fast."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.models import NO_CACHE
+from tools.gateway_server import GatewayServer
+from tools.paths import REPO
+
+HEADER_TIMEOUT = 3.0
+SLOW_CONNECTIONS = 1000
+
+
+@pytest.fixture(scope="module")
+def bounded_server(
+    default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    registry = tmp_path_factory.mktemp("bounds") / "registry.yaml"
+    registry.write_text((REPO / "registry.yaml").read_text())
+    env = {**NO_CACHE, "GATEWAY_HEADER_TIMEOUT": f"{HEADER_TIMEOUT}s", "GATEWAY_READ_TIMEOUT": "2s"}
+    with GatewayServer(registry=registry, env=env) as running:
+        yield running
+
+
+def _open_slow_connections(port: int, count: int) -> dict[socket.socket, float]:
+    """Sockets that sent half a request line plus a header, never the blank line."""
+    opened: dict[socket.socket, float] = {}
+    for index in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        # Alternate the two slowloris shapes: nothing at all, and headers that never end.
+        if index % 2:
+            sock.sendall(b"POST /api/embed HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+        opened[sock] = time.monotonic()
+        sock.setblocking(False)
+    return opened
+
+
+def _wait_for_closes(
+    opened: dict[socket.socket, float], limit: float
+) -> dict[socket.socket, float]:
+    """Seconds from connect to the server's close (EOF or reset), for each socket."""
+    closed: dict[socket.socket, float] = {}
+    with selectors.DefaultSelector() as selector:
+        for sock in opened:
+            selector.register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + limit
+        while len(closed) < len(opened) and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=0.2):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    data = sock.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                if data and not data.startswith(b"HTTP/1.1 408"):
+                    pytest.fail(f"unexpected answer to an incomplete request: {data[:80]!r}")
+                if not data or b"connection: close" in data:
+                    try:
+                        rest = sock.recv(65536)
+                    except (BlockingIOError, ConnectionResetError):
+                        rest = b"pending"
+                    if data and rest:  # the 408 arrived; wait for the EOF that follows it
+                        continue
+                    closed[sock] = time.monotonic() - opened[sock]
+                    selector.unregister(sock)
+    return closed
+
+
+def test_header_incomplete_connections_are_closed_while_requests_stay_fast(
+    bounded_server: GatewayServer,
+) -> None:
+    with bounded_server.client() as client:
+        client.post(
+            "/api/embed", json={"model": "all-minilm", "input": "warm up"}
+        ).raise_for_status()
+    opened = _open_slow_connections(bounded_server.port, SLOW_CONNECTIONS)
+    try:
+        latencies = []
+        with httpx.Client(base_url=bounded_server.url, timeout=10) as client:
+            for index in range(20):
+                started = time.perf_counter()
+                response = client.post(
+                    "/api/embed", json={"model": "all-minilm", "input": f"sentence {index}"}
+                )
+                latencies.append(time.perf_counter() - started)
+                assert response.status_code == 200, response.text
+        assert len(opened) == SLOW_CONNECTIONS
+        closed = _wait_for_closes(opened, HEADER_TIMEOUT + 10)
+        assert len(closed) == SLOW_CONNECTIONS, f"{SLOW_CONNECTIONS - len(closed)} still open"
+        # Each is closed at its own deadline; one second of slack for a shared, busy machine.
+        assert max(closed.values()) < HEADER_TIMEOUT + 1.0, sorted(closed.values())[-5:]
+        assert min(closed.values()) >= HEADER_TIMEOUT - 0.05
+        print(
+            f"{SLOW_CONNECTIONS} slow connections closed after {min(closed.values()):.2f}-"
+            f"{max(closed.values()):.2f} s; request latency median "
+            f"{sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms, "
+            f"max {max(latencies) * 1000:.0f} ms"
+        )
+        # At most one outlier: the shared machine may schedule something else once.
+        assert sorted(latencies)[-2] < 0.2, latencies
+    finally:
+        for sock in opened:
+            sock.close()
+    with bounded_server.client() as client:  # and the server is healthy afterwards
+        assert client.get("/health/live").status_code == 200
+
+
+def test_oversized_headers_get_431(bounded_server: GatewayServer) -> None:
+    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_stalled_body_is_dropped_after_the_read_timeout(bounded_server: GatewayServer) -> None:
+    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"model": '
+        )
+        started = time.monotonic()
+        while sock.recv(65536):  # whatever the handler says, the connection then ends
+            pass
+        assert 1.9 < time.monotonic() - started < 4.0

@@ -1,0 +1,59 @@
+"""Error messages say what was wrong with the request."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.api import assert_ollama_error, assert_openai_error
+from tools.gateway_server import GatewayServer
+
+MODEL = "all-minilm"
+
+
+@pytest.mark.parametrize(
+    ("body", "needles"),
+    [
+        (b'{"model": "all-minilm", "input": "\\ud800"}', ["\\ud800", "unpaired", "surrogate"]),
+        (b'{"model": "all-minilm", "input": "a\\udc00b"}', ["\\udc00", "unpaired"]),
+        (b'{"model": "all-minilm", "input": ["ok", "\\uDBFF"]}', ["\\uDBFF", "byte"]),
+        (b'{"model": "all-minilm", "input": "cut', ["ends before the JSON value is complete"]),
+        (b'{"model": "all-minilm", "input": nope}', ["invalid JSON"]),
+    ],
+    ids=["high-alone", "low-alone", "high-at-end", "truncated", "malformed"],
+)
+def test_invalid_json_is_explained(server: GatewayServer, body: bytes, needles: list[str]) -> None:
+    headers = {"Content-Type": "application/json"}
+    with server.client() as client:
+        message = assert_ollama_error(client.post("/api/embed", content=body, headers=headers), 400)
+        error = assert_openai_error(
+            client.post("/v1/embeddings", content=body, headers=headers), 400
+        )
+    for text in (message, error["message"]):
+        assert "truncated" not in text.lower() or "cut" in body.decode()
+        for needle in needles:
+            assert needle in text, (needle, text)
+
+
+def test_a_valid_surrogate_pair_is_accepted(server: GatewayServer) -> None:
+    body = b'{"model": "all-minilm", "input": "emoji \\ud83d\\ude00"}'
+    with server.client() as client:
+        response = client.post(
+            "/api/embed", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t\n"])
+def test_blank_list_items_are_refused_alike(server: GatewayServer, blank: str) -> None:
+    with server.client() as client:
+        ollama = client.post("/api/embed", json={"model": MODEL, "input": [blank]})
+        openai = client.post("/v1/embeddings", json={"model": MODEL, "input": [blank]})
+    assert_ollama_error(ollama, 400, "input[0]", "empty")
+    assert_openai_error(openai, 400, "empty")
+
+
+def test_the_empty_string_still_loads_without_embedding(server: GatewayServer) -> None:
+    with server.client() as client:
+        response = client.post("/api/embed", json={"model": MODEL, "input": ""})
+    assert response.status_code == 200
+    assert response.json()["embeddings"] == []

@@ -1,0 +1,90 @@
+"""SIGTERM with a large request in flight: readiness fails first, the request is answered, the
+process exits within the configured grace."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.models import NO_CACHE
+from tools.corpus import generated_sentences
+from tools.gateway_server import GatewayServer
+from tools.paths import REPO
+
+TEXTS = 2000
+
+
+def _serve(tmp_path: Path, grace: float, drain_delay: float) -> GatewayServer:
+    registry = tmp_path / "registry.yaml"
+    registry.write_text((REPO / "registry.yaml").read_text())
+    env = {
+        **NO_CACHE,
+        "GATEWAY_SHUTDOWN_GRACE": f"{grace}s",
+        "GATEWAY_DRAIN_DELAY": f"{drain_delay}s",
+    }
+    return GatewayServer(registry=registry, env=env)
+
+
+@pytest.mark.parametrize(
+    ("sentences", "grace", "outcome"),
+    # Long texts and a grace shorter than they take here: answered 503 near the grace's end.
+    # Two-word texts and a long grace: the request finishes and is answered 200.
+    [(4, 3.0, 503), (0, 60.0, 200)],
+)
+def test_sigterm_with_a_large_request_in_flight(
+    default_model_dir: Path, tmp_path: Path, sentences: int, grace: float, outcome: int
+) -> None:
+    texts = [
+        " ".join(generated_sentences(sentences, seed=index)) or f"item {index}"
+        for index in range(TEXTS)
+    ]
+    with _serve(tmp_path, grace, drain_delay=1.0) as server:
+        assert server.process is not None
+        with server.client() as client:
+            client.post(
+                "/api/embed", json={"model": "all-minilm", "input": "warm"}
+            ).raise_for_status()
+        answer: dict[str, httpx.Response] = {}
+
+        def send() -> None:
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                answer["response"] = client.post(
+                    "/api/embed", json={"model": "all-minilm", "input": texts}
+                )
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        time.sleep(0.5)  # the request is being embedded
+        assert sender.is_alive(), "the request finished before the signal; make it larger"
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+
+        with httpx.Client(base_url=server.url, timeout=2) as probe:
+            ready = probe.get("/health/ready")
+            live = probe.get("/health/live")
+        assert time.monotonic() - signalled < 1.0, "probes answered after the listener closed"
+        assert ready.status_code == 503, ready.text
+        assert "shutting down" in ready.json()["error"]
+        assert live.status_code == 200
+
+        server.process.wait(timeout=grace + 30)
+        exited_after = time.monotonic() - signalled
+        sender.join(timeout=30)
+        response = answer["response"]
+        print(
+            f"grace {grace} s: exited {exited_after:.2f} s after SIGTERM, "
+            f"answer {response.status_code}"
+        )
+        assert exited_after < grace + 1.5, f"exited {exited_after:.1f}s after SIGTERM"
+        assert response.status_code == outcome, response.text[:300]
+        if outcome == 200:
+            assert len(response.json()["embeddings"]) == TEXTS
+        else:
+            assert response.headers["content-type"] == "application/json"
+            assert "shutting down" in response.json()["error"]
+        assert "Traceback" not in server.log()

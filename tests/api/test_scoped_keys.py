@@ -1,0 +1,189 @@
+"""Keys from a hashed keys file: scopes, rate limits, reloads, and no key text in any log."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.api import assert_ollama_error, assert_openai_error
+from tools.gateway_server import GatewayServer
+from tools.paths import REPO
+
+MODEL = "all-minilm"
+EMBEDDER = secrets.token_urlsafe(24)
+ADMIN = secrets.token_urlsafe(24)
+LIMITED = secrets.token_urlsafe(24)
+FRUGAL = secrets.token_urlsafe(24)
+PLAIN = secrets.token_urlsafe(24)
+LATECOMER = secrets.token_urlsafe(24)
+WRONG = secrets.token_urlsafe(24)
+ALL_KEYS = (EMBEDDER, ADMIN, LIMITED, FRUGAL, PLAIN, LATECOMER, WRONG)
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def keys_yaml(*extra: str) -> str:
+    entries = [
+        f"  - {{name: embedder, sha256: {sha(EMBEDDER)}, scope: embed}}",
+        f"  - {{name: admin, sha256: {sha(ADMIN)}, scope: admin}}",
+        f"  - {{name: limited, sha256: {sha(LIMITED)}, requests_per_minute: 3}}",
+        f"  - {{name: frugal, sha256: {sha(FRUGAL)}, inputs_per_minute: 10}}",
+        *extra,
+    ]
+    return "keys:\n" + "\n".join(entries) + "\n"
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def keyed(
+    default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    folder = tmp_path_factory.mktemp("keys")
+    registry = folder / "registry.yaml"
+    registry.write_text((REPO / "registry.yaml").read_text())
+    keys_file = folder / "keys.yaml"
+    keys_file.write_text(keys_yaml())
+    env = {
+        "GATEWAY_API_KEYS": PLAIN,
+        "GATEWAY_API_KEYS_FILE": str(keys_file),
+        "GATEWAY_LOG_LEVEL": "trace",  # every level: the no-key-in-logs check reads them all
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE": "1000",
+    }
+    with GatewayServer(registry=registry, env=env) as running:
+        running.keys_file = keys_file  # type: ignore[attr-defined]
+        yield running
+    log = running.log()  # after exit: the server's stdout is block-buffered until then
+    assert "authentication failed" in log and "scope embed" in log
+    assert "previous keys stay in force" in log  # the broken keys file of the reload test
+    for fingerprint in getattr(running, "fingerprints", []):
+        assert fingerprint in log
+    for key in ALL_KEYS:
+        assert key not in log, "a key's text reached the log"
+
+
+def embed(client: httpx.Client, key: str, inputs: list[str] | str = "hello") -> httpx.Response:
+    return client.post("/api/embed", json={"model": MODEL, "input": inputs}, headers=auth(key))
+
+
+def test_embed_scope_embeds_but_cannot_administer(keyed: GatewayServer) -> None:
+    with keyed.client() as client:
+        assert embed(client, EMBEDDER).status_code == 200
+        openai = client.post(
+            "/v1/embeddings", json={"model": MODEL, "input": "hi"}, headers=auth(EMBEDDER)
+        )
+        assert openai.status_code == 200
+        for method, path in (
+            ("POST", "/api/pull"),
+            ("DELETE", "/api/delete"),
+            ("GET", "/admin/models"),
+        ):
+            response = client.request(method, path, json={"model": MODEL}, headers=auth(EMBEDDER))
+            assert_ollama_error(response, 403, "scope", path)
+        assert client.get("/admin/models", headers=auth(ADMIN)).status_code == 200
+        assert client.get("/admin/models", headers=auth(PLAIN)).status_code == 200
+        assert embed(client, ADMIN).status_code == 200
+
+
+def test_wrong_and_missing_keys(keyed: GatewayServer) -> None:
+    with keyed.client() as client:
+        assert_ollama_error(embed(client, WRONG), 401, "invalid API key")
+        response = client.post("/api/embed", json={"model": MODEL, "input": "x"})
+        assert_ollama_error(response, 401, "missing API key")
+    keyed.fingerprints = [f"sha256:{sha(WRONG)[:8]}"]  # type: ignore[attr-defined]
+
+
+def test_request_rate_limit_answers_429_with_retry_after(keyed: GatewayServer) -> None:
+    with keyed.client() as client:
+        statuses = [embed(client, LIMITED).status_code for _ in range(3)]
+        assert statuses == [200, 200, 200]
+        refused = embed(client, LIMITED)
+        assert_ollama_error(refused, 429, "3 requests per minute")
+        assert 1 <= int(refused.headers["Retry-After"]) <= 20
+        openai = client.post(
+            "/v1/embeddings", json={"model": MODEL, "input": "hi"}, headers=auth(LIMITED)
+        )
+        body = assert_openai_error(openai, 429, "per minute", code="rate_limit_exceeded")
+        assert body["type"] == "rate_limit_error"
+        assert int(openai.headers["Retry-After"]) >= 1
+        assert embed(client, EMBEDDER).status_code == 200  # other keys are not affected
+
+
+def test_inputs_rate_limit_counts_inputs(keyed: GatewayServer) -> None:
+    with keyed.client() as client:
+        assert embed(client, FRUGAL, ["a"] * 6).status_code == 200
+        refused = embed(client, FRUGAL, ["b"] * 6)
+        assert_ollama_error(refused, 429, "10 inputs per minute")
+        too_big = embed(client, FRUGAL, ["c"] * 11)
+        assert_ollama_error(too_big, 400, "11 inputs", "at most 10 per minute")
+        assert embed(client, FRUGAL, ["d"] * 3).status_code == 200  # what is left of the minute
+
+
+def test_health_shows_details_to_key_holders_only(keyed: GatewayServer) -> None:
+    with keyed.client() as client:
+        anonymous = client.get("/health")
+        assert anonymous.status_code == 200
+        assert anonymous.json() == {"status": "OK"}
+        wrong = client.get("/health", headers=auth(WRONG))
+        assert wrong.json() == {"status": "OK"}
+        detailed = client.get("/health", headers=auth(EMBEDDER)).json()
+        assert detailed["status"] == "OK" and MODEL in detailed["models"]
+
+
+def test_keys_file_is_reloaded_on_change_and_on_sighup(keyed: GatewayServer) -> None:
+    keys_file: Path = keyed.keys_file  # type: ignore[attr-defined]
+    latecomer = f"  - {{name: latecomer, sha256: {sha(LATECOMER)}, scope: embed}}"
+    with keyed.client() as client:
+        assert embed(client, LATECOMER).status_code == 401
+        keys_file.write_text(keys_yaml(latecomer))
+        time.sleep(1.2)  # the file's stat is checked at most once a second
+        assert embed(client, LATECOMER).status_code == 200
+
+        # A change keeping size and mtime is seen on SIGHUP only: the entry now holds WRONG's hash.
+        before = keys_file.stat()
+        keys_file.write_text(keys_yaml(latecomer.replace(sha(LATECOMER), sha(WRONG))))
+        os.utime(keys_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+        time.sleep(1.2)
+        assert embed(client, LATECOMER).status_code == 200  # not re-read yet
+        assert keyed.process is not None
+        keyed.process.send_signal(signal.SIGHUP)
+        time.sleep(0.2)
+        assert embed(client, LATECOMER).status_code == 401
+        assert embed(client, WRONG).status_code == 200
+
+        # A broken file leaves the previous keys in force, and says why in the log.
+        keys_file.write_text("keys: [not a mapping]\n")
+        time.sleep(1.2)
+        assert embed(client, EMBEDDER).status_code == 200
+        keys_file.write_text(keys_yaml())
+        time.sleep(1.2)
+        assert embed(client, WRONG).status_code == 401
+
+
+def test_failed_authentications_are_limited_per_address(
+    default_model_dir: Path, tmp_path: Path
+) -> None:
+    registry = tmp_path / "registry.yaml"
+    registry.write_text((REPO / "registry.yaml").read_text())
+    env = {"GATEWAY_API_KEYS": PLAIN, "GATEWAY_AUTH_FAILURES_PER_MINUTE": "3"}
+    with GatewayServer(registry=registry, env=env) as server, server.client() as client:
+        assert [embed(client, WRONG).status_code for _ in range(3)] == [401, 401, 401]
+        refused = embed(client, PLAIN)  # even a good key, until the address's minute refills
+        assert_ollama_error(refused, 429, "failed authentications")
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert client.get("/health/live").status_code == 200
+    log = server.log()  # after exit: the server's stdout is block-buffered until then
+    assert log.count("authentication failed from 127.0.0.1") == 3
+    assert WRONG not in log and PLAIN not in log

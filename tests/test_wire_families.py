@@ -1,0 +1,177 @@
+"""The other wire families people point at the gateway, through the real server: TEI (/embed
+with `inputs`, /embed_all, /tokenize, /decode, POST /), Cohere embed (/v1/embed, /v2/embed with
+every embedding type), Infinity's unprefixed /embeddings and /models, and Ollama's
+/api/generate and /api/chat refusing an embedding model."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed, openai_embed
+from tools.gateway_server import GatewayServer
+
+MODEL = "all-minilm"
+TEXTS = ["a cat sits on the mat", "Zürich ☕ café", "stock markets fell sharply"]
+
+
+@pytest.fixture(scope="module")
+def client(server: GatewayServer) -> httpx.Client:
+    with server.client() as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def vectors(client: httpx.Client) -> np.ndarray:
+    return ollama_embed(client, MODEL, TEXTS)
+
+
+def post(client: httpx.Client, path: str, body: object) -> object:
+    response = client.post(path, json=body)
+    assert response.status_code == 200, (path, response.text)
+    return response.json()
+
+
+# -- TEI -----------------------------------------------------------------------------------------
+
+
+def test_tei_embed_is_told_apart_from_the_native_shape(
+    client: httpx.Client, vectors: np.ndarray
+) -> None:
+    tei = post(client, "/embed", {"inputs": TEXTS})
+    assert isinstance(tei, list) and len(tei) == 3, "TEI answers a bare list of vectors"
+    np.testing.assert_allclose(tei, vectors, atol=1e-6)
+    single = post(client, "/embed", {"inputs": TEXTS[0]})
+    np.testing.assert_allclose(single, vectors[:1], atol=1e-6)
+    native = post(client, "/embed", {"input": TEXTS[0]})
+    assert set(native) == {"embedding", "tokens", "time_ms"}, "nomic-api-rs's shape"
+    np.testing.assert_allclose(native["embedding"], vectors[0], atol=1e-6)
+    root = post(client, "/", {"inputs": TEXTS[:2]})  # TEI answers POST / too
+    np.testing.assert_allclose(root, vectors[:2], atol=1e-6)
+
+
+def test_tei_embed_options(client: httpx.Client, vectors: np.ndarray) -> None:
+    raw = client.post("/api/embeddings", json={"model": MODEL, "prompt": TEXTS[0]})
+    unnormalized = np.asarray(post(client, "/embed", {"inputs": TEXTS[0], "normalize": False}))
+    np.testing.assert_allclose(unnormalized[0], raw.json()["embedding"], atol=1e-5)
+    assert abs(np.linalg.norm(unnormalized[0]) - 1) > 1e-3, "really not normalized"
+    cut = np.asarray(post(client, "/embed", {"inputs": TEXTS, "dimensions": 37}))
+    expected = vectors[:, :37] / np.linalg.norm(vectors[:, :37], axis=1, keepdims=True)
+    np.testing.assert_allclose(cut, expected, atol=1e-6)
+    long = "word " * 600
+    too_long = client.post("/embed", json={"inputs": ["ok", long], "truncate": False})
+    assert_ollama_error(too_long, 400, "inputs[1] has 602 tokens")
+    assert_ollama_error(client.post("/embed", json={"inputs": ["ok", 3]}), 400, "inputs[1]")
+    left = client.post("/embed", json={"inputs": "x", "truncation_direction": "Left"})
+    assert_ollama_error(left, 400, "truncation_direction")
+    assert_ollama_error(client.post("/embed", content=b"{oops"), 400, "invalid JSON")
+
+
+def test_tei_embed_all_gives_the_token_states_mean_pooled_to_the_vector(
+    client: httpx.Client, vectors: np.ndarray
+) -> None:
+    states = post(client, "/embed_all", {"inputs": TEXTS})
+    assert len(states) == 3
+    for row, matrix in enumerate(states):
+        matrix = np.asarray(matrix)
+        assert matrix.shape[1] == 384
+        pooled = matrix.mean(axis=0)  # all-minilm: mean pooling, then L2
+        np.testing.assert_allclose(pooled / np.linalg.norm(pooled), vectors[row], atol=1e-5)
+
+
+def test_tei_tokenize_and_decode(client: httpx.Client, default_model_dir: Path) -> None:
+    tokenizer = Tokenizer.from_file(str(default_model_dir / "tokenizer.json"))
+    tokenizer.no_padding()  # the published file pads to 128
+    tokenizer.no_truncation()
+    tokens = post(client, "/tokenize", {"inputs": TEXTS[1]})
+    assert len(tokens) == 1
+    ids = [token["id"] for token in tokens[0]]
+    assert ids == tokenizer.encode(TEXTS[1]).ids
+    assert tokens[0][0] == {
+        "id": 101,
+        "text": "[CLS]",
+        "special": True,
+        "start": None,
+        "stop": None,
+    }
+    words = [t for t in tokens[0] if not t["special"]]
+    assert all(TEXTS[1][t["start"] : t["stop"]] == t["text"] for t in words)
+    bare = post(client, "/tokenize", {"inputs": TEXTS, "add_special_tokens": False})
+    assert [len(row) for row in bare] == [len(tokenizer.encode(t).ids) - 2 for t in TEXTS]
+    decoded = post(client, "/decode", {"ids": [ids, ids[1:-1]]})
+    assert decoded == [tokenizer.decode(ids)] * 2
+    assert post(client, "/decode", {"ids": ids, "skip_special_tokens": False})[0].startswith(
+        "[CLS]"
+    )
+    refused = client.post("/decode", json={"ids": [[101], [10**9]]})
+    assert_ollama_error(refused, 400, "ids[1] has token id 1000000000")
+
+
+# -- Cohere embed --------------------------------------------------------------------------------
+
+
+def test_cohere_embed_types_by_hand(client: httpx.Client, vectors: np.ndarray) -> None:
+    body = {"model": MODEL, "texts": TEXTS, "input_type": "search_document"}
+    types = ["float", "int8", "uint8", "binary", "ubinary", "base64"]
+    answer = post(client, "/v2/embed", {**body, "embedding_types": types})
+    assert answer["response_type"] == "embeddings_by_type" and answer["texts"] == TEXTS
+    got = answer["embeddings"]
+    assert set(got) == set(types)
+    np.testing.assert_allclose(got["float"], vectors, atol=1e-6)
+    floats = np.asarray([np.frombuffer(base64.b64decode(s), "<f4") for s in got["base64"]])
+    np.testing.assert_allclose(floats, vectors, atol=1e-7)
+    int8 = np.asarray(got["int8"])
+    assert int8.min() >= -128 and int8.max() <= 127 and np.abs(int8).max(axis=1).min() == 127
+    np.testing.assert_array_equal(np.asarray(got["uint8"]), int8 + 128)
+    cos = np.sum(int8 * vectors, axis=1) / np.linalg.norm(int8, axis=1)
+    assert cos.min() > 0.999, cos
+    ubinary = np.asarray(got["ubinary"], dtype=np.uint8)
+    assert ubinary.shape == (3, 48), "384 bits packed into 48 bytes"
+    np.testing.assert_array_equal(np.unpackbits(ubinary, axis=1), (vectors > 0).astype(np.uint8))
+    np.testing.assert_array_equal(np.asarray(got["binary"]), ubinary.astype(int) - 128)
+    v1 = post(client, "/v1/embed", {"texts": TEXTS})  # v1, no model, no types: floats
+    assert v1["response_type"] == "embeddings_floats"
+    np.testing.assert_allclose(v1["embeddings"], vectors, atol=1e-6)
+
+
+def test_cohere_embed_errors(client: httpx.Client) -> None:
+    body = {"model": MODEL, "texts": ["ok", ""], "input_type": "search_query"}
+    assert_openai_error(client.post("/v2/embed", json=body), 400, "texts[1] is empty")
+    for fields, fragment in (
+        ({"texts": ["a"], "embedding_types": ["float", "int4"]}, "embedding_types[1]"),
+        ({"texts": ["a"], "input_type": "poem"}, "input_type"),
+        ({"texts": ["a"], "truncate": "START"}, "truncate"),
+        ({"texts": ["a"], "output_dimension": 1000}, "output_dimension must be"),
+        ({}, "exactly one of texts"),
+    ):
+        response = client.post("/v2/embed", json={"model": MODEL, **fields})
+        assert_openai_error(response, 400, fragment)
+    assert_openai_error(client.post("/v2/embed", json={"texts": ["a"]}), 400, "model is required")
+
+
+# -- Infinity and Ollama -------------------------------------------------------------------------
+
+
+def test_infinity_root_paths(client: httpx.Client, vectors: np.ndarray) -> None:
+    response = client.post("/embeddings", json={"model": MODEL, "input": TEXTS})
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(openai_embed(client, MODEL, TEXTS), vectors, atol=1e-6)
+    rows = [row["embedding"] for row in response.json()["data"]]
+    np.testing.assert_allclose(rows, vectors, atol=1e-6)
+    models = client.get("/models").json()
+    assert models["object"] == "list" and f"{MODEL}:latest" in [m["id"] for m in models["data"]]
+    missing = client.post("/embeddings", json={"model": "nope", "input": "x"})
+    assert_openai_error(missing, 404, "nope", code="model_not_found")
+
+
+def test_generate_and_chat_are_refused_as_ollama_refuses_them(client: httpx.Client) -> None:
+    for path, capability in (("/api/generate", "generate"), ("/api/chat", "chat")):
+        response = client.post(path, json={"model": MODEL, "prompt": "hi", "stream": False})
+        assert_ollama_error(response, 400, f'"{MODEL}" does not support {capability}')
+        response = client.post(path, json={"model": "llama3"})
+        assert_ollama_error(response, 404, "llama3")

@@ -1,0 +1,115 @@
+"""Keys file parsing, token buckets, input counting and route scopes (no server)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from gateway.auth.guard import count_inputs, required_scope
+from gateway.auth.keys import KeyRing, KeysFileError, Scope, keys_from_setting, parse_keys_file
+from gateway.auth.limits import TokenBucket, retry_after_seconds
+
+HEX = hashlib.sha256(b"secret").hexdigest()
+
+
+def test_keys_file_entries() -> None:
+    text = (
+        f"keys:\n  - {{name: a, sha256: {HEX}}}\n"
+        f"  - {{name: b, sha256: '{HEX.upper()}', scope: admin, requests_per_minute: 5,"
+        " inputs_per_minute: 50}\n"
+    )
+    first, second = parse_keys_file(text, "keys.yaml")
+    assert (first.name, first.scope, first.limited) == ("a", Scope.EMBED, False)
+    assert (second.scope, second.requests_per_minute, second.inputs_per_minute) == (
+        Scope.ADMIN,
+        5,
+        50,
+    )
+    assert second.digest == hashlib.sha256(b"secret").digest()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("keys: [", "not valid YAML"),
+        ("other: 1", "top-level 'keys:' list"),
+        ("keys: [plain]", "key 1: expected a mapping"),
+        (f"keys: [{{sha256: {HEX}}}]", "key 1: name is required"),
+        ("keys: [{name: a, sha256: abc}]", "key 'a': sha256 must be 64 hex digits"),
+        (f"keys: [{{name: a, sha256: {HEX}, scope: root}}]", "scope must be 'embed' or 'admin'"),
+        (f"keys: [{{name: a, sha256: {HEX}, requests_per_minute: 0}}]", "at least 1"),
+        (f"keys: [{{name: a, sha256: {HEX}, inputs_per_minute: true}}]", "inputs_per_minute"),
+        (f"keys: [{{name: a, sha256: {HEX}, key: plain}}]", "unknown field(s) key"),
+        (f"keys: [{{name: a, sha256: {HEX}}}, {{name: a, sha256: {HEX}}}]", "used twice"),
+    ],
+)
+def test_keys_file_errors_say_where(text: str, message: str) -> None:
+    with pytest.raises(KeysFileError, match=r"keys\.yaml") as raised:
+        parse_keys_file(text, "keys.yaml")
+    assert message in str(raised.value)
+
+
+def test_setting_keys_are_plain_or_hashed_and_admin() -> None:
+    plain, hashed = keys_from_setting(["secret", f"sha256:{HEX}"])
+    assert plain.digest == hashed.digest and plain.scope == Scope.ADMIN
+    assert (plain.name, hashed.name) == ("key-1", "key-2")
+    with pytest.raises(KeysFileError, match="entry 1"):
+        keys_from_setting(["sha256:nothex"])
+
+
+def test_key_ring_finds_by_digest(tmp_path: Path) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_text(f"keys: [{{name: file-key, sha256: {HEX}, scope: embed}}]\n")
+    ring = KeyRing.from_settings(["other"], path)
+    assert ring.enabled
+    found = ring.find("secret")
+    assert found is not None and found.name == "file-key"
+    assert ring.find("nope") is None
+    with pytest.raises(KeysFileError, match="cannot read"):
+        KeyRing.from_settings([], tmp_path / "missing.yaml")
+    assert not KeyRing.from_settings([], None).enabled
+
+
+def test_token_bucket_refills_per_second() -> None:
+    now = [0.0]
+    bucket = TokenBucket(60, clock=lambda: now[0])  # one token a second
+    bucket.take(60)
+    assert bucket.wait_for(1) == pytest.approx(1.0)
+    now[0] = 0.5
+    assert bucket.wait_for(1) == pytest.approx(0.5)
+    now[0] = 1000.0
+    assert bucket.wait_for(60) == 0.0 and bucket.wait_for(61) == pytest.approx(1.0)
+    assert retry_after_seconds(0.01) == 1 and retry_after_seconds(2.2) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "count"),
+    [
+        (b'{"model": "m", "input": ["a", "b", "c"]}', 3),
+        (b'{"input": "one"}', 1),
+        (b'{"query": "q", "documents": ["a", "b"]}', 2),
+        (b'{"inputs": ["a", "b"]}', 2),
+        (b'{"contents": ["x"]}', 1),
+        (b"not json", 1),
+        (b"[1, 2]", 1),
+        (b'{"input": []}', 1),
+    ],
+)
+def test_inputs_are_counted_across_families(body: bytes, count: int) -> None:
+    assert count_inputs(body) == count
+
+
+@pytest.mark.parametrize(
+    ("path", "scope"),
+    [
+        ("/api/embed", Scope.EMBED),
+        ("/v1/embeddings", Scope.EMBED),
+        ("/api/pull", Scope.ADMIN),
+        ("/api/delete", Scope.ADMIN),
+        ("/admin/models", Scope.ADMIN),
+    ],
+)
+def test_route_scopes(path: str, scope: Scope) -> None:
+    assert required_scope(path) is scope
