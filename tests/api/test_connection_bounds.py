@@ -130,4 +130,6 @@ def test_a_stalled_body_is_dropped_after_the_read_timeout(bounded_server: Gatewa
         started = time.monotonic()
         while sock.recv(65536):  # whatever the handler says, the connection then ends
             pass
-        assert 1.9 < time.monotonic() - started < 4.0
+        # Dropped at the 2 s read timeout, not before; the slack above it is for a busy machine
+        # (a connection never dropped would run into the socket's own 10 s timeout).
+        assert 1.9 < time.monotonic() - started < 8.0

@@ -43,7 +43,8 @@ def test_sigterm_with_a_large_request_in_flight(
         " ".join(generated_sentences(sentences, seed=index)) or f"item {index}"
         for index in range(TEXTS)
     ]
-    with _serve(tmp_path, grace, drain_delay=1.0) as server:
+    drain_delay = 2.0
+    with _serve(tmp_path, grace, drain_delay=drain_delay) as server:
         assert server.process is not None
         with server.client() as client:
             client.post(
@@ -59,7 +60,15 @@ def test_sigterm_with_a_large_request_in_flight(
 
         sender = threading.Thread(target=send)
         sender.start()
-        time.sleep(0.5)  # the request is being embedded
+        # Signal once the server reports the request in flight, not after a fixed sleep.
+        deadline = time.monotonic() + 120
+        with server.client() as client:
+            while not any(
+                row.get("in_flight", 0) or row.get("queued", 0)
+                for row in client.get("/admin/models").json()["models"]
+            ):
+                assert time.monotonic() < deadline, "the request never reached the model"
+                time.sleep(0.02)
         assert sender.is_alive(), "the request finished before the signal; make it larger"
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
@@ -67,7 +76,8 @@ def test_sigterm_with_a_large_request_in_flight(
         with httpx.Client(base_url=server.url, timeout=2) as probe:
             ready = probe.get("/health/ready")
             live = probe.get("/health/live")
-        assert time.monotonic() - signalled < 1.0, "probes answered after the listener closed"
+        # The listener stays open for the drain delay: the probes were answered within it.
+        assert time.monotonic() - signalled < drain_delay, "probes answered after it closed"
         assert ready.status_code == 503, ready.text
         assert "shutting down" in ready.json()["error"]
         assert live.status_code == 200
@@ -80,7 +90,8 @@ def test_sigterm_with_a_large_request_in_flight(
             f"grace {grace} s: exited {exited_after:.2f} s after SIGTERM, "
             f"answer {response.status_code}"
         )
-        assert exited_after < grace + 1.5, f"exited {exited_after:.1f}s after SIGTERM"
+        # Slack for a busy machine's exit; a process ignoring the grace runs far longer.
+        assert exited_after < grace + 5, f"exited {exited_after:.1f}s after SIGTERM"
         assert response.status_code == outcome, response.text[:300]
         if outcome == 200:
             assert len(response.json()["embeddings"]) == TEXTS
