@@ -22,7 +22,7 @@ setup: $(BIN)/.installed
 
 setup-test: $(BIN)/.installed-test
 
-# The JavaScript clients the suite runs against the server (tests/test_js_clients.py), exactly
+# The JavaScript clients the suite runs against the server (tests/api/test_js_clients.py), exactly
 # as the committed lockfile pins them. Needs Node.js 20+ and npm.
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund

@@ -3,7 +3,7 @@
 For each kind: parity (cosine per vector, per token for ColBERT, absolute score difference for
 cross-encoders) and batch invariance (each input alone vs in a batch with mixed partners, the
 batches drawn as the gateway's batcher draws them: from one shape bucket when the backend is
-bucketed). Shared by tests/test_fast_path.py and bench/fast_path_numerics.py.
+bucketed). Shared by tests/api/test_fast_path.py and bench/fast_path_numerics.py.
 """
 
 from __future__ import annotations

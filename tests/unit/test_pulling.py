@@ -1,7 +1,7 @@
 """The single-flight Puller: concurrent pulls of one model share one download and its outcome.
 
 The store here stands in for ModelStore.pull only to control timing (a pull that blocks until
-released); a real pull is exercised through /api/pull in tests/test_pull_api.py.
+released); a real pull is exercised through /api/pull in tests/api/test_pull_api.py.
 """
 
 from __future__ import annotations
