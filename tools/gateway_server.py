@@ -21,6 +21,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Settings of the exact compute mode (ONNX Runtime fp32): what in-process engines in tests use
+# too, so that their vectors compare with a test server's to the last bit.
+EXACT_MODE = {"GATEWAY_BACKEND": "onnxruntime", "GATEWAY_PRECISION": "fp32"}
+
+
 class GatewayServer:
     """`with GatewayServer(registry=..., env={...}) as server: server.url`."""
 
@@ -54,8 +59,7 @@ class GatewayServer:
             "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
             # The exact mode (ONNX Runtime fp32), which the parity tests' tolerances assume;
             # tests of the fast path pass GATEWAY_BACKEND/GATEWAY_PRECISION=auto in `env`.
-            "GATEWAY_BACKEND": os.environ.get("GATEWAY_BACKEND", "onnxruntime"),
-            "GATEWAY_PRECISION": os.environ.get("GATEWAY_PRECISION", "fp32"),
+            **{name: os.environ.get(name, value) for name, value in EXACT_MODE.items()},
             **self.extra_env,
         }
         log = self.log_path.open("wb")

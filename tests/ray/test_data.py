@@ -19,7 +19,7 @@ from gateway.settings import Settings
 from tests.support.api import ollama_embed
 from tests.support.models import MINILM_FP32
 from tools.corpus import generated_sentences
-from tools.gateway_server import GatewayServer
+from tools.gateway_server import EXACT_MODE, GatewayServer
 from tools.paths import REPO
 
 pytestmark = [
@@ -36,6 +36,7 @@ def settings(multi_model_registry: Path) -> Settings:
         environ={
             "GATEWAY_REGISTRY": str(multi_model_registry),
             "GATEWAY_MODELS_DIR": str(REPO / "models"),
+            **EXACT_MODE,
         }
     )
 

@@ -24,7 +24,7 @@ from tests.support.api import assert_ollama_error, assert_openai_error
 from tests.support.models import MINILM_FP32, NO_CACHE, NOMIC
 from tests.support.reference import cosines
 from tools.corpus import SENTENCES
-from tools.gateway_server import GatewayServer, free_port
+from tools.gateway_server import EXACT_MODE, GatewayServer, free_port
 from tools.paths import REPO
 
 pytestmark = pytest.mark.timeout(240)
@@ -48,6 +48,7 @@ def serve_url(ray_cluster: Any, multi_model_registry: Path) -> Iterator[str]:
         environ={
             "GATEWAY_REGISTRY": str(multi_model_registry),
             "GATEWAY_MODELS_DIR": str(REPO / "models"),
+            **EXACT_MODE,
             "GATEWAY_THREADS": "1",
             "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
             **NO_CACHE,
