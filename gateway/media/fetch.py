@@ -1,32 +1,26 @@
 """Fetch an image URL without becoming a proxy into the private network (SSRF).
 
-For each hop (the URL, then at most `max_redirects` redirects):
-1. parse the URL ourselves (http/https only, no credentials, optional port allow-list);
-2. resolve the host once; every address it resolves to must be public unicast, unless the host
-   or the address is allow-listed (one bad address refuses the URL: no "public + private" tricks);
-3. connect to exactly those checked addresses: httpcore runs HTTP/1.1 over a network backend
-   that ignores the host name and dials the pinned IPs, while TLS still verifies the certificate
-   against (and sends SNI for) the URL's host name. There is no second DNS lookup to rebind.
-
-The body must be an image by both signs: a Content-Type of image/* (application/octet-stream
-and a missing type are tolerated, as object stores send them) and the magic bytes of an accepted
-format in its first bytes. It is read in httpcore's chunks (64 KiB); a declared Content-Length
-over the cap is refused before the body is read, and a body that grows past the cap is dropped
-mid-stream, so at most cap + one chunk is ever held. Connect time is capped per address and the
-whole fetch, redirects included, by `total_timeout`.
+For each hop (the URL, then at most `max_redirects` redirects): parse the URL and resolve its host
+once to checked addresses (gateway.media.fetch_target), then connect to exactly those addresses:
+httpcore runs HTTP/1.1 over a network backend that ignores the host name and dials the pinned
+IPs, while TLS still verifies the certificate against (and sends SNI for) the URL's host name.
+There is no second DNS lookup to rebind. This module owns that connection, the redirects, the
+streaming read and the fetch's metrics. The body must be an image by both signs: a Content-Type
+of image/* (application/octet-stream and a missing type are tolerated, as object stores send
+them) and the magic bytes of an accepted format in its first bytes. It is read in httpcore's
+chunks (64 KiB); a declared Content-Length over the cap is refused before the body is read, and a
+body that grows past the cap is dropped mid-stream, so at most cap + one chunk is ever held.
+Connect time is capped per address and the whole fetch, redirects included, by `total_timeout`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
-import logging
-import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import certifi
 import httpcore
@@ -34,15 +28,34 @@ import httpcore
 from gateway import metrics
 from gateway.errors import GatewayError
 from gateway.media.decode import sniff_format
+from gateway.media.fetch_target import (
+    FetchTarget,
+    IPAddress,
+    address_allowed,
+    embedded_ipv4,
+    non_public_reason,
+    parse_target,
+    resolve,
+)
 from gateway.media.policy import FetchPolicy, ForbiddenURL, ImageFetchError, InvalidImage
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "REDIRECT_STATUSES",
+    "TOLERATED_TYPES",
+    "FetchTarget",
+    "FetchedImage",
+    "IPAddress",
+    "address_allowed",
+    "embedded_ipv4",
+    "fetch_image",
+    "fetch_outcome",
+    "non_public_reason",
+    "parse_target",
+    "resolve",
+]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 TOLERATED_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _SNIFF_BYTES = 16
 
 
@@ -51,145 +64,6 @@ class FetchedImage:
     data: bytes
     content_type: str
     url: str  # after redirects
-
-
-@dataclass(frozen=True)
-class _Target:
-    url: str
-    scheme: str
-    host: str  # ASCII (IDNA), lower case, no brackets
-    port: int
-    target: str  # path and query, percent-encoded
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if _DEFAULT_PORTS[self.scheme] == self.port else f"{host}:{self.port}"
-
-
-# -- addresses -------------------------------------------------------------------------------
-
-
-def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, 6to4, Teredo, NAT64), if any."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def non_public_reason(ip: IPAddress) -> str | None:
-    """Why `ip` is not a public unicast address (None when it is one)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.scope_id:
-            return "scoped (link-local)"
-        inner = embedded_ipv4(ip)
-        if inner is not None:
-            reason = non_public_reason(inner)
-            if reason is not None:
-                return f"{reason} (embedded in IPv6)"
-            if ip.ipv4_mapped is not None:
-                return None
-    checks = (
-        ("unspecified", ip.is_unspecified),
-        ("loopback", ip.is_loopback),
-        ("link-local", ip.is_link_local),
-        ("multicast", ip.is_multicast),
-        ("reserved", ip.is_reserved),
-        ("site-local", isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local),
-        ("private", ip.is_private),
-        ("non-global", not ip.is_global),
-    )
-    for reason, hit in checks:
-        if hit:
-            return reason
-    return None
-
-
-def address_allowed(ip: IPAddress, policy: FetchPolicy) -> bool:
-    candidates: list[IPAddress] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        candidates.append(ip.ipv4_mapped)
-    for network in policy.allow_networks:
-        if any(c.version == network.version and c in network for c in candidates):
-            return True
-    return non_public_reason(ip) is None
-
-
-async def resolve(target: _Target, policy: FetchPolicy) -> list[str]:
-    """The checked addresses to dial for `target` (one DNS lookup, never repeated)."""
-    try:
-        addresses: list[IPAddress] = [ipaddress.ip_address(target.host)]
-        literal = True
-    except ValueError:
-        literal = False
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-            )
-        except (OSError, UnicodeError) as exc:
-            raise ImageFetchError(f"cannot resolve image URL host '{target.host}': {exc}") from None
-        addresses = []
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-            if address not in addresses:
-                addresses.append(address)
-    if not addresses:
-        raise ImageFetchError(f"image URL host '{target.host}' has no address")
-    if not policy.host_allowed(target.host):
-        for address in addresses:
-            if address_allowed(address, policy):
-                continue
-            reason = non_public_reason(address) or "not allowed"
-            log.info("refused image URL %s: %s resolves to %s (%s)", target.url, target.host,
-                     address, reason)  # fmt: skip
-            # Name the address only when the client wrote it: resolving internal names for
-            # strangers would leak the network's layout.
-            where = (
-                f"{address} is a {reason} address"
-                if literal
-                else ("it resolves to a private, loopback or otherwise non-public address")
-            )
-            raise ForbiddenURL(
-                f"image URL host '{target.host}' is not allowed: {where}; only public "
-                "addresses can be fetched unless the gateway's allow-list opens them"
-            )
-    return [str(address) for address in addresses]
-
-
-# -- URLs --------------------------------------------------------------------------------------
-
-
-def parse_target(url: str, policy: FetchPolicy) -> _Target:
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
-        raise InvalidImage("image URL contains spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidImage(f"malformed image URL: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise InvalidImage(f"image URL scheme must be http or https, not {scheme!r}")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidImage("image URLs must not carry credentials (user:password@)")
-    if not parts.hostname:
-        raise InvalidImage("image URL has no host")
-    try:
-        host = parts.hostname.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise InvalidImage(f"image URL host {parts.hostname!r} is not a valid name") from None
-    port = port or _DEFAULT_PORTS[scheme]
-    if policy.allowed_ports is not None and port not in policy.allowed_ports:
-        raise ForbiddenURL(f"image URL port {port} is not allowed")
-    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-    query = quote(parts.query, safe="/%:@!$&'()*+,;=-._~?") if parts.query else ""
-    return _Target(url, scheme, host, port, path + ("?" + query if query else ""))
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
@@ -250,7 +124,9 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-async def _get(target: _Target, addresses: list[str], policy: FetchPolicy) -> FetchedImage | str:
+async def _get(
+    target: FetchTarget, addresses: list[str], policy: FetchPolicy
+) -> FetchedImage | str:
     """One hop: the image, or the absolute URL of a redirect."""
     timeouts = {
         "connect": policy.connect_timeout,
@@ -320,7 +196,7 @@ async def _get(target: _Target, addresses: list[str], policy: FetchPolicy) -> Fe
         return FetchedImage(bytes(body), media_type, target.url)
 
 
-def _check_magic(body: bytearray, target: _Target) -> None:
+def _check_magic(body: bytearray, target: FetchTarget) -> None:
     if sniff_format(bytes(body[:_SNIFF_BYTES])) is None:
         raise ImageFetchError(
             f"image URL {target.url} did not return JPEG, PNG, WebP, GIF, BMP or TIFF data"

@@ -1,0 +1,168 @@
+"""How a process setting is declared, parsed from text and presented, for any settings dataclass.
+
+This module owns the text-to-value parsers that settings use (booleans, comma lists, bounded
+integers, durations, memory budgets, choices), the `setting()` field helper that records each
+field's environment variable, parser, help text and display default in its metadata, and the
+generic walks over those fields: reading them from the environment and flag overrides (raising
+`SettingsError`), the /info view with secrets reduced to a count, and the rows of
+`gateway serve --help`. Which settings exist, and their defaults, live in gateway.settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+from gateway.units import parse_bytes, parse_duration
+
+
+class SettingsError(ValueError):
+    """A setting could not be parsed; the message names the variable or flag."""
+
+
+def parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {raw!r}")
+
+
+def parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def parse_budget(raw: str) -> str | None:
+    # Kept as text: a percentage is resolved against the device's total when it is known.
+    raw = raw.strip()
+    if raw in {"", "0"}:
+        return None
+    if raw.endswith("%"):
+        percent = float(raw[:-1])
+        if not 0 < percent <= 100:
+            raise ValueError(f"a percentage must be within (0, 100], got {raw!r}")
+    else:
+        parse_bytes(raw)
+    return raw
+
+
+def finite_duration(*, zero_ok: bool) -> Callable[[str], float]:
+    """A finite duration (Go syntax or bare seconds); parse_duration maps negatives to forever."""
+
+    def parse(raw: str) -> float:
+        seconds = parse_duration(raw, bare_number_ok=True)
+        if raw.strip().startswith("-") or not math.isfinite(seconds):
+            raise ValueError(f"must not be negative, got {raw!r}")
+        if seconds == 0 and not zero_ok:
+            raise ValueError(f"must be more than zero, got {raw!r}")
+        return seconds
+
+    return parse
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {raw!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"within {low}..{high}"
+            raise ValueError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_run_overhead(raw: str) -> float | None:
+    value = raw.strip().lower()
+    if value == "auto":
+        return None
+    try:
+        tokens = float(value)
+    except ValueError:
+        raise ValueError(f"expected 'auto' or a number of tokens, got {raw!r}") from None
+    if not 0 <= tokens <= 1e6:
+        raise ValueError(f"must be within 0..1000000, got {raw!r}")
+    return tokens
+
+
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def setting(
+    env: str,
+    parse: Callable[[str], Any],
+    help: str,
+    default: Any,
+    *,
+    secret: bool = False,
+    shown: str | None = None,
+) -> Any:  # a dataclass field: typed as its default, as dataclasses.field is
+    return field(
+        default=default,
+        metadata={"env": env, "parse": parse, "help": help, "secret": secret, "shown": shown},
+    )
+
+
+def load_fields(
+    cls: type[Any], environ: Mapping[str, str], overrides: Mapping[str, str]
+) -> dict[str, Any]:
+    """Parsed values of `cls`'s setting fields: flag overrides first, then the environment."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        raw = overrides.get(f.name)
+        origin = f"--{f.name.replace('_', '-')}"
+        if raw is None:
+            raw = environ.get(f.metadata["env"])
+            origin = f.metadata["env"]
+        if raw is None or not raw.strip():  # an empty variable means unset, as in Ollama
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise SettingsError(f"{origin}: {exc}") from None
+    return values
+
+
+def public_view_of(settings: Any) -> dict[str, Any]:
+    """Setting values as shown by /info: secrets reduced to a count."""
+    view: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.metadata["secret"]:
+            view[f.name] = f"{len(value)} configured"
+        elif isinstance(value, Path):
+            view[f.name] = str(value)
+        elif isinstance(value, tuple):
+            view[f.name] = list(value)
+        else:
+            view[f.name] = value
+    return view
+
+
+def describe_fields(cls: type[Any]) -> list[tuple[str, str, str, str]]:
+    """(flag, env var, default, help) for every setting field of `cls`."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.metadata["shown"] or f.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or "(empty)"
+        elif default is None:
+            default = "(none)"
+        rows.append(
+            (f"--{f.name.replace('_', '-')}", f.metadata["env"], str(default), f.metadata["help"])
+        )
+    return rows
