@@ -29,7 +29,7 @@ from gateway.bulk.job import image_data_url
 from gateway.bulk.output import read_output
 from tests.support.image_api import efficientnet_entry
 from tests.support.vision import efficientnet_lite0, encode, photo_like
-from tools.gateway_server import GatewayServer
+from tools.gateway_server import EXACT_MODE, GatewayServer
 from tools.models import write_registry
 from tools.paths import MODELS_DIR, REPO
 
@@ -66,8 +66,10 @@ def write_lines(path: Path, count: int, seed: int) -> list[str]:
 
 
 def cli_env() -> dict[str, str]:
+    """In-process `gateway embed` computes as the test server does (its exact mode)."""
     return {
         **os.environ,
+        **EXACT_MODE,
         "GATEWAY_MODELS_DIR": str(MODELS_DIR),
         "GATEWAY_REGISTRY": str(REPO / "registry.yaml"),
     }
