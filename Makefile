@@ -38,13 +38,14 @@ pull: setup
 	$(BIN)/gateway pull $(MODEL)
 
 ## Set up the test environment; lint, type-check, then the unit layer (seconds), then the rest
-## (tests/api: real server on loopback; tests/parity: reference implementations).
+## (tests/api: real server on loopback; tests/parity: reference implementations). tests/deploy
+## needs a Docker engine and ~6 minutes: `make docker-check` runs it.
 test: setup-test js-clients
 	$(BIN)/ruff check gateway tests bench tools
 	$(BIN)/ruff format --check gateway tests bench tools
 	$(BIN)/mypy
 	$(BIN)/pytest tests/unit
-	$(BIN)/pytest --ignore=tests/unit
+	$(BIN)/pytest --ignore=tests/unit --ignore=tests/deploy
 
 ## `make test` while a busy loop keeps HOG_CORES of the cores busy, then stops it: the gate
 ## must not depend on how busy the machine is. TEST_CMD picks what runs under the hog, e.g.
