@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.corpora import Workload
-from bench.embedders import OrtEmbedder, _normalize
+from bench.embedders import OrtEmbedder
 from bench.models import BenchModel
-from bench.systems import Load, Measured, System
+from bench.systems import Load, Measured, SortedBatchesSystem, System
 
 
 class OpenVinoEmbedder(OrtEmbedder):
@@ -33,20 +33,9 @@ class OpenVinoEmbedder(OrtEmbedder):
         self.request = self.compiled.create_infer_request()
         self.input_names = {port.get_any_name() for port in self.compiled.inputs}
 
-    def run(self, rows: list[list[int]]) -> np.ndarray:  # type: ignore[override]
-        longest = max(len(r) for r in rows)
-        ids = np.full((len(rows), longest), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), longest), dtype=np.int64)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        feed = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.input_names:
-            feed["token_type_ids"] = np.zeros_like(ids)
-        hidden = self.request.infer(feed)[self.compiled.outputs[0]]
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
-        return _normalize(pooled).astype(np.float32)
+    def infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The compiled model's last hidden state for one padded batch (OrtEmbedder pads, pools)."""
+        return np.asarray(self.request.infer(feed)[self.compiled.outputs[0]])
 
 
 class FastEmbed(System):
@@ -114,25 +103,10 @@ class FastEmbed(System):
                 self.process.wait()
 
 
-class RawOpenVino(System):
+class RawOpenVino(SortedBatchesSystem):
     """(g) raw OpenVINO in-process, sorted batches: the fast path's own ceiling."""
 
     def __init__(self, embedder: OpenVinoEmbedder, precision: str, batch_size: int) -> None:
+        super().__init__(embedder, batch_size)
         self.key = f"raw-ov-{precision}"
         self.label = f"(g) raw OpenVINO {precision} in-process, sorted bs{batch_size}"
-        self.embedder = embedder
-        self.batch_size = batch_size
-
-    def measure(self, workload: Workload, load: Load | None) -> Measured:
-        started = time.perf_counter()
-        vectors, padded = self.embedder.embed_sorted(workload.texts, self.batch_size)
-        wall = time.perf_counter() - started
-        return Measured(wall, vectors, extra={"padding_ratio": padded / workload.total_tokens})
-
-    def single(self, text: str, times: int) -> list[float]:
-        out = []
-        for _ in range(times):
-            started = time.perf_counter()
-            self.embedder.run(self.embedder.tokenize([text]))
-            out.append(time.perf_counter() - started)
-        return out

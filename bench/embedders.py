@@ -69,10 +69,15 @@ class OrtEmbedder:
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.input_names:
             feed["token_type_ids"] = np.zeros_like(ids)
-        (hidden,) = self.session.run(None, feed)
+        hidden = self.infer(feed)
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
         return _normalize(pooled).astype(np.float32)
+
+    def infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's last hidden state, [rows, tokens, dim], for one padded batch."""
+        (hidden,) = self.session.run(None, feed)
+        return np.asarray(hidden)
 
     def embed_sorted(self, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, int]:
         """Everything, in ideal batches: sorted by token count, cut every `batch_size`.

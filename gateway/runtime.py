@@ -15,16 +15,8 @@ from typing import Any
 
 import onnxruntime as ort
 
-from gateway.backends.base import (
-    BACKEND_CHOICES,
-    PRECISION_CHOICES,
-    Backend,
-    BackendSession,
-    GraphInfo,
-    Placement,
-    TensorInfo,
-    uses_dynamic_quantization,
-)
+from gateway.backends import Backend, BackendSession, GraphInfo, Placement, TensorInfo
+from gateway.backends.base import BACKEND_CHOICES, PRECISION_CHOICES, uses_dynamic_quantization
 from gateway.backends.ort_cpu import OrtCpuBackend, OrtOptions
 from gateway.backends.ort_cuda import OrtCudaBackend, cuda_available
 from gateway.backends.selection import PlacementError, cpu_flags, place

@@ -14,9 +14,9 @@ from rich.console import Console
 
 from gateway.client import RemoteError
 from gateway.errors import GatewayError
-from gateway.registry import RegistryError
+from gateway.registry import Registry, RegistryError
 from gateway.settings import Settings, SettingsError
-from gateway.sources import SourceError
+from gateway.sources import ModelStore, SourceError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,6 +85,15 @@ def local_settings(registry: Path | None = None, models_dir: Path | None = None)
     if models_dir is not None:
         overrides["models_dir"] = str(models_dir)
     return Settings.load(overrides=overrides)
+
+
+def local_models(
+    registry: Path | None = None, models_dir: Path | None = None
+) -> tuple[Registry, ModelStore]:
+    """The registry and the store of pulled files that this command's local flags select."""
+    settings = local_settings(registry, models_dir)
+    models = Registry.load(settings.registry)
+    return models, ModelStore(settings.models_dir, models.base_dir)
 
 
 def human_size(size: int) -> str:

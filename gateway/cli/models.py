@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,7 +24,7 @@ from gateway.cli.common import (
     human_ago,
     human_size,
     human_until,
-    local_settings,
+    local_models,
     reported,
 )
 from gateway.client import Remote
@@ -40,10 +41,8 @@ def _plain_table(*columns: str) -> Table:
     return table
 
 
-def _local(registry: Any, models_dir: Any) -> tuple[Registry, ModelStore, Catalog]:
-    settings = local_settings(registry, models_dir)
-    models = Registry.load(settings.registry)
-    store = ModelStore(settings.models_dir, models.base_dir)
+def _local(registry: Path | None, models_dir: Path | None) -> tuple[Registry, ModelStore, Catalog]:
+    models, store = local_models(registry, models_dir)
     return models, store, Catalog(models, store)
 
 

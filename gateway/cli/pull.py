@@ -23,13 +23,11 @@ from gateway.cli.common import (
     RegistryOption,
     UrlOption,
     console,
-    local_settings,
+    local_models,
     reported,
 )
 from gateway.client import Remote
 from gateway.pulling import Puller
-from gateway.registry import Registry
-from gateway.sources import ModelStore
 
 
 class PullProgress:
@@ -107,9 +105,8 @@ def register(app: typer.Typer) -> None:
                             event.get("completed"),
                         )
             return
-        settings = local_settings(registry, models_dir)
-        models = Registry.load(settings.registry)
-        puller = Puller(ModelStore(settings.models_dir, models.base_dir))
+        models, store = local_models(registry, models_dir)
+        puller = Puller(store)
         # Resolve every name first: a typo in the last should not cost a download of the first.
         specs = [models.resolve(name).spec for name in names]
 
