@@ -11,7 +11,6 @@ import ctypes
 import logging
 import os
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.units import parse_bytes
@@ -87,32 +86,6 @@ def release_free_heap() -> None:
     """Hand freed heap pages back to the OS (glibc keeps them otherwise, and RSS never falls)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
-
-
-def limit_malloc_arenas(arenas: int, environ: Mapping[str, str] = os.environ) -> str:
-    """Cap glibc's malloc arenas for threads created from now on; says what it did.
-
-    By default glibc gives each new thread its own arena (up to 8 per core), and the
-    runtime's and the thread pools' freed blocks stay scattered over them: under concurrent
-    loads and unloads RSS grew 20-38% in 3 minutes (bench/README.md, soak), with 2 arenas
-    +0.6%. `MALLOC_ARENA_MAX` in the environment (read by glibc at start) wins; 0 keeps
-    glibc's default.
-    """
-    if arenas == 0:
-        return "glibc default (GATEWAY_MALLOC_ARENAS=0)"
-    if "MALLOC_ARENA_MAX" in environ:
-        return f"MALLOC_ARENA_MAX={environ['MALLOC_ARENA_MAX']} from the environment"
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return "not glibc: left as is"
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    if mallopt(M_ARENA_MAX, arenas) != 1:
-        return "mallopt refused: left as is"
-    return f"{arenas} malloc arenas"
 
 
 @dataclass(frozen=True)

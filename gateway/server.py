@@ -20,7 +20,6 @@ import uvicorn
 from gateway.api.app import create_app
 from gateway.api.draining import Drain
 from gateway.connections import ConnectionLimits, bounded_protocol
-from gateway.memory import limit_malloc_arenas
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,8 +97,6 @@ def raise_fd_limit(wanted: int) -> None:
 def run_server(settings: Settings) -> None:
     """Serve until a signal; returns after a graceful shutdown."""
     raise_fd_limit(settings.max_connections + SPARE_FDS)
-    # Before the app starts its threads: the cap applies to arenas created after it.
-    log.info("memory allocator: %s", limit_malloc_arenas(settings.malloc_arenas))
     drain = Drain()
     app = create_app(settings)
     app.state.drain = drain

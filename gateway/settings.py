@@ -254,12 +254,6 @@ class Settings:
     max_loaded_models: int = setting(
         "GATEWAY_MAX_LOADED_MODELS", int_in(0), "most models loaded at once (0: no limit)", 0
     )
-    malloc_arenas: int = setting(
-        "GATEWAY_MALLOC_ARENAS",
-        int_in(0),
-        "glibc malloc arenas (2 keeps RSS flat under concurrent loads; 0: glibc's default)",
-        2,
-    )
     memory_wait: float = setting(
         "GATEWAY_MEMORY_WAIT",
         lambda raw: parse_duration(raw, bare_number_ok=True),

@@ -63,7 +63,6 @@ DOCUMENTED: dict[str, list[tuple[str, Any]]] = {
     "max_ram": [("80%", "80%"), ("6GiB", "6GiB"), ("1000000", "1000000"), ("0", None)],
     "max_vram": [("90%", "90%"), ("6GiB", "6GiB"), ("0", None)],
     "max_loaded_models": [("0", 0), ("2", 2)],
-    "malloc_arenas": [("2", 2), ("0", 0), ("8", 8)],
     "memory_wait": [("30s", 30.0), ("0", 0.0)],
     "max_connections": [("2048", 2048), ("1", 1)],
     "header_timeout": [("10s", 10.0), ("0.5", 0.5)],
