@@ -13,9 +13,10 @@ import sys
 from collections.abc import Callable, Collection
 
 from gateway.runtime import Runtime
-from tests.support.colbert_models import bert_colbert, modernbert_colbert
-from tests.support.cross_encoder import cross_encoder_dir
-from tests.support.fast_path import (
+from tools.colbert_models import bert_colbert, modernbert_colbert
+from tools.cross_encoder import cross_encoder_dir
+from tools.exports import export_minilm_fp32, export_tiny_nomic
+from tools.fast_path import (
     HEADER,
     Case,
     colbert_case,
@@ -26,9 +27,8 @@ from tests.support.fast_path import (
     nomic_case,
     vision_case,
 )
-from tests.support.vision import clip_vision_tiny
-from tools.exports import export_minilm_fp32, export_tiny_nomic
 from tools.models import pull_default_model
+from tools.vision import clip_vision_tiny
 
 
 def all_cases(kinds: Collection[str] | None = None, texts_count: int = 40) -> list[Case]:

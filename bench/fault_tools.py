@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.hf_server import LocalHub
+from tools.hf_server import LocalHub
 
 
 def answer(response: httpx.Response) -> str:

@@ -28,9 +28,9 @@ import httpx
 
 from bench.fault_tools import answer, breaker, copy_model, leftovers, throttled
 from bench.models import REPO
-from tests.support.hf_server import LocalHub
 from tools.exports import export_minilm_fp32
 from tools.gateway_server import GatewayServer
+from tools.hf_server import LocalHub
 from tools.models import minilm_entry, pull_default_model, write_registry
 
 GOOD = ("good-a", "good-b")

@@ -131,7 +131,7 @@ def parity(dry_run: bool, quick: bool) -> dict[str, Any]:
 
 
 def measure_case(case: Any, fast: Any, exact: Any) -> Any:
-    from tests.support.fast_path import measure
+    from tools.fast_path import measure
 
     return measure(case, fast, exact)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.colbert_models import ColbertModel, bert_colbert, modernbert_colbert
 from tests.support.models import (
     MINILM_FP32,
     NO_CACHE,
@@ -19,6 +18,7 @@ from tests.support.models import (
     PINNED_BATCHING,
     PINNED_OVERHEAD_TOKENS,
 )
+from tools.colbert_models import ColbertModel, bert_colbert, modernbert_colbert
 from tools.exports import export_minilm_fp32, export_tiny_nomic
 from tools.gateway_server import GatewayServer
 from tools.models import minilm_entry, nomic_entry, pull_default_model, write_registry

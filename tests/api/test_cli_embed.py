@@ -28,10 +28,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.bulk.job import image_data_url
 from gateway.bulk.output import read_output
 from tests.support.image_api import efficientnet_entry
-from tests.support.vision import efficientnet_lite0, encode, photo_like
 from tools.gateway_server import EXACT_MODE, GatewayServer
 from tools.models import write_registry
 from tools.paths import MODELS_DIR, REPO
+from tools.vision import efficientnet_lite0, encode, photo_like
 
 MODEL = "all-minilm"
 WORDS = [

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from gateway.runtime import Runtime
-from tests.support.colbert_models import ColbertModel
-from tests.support.cross_encoder import cross_encoder_dir
-from tests.support.fast_path import (
+from tests.support.models import MINILM_FP32, NO_CACHE
+from tools.colbert_models import ColbertModel
+from tools.cross_encoder import cross_encoder_dir
+from tools.fast_path import (
     Case,
     colbert_case,
     cross_case,
@@ -24,10 +25,9 @@ from tests.support.fast_path import (
     nomic_case,
     vision_case,
 )
-from tests.support.models import MINILM_FP32, NO_CACHE
-from tests.support.vision import clip_vision_tiny
 from tools.gateway_server import GatewayServer
 from tools.models import minilm_entry, write_registry
+from tools.vision import clip_vision_tiny
 
 pytest.importorskip("openvino")
 

@@ -46,7 +46,10 @@ from tests.support.image_api import (
 from tests.support.image_server import CHUNK, DECLARED_PAUSE, ENDLESS_LIMIT, ImageServer
 from tests.support.models import NO_CACHE, NOMIC
 from tests.support.reference import NOMIC_PREFIXES, NomicReference, cosines
-from tests.support.vision import (
+from tests.support.vision_cases import CASES
+from tools.gateway_server import GatewayServer
+from tools.models import nomic_entry, write_registry
+from tools.vision import (
     ClipReference,
     edited_copy,
     efficientnet_lite0,
@@ -55,9 +58,6 @@ from tests.support.vision import (
     photo_like,
     scene,
 )
-from tests.support.vision_cases import CASES
-from tools.gateway_server import GatewayServer
-from tools.models import nomic_entry, write_registry
 
 VISION = "nomic-embed-vision"
 EFFNET = "efficientnet-lite0"

@@ -31,7 +31,7 @@ from gateway.media import (
     read_images,
 )
 from tests.support.image_server import CHUNK, DECLARED_PAUSE, ENDLESS_LIMIT, ImageServer
-from tests.support.vision import encode, photo_like
+from tools.vision import encode, photo_like
 
 MiB = 1024 * 1024
 LOOPBACK = (ipaddress.ip_network("127.0.0.1/32"),)

@@ -20,9 +20,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.image_server import ImageServer
-from tests.support.vision import encode, photo_like
 from tools.gateway_server import GatewayServer
 from tools.models import minilm_entry, write_registry
+from tools.vision import encode, photo_like
 
 KEY = "metrics-test-key-7f3a9c"
 AUTH = {"Authorization": f"Bearer {KEY}"}

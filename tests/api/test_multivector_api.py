@@ -25,10 +25,10 @@ import pytest
 import yaml
 
 from tests.support.api import assert_ollama_error, assert_openai_error
-from tests.support.colbert_models import DOCUMENTS, QUERIES, ColbertModel
-from tests.support.hf_server import LocalHub
-from tests.support.late_api import assert_matches_pylate, colbert_entry
+from tools.colbert_models import DOCUMENTS, QUERIES, ColbertModel
 from tools.gateway_server import GatewayServer
+from tools.hf_server import LocalHub
+from tools.late_api import assert_matches_pylate, colbert_entry
 from tools.models import write_registry
 from tools.paths import REPO
 

@@ -1,6 +1,6 @@
 """A pull killed half-way (an OOM kill, SIGKILL: no cleanup runs) leaves nothing a later load
 trusts, and the next pull starts that file again cleanly and removes the leftovers: the real
-`gateway pull` against the local hub of tests/support/hf_server.py, killed while the hub holds
+`gateway pull` against the local hub of tools/hf_server.py, killed while the hub holds
 the download open. (huggingface_hub 2.x downloads to a process-unique temporary file, so a
 download resumes within a pull, tests/api/test_sources.py, but not across pulls.)"""
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gateway.registry import Registry
 from gateway.sources import ModelStore
-from tests.support.hf_server import LocalHub
+from tools.hf_server import LocalHub
 from tools.models import write_registry
 from tools.paths import REPO
 

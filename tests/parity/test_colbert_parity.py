@@ -4,7 +4,7 @@ Two architectures (answerai-colbert-small's BERT settings; GTE-ModernColBERT's M
 settings with "[Q] "/"[D] " added tokens and no token types) and three ways to serve each:
 projection and L2 inside the graph, or hidden states plus the Dense weight as safetensors or
 npy. Every token id, token count, token vector and MaxSim score is compared with PyLate's own
-`tokenize` / `encode(is_query=...)` / `colbert_scores` (tests/support/pylate_reference.py).
+`tokenize` / `encode(is_query=...)` / `colbert_scores` (tools/pylate_reference.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from gateway.errors import InvalidRequest, ModelLoadError
 from gateway.registry import LateModelSpec, RegistryError, parse_entry
 from gateway.runtime import Runtime
 from gateway.scoring import maxsim
-from tests.support.colbert_models import DOCUMENTS, PAIRS, QUERIES, ColbertModel
-from tests.support.late_api import LAYOUTS, assert_matches_pylate, colbert_entry
+from tools.colbert_models import DOCUMENTS, PAIRS, QUERIES, ColbertModel
+from tools.late_api import LAYOUTS, assert_matches_pylate, colbert_entry
 
 SCORE_TOLERANCE = 1e-4
 LONG_QUERY = 2

@@ -1,6 +1,6 @@
 """CrossEncoder against transformers' AutoModelForSequenceClassification on the same weights.
 
-A tiny random BERT with a single-logit head (tests/support/cross_encoder.py) is saved, exported
+A tiny random BERT with a single-logit head (tools/cross_encoder.py) is saved, exported
 to ONNX once (cached under .cache/test-models/), and served by the gateway's CrossEncoder; token
 ids, token types and logits must match the PyTorch model fed by the transformers tokenizer, long
 pairs included.
@@ -21,7 +21,7 @@ from gateway.registry import CrossEncoderSpec, RegistryError, parse_entry
 from gateway.rerank import rerank
 from gateway.runtime import Runtime
 from gateway.scoring import rank, relevance_from_logits
-from tests.support.cross_encoder import (
+from tools.cross_encoder import (
     DOCUMENTS,
     LONG,
     MAX_TOKENS,

@@ -24,7 +24,7 @@ from gateway.registry import LateModelSpec, Registry, TextModelSpec
 from gateway.rerank import rerank
 from gateway.runtime import Runtime
 from gateway.scoring import maxsim, rank, relevance_from_maxsim
-from tests.support.late_api import minilm_late_entry
+from tools.late_api import minilm_late_entry
 from tools.models import minilm_entry, write_registry
 
 # (query, the document that answers it); every other topic's document is unrelated to it.

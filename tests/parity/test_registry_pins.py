@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.support.api import assert_openai_error
-from tests.support.cross_encoder import (
+from tools.cross_encoder import (
     MINILM_L6_CONFIG,
     cross_encoder_dir,
     transformers_logits,

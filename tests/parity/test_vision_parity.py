@@ -36,8 +36,8 @@ from gateway.errors import ModelLoadError
 from gateway.media import decode_image
 from gateway.registry import ImageModelSpec, parse_entry
 from gateway.runtime import Runtime
-from tests.support.vision import CLIP_MEAN, CLIP_STD, ClipReference, clip_vision_tiny, photo_like
 from tests.support.vision_cases import CASES, Case
+from tools.vision import CLIP_MEAN, CLIP_STD, ClipReference, clip_vision_tiny, photo_like
 
 DIM = 64
 MIN_COSINE = 0.9999

@@ -22,7 +22,7 @@ from gateway.media import decode_image
 from gateway.registry import ImageModelSpec, parse_entry
 from gateway.runtime import Runtime
 from tests.support.image_api import efficientnet_entry
-from tests.support.vision import edited_copy, efficientnet_lite0, efficientnet_module, encode, scene
+from tools.vision import edited_copy, efficientnet_lite0, efficientnet_module, encode, scene
 
 SCENES = 8
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from tests.support.vision import clip_vision_model, export_hidden_states
 from tools.exports import cached_export
+from tools.vision import clip_vision_model, export_hidden_states
 
 CLIP_768 = "clip-vision-768"
 CLIP_768_VERSION = "h768-l1-i256-p32-factor3-seed0-opset17-r1"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tests.support.vision import encode, photo_like
+from tools.vision import encode, photo_like
 
 
 @dataclass(frozen=True)

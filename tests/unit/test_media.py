@@ -30,8 +30,8 @@ from gateway.media import (
 from gateway.media.fetch import address_allowed, non_public_reason
 from tests.support.bad_images import png_header, real_bomb
 from tests.support.color_reference import seed_reference
-from tests.support.vision import encode, photo_like
 from tests.support.vision_cases import CASES, Case
+from tools.vision import encode, photo_like
 
 MiB = 1024 * 1024
 PNG = encode(photo_like(1, 64, 48), "PNG")

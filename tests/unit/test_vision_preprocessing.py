@@ -12,7 +12,7 @@ from gateway.encoders.vision import (
     Preprocessing,
     parse_preprocessor_config,
 )
-from tests.support.vision import CLIP_MEAN, CLIP_STD
+from tools.vision import CLIP_MEAN, CLIP_STD
 
 BASE = Preprocessing("shortest_edge", 224, 224, 3, 1 / 255, tuple(CLIP_MEAN), tuple(CLIP_STD))  # type: ignore[arg-type]
 

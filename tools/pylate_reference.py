@@ -1,9 +1,9 @@
 """Build a tiny random PyLate ColBERT, export it to ONNX, and write PyLate's own outputs.
 
-Runs with the PyLate venv's python (tests/support/pylate_env.py), never inside the gateway's
+Runs with the PyLate venv's python (tools/pylate_env.py), never inside the gateway's
 venv, and imports nothing from this repository: the reference must be independent of the code
 it checks. Usage: `python pylate_reference.py JOB.json` where the job names the output folder,
-the architecture, the ColBERT settings and the texts; see tests/support/colbert_models.py.
+the architecture, the ColBERT settings and the texts; see tools/colbert_models.py.
 
 Writes into the job's out_dir:
   pylate/              the saved PyLate model (tokenizer.json with PyLate's own mutations)

@@ -1,6 +1,6 @@
 """Tiny random ColBERT models built by PyLate, their ONNX exports and PyLate's reference outputs.
 
-Each model is built once per machine by tests/support/pylate_reference.py (in the PyLate venv)
+Each model is built once per machine by tools/pylate_reference.py (in the PyLate venv)
 and cached under .cache/test-models/<name>-<version>/, where the version hashes the job and
 the reference script: editing either rebuilds, re-runs reuse.
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from tests.support.pylate_env import ensure_pylate_python
 from tools.paths import REPO
+from tools.pylate_env import ensure_pylate_python
 
 CACHE = REPO / ".cache" / "test-models"
 SCRIPT = Path(__file__).with_name("pylate_reference.py")

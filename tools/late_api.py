@@ -1,9 +1,9 @@
 """Registry entries and references for the ColBERT parity, multi-vector and rerank API tests.
 
-The tiny PyLate ColBERTs (tests/support/colbert_models.py) are served in any of three ONNX
+The tiny PyLate ColBERTs (tools/colbert_models.py) are served in any of three ONNX
 layouts; the bundled all-MiniLM-L6-v2 serves as a plain embedder and, with its hidden states as
 token vectors, as a late-interaction model on real weights. The tiny cross-encoder's material is
-in tests/support/cross_encoder.py.
+in tools/cross_encoder.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.support.colbert_models import ColbertModel
+from tools.colbert_models import ColbertModel
 
 # Per token, on unit vectors: ONNX Runtime and torch differ by ~1e-7 in fp32.
 MIN_COSINE = 0.9999

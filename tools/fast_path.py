@@ -29,11 +29,11 @@ from gateway.encoders.text import postprocess
 from gateway.media.decode import decode_image
 from gateway.registry import AnySpec, parse_entry
 from gateway.runtime import Runtime
-from tests.support.colbert_models import ColbertModel
-from tests.support.cross_encoder import cross_encoder_entry
-from tests.support.late_api import colbert_entry
-from tests.support.vision import encode, photo_like
+from tools.colbert_models import ColbertModel
+from tools.cross_encoder import cross_encoder_entry
+from tools.late_api import colbert_entry
 from tools.models import minilm_entry, nomic_entry
+from tools.vision import encode, photo_like
 
 WORDS = [
     "the",
