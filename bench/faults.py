@@ -71,6 +71,14 @@ def others_serving(url: str) -> bool:
     return all(embed(url, name).status_code == 200 for name in GOOD)
 
 
+def reachable(url: str) -> bool:
+    """The other models still answer 200 (False, not an exception, when the server is gone)."""
+    try:
+        return others_serving(url)
+    except httpx.HTTPError:
+        return False
+
+
 def ps_right(url: str, failing: str) -> bool:
     """/api/ps agrees with /admin/models and never lists the broken model."""
     ps = {m["name"].removesuffix(":latest") for m in httpx.get(url + "/api/ps").json()["models"]}
@@ -136,11 +144,24 @@ def broken_while_loading(url: str, victim_file: Path, how: str, delay: float) ->
         embed(url, VICTIM, keep_alive="0")
         time.sleep(0.5)
         result: dict[str, httpx.Response] = {}
-        loader = threading.Thread(target=lambda: result.update(r=embed(url, VICTIM)))
+        failed: list[httpx.HTTPError] = []
+
+        def load() -> None:
+            try:
+                result["r"] = embed(url, VICTIM)
+            except httpx.HTTPError as exc:  # no answer at all: recorded, never raised
+                failed.append(exc)
+
+        loader = threading.Thread(target=load)
         loader.start()
         time.sleep(delay)
         breaker(how)(victim_file)
         loader.join()
+        scenario = f"model file {how} {int(delay * 1000)} ms into its load"
+        if failed:
+            return Row(scenario, f"no answer: {failed[0]!r}", reachable(url), False, True).judge(
+                False
+            )
         response = result["r"]
         saw = answer(response)
         # Either the load had read the file already (200), or the error names model and cause.
@@ -148,7 +169,7 @@ def broken_while_loading(url: str, victim_file: Path, how: str, delay: float) ->
             response.status_code in {404, 500, 503} and names(saw, VICTIM)
         )
         return Row(
-            f"model file {how} {int(delay * 1000)} ms into its load",
+            scenario,
             saw,
             others_serving(url),
             ps_right(url, VICTIM) or response.status_code == 200,
@@ -252,16 +273,23 @@ def run(workdir: Path) -> list[Row]:
         victim_file = workdir / "sources" / VICTIM / "model.onnx"
         env = {"GATEWAY_GRAPH_CACHE": "false", "GATEWAY_CACHE_BYTES": "0"}
         with GatewayServer(registry=registry, models_dir=workdir / "models", env=env) as server:
-            for how in ("deleted", "truncated"):
-                rows.append(broken_while_loaded(server.url, victim_file, how))
-            for how in ("deleted", "truncated"):
-                for delay in (0.05, 0.5, 1.5):  # a load of the fp32 model takes ~3 s here
-                    rows.append(broken_while_loading(server.url, victim_file, how, delay))
-            rows.append(corrupt_among_good(server.url))
+            try:
+                for how in ("deleted", "truncated"):
+                    rows.append(broken_while_loaded(server.url, victim_file, how))
+                for how in ("deleted", "truncated"):
+                    for delay in (0.05, 0.5, 1.5):  # a load of the fp32 model takes ~3 s here
+                        rows.append(broken_while_loading(server.url, victim_file, how, delay))
+                rows.append(corrupt_among_good(server.url))
+            except httpx.HTTPError:
+                print("the main server stopped answering; its log ends:\n" + server.log()[-3000:])
+                raise
             main_log = server.log()
+            exit_code = server.process.poll() if server.process else None
         rows.append(disk_full_pull(workdir, registry, hub))
         rows.append(pull_killed_then_retried(workdir, registry, hub))
-    if "Traceback" in main_log:
+    if exit_code is not None:  # the log lives in the temporary folder: keep its tail here
+        print(f"note: the main server exited with {exit_code}:\n" + main_log[-3000:])
+    elif "Traceback" in main_log:
         print("note: the main server logged a traceback:\n" + main_log[-3000:])
     return rows
 
