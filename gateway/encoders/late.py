@@ -29,7 +29,7 @@ from gateway.encoders.base import Capability, EncodeOptions, Encoder
 from gateway.encoders.pairs import PreparedPairs
 from gateway.encoders.projection import Projection, load_projection
 from gateway.encoders.text import TOKEN_ROLES, map_graph_inputs
-from gateway.encoders.tokenization import load_tokenizer
+from gateway.encoders.tokenization import encode_texts, load_tokenizer
 from gateway.errors import InvalidRequest, ModelLoadError
 from gateway.runtime import GraphInfo, Runtime
 from gateway.scoring import ScoreScale, maxsim, relevance_from_maxsim
@@ -199,7 +199,7 @@ class LateInteractionEncoder(Encoder[str, LateTokens, list[np.ndarray]]):
         is_query = task == "query"
         tokenizer = self.query_tokenizer if is_query else self.document_tokenizer
         # sentence-transformers strips every text before tokenizing; PyLate inherits that.
-        encodings = tokenizer.encode_batch([str(text).strip() for text in texts])
+        encodings = encode_texts(tokenizer, [str(text).strip() for text in texts])
         return [
             self._prepare(
                 np.asarray(encoding.ids, dtype=np.int64),

@@ -14,7 +14,7 @@ from tokenizers import Encoding, Tokenizer
 from gateway.encoders.base import Capability, EncodeOptions, Encoder, InputT, OutT
 from gateway.encoders.context import TokenizerLengths
 from gateway.encoders.pairs import PreparedPairs, ScoreScale
-from gateway.encoders.tokenization import load_tokenizer, pad_id
+from gateway.encoders.tokenization import encode_texts, load_tokenizer, pad_id
 from gateway.errors import ModelLoadError, UnsupportedInput
 from gateway.runtime import GraphInfo, Runtime
 from gateway.scoring import cosine_scores, relevance_from_cosine
@@ -172,7 +172,7 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
         prefix = self.prefix(options.task)
         limit = self.token_limit(options)
         tokenizer = self.tokenizer if limit == self.spec.max_tokens else self.lengths.at(limit)
-        encodings = tokenizer.encode_batch([prefix + text for text in inputs])
+        encodings = encode_texts(tokenizer, [prefix + text for text in inputs])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
     def count_tokens(self, text: str, options: EncodeOptions) -> int:
