@@ -8,9 +8,13 @@ export GATEWAY_MODELS_DIR
 .PHONY: serve test test-contended setup setup-test js-clients pull lint format bench gpu-check \
 	docker-check clean
 
+# Extras `make serve` installs: OpenVINO is the CPU fast path that `auto` picks (bf16 on AMX or
+# AVX512-BF16 CPUs, 2.2x ONNX Runtime fp32 in `make bench`). `make serve EXTRAS=` leaves it out
+# (delete $(BIN)/.installed to reinstall with other extras).
+EXTRAS ?= openvino
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	touch $@
 
 # torch is pinned to 2.13.0 in the extras: pip takes the local CPU wheel, never a CUDA build.
