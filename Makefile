@@ -50,11 +50,17 @@ pull: setup
 ## Set up the test environment; lint, type-check, then the unit layer (seconds), then the rest
 ## (tests/api: real server on loopback; tests/parity: reference implementations). tests/deploy
 ## needs a Docker engine and ~6 minutes: `make docker-check` runs it.
-test: setup-test js-clients system-tools
+# promtool checks deploy/prometheus.yml and every dashboard query (tests/unit/test_deploy_config.py):
+# Debian's prometheus package, unpacked under .cache (no service is installed or started).
+PROMTOOL := .cache/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	scripts/fetch_prometheus.sh .cache/prometheus
+
+test: setup-test js-clients system-tools $(PROMTOOL)
 	$(BIN)/ruff check gateway tests bench tools
 	$(BIN)/ruff format --check gateway tests bench tools
 	$(BIN)/mypy
-	$(BIN)/pytest tests/unit
+	PROMTOOL=$(PROMTOOL) $(BIN)/pytest tests/unit
 	$(BIN)/pytest --ignore=tests/unit --ignore=tests/deploy
 
 ## `make test` while a busy loop keeps HOG_CORES of the cores busy, then stops it: the gate

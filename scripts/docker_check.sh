@@ -91,11 +91,7 @@ step "deploy/: promtool checks prometheus.yml and parses every dashboard query"
 promtool=$(command -v promtool || echo "$WORK/prometheus/usr/bin/promtool")
 prometheus=$(command -v prometheus || echo "$WORK/prometheus/usr/bin/prometheus")
 if [[ ! -x $promtool || ! -x $prometheus ]]; then
-    # Unpacked rather than installed: no Prometheus service starts on this machine.
-    rm -rf "$WORK/prometheus-deb" && mkdir -p "$WORK/prometheus-deb"
-    (cd "$WORK/prometheus-deb" && bounded 300 "apt-get download prometheus" apt-get download -qq prometheus 2>/dev/null)
-    dpkg-deb -x "$WORK"/prometheus-deb/prometheus_*.deb "$WORK/prometheus"
-    rm -rf "$WORK/prometheus-deb"
+    bounded 300 "unpack Debian's prometheus" "$ROOT/scripts/fetch_prometheus.sh" "$WORK/prometheus"
 fi
 bounded 60 "promtool check config" "$promtool" check config "$ROOT/deploy/prometheus.yml"
 "$PYTHON" "$ROOT/scripts/dashboard_rules.py" >"$WORK/dashboard-rules.yml"

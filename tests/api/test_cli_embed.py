@@ -126,7 +126,10 @@ class Tmux:
 @pytest.mark.timeout(1500)
 def test_10000_lines_in_a_terminal_match_the_api(server: GatewayServer, tmp_path: Path) -> None:
     if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
+        pytest.skip(
+            "tmux is not installed: this test runs `gateway embed` in a real terminal to see its "
+            "progress bar (`make test` installs tmux when run as root; else apt install tmux)"
+        )
     source, output = tmp_path / "lines.txt", tmp_path / "vectors.parquet"
     lines = write_lines(source, 10_000, seed=1)
     command = [sys.executable, "-m", "gateway", "embed", str(source), "-m", MODEL,

@@ -29,8 +29,6 @@ from tools.gateway_server import GatewayServer
 from tools.models import minilm_entry, write_registry
 from tools.vision import clip_vision_tiny
 
-pytest.importorskip("openvino")
-
 MAX_BATCH_DIFF = 1e-5
 MIN_COSINE = 0.999
 MAX_SCORE_DIFF = 1e-2

@@ -256,7 +256,9 @@ PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
 
 
 @pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not found (PROMTOOL=path, or make docker-check)"
+    PROMTOOL is None,
+    reason="promtool not found: `make test` unpacks Debian's prometheus package for it "
+    "(or set PROMTOOL=path)",
 )
 def test_promtool_accepts_prometheus_config_and_every_dashboard_query(tmp_path: Path) -> None:
     assert PROMTOOL is not None
