@@ -12,5 +12,7 @@ if ! apt-get download -qq prometheus 2>/dev/null; then
     [[ $(id -u) == 0 ]] || { echo "apt-get download prometheus failed (run apt-get update)" >&2; exit 1; }
     apt-get update -qq && apt-get download -qq prometheus 2>/dev/null
 fi
+# dpkg-deb -x creates DIR but not its parents (.cache/ is absent on a fresh clone).
 rm -rf "$dir"
+mkdir -p "$dir"
 dpkg-deb -x prometheus_*.deb "$dir"
