@@ -1,8 +1,13 @@
-"""What a client is told when a model cannot be loaded or pulled: the model, the file, the cause."""
+"""What a client is told when a model cannot be loaded or pulled: the model, the file, the cause.
+
+Clients get file names, never where files live on the server (gateway/redact.py); the server log
+keeps the full text.
+"""
 
 from __future__ import annotations
 
 import logging
+from pathlib import PurePath
 
 from gateway.errors import (
     GatewayError,
@@ -11,6 +16,7 @@ from gateway.errors import (
     ModelNotFound,
     PullFailed,
 )
+from gateway.redact import without_paths
 from gateway.registry import ModelSpec
 from gateway.sources import LocalSource, ModelStore, SourceError, StorageFull
 
@@ -27,7 +33,8 @@ def missing_files_error(spec: ModelSpec, store: ModelStore, roles: list[str]) ->
     local = all(isinstance(store.source_of(spec, spec.files[r]), LocalSource) for r in roles)
     if local:  # some of its files were removed from the registry's folder: pulling cannot help
         folder = store.path_of(spec, roles[0]).parent
-        return ModelNotFound(f"model '{spec.name}': {names} missing from its folder {folder}")
+        log.warning("model %s: %s missing from %s", spec.name, names, folder)
+        return ModelNotFound(f"model '{spec.name}': {names} missing from its folder {folder.name}")
     return ModelNotFound(
         f"model '{spec.name}': {names} missing, pull it again "
         f"(gateway pull {spec.name}, or POST /api/pull)"
@@ -41,14 +48,19 @@ def load_error(name: str, exc: Exception) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, OSError):
-        detail = f"{exc.strerror} ({exc.filename})" if exc.filename else str(exc)
+        log.warning("model %s failed to load: %s", name, exc)
+        where = f" ({PurePath(exc.filename).name})" if isinstance(exc.filename, str) else ""
+        detail = f"{exc.strerror}{where}" if exc.strerror else without_paths(str(exc))
         return ModelLoadError(f"model '{name}' could not be loaded: {detail}")
     log.warning("model %s failed to load", name, exc_info=exc)
-    return ModelLoadError(f"model '{name}' could not be loaded: {type(exc).__name__}: {exc}")
+    cause = without_paths(str(exc))
+    return ModelLoadError(f"model '{name}' could not be loaded: {type(exc).__name__}: {cause}")
 
 
 def pull_error(name: str, exc: SourceError) -> GatewayError:
     """507 when the models disk is full (the server's problem), else 502 (the source's)."""
+    log.warning("model %s could not be pulled: %s", name, exc)
+    cause = without_paths(str(exc))
     if isinstance(exc, StorageFull):
-        return InsufficientStorage(f"model '{name}' could not be pulled: {exc}")
-    return PullFailed(f"model '{name}' could not be pulled: {exc}")
+        return InsufficientStorage(f"model '{name}' could not be pulled: {cause}")
+    return PullFailed(f"model '{name}' could not be pulled: {cause}")

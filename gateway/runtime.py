@@ -21,6 +21,7 @@ from gateway.backends.ort_cpu import OrtCpuBackend, OrtOptions
 from gateway.backends.ort_cuda import OrtCudaBackend, cuda_available
 from gateway.backends.selection import PlacementError, cpu_flags, place
 from gateway.errors import ModelLoadError
+from gateway.redact import runtime_cause
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class Runtime:
         except OSError as exc:  # deleted or unreadable, possibly while loading
             raise ModelLoadError(f"cannot read {path.name}: {exc.strerror}") from None
         except Exception as exc:  # backends raise several unrelated types for a bad file
-            raise ModelLoadError(f"cannot load {path.name}: {exc}") from None
+            raise ModelLoadError(f"cannot load {path.name}: {runtime_cause(exc)}") from None
         chosen = session.placement
         log.info(
             "%s: %s %s on %s (%s)",

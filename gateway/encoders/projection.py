@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.errors import ModelLoadError
+from gateway.redact import runtime_cause
 
 _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}
 _WEIGHT_KEYS = ("linear.weight", "weight")
@@ -60,7 +61,7 @@ def load_projection(path: Path) -> Projection:
                 f"projection {path.name}: expected a .npy, .npz or .safetensors file"
             )
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read projection {path.name}: {exc}") from None
+        raise ModelLoadError(f"cannot read projection {path.name}: {runtime_cause(exc)}") from None
     weight = _pick(tensors, _WEIGHT_KEYS, rank=2)
     if weight is None:
         raise ModelLoadError(

@@ -44,6 +44,7 @@ def test_missing_local_file_names_model_file_and_folder(
     assert isinstance(error, ModelNotFound) and error.status_code == 404
     assert "model 'local'" in error.message and "model.onnx missing" in error.message
     assert "local-model" in error.message and "pull" not in error.message
+    assert "/" not in error.message  # the folder's name, not where it lives
 
 
 def test_missing_pulled_files_say_pull(store_and_registry: tuple[ModelStore, Registry]) -> None:
@@ -65,7 +66,7 @@ def test_missing_pulled_files_say_pull(store_and_registry: tuple[ModelStore, Reg
         ),
         (
             FileNotFoundError(errno.ENOENT, "No such file or directory", "/m/model.onnx"),
-            ["/m/model.onnx"],
+            ["No such file or directory (model.onnx)"],
         ),
         (RuntimeError("odd"), ["RuntimeError: odd"]),
     ],
