@@ -7,6 +7,8 @@ puts no bound on header size. This protocol adds three bounds:
   byte, else the server answers 408 and closes;
 - while a request body is being read, `read_timeout` may pass without a byte, no more;
 - request line plus headers may not exceed `max_header_bytes` (431).
+Both refusals are JSON in the family's error shape, as every other error (by path, when the
+request line arrived).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gateway.api.errors import protocol_error_body
+
 
 @dataclass(frozen=True)
 class ConnectionLimits:
@@ -25,7 +29,19 @@ class ConnectionLimits:
     max_header_bytes: int
 
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+# Status: (reason phrase, what the client is told, error code).
+_REFUSALS = {
+    408: (
+        b"Request Timeout",
+        "the request's headers did not arrive in time",
+        "request_timeout",
+    ),
+    431: (
+        b"Request Header Fields Too Large",
+        "the request line and headers are too large",
+        "headers_too_large",
+    ),
+}
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -38,6 +54,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._reading_headers = True
         self._refused = False
+        self._url_seen = False  # uvicorn sets self.url only once a request begins
         super().connection_made(transport)
         self._arm(self.limits.header_timeout)
 
@@ -54,14 +71,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # Parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._url_seen = False
         self._header_bytes = 0
         self._reading_headers = True
         if self._deadline is None:  # a keep-alive connection's next request: a fresh deadline
             self._arm(self.limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
         super().on_url(url)
+        self._url_seen = True
+        self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
@@ -111,11 +130,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int) -> None:
         self._refused = True
         self._disarm()
-        reason = _REASONS[status]
+        reason, message, code = _REFUSALS[status]
+        path = self.url.split(b"?", 1)[0].decode("latin-1") if self._url_seen else ""
+        body = protocol_error_body(path, status, message, code)
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, reason, len(reason), reason)
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
         self.transport.close()
 

@@ -47,9 +47,10 @@ class OpenAIErrorResponse(msgspec.Struct):
     error: OpenAIErrorDetail
 
 
-# What every route may answer besides success: a missing or wrong key, a scope or rate limit,
-# a server that is shutting down or (rarely) fails.
-EVERY_ROUTE = (401, 429, 500, 503)
+# What every route may answer besides success: a missing or wrong key, headers too slow or too
+# large (the connection answers those, gateway/connections.py), a scope or rate limit, a server
+# that is shutting down or (rarely) fails.
+EVERY_ROUTE = (401, 408, 429, 431, 500, 503)
 # Routes that take a body or name a model: bad input, unknown model, body over the size limit.
 WITH_INPUT = (400, 404, 413)
 ADMIN_ONLY = (403,)

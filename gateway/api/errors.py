@@ -11,6 +11,7 @@ know. Errors raised before a Router is chosen (unknown path, wrong method) go th
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -125,15 +126,28 @@ def _render(
         headers["Retry-After"] = str(info.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    if is_openai:
-        body: dict[str, object] = {
+    body = _body(status, info.message, info.code, info.param, openai_shape=is_openai)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def _body(
+    status: int, message: str, code: str | None, param: str | None, *, openai_shape: bool
+) -> dict[str, object]:
+    if openai_shape:
+        return {
             "error": {
-                "message": info.message,
+                "message": message,
                 "type": _openai_type(status),
-                "param": info.param,
-                "code": info.code,
+                "param": param,
+                "code": code,
             }
         }
-    else:
-        body = {"error": info.message}
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+    return {"error": message}
+
+
+def protocol_error_body(path: str, status: int, message: str, code: str) -> bytes:
+    """A family's error body (chosen by path, as `render_error` does) for answers written below
+    Litestar, by the connection itself (gateway/connections.py). `path` may be empty: the request
+    line did not arrive, and the Ollama shape is the default."""
+    openai_shape = path.startswith(OPENAI_PREFIXES)
+    return json.dumps(_body(status, message, code, None, openai_shape=openai_shape)).encode()

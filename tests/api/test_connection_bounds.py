@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import selectors
 import socket
 import time
@@ -113,12 +114,74 @@ def test_header_incomplete_connections_are_closed_while_requests_stay_fast(
         assert client.get("/health/live").status_code == 200
 
 
-def test_oversized_headers_get_431(bounded_server: GatewayServer) -> None:
+def _answer(sock: socket.socket) -> tuple[bytes, dict[str, str], object]:
+    """Status line, headers and JSON body of the one answer before the server closes."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    assert int(headers["content-length"]) == len(body)
+    return status.encode(), headers, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/health/live", {"error": "the request line and headers are too large"}),
+        (
+            "/v1/embeddings?x=1",
+            {
+                "error": {
+                    "message": "the request line and headers are too large",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "headers_too_large",
+                }
+            },
+        ),
+    ],
+)
+def test_oversized_headers_get_431_in_the_family_shape(
+    bounded_server: GatewayServer, path: str, expected: object
+) -> None:
     with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=5) as sock:
         sock.sendall(
-            b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: ".encode() + b"a" * 70_000 + b"\r\n\r\n"
         )
-        assert sock.recv(100).startswith(b"HTTP/1.1 431 ")
+        status, headers, body = _answer(sock)
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
+    assert headers["content-type"] == "application/json"
+    assert body == expected
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        (b"", {"error": "the request's headers did not arrive in time"}),
+        (
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n",
+            {
+                "error": {
+                    "message": "the request's headers did not arrive in time",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "request_timeout",
+                }
+            },
+        ),
+    ],
+)
+def test_header_timeout_answers_408_in_the_family_shape(
+    bounded_server: GatewayServer, sent: bytes, expected: object
+) -> None:
+    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=10) as sock:
+        sock.sendall(sent)
+        status, headers, body = _answer(sock)
+    assert status == b"HTTP/1.1 408 Request Timeout"
+    assert headers["content-type"] == "application/json"
+    assert body == expected
 
 
 def test_a_stalled_body_is_dropped_after_the_read_timeout(bounded_server: GatewayServer) -> None:
