@@ -55,7 +55,9 @@ RUN set -eu; \
 
 WORKDIR /app
 # Dependencies first (no package code, a stub README), so a code change reuses this layer. NVIDIA's
-# wheels keep their libraries in site-packages: ld.so.conf.d makes the loader find them.
+# wheels keep their libraries in site-packages: ld.so.conf.d makes the loader find them. The CPU
+# image carries OpenVINO, so `auto` picks the bf16 fast path on AMX/AVX512-BF16 hosts (ONNX
+# Runtime fp32 elsewhere), as `make serve` does.
 COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url \
     set -eu; \
@@ -64,8 +66,8 @@ RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url \
     touch README.md; \
     python3 -m venv /venv; \
     /venv/bin/pip install --quiet --upgrade pip; \
-    /venv/bin/pip install --quiet /app; \
     if [ "$RUNTIME" = gpu ]; then \
+      /venv/bin/pip install --quiet /app; \
       /venv/bin/pip uninstall --quiet -y onnxruntime; \
       if [ "$CUDA_WHEELS" = 1 ]; then \
         /venv/bin/pip install --quiet "$ORT_GPU" "onnxruntime-gpu[cuda,cudnn]"; \
@@ -74,6 +76,8 @@ RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url \
       else \
         /venv/bin/pip install --quiet "$ORT_GPU"; \
       fi; \
+    else \
+      /venv/bin/pip install --quiet '/app[openvino]'; \
     fi; \
     /venv/bin/pip uninstall --quiet -y embedding-gateway
 ENV PATH=/venv/bin:$PATH

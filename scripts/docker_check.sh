@@ -172,8 +172,8 @@ build "$CPU_IMAGE"
 
 # Run IMAGE as its non-root user with a fresh models volume on a free port, wait for the image's
 # own HEALTHCHECK (only its interval shortened), embed with the ollama client, remove it again.
-serve_and_embed() {
-    local image=$1 port uid health
+serve_and_embed() { # image, 1 if it must run the CPU fast path where the host can
+    local image=$1 fast_path=$2 port uid health
     step "run $image as non-root with a models volume"
     port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     VOLUME=gateway-check-models-$$
@@ -198,14 +198,16 @@ serve_and_embed() {
     echo "health: $health (the image's check exited: $("$DOCKER" inspect -f '{{range .State.Health.Log}}{{.ExitCode}} {{end}}' "$CONTAINER"))"
 
     step "embed through $image with the ollama client from the host"
-    bounded 300 "embed through $image" "$PYTHON" - "$port" "$MODEL" <<'EOF'
+    bounded 300 "embed through $image" "$PYTHON" - "$port" "$MODEL" "$fast_path" <<'EOF'
+import json
 import math
 import sys
 import time
+import urllib.request
 
 import ollama
 
-port, model = sys.argv[1], sys.argv[2]
+port, model, expect_fast_path = sys.argv[1], sys.argv[2], sys.argv[3]
 client = ollama.Client(host=f"http://127.0.0.1:{port}", timeout=60)
 names = [m.model for m in client.list().models]
 assert any(n.split(":")[0] == model for n in names), names
@@ -222,6 +224,15 @@ print(
     f"ollama {model}: 3 x {len(vectors[0])} vectors in {seconds:.1f} s (first call loads the model), "
     f"cos(paraphrase) {cos[0]:.3f}, cos(unrelated) {cos[1]:.3f}"
 )
+# What `auto` chose inside the container: on a bf16-capable CPU the CPU image must take
+# OpenVINO's bf16 fast path, as `make serve` does (the image carries the openvino extra).
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/models", timeout=30) as answer:
+    admin = json.load(answer)
+compute = next(m["compute"] for m in admin["models"] if m.get("compute"))
+print(f"compute: {compute}")
+flags = set(open("/proc/cpuinfo").read().split())
+if expect_fast_path == "1" and flags & {"amx_bf16", "avx512_bf16"}:
+    assert (compute["backend"], compute["precision"]) == ("openvino", "bf16"), compute
 EOF
     if [[ -f $ROOT/gateway/metrics.py ]]; then
         step "Prometheus scrapes $image with deploy/prometheus.yml and answers the dashboard's queries"
@@ -236,7 +247,7 @@ EOF
     VOLUME=""
 }
 
-serve_and_embed "$CPU_IMAGE"
+serve_and_embed "$CPU_IMAGE" 1
 
 if [[ -n ${GPU:-} ]]; then
     step "build $GPU_IMAGE (RUNTIME=gpu on $BASE_IMAGE, CUDA and cuDNN from NVIDIA's wheels)"
@@ -257,7 +268,7 @@ cuda = sorted({line.split()[0] for line in linked.splitlines() if "libcu" in lin
 print("onnxruntime", ort.__version__, providers, "; the CUDA provider resolves", " ".join(cuda), "+ libcudnn.so.9 libcufft.so.12")
 '
     # No GPU here: the gateway must fall back to the CPU provider and still serve.
-    serve_and_embed "$GPU_IMAGE"
+    serve_and_embed "$GPU_IMAGE" 0
 fi
 
 step "image sizes"
