@@ -20,6 +20,10 @@ class InvalidRequest(GatewayError):
     code = "invalid_request"
 
 
+class EmptyInput(InvalidRequest):
+    """An empty input, or no inputs where some are needed (TEI answers these 400, not 422)."""
+
+
 class InputTooLong(InvalidRequest):
     code = "context_length_exceeded"
 

@@ -3,8 +3,9 @@ and unions as `anyOf`.
 
 Each Router installs its family's exception handler (gateway.api.errors); this module reads
 which one a route ends up with and declares the statuses that route can answer with, each with
-that family's body: {"error": "message"} (Ollama, native, TEI/Infinity rerank, admin) or
-{"error": {"message", "type", "param", "code"}} (OpenAI, Cohere).
+that family's body: {"error": "message"} (Ollama, native, Infinity rerank, admin),
+{"error": {"message", "type", "param", "code"}} (OpenAI, Cohere), or {"error", "error_type"}
+(TEI; either TEI's or the plain one on the paths TEI shares with others, where the body decides).
 
 Litestar writes a Python union as `oneOf`, which means "exactly one": an integer matches both
 `integer` and `number`, and a full health view also matches the status-only one, so valid
@@ -25,13 +26,21 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Schema
 from litestar.routes import HTTPRoute
 
-from gateway.api.errors import openai_error
+from gateway.api.errors import TEI_BODY_KEY, TEI_PATHS, TeiErrorType, openai_error, tei_error
 
 
 class ErrorResponse(msgspec.Struct):
     """Ollama's error (also the native, TEI/Infinity rerank and admin routes')."""
 
     error: str
+
+
+class TeiErrorResponse(msgspec.Struct):
+    """TEI's error: what is wrong, and its kind (Validation, Empty, Overloaded, Backend,
+    Unhealthy)."""
+
+    error: str
+    error_type: TeiErrorType
 
 
 class OpenAIErrorDetail(msgspec.Struct):
@@ -56,11 +65,15 @@ WITH_INPUT = (400, 404, 413)
 ADMIN_ONLY = (403,)
 # Per path extras: a model in use cannot be deleted; a pull can fail upstream or fill the disk.
 EXTRA = {"/api/delete": (409,), "/api/pull": (502, 507)}
+# TEI's statuses besides those: a validation error, a failed inference.
+TEI_EXTRA = (422, 424)
 ADMIN_PATHS = ("/api/pull", "/api/delete", "/admin/")
 
 
 def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
     statuses = set(EVERY_ROUTE)
+    if _error_shape(path, handler) is not ErrorResponse and _family(handler) == "tei":
+        statuses.update(TEI_EXTRA)
     if method in {"POST", "DELETE"} or "{" in path:
         statuses.update(WITH_INPUT)
     if path.startswith(ADMIN_PATHS):
@@ -71,9 +84,22 @@ def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
     return sorted(statuses)
 
 
-def _uses_openai_shape(handler: HTTPRouteHandler) -> bool:
-    handlers = handler.resolve_exception_handlers()
-    return handlers.get(Exception) is openai_error
+def _family(handler: HTTPRouteHandler) -> str:
+    handle = handler.resolve_exception_handlers().get(Exception)
+    return "openai" if handle is openai_error else "tei" if handle is tei_error else "ollama"
+
+
+def _error_shape(path: str, handler: HTTPRouteHandler) -> Any:
+    """The error body's type: TEI's on its own paths, either on the paths it shares (the body
+    decides, gateway/api/errors.py)."""
+    family = _family(handler)
+    if family == "openai":
+        return OpenAIErrorResponse
+    if family == "tei" and path in TEI_PATHS:
+        return TeiErrorResponse
+    if family == "tei" and path in TEI_BODY_KEY:
+        return ErrorResponse | TeiErrorResponse
+    return ErrorResponse
 
 
 def _routes(app: Litestar) -> Iterable[tuple[str, HTTPRouteHandler]]:
@@ -88,7 +114,7 @@ def declare_error_responses(app: Litestar) -> None:
     """Add each route's error statuses to its OpenAPI responses (call before the document is
     first served; Litestar builds it lazily)."""
     for path, handler in _routes(app):
-        shape = OpenAIErrorResponse if _uses_openai_shape(handler) else ErrorResponse
+        shape = _error_shape(path, handler)
         declared = dict(handler.responses or {})
         for method in handler.http_methods:
             for status in _statuses(path, method, handler):

@@ -2,8 +2,11 @@
 
 - OpenAI and Cohere (`/v1/...`, `/v2/...`): {"error": {"message", "type", "param", "code"}},
   and a full queue is a 429 (OpenAI clients retry it with backoff);
-- Ollama, the native routes, Infinity/TEI rerank and /admin: {"error": "message"}, a full
-  queue a 503.
+- Ollama, the native routes, Infinity rerank and /admin: {"error": "message"}, a full
+  queue a 503;
+- TEI's routes: {"error": "message", "error_type": ...} with TEI's statuses (validation 422,
+  empty input 400, full queue 429 Overloaded, failed inference 424 Backend, 503 Unhealthy).
+  /embed, POST / and /rerank are shared with other families: the body decides, as in the routes.
 `describe` reduces any exception (domain errors, Litestar's own) to what a client needs to
 know. Errors raised before a Router is chosen (unknown path, wrong method) go through
 `render_error`, which picks the family by path.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -28,13 +31,19 @@ from litestar.exceptions import (
 from litestar.types import ExceptionHandlersMap
 
 from gateway.api.json_errors import invalid_json_message, received_body
-from gateway.errors import Busy, GatewayError, Unauthorized
+from gateway.errors import Busy, EmptyInput, GatewayError, Unauthorized
 
 log = logging.getLogger(__name__)
 
 # OpenAI routes (also Infinity's unprefixed /embeddings and /models), and Cohere's /v1 and /v2
 # routes beside them (its SDK reads any JSON error body).
 OPENAI_PREFIXES = ("/v1/", "/v2/", "/embeddings", "/models")
+# TEI's own paths, and the paths it shares with other families with the body key that makes a
+# request TEI's (gateway/api/tei.py and rerank.py decide the same way).
+TEI_PATHS = ("/embed_all", "/tokenize", "/decode")
+TEI_BODY_KEY = {"/embed": "inputs", "/": "inputs", "/rerank": "texts"}
+Family = Literal["openai", "ollama", "tei"]
+TeiErrorType = Literal["Validation", "Empty", "Overloaded", "Backend", "Unhealthy"]
 
 
 @dataclass(frozen=True)
@@ -96,37 +105,77 @@ def _openai_type(status: int) -> str:
     return "invalid_request_error"
 
 
+def _tei_status(exc: Exception, info: ErrorInfo) -> tuple[int, TeiErrorType]:
+    """TEI's status and error_type for an error (its router/src/http/server.rs mapping)."""
+    if isinstance(exc, Busy):
+        return 429, "Overloaded"
+    if isinstance(exc, EmptyInput):
+        return 400, "Empty"
+    if info.status == 400:
+        return 422, "Validation"
+    if info.code == "inference_failed":
+        return 424, "Backend"
+    if info.status == 503:
+        return 503, "Unhealthy"
+    return info.status, "Backend" if info.status >= 500 else "Validation"
+
+
+def is_tei_request(request: Request[Any, Any, Any], body: bytes | None) -> bool:
+    path = request.url.path
+    if path in TEI_PATHS:
+        return True
+    key = TEI_BODY_KEY.get(path)
+    if key is None or not body:
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and key in data
+
+
 def openai_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    return _render(exc, request, openai_shape=True)
+    return _render(exc, request, "openai")
 
 
 def ollama_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    return _render(exc, request, openai_shape=False)
+    return _render(exc, request, "ollama")
+
+
+def tei_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """TEI's shape for TEI's requests; Ollama's for the others on a shared path."""
+    family: Family = "tei" if is_tei_request(request, received_body(request)) else "ollama"
+    return _render(exc, request, family)
 
 
 OPENAI_ERRORS: ExceptionHandlersMap = {Exception: openai_error}
 OLLAMA_ERRORS: ExceptionHandlersMap = {Exception: ollama_error}
+TEI_ERRORS: ExceptionHandlersMap = {Exception: tei_error}
 
 
 def render_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """For errors no Router handled (routing itself): the family by path."""
-    return _render(exc, request, openai_shape=request.url.path.startswith(OPENAI_PREFIXES))
+    path = request.url.path
+    if path.startswith(OPENAI_PREFIXES):
+        return _render(exc, request, "openai")
+    return _render(exc, request, "tei" if path in TEI_PATHS else "ollama")
 
 
-def _render(
-    exc: Exception, request: Request[Any, Any, Any], *, openai_shape: bool
-) -> Response[Any]:
+def _render(exc: Exception, request: Request[Any, Any, Any], family: Family) -> Response[Any]:
     info = describe(exc, received_body(request))
-    is_openai = openai_shape
     status = info.status
-    if is_openai and isinstance(exc, Busy):
+    if family == "openai" and isinstance(exc, Busy):
         status = 429  # OpenAI clients retry 429 with backoff; Ollama clients expect 503
     headers: dict[str, str] = {}
     if info.retry_after is not None:
         headers["Retry-After"] = str(info.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    body = _body(status, info.message, info.code, info.param, openai_shape=is_openai)
+    if family == "tei":
+        status, error_type = _tei_status(exc, info)
+        body: dict[str, object] = {"error": info.message, "error_type": error_type}
+    else:
+        body = _body(status, info.message, info.code, info.param, openai_shape=family == "openai")
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 

@@ -12,7 +12,7 @@ from litestar import Controller, Response, Router, get, head, post
 from gateway.api.auth import PUBLIC
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
-from gateway.api.errors import OLLAMA_ERRORS
+from gateway.api.errors import OLLAMA_ERRORS, TEI_ERRORS
 from gateway.api.ollama_generate import GenerateController
 from gateway.api.ollama_models import OllamaModelsController
 from gateway.api.ollama_options import context_option
@@ -45,7 +45,12 @@ class OllamaController(Controller):
     async def root_head(self) -> None:
         return None
 
-    @post("/", status_code=200, summary="Embed, as TEI answers POST / (see gateway.api.tei)")
+    @post(
+        "/",
+        status_code=200,
+        summary="Embed, as TEI answers POST / (see gateway.api.tei)",
+        exception_handlers=TEI_ERRORS,
+    )
     async def root_post(self, request: AnyRequest, embedding: EmbeddingService) -> EmbedAnswer:
         return await embed_by_body(request, embedding)
 

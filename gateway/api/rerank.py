@@ -26,7 +26,7 @@ from litestar import Controller, Response, Router, post
 
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
-from gateway.api.errors import OLLAMA_ERRORS, OPENAI_ERRORS
+from gateway.api.errors import OPENAI_ERRORS, TEI_ERRORS
 from gateway.api.ollama_wire import keep_alive_seconds
 from gateway.api.rerank_wire import (
     ApiVersion,
@@ -206,7 +206,8 @@ class RerankController(Controller):
 
 
 def rerank_routers(services: Services) -> list[Router]:
-    """Cohere's routes with OpenAI-shaped errors; Infinity, TEI and n8n's with plain ones."""
+    """Cohere's routes with OpenAI-shaped errors; Infinity and n8n's with plain ones, TEI's
+    with its own."""
     dependencies = {"rerank": provide(services.rerank)}
     return [
         Router(
@@ -219,6 +220,6 @@ def rerank_routers(services: Services) -> list[Router]:
             "/",
             route_handlers=[RerankController],
             dependencies=dependencies,
-            exception_handlers=OLLAMA_ERRORS,
+            exception_handlers=TEI_ERRORS,  # Ollama's shape but for TEI's bodies (`texts`)
         ),
     ]

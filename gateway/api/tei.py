@@ -24,7 +24,7 @@ from litestar import Controller, Request, Response, Router, post
 from gateway.api.bodies import convert, json_body
 from gateway.api.deps import provide
 from gateway.api.disconnect import unless_disconnected
-from gateway.api.errors import OLLAMA_ERRORS
+from gateway.api.errors import TEI_ERRORS
 from gateway.api.native import EmbedBody, EmbedResponse, embed_one
 from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded, with_truncated
@@ -189,5 +189,5 @@ def tei_router(services: Services) -> Router:
             "embedding": provide(services.embedding),
             "tokens": provide(services.tokens),
         },
-        exception_handlers=OLLAMA_ERRORS,
+        exception_handlers=TEI_ERRORS,
     )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gateway.errors import InputTooLong, InvalidRequest
+from gateway.errors import EmptyInput, InputTooLong, InvalidRequest
 from gateway.inputs import ImageInput, TextInput
 from gateway.settings import Settings
 from gateway.specs import ModelSpec
@@ -67,7 +67,7 @@ def check_inputs(
         value = item.text if isinstance(item, TextInput) else item.reference
         where = f"{param}[{index}]" if listed else param
         if not value or not value.strip():
-            raise InvalidRequest(f"{where} is empty", param=param)
+            raise EmptyInput(f"{where} is empty", param=param)
         if isinstance(item, TextInput) and len(value) > longest:
             raise InvalidRequest(
                 f"{where} has {len(value)} characters, more than the {longest} allowed",

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from gateway.encoders import Capability, EncodeOptions, capabilities_of
 from gateway.encoders.views import text_embedder
-from gateway.errors import InvalidRequest, ModelNotFound, UnsupportedInput
+from gateway.errors import EmptyInput, InvalidRequest, ModelNotFound, UnsupportedInput
 from gateway.inputs import TextInput
 from gateway.manager import ModelManager
 from gateway.registry import Registry
@@ -118,9 +118,7 @@ class TokenService:
             raise UnsupportedInput(f"model '{spec.name}' has no token vectors", param="model")
         texts = [x.text if isinstance(x, TextInput) else str(x) for x in request.inputs]
         if not texts:  # TEI refuses it too; token_states of nothing has no shape to stack
-            raise InvalidRequest(
-                f"{request.input_param} cannot be empty", param=request.input_param
-            )
+            raise EmptyInput(f"{request.input_param} cannot be empty", param=request.input_param)
         inputs = [TextInput(t) for t in texts]
         check_inputs(inputs, self.settings, request.input_param, listed=request.input_listed)
         options = EncodeOptions(task=check_task(spec, request.task))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import assert_ollama_error, assert_openai_error
+from tests.support.api import assert_ollama_error, assert_openai_error, assert_tei_error
 from tools.gateway_server import GatewayServer
 
 MODEL = "all-minilm"
@@ -57,6 +57,8 @@ def test_errors_name_the_item(
         response = client.post(path, json=body)
         if path.startswith(("/v1/", "/v2/")):
             assert_openai_error(response, 400, fragment)
+        elif path == "/rerank" and "texts" in body:  # TEI's body: its shape, "Empty" is a 400
+            assert_tei_error(response, 400, "Empty", fragment)
         else:
             assert_ollama_error(response, 400, fragment)
         assert client.get("/health").json()["status"] == "OK", "the server stays healthy"

@@ -25,7 +25,12 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.api import assert_ollama_error, assert_openai_error, openai_embed
+from tests.support.api import (
+    assert_ollama_error,
+    assert_openai_error,
+    assert_tei_error,
+    openai_embed,
+)
 from tests.support.models import PINNED_BATCHING
 from tools import cross_encoder as cross
 from tools.colbert_models import DOCUMENTS, PAIRS, QUERIES, ColbertModel
@@ -449,7 +454,9 @@ def test_tei_shape(client: httpx.Client) -> None:
     np.testing.assert_allclose((raw / 32 + 1) / 2, normalized, atol=1e-6)
     assert all(set(row) == {"index", "score"} for row in post(client, "/rerank", body))
     response = client.post("/rerank", json={**body, "documents": TOPIC_DOCUMENTS})
-    assert_ollama_error(response, 400, "texts")
+    assert_tei_error(response, 422, "Validation", "texts")
+    empty = client.post("/rerank", json={**body, "texts": ["a", ""]})
+    assert_tei_error(empty, 400, "Empty", "texts[1] is empty")
 
 
 # -- other scorers -------------------------------------------------------------------------------

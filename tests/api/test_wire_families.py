@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed, openai_embed
+from tests.support.api import (
+    assert_ollama_error,
+    assert_openai_error,
+    assert_tei_error,
+    ollama_embed,
+    openai_embed,
+)
 from tools.gateway_server import GatewayServer
 
 MODEL = "all-minilm"
@@ -64,12 +70,20 @@ def test_tei_embed_options(client: httpx.Client, vectors: np.ndarray) -> None:
     expected = vectors[:, :37] / np.linalg.norm(vectors[:, :37], axis=1, keepdims=True)
     np.testing.assert_allclose(cut, expected, atol=1e-6)
     long = "word " * 600
+    # TEI's statuses and shape: validation 422, an empty input 400 ("Empty").
     too_long = client.post("/embed", json={"inputs": ["ok", long], "truncate": False})
-    assert_ollama_error(too_long, 400, "inputs[1] has 602 tokens")
-    assert_ollama_error(client.post("/embed", json={"inputs": ["ok", 3]}), 400, "inputs[1]")
+    assert_tei_error(too_long, 422, "Validation", "inputs[1] has 602 tokens")
+    bad_item = client.post("/embed", json={"inputs": ["ok", 3]})
+    assert_tei_error(bad_item, 422, "Validation", "inputs[1]")
     left = client.post("/embed", json={"inputs": "x", "truncation_direction": "Left"})
-    assert_ollama_error(left, 400, "truncation_direction")
+    assert_tei_error(left, 422, "Validation", "truncation_direction")
+    empty = client.post("/embed", json={"inputs": ["ok", " "]})
+    assert_tei_error(empty, 400, "Empty", "inputs[1] is empty")
+    root = client.post("/", json={"inputs": ["ok", 3]})
+    assert_tei_error(root, 422, "Validation", "inputs[1]")
+    # A body that is not TEI's (unreadable, or nomic-api-rs's `input`) keeps the plain shape.
     assert_ollama_error(client.post("/embed", content=b"{oops"), 400, "invalid JSON")
+    assert_ollama_error(client.post("/embed", json={"input": 3}), 400, "input")
 
 
 def test_tei_embed_all_gives_the_token_states_mean_pooled_to_the_vector(
@@ -109,7 +123,9 @@ def test_tei_tokenize_and_decode(client: httpx.Client, default_model_dir: Path) 
         "[CLS]"
     )
     refused = client.post("/decode", json={"ids": [[101], [10**9]]})
-    assert_ollama_error(refused, 400, "ids[1] has token id 1000000000")
+    assert_tei_error(refused, 422, "Validation", "ids[1] has token id 1000000000")
+    assert_tei_error(client.post("/embed_all", json={"inputs": []}), 400, "Empty", "inputs")
+    assert_tei_error(client.post("/tokenize", json={}), 422, "Validation", "inputs")
 
 
 # -- Cohere embed --------------------------------------------------------------------------------

@@ -51,6 +51,20 @@ def assert_ollama_error(response: httpx.Response, status: int, *fragments: str) 
     return body["error"]
 
 
+def assert_tei_error(
+    response: httpx.Response, status: int, error_type: str, *fragments: str
+) -> str:
+    """TEI's error: {"error": "<message>", "error_type": "<kind>"} and nothing else."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert list(body) == ["error", "error_type"], body
+    assert body["error_type"] == error_type and body["error"], body
+    for fragment in fragments:
+        assert fragment.lower() in body["error"].lower(), (fragment, body["error"])
+    return str(body["error"])
+
+
 def assert_openai_error(
     response: httpx.Response,
     status: int,

@@ -18,9 +18,12 @@ from litestar.exceptions import (
     ValidationException,
 )
 
-from gateway.api.errors import describe, render_error
+from gateway.api.draining import ShuttingDown
+from gateway.api.errors import describe, is_tei_request, render_error
+from gateway.batching import InferenceError
 from gateway.errors import (
     Busy,
+    EmptyInput,
     GatewayError,
     InputTooLong,
     InvalidRequest,
@@ -144,3 +147,46 @@ def test_unauthorized_asks_for_a_bearer_token() -> None:
 def test_server_errors_are_typed_as_such() -> None:
     _, _, body = rendered("/v1/embeddings", ModelLoadError("cannot load model.onnx"))
     assert body["error"]["type"] == "server_error"
+
+
+TEI_CASES: list[tuple[Exception, int, str]] = [
+    (InvalidRequest("inputs[1]: Expected `str`", param="inputs"), 422, "Validation"),
+    (InputTooLong("inputs[0] has 602 tokens", param="inputs[0]"), 422, "Validation"),
+    (EmptyInput("inputs cannot be empty", param="inputs"), 400, "Empty"),
+    (Busy("queue full", retry_after=3), 429, "Overloaded"),
+    (InferenceError("inference failed: out of memory"), 424, "Backend"),
+    (ShuttingDown("shutting down"), 503, "Unhealthy"),
+    (ModelNotFound("model 'x' not found"), 404, "Validation"),
+    (ModelLoadError("cannot load model.onnx"), 500, "Backend"),
+]
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "error_type"), TEI_CASES, ids=[type(c[0]).__name__ for c in TEI_CASES]
+)
+@pytest.mark.parametrize("path", ["/embed_all", "/tokenize", "/decode"])
+def test_tei_shape_and_statuses(path: str, error: Exception, status: int, error_type: str) -> None:
+    """TEI's statuses (router/src/http/server.rs): Validation and Tokenizer 422, Empty 400,
+    Overloaded 429, Backend 424, Unhealthy 503."""
+    got, headers, body = rendered(path, error)
+    assert (got, body) == (status, {"error": str(error), "error_type": error_type})
+    if isinstance(error, Busy):
+        assert headers["retry-after"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "tei"),
+    [
+        ("/embed", b'{"inputs": ["a"]}', True),
+        ("/", b'{"inputs": "a"}', True),
+        ("/rerank", b'{"query": "q", "texts": ["a"]}', True),
+        ("/embed", b'{"input": "a"}', False),  # nomic-api-rs's body
+        ("/rerank", b'{"query": "q", "documents": ["a"]}', False),  # Infinity's
+        ("/embed", b"{oops", False),  # unreadable: the path's default family
+        ("/embed", None, False),
+        ("/batch", b'{"inputs": ["a"]}', False),  # the native batch route has `inputs` too
+        ("/tokenize", None, True),
+    ],
+)
+def test_the_body_decides_tei_on_shared_paths(path: str, body: bytes | None, tei: bool) -> None:
+    assert is_tei_request(request_for(path), body) is tei
