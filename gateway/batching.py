@@ -23,6 +23,7 @@ from gateway import metrics
 from gateway.encoders.base import AnyEncoder, Item
 from gateway.errors import Busy, GatewayError
 from gateway.memory import process_anonymous
+from gateway.redact import runtime_cause
 from gateway.run_overhead import DEFAULT_RUN_OVERHEAD_TOKENS, RunOverhead
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class Batcher:
                 )
             except Exception as exc:
                 log.exception("inference failed for %s", self.encoder.spec.name)
-                error = InferenceError(f"inference failed: {exc}")
+                error = InferenceError(f"inference failed: {runtime_cause(exc)}")
                 for entry in batch:
                     if not entry.job.future.done():
                         entry.job.future.set_exception(error)
