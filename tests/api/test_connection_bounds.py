@@ -126,20 +126,19 @@ def _answer(sock: socket.socket) -> tuple[bytes, dict[str, str], object]:
     return status.encode(), headers, json.loads(body)
 
 
+def _openai_shape(message: str, code: str) -> dict[str, object]:
+    return {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
+
+
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
         ("/health/live", {"error": "the request line and headers are too large"}),
         (
             "/v1/embeddings?x=1",
-            {
-                "error": {
-                    "message": "the request line and headers are too large",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "headers_too_large",
-                }
-            },
+            _openai_shape("the request line and headers are too large", "headers_too_large"),
         ),
     ],
 )
@@ -162,14 +161,7 @@ def test_oversized_headers_get_431_in_the_family_shape(
         (b"", {"error": "the request's headers did not arrive in time"}),
         (
             b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n",
-            {
-                "error": {
-                    "message": "the request's headers did not arrive in time",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "request_timeout",
-                }
-            },
+            _openai_shape("the request's headers did not arrive in time", "request_timeout"),
         ),
     ],
 )
