@@ -46,7 +46,7 @@ from gateway.api.rerank_wire import (
     TeiResult,
 )
 from gateway.api.responses import with_truncated
-from gateway.errors import InvalidRequest
+from gateway.errors import EmptyInput, InvalidRequest
 from gateway.services import RerankRequest, RerankResult, RerankService, Services
 
 
@@ -149,6 +149,8 @@ class RerankController(Controller):
     ) -> Response[InfinityResponse | list[TeiResult]]:
         if (data.texts is None) == (data.documents is None):
             raise InvalidRequest("send either documents (Infinity) or texts (TEI)", param="texts")
+        if data.texts == []:  # as TEI: an empty batch is refused ("Empty"), not ranked
+            raise EmptyInput("texts cannot be empty", param="texts")
         texts = document_texts(list(data.texts or data.documents or []), None)
         query = RerankRequest(
             model=data.model,

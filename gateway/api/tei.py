@@ -28,7 +28,7 @@ from gateway.api.errors import TEI_ERRORS
 from gateway.api.native import EmbedBody, EmbedResponse, embed_one
 from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded, with_truncated
-from gateway.errors import InvalidRequest
+from gateway.errors import EmptyInput, InvalidRequest
 from gateway.inputs import TextInput
 from gateway.services import EmbeddingService, EmbedRequest, Services, TokenService
 from gateway.token_ids import token_rows
@@ -103,6 +103,8 @@ async def tei_embed(
     data: TeiEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
 ) -> Response[list[list[float]]]:
     check_direction(data.truncation_direction)
+    if data.inputs == []:  # as TEI: an empty batch is refused ("Empty"), not answered with []
+        raise EmptyInput("inputs cannot be empty", param="inputs")
     work = embedding.embed(
         EmbedRequest(
             model=data.model or embedding.default_model,

@@ -457,6 +457,7 @@ def test_tei_shape(client: httpx.Client) -> None:
     assert_tei_error(response, 422, "Validation", "texts")
     empty = client.post("/rerank", json={**body, "texts": ["a", ""]})
     assert_tei_error(empty, 400, "Empty", "texts[1] is empty")
+    assert_tei_error(client.post("/rerank", json={**body, "texts": []}), 400, "Empty", "texts")
 
 
 # -- other scorers -------------------------------------------------------------------------------

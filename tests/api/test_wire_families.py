@@ -79,6 +79,7 @@ def test_tei_embed_options(client: httpx.Client, vectors: np.ndarray) -> None:
     assert_tei_error(left, 422, "Validation", "truncation_direction")
     empty = client.post("/embed", json={"inputs": ["ok", " "]})
     assert_tei_error(empty, 400, "Empty", "inputs[1] is empty")
+    assert_tei_error(client.post("/embed", json={"inputs": []}), 400, "Empty", "inputs")
     root = client.post("/", json={"inputs": ["ok", 3]})
     assert_tei_error(root, 422, "Validation", "inputs[1]")
     # A body that is not TEI's (unreadable, or nomic-api-rs's `input`) keeps the plain shape.
