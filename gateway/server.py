@@ -79,6 +79,12 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         timeout_keep_alive=max(1, math.ceil(settings.idle_timeout)),
         h11_max_incomplete_event_size=settings.max_header_bytes,  # if h11 is ever chosen
         timeout_graceful_shutdown=max(1, math.ceil(grace_left)),
+        # The client's address comes from X-Forwarded-For only when a trusted proxy sent it;
+        # with none trusted uvicorn's proxy-header middleware is left out altogether.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=(
+            "*" if "*" in settings.trusted_proxies else list(settings.trusted_proxies)
+        ),
     )
 
 

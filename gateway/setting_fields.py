@@ -11,6 +11,7 @@ generic walks over those fields: reading them from the environment and flag over
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import field
@@ -35,6 +36,20 @@ def parse_bool(raw: str) -> bool:
 
 def parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def parse_addresses(raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (10.0.0.0/8), '*' for any, or 'none'."""
+    if raw.strip().lower() == "none":  # empty already means the default
+        return ()
+    items = parse_list(raw)
+    for item in items:
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"expected IP addresses or networks, got {item!r}") from None
+    return items
 
 
 def parse_budget(raw: str) -> str | None:

@@ -20,6 +20,7 @@ from gateway.setting_fields import (
     int_in,
     load_fields,
     one_of,
+    parse_addresses,
     parse_bool,
     parse_budget,
     parse_list,
@@ -62,6 +63,14 @@ class Settings:
         int_in(1),
         "failed authentications allowed per client address per minute (then 429)",
         60,
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        "GATEWAY_TRUSTED_PROXIES",
+        parse_addresses,
+        "comma-separated addresses or networks of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto name the client (per-address limits, logs); '*' trusts any, 'none' none",
+        ("127.0.0.1", "::1"),
+        shown="127.0.0.1,::1",
     )
     cors_origins: tuple[str, ...] = setting(
         "GATEWAY_CORS_ORIGINS",

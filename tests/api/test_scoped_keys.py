@@ -190,3 +190,32 @@ def test_failed_authentications_are_limited_per_address(
     log = server.log()  # after exit: the server's stdout is block-buffered until then
     assert log.count("authentication failed from 127.0.0.1") == 3
     assert WRONG not in log and PLAIN not in log
+
+
+@pytest.mark.parametrize("trusted", ["127.0.0.1", "none"])
+def test_behind_a_trusted_proxy_the_limit_is_per_forwarded_client(
+    default_model_dir: Path, tmp_path: Path, trusted: str
+) -> None:
+    """The test client stands in for a reverse proxy on 127.0.0.1 that names its clients in
+    X-Forwarded-For: trusted (the default), one client's failures do not lock out another."""
+    registry = tmp_path / "registry.yaml"
+    registry.write_text((REPO / "registry.yaml").read_text())
+    env = {
+        "GATEWAY_API_KEYS": PLAIN,
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE": "3",
+        "GATEWAY_TRUSTED_PROXIES": trusted,
+    }
+
+    def embed_from(client: httpx.Client, address: str, key: str) -> httpx.Response:
+        headers = {**auth(key), "X-Forwarded-For": address}
+        return client.post("/api/embed", json={"model": MODEL, "input": "hi"}, headers=headers)
+
+    with GatewayServer(registry=registry, env=env) as server, server.client() as client:
+        attacker, other = "203.0.113.9", "198.51.100.4"
+        assert [embed_from(client, attacker, WRONG).status_code for _ in range(3)] == [401] * 3
+        assert_ollama_error(embed_from(client, attacker, PLAIN), 429, "failed authentications")
+        # Trusted: the other client is its own address. Not trusted: everyone is the proxy.
+        assert embed_from(client, other, PLAIN).status_code == (429 if trusted == "none" else 200)
+    log = server.log()
+    seen = "127.0.0.1" if trusted == "none" else attacker
+    assert log.count(f"authentication failed from {seen}") == 3

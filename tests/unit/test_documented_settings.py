@@ -28,6 +28,12 @@ DOCUMENTED: dict[str, list[tuple[str, Any]]] = {
     "api_keys_file": [("keys.yaml", Path("keys.yaml"))],
     "auth_failures_per_minute": [("60", 60), ("1", 1)],
     "cors_origins": [("*", ("*",)), ("https://app.example.com", ("https://app.example.com",))],
+    "trusted_proxies": [
+        ("127.0.0.1,::1", ("127.0.0.1", "::1")),
+        ("10.0.0.0/8,192.168.1.7", ("10.0.0.0/8", "192.168.1.7")),
+        ("*", ("*",)),
+        ("none", ()),
+    ],
     "log_level": [
         (level, level) for level in ("critical", "error", "warning", "info", "debug", "trace")
     ]
@@ -120,6 +126,20 @@ def test_every_log_level_configures_logging_and_uvicorn(level: str) -> None:
         root.setLevel(saved_level)
 
 
+@pytest.mark.parametrize(
+    ("raw", "proxy_headers", "allowed"),
+    [
+        ("127.0.0.1,::1", True, ["127.0.0.1", "::1"]),
+        ("10.0.0.0/8", True, ["10.0.0.0/8"]),
+        ("*", True, "*"),
+        ("none", False, []),
+    ],
+)
+def test_trusted_proxies_reach_uvicorn(raw: str, proxy_headers: bool, allowed: object) -> None:
+    config = uvicorn_config(Settings.load({"GATEWAY_TRUSTED_PROXIES": raw}), _asgi)
+    assert (config.proxy_headers, config.forwarded_allow_ips) == (proxy_headers, allowed)
+
+
 def test_connection_settings_reach_uvicorn() -> None:
     settings = Settings.load(
         {
@@ -158,6 +178,8 @@ def test_every_device_value_builds_a_runtime(device: str) -> None:
         ("GATEWAY_MAX_CONNECTIONS", "0"),
         ("GATEWAY_AUTH_FAILURES_PER_MINUTE", "0"),
         ("GATEWAY_MAX_HEADER_BYTES", "lots"),
+        ("GATEWAY_TRUSTED_PROXIES", "proxy.internal"),
+        ("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/33"),
     ],
 )
 def test_undocumented_values_are_refused_by_name(env: str, raw: str) -> None:
