@@ -23,7 +23,7 @@ import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Schema
 from litestar.routes import HTTPRoute
 
 from gateway.api.errors import TEI_BODY_KEY, TEI_PATHS, TeiErrorType, openai_error, tei_error
@@ -149,8 +149,30 @@ def unions_as_any_of(node: Any, seen: set[int] | None = None) -> None:
         unions_as_any_of(child, seen)
 
 
+# Routes whose 200 may also stream, by option: `stream_media_type` names the streamed media type
+# (each line one body of the declared schema), beside the single JSON answer.
+STREAM_MEDIA_TYPE = "stream_media_type"
+
+
+def declare_streamed_successes(app: Litestar) -> None:
+    """Give each streaming route's 200 its streamed media type too, with the same schema."""
+    paths = app.openapi_schema.paths or {}
+    for path, handler in _routes(app):
+        streamed = handler.opt.get(STREAM_MEDIA_TYPE)
+        item = paths.get(path)
+        if not streamed or item is None:
+            continue
+        for method in handler.http_methods:
+            operation = getattr(item, method.lower(), None)
+            success = operation.responses.get("200") if operation and operation.responses else None
+            if isinstance(success, OpenAPIResponse) and success.content:
+                single = success.content["application/json"]
+                success.content[streamed] = OpenAPIMediaType(schema=single.schema)
+
+
 def make_exact(app: Litestar) -> None:
-    """Declare error responses, then build the document once and fix its unions (Litestar
-    caches the built document and serves that one)."""
+    """Declare error responses, then build the document once and fix its unions and streamed
+    media types (Litestar caches the built document and serves that one)."""
     declare_error_responses(app)
     unions_as_any_of(app.openapi_schema)
+    declare_streamed_successes(app)

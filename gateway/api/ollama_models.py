@@ -11,6 +11,7 @@ from litestar import Controller, Response, delete, get, head, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 
+from gateway.api.contract import STREAM_MEDIA_TYPE
 from gateway.api.ollama_wire import (
     DeleteBody,
     PsResponse,
@@ -59,7 +60,12 @@ class OllamaModelsController(Controller):
         rows.sort(key=lambda row: row.expires_at, reverse=True)
         return PsResponse(rows)
 
-    @post("/api/pull", status_code=200, responses=PULL_RESPONSES)
+    @post(
+        "/api/pull",
+        status_code=200,
+        responses=PULL_RESPONSES,
+        opt={STREAM_MEDIA_TYPE: "application/x-ndjson"},
+    )
     async def pull(self, data: PullBody, models: ModelAdmin) -> Response[PullStatus] | Stream:
         name = data.model or data.name
         if not name:

@@ -105,3 +105,12 @@ def test_the_embeddings_response_describes_vectors_and_matrices(document: dict[s
     assert set(item["required"]) == {"index", "embedding", "object"}
     rendered = str(item["properties"]["embedding"])
     assert "'number'" in rendered and "'string'" in rendered and "'array'" in rendered
+
+
+def test_pull_documents_its_stream_and_its_single_answer(document: dict[str, Any]) -> None:
+    """/api/pull streams NDJSON progress by default and answers one JSON object with
+    `stream: false`: both media types are declared, each line a PullStatus."""
+    content = document["paths"]["/api/pull"]["post"]["responses"]["200"]["content"]
+    assert set(content) == {"application/json", "application/x-ndjson"}
+    assert content["application/x-ndjson"]["schema"] == content["application/json"]["schema"]
+    assert content["application/json"]["schema"]["$ref"].endswith("/PullStatus")
