@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, Router, get
+from litestar.di import NamedDependency
 
 from gateway.api.deps import provide
 from gateway.api.errors import OLLAMA_ERRORS
@@ -15,7 +16,7 @@ class AdminController(Controller):
     tags = ["Admin"]
 
     @get("/models", summary="Every registry model with its state, memory, queue and cache")
-    async def models(self, models: ModelAdmin) -> AdminModels:
+    async def models(self, models: NamedDependency[ModelAdmin]) -> AdminModels:
         return models.admin_view()
 
 

@@ -25,6 +25,8 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 from litestar import Controller, Request, Response, Router, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from gateway.api.deps import provide
 from gateway.api.disconnect import unless_disconnected
@@ -228,13 +230,19 @@ class CohereEmbedController(Controller):
 
     @post("/v1/embed", status_code=200, summary="Embed (Cohere v1)")
     async def embed_v1(
-        self, data: CohereEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
+        self,
+        data: JSONBody[CohereEmbedBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: Request[Any, Any, Any],
     ) -> Response[CohereEmbedResponse]:
         return await cohere_embed(data, embedding, request, "1")
 
     @post("/v2/embed", status_code=200, summary="Embed (Cohere v2)")
     async def embed_v2(
-        self, data: CohereEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
+        self,
+        data: JSONBody[CohereEmbedBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: Request[Any, Any, Any],
     ) -> Response[CohereEmbedResponse]:
         if not data.model:
             raise InvalidRequest("model is required", param="model")

@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, Router, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from gateway.api.auth import PUBLIC
 from gateway.api.deps import AnyRequest, provide
@@ -168,13 +170,19 @@ class NativeController(Controller):
 
     @post("/txt/embed", status_code=200, summary="Embed one text")
     async def embed(
-        self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
+        self,
+        data: JSONBody[EmbedBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: AnyRequest,
     ) -> Response[EmbedResponse]:
         return await embed_one(data, embedding, request)
 
     @post(["/batch", "/txt/batch"], status_code=200, summary="Embed several texts")
     async def batch(
-        self, data: BatchBody, embedding: EmbeddingService, request: AnyRequest
+        self,
+        data: JSONBody[BatchBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: AnyRequest,
     ) -> Response[BatchResponse]:
         texts = [TextInput(text) for text in data.inputs]
         work = embedding.embed(
@@ -195,7 +203,10 @@ class NativeController(Controller):
 
     @post("/img/embed", status_code=200, summary="Embed one image (URL, data URL or base64)")
     async def image(
-        self, data: ImageBody, embedding: EmbeddingService, request: AnyRequest
+        self,
+        data: JSONBody[ImageBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: AnyRequest,
     ) -> ImageResponse:
         images = [ImageInput(data.content)]
         work = embedding.embed(
@@ -213,7 +224,10 @@ class NativeController(Controller):
 
     @post("/img/batch", status_code=200, summary="Embed several images")
     async def images(
-        self, data: ImageBatchBody, embedding: EmbeddingService, request: AnyRequest
+        self,
+        data: JSONBody[ImageBatchBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: AnyRequest,
     ) -> ImageBatchResponse:
         images = [ImageInput(content) for content in data.contents]
         work = embedding.embed(
@@ -229,14 +243,16 @@ class NativeController(Controller):
         return ImageBatchResponse(result.vectors.tolist(), elapsed_ms(result.total_seconds))
 
     @post("/img/stats", status_code=200, summary="EXIF fields, average and dominant colour")
-    async def stats(self, data: StatsBody, image_stats: ImageStatsService) -> StatsResponse:
+    async def stats(
+        self, data: JSONBody[StatsBody], image_stats: NamedDependency[ImageStatsService]
+    ) -> StatsResponse:
         started = time.perf_counter()
         stats = await image_stats.stats(data.content, data.averaging_method)
         return stats_response(stats, time.perf_counter() - started)
 
     @get("/health", opt=PUBLIC)
     async def health(
-        self, health: HealthService, request: Request[Any, Any, Any]
+        self, health: NamedDependency[HealthService], request: Request[Any, Any, Any]
     ) -> HealthView | StatusView:
         view = health.health()
         if request.app.state.auth.enabled and authenticated_key(request) is None:
@@ -244,7 +260,7 @@ class NativeController(Controller):
         return view
 
     @get("/info")
-    async def info(self, health: HealthService) -> InfoView:
+    async def info(self, health: NamedDependency[HealthService]) -> InfoView:
         return health.info()
 
 

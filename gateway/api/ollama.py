@@ -8,6 +8,8 @@ OllamaEmbeddings and n8n work unchanged.
 from __future__ import annotations
 
 from litestar import Controller, Response, Router, get, head, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from gateway.api.auth import PUBLIC
 from gateway.api.deps import AnyRequest, provide
@@ -51,7 +53,9 @@ class OllamaController(Controller):
         summary="Embed, as TEI answers POST / (see gateway.api.tei)",
         exception_handlers=TEI_ERRORS,
     )
-    async def root_post(self, request: AnyRequest, embedding: EmbeddingService) -> EmbedAnswer:
+    async def root_post(
+        self, request: AnyRequest, embedding: NamedDependency[EmbeddingService]
+    ) -> EmbedAnswer:
         return await embed_by_body(request, embedding)
 
     @get("/api/version", opt=PUBLIC)
@@ -60,7 +64,10 @@ class OllamaController(Controller):
 
     @post("/api/embed", status_code=200, summary="Embed one or many inputs (normalized)")
     async def embed(
-        self, data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
+        self,
+        data: JSONBody[EmbedBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: AnyRequest,
     ) -> Response[EmbedResponse]:
         # Ollama: an empty string loads the model and embeds nothing; list items are inputs,
         # so [""] is refused like ["  "].
@@ -94,7 +101,10 @@ class OllamaController(Controller):
 
     @post("/api/embeddings", status_code=200, summary="Legacy: embed one prompt (not normalized)")
     async def embeddings(
-        self, data: EmbeddingsBody, embedding: EmbeddingService, request: AnyRequest
+        self,
+        data: JSONBody[EmbeddingsBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: AnyRequest,
     ) -> Response[EmbeddingsResponse]:
         inputs = [data.prompt] if data.prompt else []
         work = embedding.embed(

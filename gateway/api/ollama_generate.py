@@ -11,6 +11,8 @@ from typing import Any, NoReturn
 
 import msgspec
 from litestar import Controller, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from gateway.errors import InvalidRequest
 from gateway.services import EmbeddingService
@@ -36,9 +38,13 @@ class GenerateController(Controller):
     # Not operations the gateway serves (they only ever answer 400 or 404): kept out of the
     # OpenAPI document, which describes what succeeds.
     @post("/generate", status_code=200, include_in_schema=False)
-    async def generate(self, data: GenerateBody, embedding: EmbeddingService) -> dict[str, Any]:
+    async def generate(
+        self, data: JSONBody[GenerateBody], embedding: NamedDependency[EmbeddingService]
+    ) -> dict[str, Any]:
         refuse(embedding, data.model, "generate")
 
     @post("/chat", status_code=200, include_in_schema=False)
-    async def chat(self, data: GenerateBody, embedding: EmbeddingService) -> dict[str, Any]:
+    async def chat(
+        self, data: JSONBody[GenerateBody], embedding: NamedDependency[EmbeddingService]
+    ) -> dict[str, Any]:
         refuse(embedding, data.model, "chat")

@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from litestar import Controller, Response, delete, get, head, post
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
 from litestar.response import Stream
 
 from gateway.api.contract import STREAM_MEDIA_TYPE
@@ -42,7 +44,7 @@ class OllamaModelsController(Controller):
     tags = ["Ollama models"]
 
     @get("/api/tags")
-    async def list_models(self, models: ModelAdmin) -> TagsResponse:
+    async def list_models(self, models: NamedDependency[ModelAdmin]) -> TagsResponse:
         return TagsResponse([listed(row.info, row.digest) for row in await models.available()])
 
     @head("/api/tags", include_in_schema=False)
@@ -50,12 +52,14 @@ class OllamaModelsController(Controller):
         return None
 
     @post("/api/show", status_code=200)
-    async def show(self, data: ShowBody, models: ModelAdmin) -> ShowResponse:
+    async def show(
+        self, data: JSONBody[ShowBody], models: NamedDependency[ModelAdmin]
+    ) -> ShowResponse:
         # As Ollama (and /v1/models/{id}): a model is shown once its files are pulled.
         return shown(await models.show(data.model or data.name))
 
     @get("/api/ps")
-    async def ps(self, models: ModelAdmin) -> PsResponse:
+    async def ps(self, models: NamedDependency[ModelAdmin]) -> PsResponse:
         rows = [ps_row(model) for model in models.loaded()]
         rows.sort(key=lambda row: row.expires_at, reverse=True)
         return PsResponse(rows)
@@ -66,7 +70,9 @@ class OllamaModelsController(Controller):
         responses=PULL_RESPONSES,
         opt={STREAM_MEDIA_TYPE: "application/x-ndjson"},
     )
-    async def pull(self, data: PullBody, models: ModelAdmin) -> Response[PullStatus] | Stream:
+    async def pull(
+        self, data: JSONBody[PullBody], models: NamedDependency[ModelAdmin]
+    ) -> Response[PullStatus] | Stream:
         name = data.model or data.name
         if not name:
             raise InvalidRequest("model is required", param="model")
@@ -79,7 +85,9 @@ class OllamaModelsController(Controller):
         return Response(PullStatus(status="success"))
 
     @delete("/api/delete", status_code=200)
-    async def delete_model(self, data: DeleteBody, models: ModelAdmin) -> Response[bytes]:
+    async def delete_model(
+        self, data: JSONBody[DeleteBody], models: NamedDependency[ModelAdmin]
+    ) -> Response[bytes]:
         name = data.model or data.name
         if not name:
             raise InvalidRequest("model is required", param="model")

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 from litestar import Controller, Response, Router, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
@@ -182,7 +184,10 @@ class OpenAIController(Controller):
 
     @post("/embeddings", status_code=200, summary="Create embeddings (OpenAI-compatible)")
     async def embeddings(
-        self, data: EmbeddingsBody, embedding: EmbeddingService, request: AnyRequest
+        self,
+        data: JSONBody[EmbeddingsBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: AnyRequest,
     ) -> Response[EmbeddingsResponse]:
         inputs = await inputs_of(data.input, data.model, data.modality)
         encoding = encoding_of(data.encoding_format)
@@ -216,7 +221,7 @@ class OpenAIController(Controller):
         return embedded(body, result)
 
     @get("/models")
-    async def list_models(self, models: ModelAdmin) -> ModelList:
+    async def list_models(self, models: NamedDependency[ModelAdmin]) -> ModelList:
         return ModelList(
             [
                 ModelObject(
@@ -229,7 +234,9 @@ class OpenAIController(Controller):
         )
 
     @get("/models/{model_id:path}")
-    async def model(self, model_id: str, models: ModelAdmin) -> ModelObject:
+    async def model(
+        self, model_id: FromPath[str], models: NamedDependency[ModelAdmin]
+    ) -> ModelObject:
         model_id = model_id.lstrip("/")  # a :path parameter keeps its leading slash
         spec = models.resolve(model_id)
         info = models.info(spec)

@@ -23,6 +23,8 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Response, Router, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import unless_disconnected
@@ -111,13 +113,19 @@ class CohereController(Controller):
 
     @post(["/v1/rerank"], status_code=200, summary="Rerank (Cohere v1 / Jina)")
     async def cohere_v1(
-        self, data: CohereBody, rerank: RerankService, request: AnyRequest
+        self,
+        data: JSONBody[CohereBody],
+        rerank: NamedDependency[RerankService],
+        request: AnyRequest,
     ) -> Response[CohereResponse]:
         return await self._cohere(data, rerank, request, "1")
 
     @post(["/v2/rerank"], status_code=200, summary="Rerank (Cohere v2)")
     async def cohere_v2(
-        self, data: CohereBody, rerank: RerankService, request: AnyRequest
+        self,
+        data: JSONBody[CohereBody],
+        rerank: NamedDependency[RerankService],
+        request: AnyRequest,
     ) -> Response[CohereResponse]:
         if not data.model:
             raise InvalidRequest("model is required", param="model")
@@ -145,7 +153,10 @@ class RerankController(Controller):
 
     @post("/rerank", status_code=200, summary="Rerank (Infinity, or TEI when `texts` is sent)")
     async def infinity(
-        self, data: InfinityBody, rerank: RerankService, request: AnyRequest
+        self,
+        data: JSONBody[InfinityBody],
+        rerank: NamedDependency[RerankService],
+        request: AnyRequest,
     ) -> Response[InfinityResponse | list[TeiResult]]:
         if (data.texts is None) == (data.documents is None):
             raise InvalidRequest("send either documents (Infinity) or texts (TEI)", param="texts")
@@ -186,7 +197,10 @@ class RerankController(Controller):
 
     @post("/api/rerank", status_code=200, summary="Rerank (the n8n Ollama rerank node's shape)")
     async def ollama(
-        self, data: OllamaRerankBody, rerank: RerankService, request: AnyRequest
+        self,
+        data: JSONBody[OllamaRerankBody],
+        rerank: NamedDependency[RerankService],
+        request: AnyRequest,
     ) -> Response[OllamaRerankResponse]:
         field, top_k = ("top_k", data.top_k) if data.top_k is not None else ("top_n", data.top_n)
         if top_k is not None and top_k < 1:  # named as the client sent it

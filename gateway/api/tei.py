@@ -20,6 +20,8 @@ from typing import Any, cast
 
 import msgspec
 from litestar import Controller, Request, Response, Router, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from gateway.api.bodies import convert, json_body
 from gateway.api.deps import provide
@@ -143,13 +145,16 @@ class TeiController(Controller):
 
     @post("/embed", status_code=200, summary="Embed: TEI's body (inputs) or nomic-api-rs's (input)")
     async def embed(
-        self, request: Request[Any, Any, Any], embedding: EmbeddingService
+        self, request: Request[Any, Any, Any], embedding: NamedDependency[EmbeddingService]
     ) -> EmbedAnswer:
         return await embed_by_body(request, embedding)
 
     @post("/embed_all", status_code=200, summary="Token vectors of each input (TEI)")
     async def embed_all(
-        self, data: TeiEmbedAllBody, tokens: TokenService, request: Request[Any, Any, Any]
+        self,
+        data: JSONBody[TeiEmbedAllBody],
+        tokens: NamedDependency[TokenService],
+        request: Request[Any, Any, Any],
     ) -> Response[list[list[list[float]]]]:
         check_direction(data.truncation_direction)
         work = tokens.token_vectors(
@@ -167,7 +172,9 @@ class TeiController(Controller):
         return with_truncated([m.tolist() for m in vectors.matrices], vectors.truncated)
 
     @post("/tokenize", status_code=200, summary="Tokenize with the model's tokenizer (TEI)")
-    async def tokenize(self, data: TokenizeBody, tokens: TokenService) -> list[list[SimpleToken]]:
+    async def tokenize(
+        self, data: JSONBody[TokenizeBody], tokens: NamedDependency[TokenService]
+    ) -> list[list[SimpleToken]]:
         rows = await tokens.tokenize(
             data.model, texts_of(data.inputs), task_of(data.prompt_name), data.add_special_tokens
         )
@@ -176,7 +183,9 @@ class TeiController(Controller):
         ]
 
     @post("/decode", status_code=200, summary="Token ids back to text (TEI)")
-    async def decode(self, data: DecodeBody, tokens: TokenService) -> list[str]:
+    async def decode(
+        self, data: JSONBody[DecodeBody], tokens: NamedDependency[TokenService]
+    ) -> list[str]:
         rows = token_rows(data.ids, param="ids")
         if rows is None:
             raise InvalidRequest("ids must be a list of token ids, or a list of them", param="ids")
