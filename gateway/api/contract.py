@@ -124,6 +124,9 @@ def declare_error_responses(app: Litestar) -> None:
                         data_container=shape,
                         description=HTTPStatus(status).phrase,
                         media_type="application/json",
+                        # Litestar's generated examples are random strings, which would
+                        # document messages (and TEI error types) no server sends.
+                        generate_examples=False,
                     ),
                 )
         handler.responses = declared

@@ -35,6 +35,7 @@ PULL_RESPONSES = {
         PullStatus,
         description="Progress, one PullStatus per line (application/x-ndjson) while `stream` "
         'is true; else one {"status": "success"} when done.',
+        generate_examples=False,
     )
 }
 

@@ -114,3 +114,14 @@ def test_pull_documents_its_stream_and_its_single_answer(document: dict[str, Any
     assert set(content) == {"application/json", "application/x-ndjson"}
     assert content["application/x-ndjson"]["schema"] == content["application/json"]["schema"]
     assert content["application/json"]["schema"]["$ref"].endswith("/PullStatus")
+
+
+def test_error_responses_carry_no_generated_examples(document: dict[str, Any]) -> None:
+    """Litestar would fill examples with random strings: messages no server sends."""
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            for code, response in operation["responses"].items():
+                for media in response.get("content", {}).values():
+                    assert "examples" not in media.get("schema", {}), (method, path, code)
