@@ -33,12 +33,6 @@ tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package
 
 js-clients: tests/js/node_modules/.package-lock.json
 
-# tmux gives `gateway embed`'s progress bar a real terminal in tests/api/test_cli_embed.py. Debian's
-# package, installed when missing and we are root (CI); elsewhere that one test says it skipped.
-system-tools:
-	@command -v tmux >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null; }
-
 ## Set up, pull the bundled default model and start the server on 127.0.0.1:11434.
 serve: setup
 	$(BIN)/gateway pull all-minilm
@@ -56,7 +50,7 @@ PROMTOOL := .cache/prometheus/usr/bin/promtool
 $(PROMTOOL):
 	scripts/fetch_prometheus.sh .cache/prometheus
 
-test: setup-test js-clients system-tools $(PROMTOOL)
+test: setup-test js-clients $(PROMTOOL)
 	$(BIN)/ruff check gateway tests bench tools
 	$(BIN)/ruff format --check gateway tests bench tools
 	$(BIN)/mypy

@@ -1,27 +1,31 @@
 """`gateway embed` end to end: 10,000 lines in a real terminal, vectors equal to /api/embed's,
 a run killed mid-way that resumes and embeds only the rest, and a folder of images.
 
-The 10,000-line run happens inside tmux (a real pseudo-terminal), so the progress bar is the
-one a person sees; its frames are read with `tmux capture-pane`. The resume test runs against
-a real server with the cache off, so the server's own `gateway_inputs_total` proves how many
-inputs the second run sent.
+The 10,000-line run happens in a real pseudo-terminal (150x12), so the progress bar is the one
+a person sees; pyte, a VT100 emulator, renders what it draws into screen frames. The resume test
+runs against a real server with the cache off, so the server's own `gateway_inputs_total`
+proves how many inputs the second run sent.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import random
 import re
-import shlex
-import shutil
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pyte
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -93,60 +97,73 @@ def assert_same_vectors(output: Path, lines: list[str], url: str, sample: int) -
     assert cosine.min() >= 0.99999, f"lowest cosine {cosine.min()} at row {rows[cosine.argmin()]}"
 
 
-class Tmux:
-    """A private tmux server (its own socket) running one command in a 150x12 terminal."""
+class Terminal:
+    """`command` in a 150x12 pseudo-terminal; pyte renders what it draws, as a screen would."""
 
-    def __init__(self, root: Path) -> None:
-        self.socket = f"gateway-test-{os.getpid()}"
-        self.root = root
+    COLUMNS, ROWS = 150, 12
 
-    def tmux(self, *args: str) -> str:
-        result = subprocess.run(
-            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.screen = pyte.Screen(self.COLUMNS, self.ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+        leader, follower = pty.openpty()
+        size = struct.pack("HHHH", self.ROWS, self.COLUMNS, 0, 0)
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, size)
+        self.process = subprocess.Popen(
+            command,
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            cwd=REPO,
+            env={**env, "TERM": "xterm-256color"},
+            start_new_session=True,  # the terminal becomes its controlling terminal
         )
-        return result.stdout
+        os.close(follower)
+        self.leader = leader
 
-    def start(self, command: list[str], env: dict[str, str]) -> Path:
-        rc = self.root / "rc"
-        exports = " ".join(
-            f"{k}={shlex.quote(v)}" for k, v in env.items() if k.startswith(("GATEWAY_", "PATH"))
-        )
-        line = f"cd {shlex.quote(str(REPO))} && env {exports} {shlex.join(command)}; "
-        line += f"echo $? > {shlex.quote(str(rc))}; sleep 600"
-        self.tmux("new-session", "-d", "-s", "embed", "-x", "150", "-y", "12", line)
-        return rc
+    def read(self, seconds: float) -> None:
+        """Feed what the program drew within `seconds` to the screen."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([self.leader], [], [], left)[0]:
+                return
+            try:
+                data = os.read(self.leader, 65536)
+            except OSError:  # EIO: the program exited and the terminal closed
+                return
+            if not data:
+                return
+            self.stream.feed(data)
 
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "embed")
+    def text(self) -> str:
+        return "\n".join(line.rstrip() for line in self.screen.display)
 
     def stop(self) -> None:
-        self.tmux("kill-server")
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=30)
+        os.close(self.leader)
 
 
 @pytest.mark.timeout(1500)
 def test_10000_lines_in_a_terminal_match_the_api(server: GatewayServer, tmp_path: Path) -> None:
-    if shutil.which("tmux") is None:
-        pytest.skip(
-            "tmux is not installed: this test runs `gateway embed` in a real terminal to see its "
-            "progress bar (`make test` installs tmux when run as root; else apt install tmux)"
-        )
     source, output = tmp_path / "lines.txt", tmp_path / "vectors.parquet"
     lines = write_lines(source, 10_000, seed=1)
     command = [sys.executable, "-m", "gateway", "embed", str(source), "-m", MODEL,
                "-o", str(output)]  # fmt: skip
-    terminal = Tmux(tmp_path)
-    rc = terminal.start(command, cli_env())
+    terminal = Terminal(command, cli_env())
     frames: list[str] = []
     try:
         deadline = time.monotonic() + 1400
-        while not rc.exists() and time.monotonic() < deadline:
-            frames.append(terminal.screen())
-            time.sleep(0.5)
-        final = terminal.screen()
+        while terminal.process.poll() is None and time.monotonic() < deadline:
+            terminal.read(0.5)
+            frames.append(terminal.text())
+        terminal.read(2.0)  # what it drew last, before the terminal closed
+        final = terminal.text()
+        rc = terminal.process.poll()
     finally:
         terminal.stop()
-    assert rc.exists(), "gateway embed did not finish:\n" + (frames[-1] if frames else "")
-    assert rc.read_text().strip() == "0", final
+    assert rc is not None, "gateway embed did not finish:\n" + (frames[-1] if frames else "")
+    assert rc == 0, final
     # A bar drawn part-way (percent, count of 10000, rate, ETA) and the finished one.
     partial = [f for f in frames if re.search(r"━.* ([1-9]|[1-9]\d)% +\d+/10000 .*inputs/s", f)]
     assert partial, "no frame showed the bar part-way:\n" + "\n---\n".join(frames[-3:])
