@@ -20,7 +20,9 @@ MODE = os.environ.get("GATEWAY_DOCKER_CHECK", "")
 
 pytestmark = pytest.mark.skipif(
     MODE not in {"1", "gpu"},
-    reason="set GATEWAY_DOCKER_CHECK=1 (or gpu) to build and run the image",
+    reason="builds and runs the Docker image: needs root, a Debian host and 10-40 minutes, so "
+    "it runs only when asked (GATEWAY_DOCKER_CHECK=1, or gpu for the GPU image too; "
+    "`make docker-check` runs the same script)",
 )
 
 

@@ -21,7 +21,8 @@ COPIES = ["minilm-copy", "minilm-copy-2"]
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
-    ray = pytest.importorskip("ray", reason="the optional extra `ray` is not installed")
+    import ray  # the test extra installs the `ray` extra: a missing one fails here
+
     from gateway.distributed.cluster import start_local_or_join
 
     start_local_or_join(

@@ -10,8 +10,6 @@ import yaml
 
 from tools.paths import REPO
 
-pytest.importorskip("ray", reason="the optional extra `ray` is not installed")
-
 
 def test_app_builder_builds_the_config_application(monkeypatch: pytest.MonkeyPatch) -> None:
     from ray import serve

@@ -16,8 +16,6 @@ import ollama
 import pytest
 from openai import OpenAI
 
-pytest.importorskip("ray", reason="the optional extra `ray` is not installed")
-
 from gateway.settings import Settings
 from tests.ray.conftest import COPIES
 from tests.support.api import assert_ollama_error, assert_openai_error
