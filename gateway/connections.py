@@ -54,7 +54,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._reading_headers = True
         self._refused = False
-        self._url_seen = False  # uvicorn sets self.url only once a request begins
         super().connection_made(transport)
         self._arm(self.limits.header_timeout)
 
@@ -71,16 +70,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # Parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._url_seen = False
         self._header_bytes = 0
         self._reading_headers = True
         if self._deadline is None:  # a keep-alive connection's next request: a fresh deadline
             self._arm(self.limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._url_seen = True
         self._count(len(url))
+        super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)
@@ -131,7 +128,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = True
         self._disarm()
         reason, message, code = _REFUSALS[status]
-        path = self.url.split(b"?", 1)[0].decode("latin-1") if self._url_seen else ""
+        # uvicorn starts `url` empty at each request's first byte; before that it is unset.
+        path = getattr(self, "url", b"").split(b"?", 1)[0].decode("latin-1")
         body = protocol_error_body(path, status, message, code)
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"

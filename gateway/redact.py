@@ -6,10 +6,7 @@ and a port exposed to the internet should not map the server's disk. The log kee
 
 from __future__ import annotations
 
-import logging
 import re
-
-log = logging.getLogger(__name__)
 
 # An absolute POSIX path of two or more parts (not a URL's); its last part is kept.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
@@ -27,8 +24,7 @@ def without_paths(text: str) -> str:
 
 def runtime_cause(exc: BaseException) -> str:
     """The line of a runtime's message that says what went wrong, as a client may see it (no
-    paths, no status prefix, no trace of the runtime's sources); the full text goes to the log."""
-    log.warning("runtime error: %s", exc)
+    paths, no status prefix, no trace of the runtime's sources). Callers log the full text."""
     lines = [line.strip() for line in str(exc).splitlines()]
     said = [line for line in lines if line and not line.startswith(_OV_TRACE)]
     text = _ORT_STATUS.sub("", said[0]).strip() if said else ""

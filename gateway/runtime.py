@@ -139,6 +139,7 @@ class Runtime:
         except OSError as exc:  # deleted or unreadable, possibly while loading
             raise ModelLoadError(f"cannot read {path.name}: {exc.strerror}") from None
         except Exception as exc:  # backends raise several unrelated types for a bad file
+            log.warning("cannot load %s: %s", path, exc)
             raise ModelLoadError(f"cannot load {path.name}: {runtime_cause(exc)}") from None
         chosen = session.placement
         log.info(

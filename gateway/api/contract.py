@@ -26,7 +26,14 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Schema
 from litestar.routes import HTTPRoute
 
-from gateway.api.errors import TEI_BODY_KEY, TEI_PATHS, TeiErrorType, openai_error, tei_error
+from gateway.api.errors import (
+    TEI_BODY_KEY,
+    TEI_PATHS,
+    Family,
+    TeiErrorType,
+    openai_error,
+    tei_error,
+)
 
 
 class ErrorResponse(msgspec.Struct):
@@ -72,7 +79,7 @@ ADMIN_PATHS = ("/api/pull", "/api/delete", "/admin/")
 
 def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
     statuses = set(EVERY_ROUTE)
-    if _error_shape(path, handler) is not ErrorResponse and _family(handler) == "tei":
+    if _answers_as_tei(path, handler):
         statuses.update(TEI_EXTRA)
     if method in {"POST", "DELETE"} or "{" in path:
         statuses.update(WITH_INPUT)
@@ -84,22 +91,24 @@ def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
     return sorted(statuses)
 
 
-def _family(handler: HTTPRouteHandler) -> str:
+def _family(handler: HTTPRouteHandler) -> Family:
     handle = handler.resolve_exception_handlers().get(Exception)
     return "openai" if handle is openai_error else "tei" if handle is tei_error else "ollama"
+
+
+def _answers_as_tei(path: str, handler: HTTPRouteHandler) -> bool:
+    """TEI's handler on one of TEI's paths (own or shared): its shape and statuses apply."""
+    return _family(handler) == "tei" and (path in TEI_PATHS or path in TEI_BODY_KEY)
 
 
 def _error_shape(path: str, handler: HTTPRouteHandler) -> Any:
     """The error body's type: TEI's on its own paths, either on the paths it shares (the body
     decides, gateway/api/errors.py)."""
-    family = _family(handler)
-    if family == "openai":
+    if _family(handler) == "openai":
         return OpenAIErrorResponse
-    if family == "tei" and path in TEI_PATHS:
-        return TeiErrorResponse
-    if family == "tei" and path in TEI_BODY_KEY:
-        return ErrorResponse | TeiErrorResponse
-    return ErrorResponse
+    if not _answers_as_tei(path, handler):
+        return ErrorResponse
+    return TeiErrorResponse if path in TEI_PATHS else ErrorResponse | TeiErrorResponse
 
 
 def _routes(app: Litestar) -> Iterable[tuple[str, HTTPRouteHandler]]:

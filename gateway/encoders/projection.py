@@ -9,6 +9,7 @@ with numpy alone rather than adding a dependency to the server.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 from gateway.errors import ModelLoadError
 from gateway.redact import runtime_cause
+
+log = logging.getLogger(__name__)
 
 _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8"}
 _WEIGHT_KEYS = ("linear.weight", "weight")
@@ -61,6 +64,7 @@ def load_projection(path: Path) -> Projection:
                 f"projection {path.name}: expected a .npy, .npz or .safetensors file"
             )
     except (OSError, ValueError) as exc:
+        log.warning("cannot read projection %s: %s", path, exc)
         raise ModelLoadError(f"cannot read projection {path.name}: {runtime_cause(exc)}") from None
     weight = _pick(tensors, _WEIGHT_KEYS, rank=2)
     if weight is None:
