@@ -38,7 +38,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench",
         description=__doc__.splitlines()[0],
         epilog="systems: raw (b), raw-ov-bf16 / raw-ov-fp32 (g, raw OpenVINO), st (c), "
-        "fastembed (f), gateway (a, /api/embed, auto compute), gateway-openai (a, "
+        "fastembed (f), gateway (a, /api/embed, auto compute), gateway-lean (a, the same "
+        "server at 64x1 and one text, driven by bench.lean_load), gateway-openai (a, "
         "/v1/embeddings base64), gateway-ov-fp32 (a2), gateway-exact (a3, ORT fp32), "
         "infinity (d), loop (e)",
     )

@@ -23,6 +23,7 @@ ALL_SYSTEMS = (
     "st",
     "fastembed",
     "gateway",
+    "gateway-lean",
     "gateway-openai",
     "gateway-ov-fp32",
     "gateway-exact",
@@ -132,7 +133,7 @@ class Lineup:
                 running.append(variant)
                 variant.start()
                 systems.append(GatewaySystem(key, label, variant, OLLAMA, model.served_name))
-        if {"gateway", "gateway-openai"} & set(wanted):
+        if {"gateway", "gateway-lean", "gateway-openai"} & set(wanted):
             # The embedding cache would answer repeated reps from memory: measure inference.
             label, compute = GATEWAY_VARIANTS["gateway"]
             env = {"GATEWAY_CACHE_BYTES": "0", **compute}
@@ -143,6 +144,14 @@ class Lineup:
             rows = []
             if "gateway" in wanted:
                 rows.append(GatewaySystem("gateway", label, gateway, OLLAMA, model.served_name))
+            if "gateway-lean" in wanted:
+                # The same server, loaded by a client that costs the shared cores far less.
+                lean = "(a) gateway /api/embed, auto, lean client"
+                rows.append(
+                    GatewaySystem(
+                        "gateway-lean", lean, gateway, OLLAMA, model.served_name, lean_client=True
+                    )
+                )
             if "gateway-openai" in wanted:
                 label = "(a) gateway /v1/embeddings base64"
                 rows.append(

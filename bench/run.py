@@ -39,6 +39,7 @@ from bench.systems import (
 GATEWAY_LOADS = ("1x1", "8x1", "64x1", "8x32")
 PEER_LOADS = ("64x1", "8x32")  # what Infinity and the one-at-a-time loop are measured at
 OPENAI_LOAD = "8x32"  # the one load /v1/embeddings (base64) is measured at
+LEAN_LOAD = "64x1"  # the one load the lean client drives (the 64x1 target's)
 SHORT_TEXT = "The quick brown fox jumps over the lazy sleeping dog."
 PAUSE_S = 0.3  # between runs: lets the previous system's threads go idle
 WARM_TEXTS = 16
@@ -75,6 +76,8 @@ class Run:
                 labels = [label for label in PEER_LOADS if label in loads]
             elif system.key == "gateway-openai":
                 labels = [OPENAI_LOAD] if OPENAI_LOAD in loads else list(loads)[-1:]
+            elif system.key == "gateway-lean":
+                labels = [LEAN_LOAD] if LEAN_LOAD in loads else list(loads)[:1]
             else:
                 labels = [label for label in PEER_LOADS if label in loads]
             # A small subset can fit two loads to one shape (8x32 -> 8x1): measure it once.

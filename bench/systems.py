@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.corpora import Workload
 from bench.embedders import OrtEmbedder, StEmbedder
+from bench.lean_load import run_lean_load
 from bench.load import Api, run_load
 from bench.servers import Gateway, ProcessServer, tree_cpu_seconds
 
@@ -170,13 +171,22 @@ class HttpSystem(System):
     http = True
 
     def __init__(
-        self, key: str, label: str, server: Gateway | ProcessServer, api: Api, model: str
+        self,
+        key: str,
+        label: str,
+        server: Gateway | ProcessServer,
+        api: Api,
+        model: str,
+        *,
+        lean_client: bool = False,
     ) -> None:
         self.key = key
         self.label = label
         self.server = server
         self.api = api
         self.model = model
+        # bench.lean_load instead of aiohttp: the server's cost without most of the client's.
+        self.lean_client = lean_client
         self.restarts: list[str] = []
 
     @property
@@ -195,7 +205,7 @@ class HttpSystem(System):
         self._load([f"warm-up text number {i}" for i in range(16)], Load(8, 2))
 
     def _load(self, texts: Sequence[str], load: Load):
-        result = run_load(
+        result = (run_lean_load if self.lean_client else run_load)(
             self.server.url,
             self.api,
             self.model,
@@ -236,8 +246,17 @@ class HttpSystem(System):
 class GatewaySystem(HttpSystem):
     """The gateway, plus its batcher's view of each measurement (batches, items, padding)."""
 
-    def __init__(self, key: str, label: str, server: Gateway, api: Api, model: str) -> None:
-        super().__init__(key, label, server, api, model)
+    def __init__(
+        self,
+        key: str,
+        label: str,
+        server: Gateway,
+        api: Api,
+        model: str,
+        *,
+        lean_client: bool = False,
+    ) -> None:
+        super().__init__(key, label, server, api, model, lean_client=lean_client)
         self.gateway = server
 
     def _measure(self, workload: Workload, load: Load) -> Measured:

@@ -20,7 +20,7 @@ from bench import report
 from bench.run import check_agreement
 from tools.paths import REPO
 
-SYSTEMS = "raw,raw-ov-bf16,st,gateway,gateway-openai,loop"
+SYSTEMS = "raw,raw-ov-bf16,st,gateway,gateway-lean,gateway-openai,loop"
 SENTENCES = 24
 PASSAGES = 4
 BENCH_LIMIT_S = 840
@@ -49,13 +49,13 @@ def test_every_system_and_load_ran_once(quick_run: tuple[dict, str]) -> None:
         "sentences": {
             ("raw", None), ("raw-ov-bf16", None), ("st", None), ("gateway", "1x1"),
             ("gateway", "8x1"), ("gateway", "64x1"), ("gateway", "8x3"), ("gateway-openai", "8x3"),
-            ("loop", "64x1"), ("loop", "8x3"),
+            ("gateway-lean", "64x1"), ("loop", "64x1"), ("loop", "8x3"),
         },
         # 4 passages: 8x32 fits to 8x1, which is measured once.
         "passages": {
             ("raw", None), ("raw-ov-bf16", None), ("st", None), ("gateway", "1x1"),
             ("gateway", "8x1"), ("gateway", "64x1"), ("gateway-openai", "8x1"),
-            ("loop", "64x1"), ("loop", "8x1"),
+            ("gateway-lean", "64x1"), ("loop", "64x1"), ("loop", "8x1"),
         },
     }  # fmt: skip
     for workload, rows_expected in expected.items():
@@ -68,6 +68,9 @@ def test_every_system_and_load_ran_once(quick_run: tuple[dict, str]) -> None:
     assert {e["load"] for e in efficiency} >= {None, "8x3"}
     assert all(e["useful_gflops"] > 0 and e["share_fp32_peak"] > 0 for e in efficiency)
     assert "| (a) gateway /api/embed, auto | 64x1 |" in stdout
+    assert "| (a) gateway /api/embed, auto, lean client | 64x1 |" in stdout
+    assert "- gateway-lean 64x1 / raw-ov-bf16: " in stdout
+    assert "- gateway-lean p50 / raw-ov-bf16 p50: " in stdout
 
 
 def test_numbers_are_consistent(quick_run: tuple[dict, str]) -> None:
@@ -92,7 +95,7 @@ def test_numbers_are_consistent(quick_run: tuple[dict, str]) -> None:
                 assert gateway[base][f"x_gateway_{base}"] == pytest.approx(1.0)
     # The gateway's own count of embedded tokens matches the bench's tokenizer.
     for sample in result["samples"]:
-        if sample["system"] in {"gateway", "loop"}:
+        if sample["system"] in {"gateway", "gateway-lean", "loop"}:
             assert sample["extra"]["server_tokens"] == sample["tokens"]
 
 
