@@ -5,6 +5,7 @@ gateway's own option parsers."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,10 @@ def test_service_hpa_and_budget_point_at_the_deployment() -> None:
     from gateway.units import parse_bytes
 
     assert parse_bytes(settings.max_ram) < int(limit[:-2]) * 2**30
+    # Behind an Ingress the controller's pod address is the peer: its X-Forwarded-For counts.
+    pod = ipaddress.ip_address("10.244.1.7")
+    assert any(pod in ipaddress.ip_network(net) for net in settings.trusted_proxies)
+    assert "*" not in settings.trusted_proxies
 
 
 def check_serve_config(config: dict[str, Any]) -> None:
