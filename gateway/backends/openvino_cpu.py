@@ -1,14 +1,22 @@
 """OpenVINO on the CPU: the same ONNX graphs, bf16 (AMX) or fp32 compute.
 
 Compiled models are cached by OpenVINO itself (CACHE_DIR) under the models dir's .cache, which
-turns a compile into a load on the next start. Sequence inputs are padded to shape buckets
-(buckets.py): OpenVINO picks kernels by shape, and bucketing is what keeps a text's vector
-independent of its batch-mates.
+turns a compile into a load on the next start. OpenVINO names a cache entry by the graph's path,
+its compile options and (as measured with 2026.4) the file's size, not its contents or mtime: a
+file replaced by another of the same size was served from the old entry. So each graph gets a
+cache folder of its own, keyed like the ONNX Runtime cache (path, size, mtime, versions), and a
+load that computes non-finite numbers for a probe input (probe.py) drops that folder and
+compiles once more before it gives up. Sequence inputs are padded to shape buckets (buckets.py):
+OpenVINO picks kernels by shape, and bucketing is what keeps a text's vector independent of its
+batch-mates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import logging
+import shutil
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +34,10 @@ from gateway.backends.base import (
     uses_dynamic_quantization,
 )
 from gateway.backends.buckets import pad_feed, trim_outputs
+from gateway.backends.probe import non_finite_outputs
+from gateway.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
 
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -107,9 +119,6 @@ class OpenVinoBackend(Backend):
             # int8 on the fly (groups of 32): cos 0.9992 to fp32 on the bundled all-minilm.
             "DYNAMIC_QUANTIZATION_GROUP_SIZE": 0,
         }
-        if self.options.cache_dir is not None:
-            self.options.cache_dir.mkdir(parents=True, exist_ok=True)
-            config["CACHE_DIR"] = str(self.options.cache_dir)
         return config
 
     def load(self, path: Path, placement: Placement) -> BackendSession:
@@ -118,9 +127,53 @@ class OpenVinoBackend(Backend):
                 f"OpenVINO runs fp32, bf16 or fp16 here, not {placement.precision} "
                 "(static int8 needs a calibrated graph, which this gateway does not build)"
             )
+        cache = self.cache_folder(path, placement.precision)
+        session = self._compile(path, placement, cache)
+        broken = non_finite_outputs(session)
+        if broken and cache is not None:
+            log.warning(
+                "%s: OpenVINO %s gave non-finite %s for a probe input; dropping its "
+                "compiled-model cache and compiling again",
+                path.name,
+                placement.precision,
+                ", ".join(broken),
+            )
+            shutil.rmtree(cache, ignore_errors=True)
+            session = self._compile(path, placement, cache)
+            broken = non_finite_outputs(session)
+        if broken:
+            raise ModelLoadError(
+                f"OpenVINO {placement.precision} computes non-finite {', '.join(broken)} for "
+                f"a probe input of {path.name}; run this model with precision fp32 or backend "
+                "onnxruntime"
+            )
+        return session
+
+    def cache_folder(self, path: Path, precision: str) -> Path | None:
+        """This graph's own compiled-model cache (see the module's docstring), or None."""
+        if self.options.cache_dir is None:
+            return None
+        stat = path.stat()
+        key = "|".join(
+            [
+                str(path.resolve()),
+                str(stat.st_size),
+                str(stat.st_mtime_ns),
+                precision,
+                self.ov.get_version(),
+            ]
+        )
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self.options.cache_dir / f"{path.stem}-{digest}"
+
+    def _compile(self, path: Path, placement: Placement, cache: Path | None) -> OpenVinoSession:
+        config = self.config(placement.precision)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(cache)
         # With CACHE_DIR set, compiling from the path lets OpenVINO skip the ONNX import
         # entirely when the compiled blob is cached.
-        compiled = self.core.compile_model(str(path), "CPU", self.config(placement.precision))
+        compiled = self.core.compile_model(str(path), "CPU", config)
         return OpenVinoSession(compiled, placement, path)
 
     def describe(self) -> dict[str, object]:
