@@ -1,9 +1,11 @@
 """A load-time check that a compiled graph computes numbers at all.
 
-One bench run's OpenVINO bf16 compile of a BERT-base graph came out broken: every output NaN,
-and a 256-token input crashed the process (SIGSEGV); the same file compiled again was fine. Such
-a graph must not be cached and served. One tiny run at load (one 8-token row, or one image of
-the graph's own size) costs milliseconds and catches it before any client does.
+One bench run's OpenVINO bf16 compile of a BERT-base graph came out broken: fine up to 12
+tokens, every output NaN from 16 on, a crash (SIGSEGV) from 64 or 128; the same file compiled
+again was fine. Such a graph must not be cached and served. Two tiny runs at load (one row of 8
+and one of 16 tokens, or one image of the graph's own size) cost milliseconds and catch it
+before any client does, without reaching the lengths where it crashed. This is a guard, not a
+proof: a compile broken only for longer inputs would pass it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import numpy as np
 
 from gateway.backends.base import BackendSession, TensorInfo
 
-PROBE_TOKENS = 8  # a shape-bucket length (buckets.py), so a bucketed graph sees a real shape
+# Shape-bucket lengths (buckets.py), so a bucketed graph sees real shapes; the broken graph
+# above was fine at 8 tokens, NaN from 16 and crashed at 64 in one probe.
+PROBE_TOKENS = (8, 16)
 PROBE_SIDE = 224  # pixels, for image inputs whose size the graph leaves open
 
 _NUMPY_TYPES = {
@@ -25,7 +29,9 @@ _NUMPY_TYPES = {
 }
 
 
-def probe_feed(inputs: Sequence[TensorInfo]) -> dict[str, np.ndarray]:
+def probe_feed(
+    inputs: Sequence[TensorInfo], tokens: int = PROBE_TOKENS[0]
+) -> dict[str, np.ndarray]:
     """One batch row per input: token ids and masks all 1, segment ids 0 (a graph may know only
     one segment), images 0."""
     feed = {}
@@ -38,18 +44,20 @@ def probe_feed(inputs: Sequence[TensorInfo]) -> dict[str, np.ndarray]:
             elif axis == 0:
                 shape.append(1)
             else:
-                shape.append(PROBE_TOKENS if len(tensor.shape) == 2 else PROBE_SIDE)
+                shape.append(tokens if len(tensor.shape) == 2 else PROBE_SIDE)
         fill = 0 if np.issubdtype(dtype, np.floating) or "type" in tensor.name else 1
         feed[tensor.name] = np.full(shape, fill, dtype=dtype)
     return feed
 
 
 def non_finite_outputs(session: BackendSession) -> list[str]:
-    """Names of the float outputs that hold NaN or infinity for the probe input."""
+    """Names of the float outputs that hold NaN or infinity for any probe input."""
     info = session.graph_info()
-    outputs = session.run(None, probe_feed(info.inputs))
-    return [
-        tensor.name
-        for tensor, array in zip(info.outputs, outputs, strict=True)
-        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all()
-    ]
+    has_tokens = any(len(tensor.shape) == 2 for tensor in info.inputs)
+    broken: dict[str, None] = {}
+    for tokens in PROBE_TOKENS if has_tokens else PROBE_TOKENS[:1]:
+        outputs = session.run(None, probe_feed(info.inputs, tokens))
+        for tensor, array in zip(info.outputs, outputs, strict=True):
+            if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                broken[tensor.name] = None
+    return list(broken)

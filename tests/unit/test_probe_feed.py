@@ -16,10 +16,12 @@ def test_token_inputs_get_one_row_of_valid_ids_masks_and_segments() -> None:
             TensorInfo("token_type_ids", ("batch", "sequence"), "tensor(int64)"),
         )
     )
-    assert {name: a.shape for name, a in feed.items()} == dict.fromkeys(feed, (1, PROBE_TOKENS))
+    assert {name: a.shape for name, a in feed.items()} == dict.fromkeys(feed, (1, PROBE_TOKENS[0]))
     assert feed["input_ids"].dtype == np.int64
     assert (feed["input_ids"] == 1).all() and (feed["attention_mask"] == 1).all()
     assert (feed["token_type_ids"] == 0).all()  # a graph may know one segment only
+    longer = probe_feed((TensorInfo("input_ids", ("b", "s"), "tensor(int64)"),), tokens=16)
+    assert longer["input_ids"].shape == (1, 16)
 
 
 def test_image_inputs_keep_static_sizes_and_fill_open_ones() -> None:
