@@ -7,6 +7,7 @@ load a graph (precision, device, on-disk cache) and how they run it; encoders do
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -118,3 +119,11 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> dict[str, object]:
         """Versions and settings, for /api/info."""
+
+
+def file_cache_key(path: Path, *versions: str) -> str:
+    """A short key for what is cached from the file at `path`: its place, size and mtime (a
+    replaced file gets a new key) and whatever else the cached artefact depends on."""
+    stat = path.stat()
+    parts = [str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns), *versions]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]

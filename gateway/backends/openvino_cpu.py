@@ -13,7 +13,6 @@ batch-mates.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import shutil
@@ -31,6 +30,7 @@ from gateway.backends.base import (
     GraphInfo,
     Placement,
     TensorInfo,
+    file_cache_key,
     uses_dynamic_quantization,
 )
 from gateway.backends.buckets import pad_feed, trim_outputs
@@ -153,18 +153,8 @@ class OpenVinoBackend(Backend):
         """This graph's own compiled-model cache (see the module's docstring), or None."""
         if self.options.cache_dir is None:
             return None
-        stat = path.stat()
-        key = "|".join(
-            [
-                str(path.resolve()),
-                str(stat.st_size),
-                str(stat.st_mtime_ns),
-                precision,
-                self.ov.get_version(),
-            ]
-        )
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        return self.options.cache_dir / f"{path.stem}-{digest}"
+        key = file_cache_key(path, precision, self.ov.get_version())
+        return self.options.cache_dir / f"{path.stem}-{key}"
 
     def _compile(self, path: Path, placement: Placement, cache: Path | None) -> OpenVinoSession:
         config = self.config(placement.precision)

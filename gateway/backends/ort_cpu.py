@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import platform
@@ -19,6 +18,7 @@ from gateway.backends.base import (
     GraphInfo,
     Placement,
     TensorInfo,
+    file_cache_key,
     uses_dynamic_quantization,
 )
 
@@ -103,18 +103,7 @@ class OrtCpuBackend(Backend):
     def optimized_path(self, path: Path) -> Path | None:
         if self.options.cache_dir is None:
             return None
-        stat = path.stat()
-        key = "|".join(
-            [
-                str(path.resolve()),
-                str(stat.st_size),
-                str(stat.st_mtime_ns),
-                ort.__version__,
-                repr(self.providers()),
-                cpu_model_name(),
-            ]
-        )
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        digest = file_cache_key(path, ort.__version__, repr(self.providers()), cpu_model_name())
         return self.options.cache_dir / f"{path.stem}-{digest}.onnx"
 
     def load(self, path: Path, placement: Placement) -> BackendSession:
