@@ -287,32 +287,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- the Hub's answers --------------------------------------------------------------------
 
-    def _lookup(
-        self, repo_id: str, revision: str, filename: str
-    ) -> tuple[Commit | None, _Reply | None]:
-        """The commit holding the file, or the error reply the Hub would give."""
+    def _lookup(self, repo_id: str, revision: str, filename: str) -> tuple[Commit, bytes] | _Reply:
+        """The commit holding the file and the file's bytes, or the error reply the Hub would
+        give."""
         where = {"repo_id": repo_id, "revision": revision, "filename": filename}
         repo = self.server.hub.repos.get(repo_id)
         authorization = self.headers.get("Authorization")
         if repo is None or (repo.token is not None and authorization != f"Bearer {repo.token}"):
             # The Hub does not tell a missing repo from a private one; 401 when anonymous.
             status = 404 if authorization else 401
-            return None, _error(status, "RepoNotFound", "Repository not found", **where)
+            return _error(status, "RepoNotFound", "Repository not found", **where)
         commit = repo.resolve(revision)
         if commit is None:
-            return None, _error(404, "RevisionNotFound", f"Invalid rev id: {revision}", **where)
+            return _error(404, "RevisionNotFound", f"Invalid rev id: {revision}", **where)
         if filename not in commit.files:
             reply = _error(404, "EntryNotFound", "Entry not found", **where)
             reply.headers["X-Repo-Commit"] = commit.sha
-            return None, reply
-        return commit, None
+            return reply
+        return commit, commit.files[filename]
 
     def _resolve(self, repo_id: str, revision: str, filename: str) -> _Reply:
-        commit, error = self._lookup(repo_id, revision, filename)
-        if error is not None:
-            return error
-        assert commit is not None
-        data = commit.files[filename]
+        found = self._lookup(repo_id, revision, filename)
+        if isinstance(found, _Reply):
+            return found
+        commit, data = found
         where = {"repo_id": repo_id, "revision": revision, "filename": filename}
         if is_lfs(filename):
             sha256 = hashlib.sha256(data).hexdigest()
@@ -336,11 +334,10 @@ class _Handler(BaseHTTPRequestHandler):
         return _Reply(307, headers, **where)
 
     def _resolve_cache(self, repo_id: str, sha: str, filename: str) -> _Reply:
-        commit, error = self._lookup(repo_id, sha, filename)
-        if error is not None:
-            return error
-        assert commit is not None
-        data = commit.files[filename]
+        found = self._lookup(repo_id, sha, filename)
+        if isinstance(found, _Reply):
+            return found
+        commit, data = found
         headers = {
             "X-Repo-Commit": commit.sha,
             "ETag": f'"{git_blob_sha1(data)}"',
