@@ -6,17 +6,19 @@ Handlers marked `opt={"public": True}` (liveness: `GET /`, `/health`, `/api/vers
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar.connection import ASGIConnection
+from typing import Protocol
 
 PUBLIC = {"public": True}
-Connection = ASGIConnection[Any, Any, Any, Any]
 
 
-def presented_key(connection: Connection) -> str | None:
-    headers = connection.headers
-    authorization = headers.get("authorization", "")
+class Headers(Protocol):
+    """Lower-case header lookup: Litestar's `connection.headers`, or a plain dict."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+def presented_key(headers: Headers) -> str | None:
+    authorization = headers.get("authorization") or ""
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()

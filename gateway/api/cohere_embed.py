@@ -219,7 +219,7 @@ async def cohere_embed(
             input_param=field,
         )
     )
-    result = await unless_disconnected(request, work)
+    result = await unless_disconnected(request.receive, work)
     by_type = version == "2" or body.embedding_types is not None
     return embedded(response_of(result, kinds, inputs, version=version, by_type=by_type), result)
 

@@ -9,14 +9,14 @@ model's batcher. Quick requests (most of them) never pay for a watcher.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
-
-from litestar import Request
 
 from gateway.errors import GatewayError
 
 T = TypeVar("T")
+# The connection's ASGI receive (Litestar's `request.receive`, or the fast lane's).
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 
 # Requests done sooner than this are not watched: a watcher costs more than they would waste.
 WATCH_AFTER_SECONDS = 0.05
@@ -29,13 +29,13 @@ class ClientClosedRequest(GatewayError):
     code = "client_closed_request"
 
 
-async def _disconnected(request: Request[Any, Any, Any]) -> None:
+async def _disconnected(receive: Receive) -> None:
     # The body has been read by now, so the next message is the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def unless_disconnected(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
     """Await `work` in the handler's task, cancelling it if the client disconnects first."""
     handler = asyncio.current_task()
     assert handler is not None
@@ -45,7 +45,7 @@ async def unless_disconnected(request: Request[Any, Any, Any], work: Awaitable[T
 
     async def watch() -> None:
         nonlocal gone
-        await _disconnected(request)
+        await _disconnected(receive)
         gone = True
         handler.cancel()
 

@@ -161,8 +161,19 @@ def render_error(request: Request[Any, Any, Any], exc: Exception) -> Response[An
     return _render(exc, request, "tei" if path in TEI_PATHS else "ollama")
 
 
-def _render(exc: Exception, request: Request[Any, Any, Any], family: Family) -> Response[Any]:
-    info = describe(exc, received_body(request))
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """An error as its family sends it: status, JSON body and headers."""
+
+    status: int
+    body: dict[str, object]
+    headers: dict[str, str]
+
+
+def error_answer(exc: Exception, body: bytes | None, family: Family) -> ErrorAnswer:
+    """`exc` in `family`'s shape (`body`: the request's, if read). Litestar's handlers and the
+    fast lane (gateway.api.fast_lane) both answer with this."""
+    info = describe(exc, body)
     status = info.status
     if family == "openai" and isinstance(exc, Busy):
         status = 429  # OpenAI clients retry 429 with backoff; Ollama clients expect 503
@@ -173,10 +184,22 @@ def _render(exc: Exception, request: Request[Any, Any, Any], family: Family) -> 
         headers["WWW-Authenticate"] = "Bearer"
     if family == "tei":
         status, error_type = _tei_status(exc, info)
-        body: dict[str, object] = {"error": info.message, "error_type": error_type}
+        document: dict[str, object] = {"error": info.message, "error_type": error_type}
     else:
-        body = _body(status, info.message, info.code, info.param, openai_shape=family == "openai")
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+        document = _body(
+            status, info.message, info.code, info.param, openai_shape=family == "openai"
+        )
+    return ErrorAnswer(status, document, headers)
+
+
+def _render(exc: Exception, request: Request[Any, Any, Any], family: Family) -> Response[Any]:
+    answer = error_answer(exc, received_body(request), family)
+    return Response(
+        answer.body,
+        status_code=answer.status,
+        headers=answer.headers,
+        media_type="application/json",
+    )
 
 
 def _body(

@@ -135,7 +135,7 @@ def image_model(embedding: EmbeddingService) -> str:
 
 
 async def run(request: AnyRequest, work: Awaitable[EmbedResult]) -> EmbedResult:
-    return await unless_disconnected(request, work)
+    return await unless_disconnected(request.receive, work)
 
 
 def elapsed_ms(seconds: float) -> float:

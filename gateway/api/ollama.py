@@ -13,7 +13,7 @@ from litestar.params import JSONBody
 
 from gateway.api.auth import PUBLIC
 from gateway.api.deps import AnyRequest, provide
-from gateway.api.disconnect import unless_disconnected
+from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS, TEI_ERRORS
 from gateway.api.ollama_generate import GenerateController
 from gateway.api.ollama_models import OllamaModelsController
@@ -28,7 +28,7 @@ from gateway.api.ollama_wire import (
 )
 from gateway.api.responses import embedded
 from gateway.api.tei import EmbedAnswer, embed_by_body
-from gateway.services import EmbeddingService, EmbedRequest, Services
+from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, Services
 
 # The Ollama release whose API this gateway mirrors; clients gate features on it.
 OLLAMA_API_VERSION = "0.12.7"
@@ -69,35 +69,7 @@ class OllamaController(Controller):
         embedding: NamedDependency[EmbeddingService],
         request: AnyRequest,
     ) -> Response[EmbedResponse]:
-        # Ollama: an empty string loads the model and embeds nothing; list items are inputs,
-        # so [""] is refused like ["  "].
-        inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
-        if data.input == "":
-            inputs = []
-        work = embedding.embed(
-            EmbedRequest(
-                model=data.model,
-                inputs=inputs,
-                dimensions=data.dimensions,
-                truncate=True if data.truncate is None else data.truncate,
-                context_length=context_option(data.options),
-                keep_alive=keep_alive_seconds(data.keep_alive),
-                input_listed=isinstance(data.input, list),
-            )
-        )
-        result = await unless_disconnected(request, work)
-        if not inputs:
-            return embedded(EmbedResponse(model=data.model, embeddings=[]), result)
-        return embedded(
-            EmbedResponse(
-                model=data.model,
-                embeddings=result.vectors.tolist(),
-                total_duration=int(result.total_seconds * NANOS),
-                load_duration=int(result.load_seconds * NANOS),
-                prompt_eval_count=result.prompt_tokens,
-            ),
-            result,
-        )
+        return embedded(*await embed_answer(data, embedding, request.receive))
 
     @post("/api/embeddings", status_code=200, summary="Legacy: embed one prompt (not normalized)")
     async def embeddings(
@@ -118,8 +90,41 @@ class OllamaController(Controller):
                 input_listed=False,
             )
         )
-        result = await unless_disconnected(request, work)
+        result = await unless_disconnected(request.receive, work)
         return embedded(EmbeddingsResponse(result.vectors[0].tolist() if inputs else []), result)
+
+
+async def embed_answer(
+    data: EmbedBody, embedding: EmbeddingService, receive: Receive
+) -> tuple[EmbedResponse, EmbedResult]:
+    """POST /api/embed's answer (the handler's, and the fast lane's)."""
+    # Ollama: an empty string loads the model and embeds nothing; list items are inputs,
+    # so [""] is refused like ["  "].
+    inputs = [data.input] if isinstance(data.input, str) else list(data.input or [])
+    if data.input == "":
+        inputs = []
+    work = embedding.embed(
+        EmbedRequest(
+            model=data.model,
+            inputs=inputs,
+            dimensions=data.dimensions,
+            truncate=True if data.truncate is None else data.truncate,
+            context_length=context_option(data.options),
+            keep_alive=keep_alive_seconds(data.keep_alive),
+            input_listed=isinstance(data.input, list),
+        )
+    )
+    result = await unless_disconnected(receive, work)
+    if not inputs:
+        return EmbedResponse(model=data.model, embeddings=[]), result
+    body = EmbedResponse(
+        model=data.model,
+        embeddings=result.vectors.tolist(),
+        total_duration=int(result.total_seconds * NANOS),
+        load_duration=int(result.load_seconds * NANOS),
+        prompt_eval_count=result.prompt_tokens,
+    )
+    return body, result
 
 
 def ollama_router(services: Services) -> Router:

@@ -19,12 +19,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from gateway.api.deps import AnyRequest, provide
-from gateway.api.disconnect import unless_disconnected
+from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.responses import embedded
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
-from gateway.services import EmbeddingService, EmbedRequest, ModelAdmin, Services
+from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, ModelAdmin, Services
 from gateway.token_ids import DECODER, token_rows
 
 # input_type / task synonyms used by Cohere, Jina, Voyage and nomic -> registry task names.
@@ -178,6 +178,42 @@ def matrix_object(index: int, matrix: np.ndarray, encoding: str) -> EmbeddingObj
     return EmbeddingObject(index=index, embedding=matrix.tolist(), object="embedding", shape=shape)
 
 
+async def embeddings_answer(
+    data: EmbeddingsBody, embedding: EmbeddingService, receive: Receive
+) -> tuple[EmbeddingsResponse, EmbedResult]:
+    """POST /v1/embeddings' answer (the handler's, and the fast lane's)."""
+    inputs = await inputs_of(data.input, data.model, data.modality)
+    encoding = encoding_of(data.encoding_format)
+    work = embedding.embed(
+        EmbedRequest(
+            model=data.model,
+            inputs=inputs,
+            task=task_of(data),
+            dimensions=data.dimensions,
+            truncate=True if data.truncate is None else data.truncate,
+            multi_vector=True,
+            input_listed=isinstance(data.input, list),
+        )
+    )
+    result = await unless_disconnected(receive, work)
+    if result.matrices is not None:
+        objects = [matrix_object(i, m, encoding) for i, m in enumerate(result.matrices)]
+    else:
+        rows: list[Any] = (
+            base64_rows(result.vectors) if encoding == "base64" else result.vectors.tolist()
+        )
+        objects = [
+            EmbeddingObject(index=i, embedding=row, object="embedding")
+            for i, row in enumerate(rows)
+        ]
+    body = EmbeddingsResponse(
+        data=objects,
+        model=data.model,
+        usage=Usage(result.prompt_tokens, result.prompt_tokens),
+    )
+    return body, result
+
+
 class OpenAIController(Controller):
     path = "/"
     tags = ["OpenAI"]
@@ -189,36 +225,7 @@ class OpenAIController(Controller):
         embedding: NamedDependency[EmbeddingService],
         request: AnyRequest,
     ) -> Response[EmbeddingsResponse]:
-        inputs = await inputs_of(data.input, data.model, data.modality)
-        encoding = encoding_of(data.encoding_format)
-        work = embedding.embed(
-            EmbedRequest(
-                model=data.model,
-                inputs=inputs,
-                task=task_of(data),
-                dimensions=data.dimensions,
-                truncate=True if data.truncate is None else data.truncate,
-                multi_vector=True,
-                input_listed=isinstance(data.input, list),
-            )
-        )
-        result = await unless_disconnected(request, work)
-        if result.matrices is not None:
-            objects = [matrix_object(i, m, encoding) for i, m in enumerate(result.matrices)]
-        else:
-            rows: list[Any] = (
-                base64_rows(result.vectors) if encoding == "base64" else result.vectors.tolist()
-            )
-            objects = [
-                EmbeddingObject(index=i, embedding=row, object="embedding")
-                for i, row in enumerate(rows)
-            ]
-        body = EmbeddingsResponse(
-            data=objects,
-            model=data.model,
-            usage=Usage(result.prompt_tokens, result.prompt_tokens),
-        )
-        return embedded(body, result)
+        return embedded(*await embeddings_answer(data, embedding, request.receive))
 
     @get("/models")
     async def list_models(self, models: NamedDependency[ModelAdmin]) -> ModelList:

@@ -83,7 +83,7 @@ def scores_of(result: RerankResult, raw: bool) -> list[float]:
 
 
 async def ranked(rerank: RerankService, request: AnyRequest, query: RerankRequest) -> RerankResult:
-    return await unless_disconnected(request, rerank.rerank(query))
+    return await unless_disconnected(request.receive, rerank.rerank(query))
 
 
 def cohere_response(

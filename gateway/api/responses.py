@@ -19,8 +19,11 @@ def with_truncated(body: T, truncated: list[int]) -> Response[T]:
     None of the wire formats has a field for it, so a header carries it: a client that sent
     truncate: true is told which inputs were cut instead of finding out from its results.
     """
-    headers = {TRUNCATED_HEADER: ",".join(map(str, truncated))} if truncated else {}
-    return Response(body, status_code=200, headers=headers)
+    return Response(body, status_code=200, headers=truncated_headers(truncated))
+
+
+def truncated_headers(truncated: list[int]) -> dict[str, str]:
+    return {TRUNCATED_HEADER: ",".join(map(str, truncated))} if truncated else {}
 
 
 def embedded(body: T, result: EmbedResult) -> Response[T]:

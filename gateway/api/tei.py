@@ -119,7 +119,7 @@ async def tei_embed(
             input_listed=isinstance(data.inputs, list),
         )
     )
-    result = await unless_disconnected(request, work)
+    result = await unless_disconnected(request.receive, work)
     return embedded(result.vectors.tolist(), result)
 
 
@@ -168,7 +168,7 @@ class TeiController(Controller):
                 input_listed=isinstance(data.inputs, list),
             )
         )
-        vectors = await unless_disconnected(request, work)
+        vectors = await unless_disconnected(request.receive, work)
         return with_truncated([m.tolist() for m in vectors.matrices], vectors.truncated)
 
     @post("/tokenize", status_code=200, summary="Tokenize with the model's tokenizer (TEI)")

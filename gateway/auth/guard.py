@@ -17,7 +17,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from gateway.api.auth import presented_key
+from gateway.api.auth import Headers, presented_key
 from gateway.auth.keys import ApiKey, KeyRing, Scope, digest_of, fingerprint
 from gateway.auth.limits import TokenBucket, retry_after_seconds
 from gateway.errors import Busy, GatewayError, InvalidRequest, Unauthorized
@@ -69,6 +69,11 @@ def count_inputs(body: bytes) -> int:
     return max(total, 1)
 
 
+def remember_key(state: dict[str, Any], name: str) -> None:
+    """Mark the request (its scope's state) as authenticated with key `name`."""
+    state[AUTHENTICATED_KEY] = name
+
+
 def authenticated_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The name of the key this request was authenticated with, if any."""
     state: dict[str, Any] = connection.scope.get("state", {})
@@ -94,7 +99,7 @@ class Authenticator:
     async def check(self, connection: ASGIConnection[Any, Any, Any, Any], public: bool) -> None:
         if not self.enabled:
             return
-        presented = presented_key(connection)
+        presented = presented_key(connection.headers)
         if public:
             key = self.ring.find(presented) if presented else None
             if key is not None:
@@ -125,8 +130,24 @@ class Authenticator:
             await self._charge(connection, key)
         self._remember(connection, key)
 
+    def admits_quietly(self, headers: Headers, address: str, path: str) -> tuple[bool, str | None]:
+        """(True, the key's name or None) when `check` would let a non-public request through
+        with nothing to log, charge or refuse: keys are off, or a known key with the path's
+        scope and no rate limits comes from an address not refused for failures.
+        (False, None): anything else, which the guard itself must decide."""
+        if not self.enabled:
+            return True, None
+        presented = presented_key(headers)
+        key = self.ring.find(presented) if presented else None
+        if key is None or key.limited or key.scope < required_scope(path):
+            return False, None
+        bucket = self._failures.get(address)
+        if bucket is not None and bucket.wait_for(1) > 0:
+            return False, None
+        return True, key.name
+
     def _remember(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
-        connection.scope.setdefault("state", {})[AUTHENTICATED_KEY] = key.name
+        remember_key(connection.scope.setdefault("state", {}), key.name)
 
     def _refuse_if_failing(self, address: str) -> None:
         bucket = self._failures.get(address)
