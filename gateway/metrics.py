@@ -110,6 +110,11 @@ MEMORY_BUDGET = Gauge(
     multiprocess_mode="livemax",
 )
 IMAGE_FETCHES = Counter("gateway_image_fetches", "Image URL fetches", ["outcome"])
+FAST_LANE = Counter(
+    "gateway_fast_lane_requests",
+    "Embedding requests the fast lane answered, or passed to the framework",
+    ["outcome"],
+)
 
 # -- route families ------------------------------------------------------------------------------
 
@@ -240,6 +245,10 @@ def memory_budget(device: str, budget: int | None) -> None:
 
 def image_fetched(outcome: str) -> None:
     IMAGE_FETCHES.labels(outcome).inc()
+
+
+def fast_lane(answered: bool) -> None:
+    FAST_LANE.labels("answered" if answered else "passed").inc()
 
 
 # -- exposition ----------------------------------------------------------------------------------

@@ -102,6 +102,13 @@ class Settings:
         "serve GET /metrics without an API key (for a scraper on a trusted network)",
         False,
     )
+    fast_lane: bool = setting(
+        "GATEWAY_FAST_LANE",
+        parse_bool,
+        "answer plain POST /api/embed and /v1/embeddings requests on a lean path beside the "
+        "web framework (same answers, ~0.13 ms less CPU each; see gateway/api/fast_lane.py)",
+        True,
+    )
     keep_alive: float = setting(
         "GATEWAY_KEEP_ALIVE",
         lambda raw: parse_duration(raw, bare_number_ok=True),

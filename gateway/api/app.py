@@ -23,6 +23,7 @@ from gateway.api.admin import admin_router
 from gateway.api.cohere_embed import cohere_embed_router
 from gateway.api.contract import make_exact
 from gateway.api.errors import render_error
+from gateway.api.fast_lane import with_fast_lane
 from gateway.api.native import native_router
 from gateway.api.observe import REQUEST_ID_HEADER, metrics_router, observed, refresher
 from gateway.api.ollama import ollama_router
@@ -121,6 +122,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         debug=False,
         logging_config=None,  # logging is set up once, by gateway.logs (format, request IDs)
     )
+    if settings.fast_lane:
+        with_fast_lane(app, services.embedding, app.state.auth, settings.max_body_bytes)
     observed(app, access_log=settings.access_log)
     make_exact(app)
     return app

@@ -40,6 +40,7 @@ DOCUMENTED: dict[str, list[tuple[str, Any]]] = {
     + [("TRACE", "trace")],
     "log_format": [("text", "text"), ("json", "json")],
     "access_log": [("true", True), ("false", False)],
+    "fast_lane": [("true", True), ("0", False)],
     "metrics_public": [("true", True), ("false", False)],
     "keep_alive": [("5m", 300.0), ("300", 300.0), ("1h30m", 5400.0), ("-1", math.inf), ("0", 0.0)],
     "auto_pull": [("true", True), ("false", False), ("1", True), ("off", False)],
