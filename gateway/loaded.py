@@ -7,6 +7,7 @@ import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import partial
 
 from gateway.backends import bucket_length, session_placement
 from gateway.backends.vram import probe_vram_per_token, token_budget
@@ -136,7 +137,9 @@ async def load_model(
         max_queue=settings.max_queue,
         measure_growth=device == "cpu",
         run_overhead=overhead,
-        bucket=bucket_length if placement and placement.bucketed else None,
+        bucket=partial(bucket_length, step=placement.bucket_step)
+        if placement and placement.bucketed
+        else None,
     )
     model = LoadedModel(
         spec=spec,

@@ -76,6 +76,8 @@ class Placement:
     # Pad sequence inputs to fixed lengths (see buckets.py): needed where kernels are chosen
     # by shape, so a text must see the same padded length alone and in any batch.
     bucketed: bool = False
+    # The smallest bucket step past 16 tokens (buckets.bucket_length).
+    bucket_step: int = 8
 
     def describe(self) -> dict[str, object]:
         return {
@@ -83,6 +85,7 @@ class Placement:
             "device": self.device,
             "precision": self.precision,
             "bucketed": self.bucketed,
+            "bucket_step": self.bucket_step if self.bucketed else None,
             "reason": self.reason,
         }
 

@@ -75,7 +75,7 @@ class OpenVinoSession(BackendSession):
     ) -> list[np.ndarray]:
         names = list(output_names or self._info.output_names)
         if self.placement.bucketed:
-            feed, length, padded = pad_feed(feed)
+            feed, length, padded = pad_feed(feed, self.placement.bucket_step)
         else:
             length = padded = 0
         with self._lock:

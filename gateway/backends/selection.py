@@ -21,6 +21,8 @@ from gateway.backends.base import Placement
 from gateway.backends.openvino_cpu import openvino_installed
 
 BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
+# bf16 on AMX costs the same between multiples of 16 tokens (buckets.py): coarser buckets.
+AMX_BUCKET_STEP = 16
 # Kinds whose outputs bf16 moves past the gateway's bounds (bench/fast_path_numerics.py).
 BF16_AUTO_EXCLUDED = {"cross-encoder": "bf16 moved reranker scores by 2.1e-2 (bound 1e-2)"}
 INT8_REFUSED = (
@@ -103,14 +105,15 @@ def _place_cpu(
         else:
             why = "auto: OpenVINO is not installed (pip install '.[openvino]')"
         return Placement("onnxruntime", "cpu", "fp32", why)
+    step = AMX_BUCKET_STEP if "amx_bf16" in flags else 8
     if precision == "bf16":
         note = f"CPU has {bf16}" if bf16 else "this CPU has no AMX/AVX512-BF16: bf16 is emulated"
         why = f"bf16 requested, {note}"
-        return Placement("openvino", "cpu", "bf16", why + on_cpu, bucketed=True)
+        return Placement("openvino", "cpu", "bf16", why + on_cpu, bucketed=True, bucket_step=step)
     if precision == "fp32":
         return Placement("openvino", "cpu", "fp32", "OpenVINO fp32 requested" + on_cpu, True)
     if bf16:
         why = f"auto: CPU has {bf16}, OpenVINO bf16"
-        return Placement("openvino", "cpu", "bf16", why + on_cpu, bucketed=True)
+        return Placement("openvino", "cpu", "bf16", why + on_cpu, bucketed=True, bucket_step=step)
     why = "auto: no AMX/AVX512-BF16 on this CPU, OpenVINO fp32"
     return Placement("openvino", "cpu", "fp32", why + on_cpu, bucketed=True)

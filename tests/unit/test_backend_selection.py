@@ -99,6 +99,36 @@ def test_buckets_grow_with_length_and_never_shrink_a_sequence() -> None:
         assert n <= padded <= max(n * 1.3, n + 8)
 
 
+def test_coarser_steps_start_past_16_tokens() -> None:
+    lengths = (1, 8, 9, 16, 17, 24, 33, 49, 64, 65, 130, 257)
+    assert [bucket_length(n, 16) for n in lengths] == [
+        8,
+        8,
+        16,
+        16,
+        32,
+        32,
+        48,
+        64,
+        64,
+        80,
+        160,
+        320,
+    ]
+    for n in range(1, 2000):
+        assert bucket_length(n, 8) <= bucket_length(n, 16) <= max(n * 1.9, n + 16)
+
+
+def test_bf16_on_amx_asks_for_16_token_steps_and_fp32_keeps_8() -> None:
+    assert place("auto", "auto", cuda=False, flags=AMX, openvino=True).bucket_step == 16
+    avx512_bf16 = frozenset({"avx512f", "avx512_bf16"})
+    assert place("auto", "auto", cuda=False, flags=avx512_bf16, openvino=True).bucket_step == 8
+    fp32 = place("auto", "auto", cuda=False, flags=frozenset({"avx512f"}), openvino=True)
+    assert (fp32.precision, fp32.bucket_step) == ("fp32", 8)
+    ids = np.ones((2, 20), dtype=np.int64)
+    assert pad_feed({"input_ids": ids}, 16)[0]["input_ids"].shape == (2, 32)
+
+
 def test_pad_feed_pads_token_inputs_and_trim_restores_the_length() -> None:
     ids = np.arange(1, 11, dtype=np.int64).reshape(1, 10)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "pixels": np.zeros((1, 3))}
