@@ -11,6 +11,7 @@ say how to combine processes (`multiprocess_mode`), and each process sets only i
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -157,60 +158,75 @@ def route_family(path: str) -> str:
     return "other"
 
 
+# Labelled series, bound once: `labels()` validates and locks on every call, and a request
+# records a dozen samples (~50 us of the one-text path). Label values are bounded (models in the
+# registry, route families, statuses, fixed outcomes).
+_BOUND: dict[tuple[int, tuple[str, ...]], Any] = {}
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+def _series(metric: M, *labels: str) -> M:
+    key = (id(metric), labels)
+    bound = _BOUND.get(key)
+    if bound is None:
+        bound = _BOUND[key] = metric.labels(*labels)
+    return bound
+
+
 # -- hooks ---------------------------------------------------------------------------------------
 
 
 def request_done(route: str, model: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(route, model, str(status)).inc()
-    REQUEST_SECONDS.labels(route, model).observe(seconds)
+    _series(REQUESTS, route, model, str(status)).inc()
+    _series(REQUEST_SECONDS, route, model).observe(seconds)
 
 
 def queue_depth(model: str, depth: int) -> None:
-    QUEUE_DEPTH.labels(model).set(depth)
+    _series(QUEUE_DEPTH, model).set(depth)
 
 
 def queue_rejected(model: str) -> None:
-    QUEUE_REJECTIONS.labels(model).inc()
+    _series(QUEUE_REJECTIONS, model).inc()
 
 
 def in_flight(model: str, count: int) -> None:
-    IN_FLIGHT.labels(model).set(count)
+    _series(IN_FLIGHT, model).set(count)
 
 
 def batch_ran(
     model: str, waits: list[float], real_tokens: int, padded_tokens: int, seconds: float
 ) -> None:
     """One inference run: `waits` holds each input's time in the queue."""
-    wait = QUEUE_WAIT.labels(model)
+    wait = _series(QUEUE_WAIT, model)
     for seconds_queued in waits:
         wait.observe(seconds_queued)
-    BATCH_SIZE.labels(model).observe(len(waits))
-    BATCH_TOKENS.labels(model, "real").observe(real_tokens)
-    BATCH_TOKENS.labels(model, "padded").observe(padded_tokens)
-    BATCH_SECONDS.labels(model).observe(seconds)
-    INPUTS.labels(model).inc(len(waits))
-    TOKENS.labels(model).inc(real_tokens)
+    _series(BATCH_SIZE, model).observe(len(waits))
+    _series(BATCH_TOKENS, model, "real").observe(real_tokens)
+    _series(BATCH_TOKENS, model, "padded").observe(padded_tokens)
+    _series(BATCH_SECONDS, model).observe(seconds)
+    _series(INPUTS, model).inc(len(waits))
+    _series(TOKENS, model).inc(real_tokens)
 
 
 def cache_lookups(model: str, hits: int, misses: int) -> None:
     if hits:
-        CACHE_LOOKUPS.labels(model, "hit").inc(hits)
+        _series(CACHE_LOOKUPS, model, "hit").inc(hits)
     if misses:
-        CACHE_LOOKUPS.labels(model, "miss").inc(misses)
+        _series(CACHE_LOOKUPS, model, "miss").inc(misses)
 
 
 def model_loaded(model: str, device: str, memory_bytes: int, seconds: float) -> None:
-    LOADS.labels(model, "success").inc()
-    LOAD_SECONDS.labels(model).observe(seconds)
+    _series(LOADS, model, "success").inc()
+    _series(LOAD_SECONDS, model).observe(seconds)
     model_memory(model, device, memory_bytes)
 
 
 def model_memory(model: str, device: str, memory_bytes: int) -> None:
-    MODEL_MEMORY.labels(model, "vram" if device == "cuda" else "ram").set(memory_bytes)
+    _series(MODEL_MEMORY, model, "vram" if device == "cuda" else "ram").set(memory_bytes)
 
 
 def model_load_failed(model: str) -> None:
-    LOADS.labels(model, "failure").inc()
+    _series(LOADS, model, "failure").inc()
 
 
 def unload_reason(text: str) -> tuple[str, str | None]:
@@ -230,25 +246,25 @@ def unload_reason(text: str) -> tuple[str, str | None]:
 
 def model_unloaded(model: str, device: str, reason: str) -> None:
     unload, eviction = unload_reason(reason)
-    UNLOADS.labels(model, unload).inc()
+    _series(UNLOADS, model, unload).inc()
     if eviction is not None:
-        EVICTIONS.labels(model, eviction).inc()
+        _series(EVICTIONS, model, eviction).inc()
     model_memory(model, device, 0)
-    IN_FLIGHT.labels(model).set(0)
-    QUEUE_DEPTH.labels(model).set(0)
+    _series(IN_FLIGHT, model).set(0)
+    _series(QUEUE_DEPTH, model).set(0)
 
 
 def memory_budget(device: str, budget: int | None) -> None:
     if budget is not None:  # uncapped: no sample, rather than a made-up number
-        MEMORY_BUDGET.labels("vram" if device == "cuda" else "ram").set(budget)
+        _series(MEMORY_BUDGET, "vram" if device == "cuda" else "ram").set(budget)
 
 
 def image_fetched(outcome: str) -> None:
-    IMAGE_FETCHES.labels(outcome).inc()
+    _series(IMAGE_FETCHES, outcome).inc()
 
 
 def fast_lane(answered: bool) -> None:
-    FAST_LANE.labels("answered" if answered else "passed").inc()
+    _series(FAST_LANE, "answered" if answered else "passed").inc()
 
 
 # -- exposition ----------------------------------------------------------------------------------
