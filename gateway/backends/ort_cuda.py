@@ -9,7 +9,6 @@ the tool cannot convert runs in fp32, and the placement says so.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from gateway.backends.base import BackendSession, GraphInfo, Placement
+from gateway.backends.base import BackendSession, GraphInfo, Placement, file_cache_key
 from gateway.backends.buckets import pad_feed, trim_outputs
 from gateway.backends.ort_cpu import OrtCpuBackend, ProviderList, ort_graph_info
 
@@ -114,9 +113,7 @@ class OrtCudaBackend(OrtCpuBackend):
         return [(CUDA_PROVIDER, dict(CUDA_OPTIONS)), "CPUExecutionProvider"]
 
     def fp16_path(self, path: Path) -> Path:
-        stat = path.stat()
-        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ort.__version__}|fp16"
-        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        digest = file_cache_key(path, ort.__version__, "fp16")
         folder = self.options.cache_dir or path.parent / ".fp16"
         return folder / f"{path.stem}-fp16-{digest}.onnx"
 

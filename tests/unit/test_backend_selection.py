@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 from gateway.backends.buckets import bucket_length, pad_feed, trim_outputs
+from gateway.backends.ort_cpu import OrtOptions
+from gateway.backends.ort_cuda import OrtCudaBackend
 from gateway.backends.selection import PlacementError, bf16_support, cpu_flags, place
 from gateway.batching import _Entry, _Job, cut_batch
 from gateway.registry import parse_entry
@@ -172,3 +175,15 @@ def test_auto_keeps_cross_encoders_in_fp32_where_bf16_moved_scores_too_far() -> 
     assert "2.1e-2" in chosen.reason
     asked = place("auto", "bf16", cuda=False, flags=AMX, openvino=True, kind="cross-encoder")
     assert asked.precision == "bf16"
+
+
+def test_fp16_conversions_are_keyed_like_every_graph_cache(tmp_path: Path) -> None:
+    """A replaced graph (same size, new mtime) gets a new fp16 file; an untouched one keeps its."""
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"graph one")
+    backend = OrtCudaBackend(OrtOptions(threads=1, spin=False, cache_dir=tmp_path / "cache"))
+    first = backend.fp16_path(graph)
+    assert first == backend.fp16_path(graph) and first.parent == tmp_path / "cache"
+    graph.write_bytes(b"graph two")  # same size
+    os.utime(graph, ns=(1, 1))
+    assert backend.fp16_path(graph) != first
