@@ -181,12 +181,13 @@ def cross_case(folder: Path, texts: Sequence[str]) -> Case:
     return Case("cross-encoder", spec, _paths(spec, folder), items)
 
 
-def _bucket_batches(items: list[Any], bucketed: bool, size: int = 32) -> list[list[int]]:
-    """Indices of batches as the batcher would draw them: same bucket when bucketed."""
+def _bucket_batches(items: list[Any], step: int | None, size: int = 32) -> list[list[int]]:
+    """Indices of batches as the batcher would draw them: same bucket (of `step`) when
+    bucketed, else any."""
     order = sorted(range(len(items)), key=lambda i: items[i].length)
     groups: dict[int, list[int]] = {}
     for index in order:
-        key = bucket_length(items[index].length) if bucketed else 0
+        key = bucket_length(items[index].length, step) if step is not None else 0
         groups.setdefault(key, []).append(index)
     return [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
 
@@ -219,7 +220,8 @@ def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
     items = case.items(encoder)
     alone = _flat([encoder.run([item])[0] for item in items])
     batched: list[np.ndarray] = [np.empty(0)] * len(items)
-    for batch in _bucket_batches(items, placement.bucketed):
+    step = placement.bucket_step if placement.bucketed else None
+    for batch in _bucket_batches(items, step):
         for index, out in zip(batch, encoder.run([items[i] for i in batch]), strict=True):
             batched[index] = np.asarray(out, dtype=np.float32)
     mixed = _flat(encoder.run(items))  # one batch of everything, padded to the longest
