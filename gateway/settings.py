@@ -105,7 +105,7 @@ class Settings:
     fast_lane: bool = setting(
         "GATEWAY_FAST_LANE",
         parse_bool,
-        "answer plain POST /api/embed and /v1/embeddings requests on a lean path beside the "
+        "answer plain POST /api/embed(dings) and /v1/embeddings requests on a lean path beside the "
         "web framework (same answers, ~0.13 ms less CPU each; see gateway/api/fast_lane.py)",
         True,
     )

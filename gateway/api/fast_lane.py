@@ -1,4 +1,4 @@
-"""The fast lane: plain POST /api/embed and /v1/embeddings requests on a lean ASGI path.
+"""The fast lane: plain POST /api/embed(dings) and /v1/embeddings requests on a lean ASGI path.
 
 Litestar's layers (CORS and exception middleware, routing, the guard, dependency injection,
 signature parsing, the response pipeline) cost ~0.13 ms of CPU per request. Measured with the
@@ -26,11 +26,11 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from gateway import metrics
+from gateway.api import ollama, openai
 from gateway.api.disconnect import Receive
 from gateway.api.errors import Family, error_answer
-from gateway.api.ollama import embed_answer
 from gateway.api.ollama_wire import EmbedBody
-from gateway.api.openai import EmbeddingsBody, embeddings_answer
+from gateway.api.ollama_wire import EmbeddingsBody as LegacyBody
 from gateway.api.responses import truncated_headers
 from gateway.auth.guard import Authenticator, remember_key
 from gateway.services import EmbeddingService, EmbedResult
@@ -48,18 +48,26 @@ _ENCODER = msgspec.json.Encoder()
 @dataclass(frozen=True)
 class LaneRoute(Generic[B]):
     family: Family
-    # strict=False: Litestar's own coercion rules, so a body decodes here as it does there.
     decoder: msgspec.json.Decoder[B]
     answer: Answer[B]
 
 
 def lane_routes() -> dict[str, LaneRoute[Any]]:
-    ollama = LaneRoute("ollama", msgspec.json.Decoder(EmbedBody, strict=False), embed_answer)
-    openai = LaneRoute(
-        "openai", msgspec.json.Decoder(EmbeddingsBody, strict=False), embeddings_answer
-    )
+    embed = LaneRoute("ollama", _decoder(EmbedBody), ollama.embed_answer)
+    legacy = LaneRoute("ollama", _decoder(LegacyBody), ollama.embeddings_answer)
+    embeddings = LaneRoute("openai", _decoder(openai.EmbeddingsBody), openai.embeddings_answer)
     # /embeddings: Infinity's unprefixed alias of the OpenAI route.
-    return {"/api/embed": ollama, "/v1/embeddings": openai, "/embeddings": openai}
+    return {
+        "/api/embed": embed,
+        "/api/embeddings": legacy,
+        "/v1/embeddings": embeddings,
+        "/embeddings": embeddings,
+    }
+
+
+def _decoder(body: type[B]) -> msgspec.json.Decoder[B]:
+    # strict=False: Litestar's own coercion rules, so a body decodes here as it does there.
+    return msgspec.json.Decoder(body, strict=False)
 
 
 class _Replay:

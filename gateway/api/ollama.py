@@ -78,20 +78,7 @@ class OllamaController(Controller):
         embedding: NamedDependency[EmbeddingService],
         request: AnyRequest,
     ) -> Response[EmbeddingsResponse]:
-        inputs = [data.prompt] if data.prompt else []
-        work = embedding.embed(
-            EmbedRequest(
-                model=data.model,
-                inputs=inputs,
-                context_length=context_option(data.options),
-                keep_alive=keep_alive_seconds(data.keep_alive),
-                normalize=False,
-                input_param="prompt",
-                input_listed=False,
-            )
-        )
-        result = await unless_disconnected(request.receive, work)
-        return embedded(EmbeddingsResponse(result.vectors[0].tolist() if inputs else []), result)
+        return embedded(*await embeddings_answer(data, embedding, request.receive))
 
 
 async def embed_answer(
@@ -125,6 +112,26 @@ async def embed_answer(
         prompt_eval_count=result.prompt_tokens,
     )
     return body, result
+
+
+async def embeddings_answer(
+    data: EmbeddingsBody, embedding: EmbeddingService, receive: Receive
+) -> tuple[EmbeddingsResponse, EmbedResult]:
+    """POST /api/embeddings' answer (the handler's, and the fast lane's)."""
+    inputs = [data.prompt] if data.prompt else []
+    work = embedding.embed(
+        EmbedRequest(
+            model=data.model,
+            inputs=inputs,
+            context_length=context_option(data.options),
+            keep_alive=keep_alive_seconds(data.keep_alive),
+            normalize=False,
+            input_param="prompt",
+            input_listed=False,
+        )
+    )
+    result = await unless_disconnected(receive, work)
+    return EmbeddingsResponse(result.vectors[0].tolist() if inputs else []), result
 
 
 def ollama_router(services: Services) -> Router:

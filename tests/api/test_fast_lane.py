@@ -145,6 +145,12 @@ CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
      _json({"model": MODEL, "input": "a", "encoding_format": "int8"}), AUTH, True),
     ("openai bad item", "/v1/embeddings", _json({"model": MODEL, "input": [{"x": 1}]}), AUTH, True),
     ("infinity alias", "/embeddings", _json({"model": MODEL, "input": "a"}), AUTH, True),
+    ("legacy prompt", "/api/embeddings", _json({"model": MODEL, "prompt": "hello"}), AUTH, True),
+    ("legacy no prompt", "/api/embeddings", _json({"model": MODEL}), AUTH, True),
+    ("legacy unknown model", "/api/embeddings", _json({"model": "nope", "prompt": "hi"}), AUTH,
+     True),
+    ("legacy wrong type", "/api/embeddings", _json({"model": MODEL, "prompt": ["a"]}), AUTH,
+     False),
     # Litestar's to answer:
     ("broken JSON", "/api/embed", b'{"model": "all-minilm", "input": ', AUTH, False),
     ("wrong type", "/api/embed", _json({"model": MODEL, "input": 5}), AUTH, False),
