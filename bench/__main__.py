@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sentences", type=int, help="use the first N of the 2,000 sentences")
     parser.add_argument("--passages", type=int, help="use the first N of the 300 passages")
     parser.add_argument(
-        "--latency-requests", type=int, help="single-text requests per rep (60; --quick: 10)"
+        "--latency-requests", type=int, help="single-text requests per rep (200; --quick: 10)"
     )
     parser.add_argument("--raw-batch", type=int, default=32, help="raw ORT batch (%(default)s)")
     parser.add_argument(
@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if any("=" not in kv for kv in args.gateway_env):
         parser.error("--gateway-env takes KEY=VALUE")
     args.reps = args.reps or (1 if args.quick else 3)
-    args.latency_requests = args.latency_requests or (10 if args.quick else 60)
+    args.latency_requests = args.latency_requests or (10 if args.quick else 200)
     return args
 
 
