@@ -6,15 +6,19 @@ its compile options and (as measured with 2026.4) the file's size, not its conte
 file replaced by another of the same size was served from the old entry. So each graph gets a
 cache folder of its own, keyed like the ONNX Runtime cache (path, size, mtime, versions), and a
 load that computes non-finite numbers for a probe input (probe.py) drops that folder and
-compiles once more before it gives up. Sequence inputs are padded to shape buckets (buckets.py):
-OpenVINO picks kernels by shape, and bucketing is what keeps a text's vector independent of its
-batch-mates.
+compiles once more before it gives up. A folder is named `<stem>-<owner>-<key>` (owner: the
+graph's place and precision); a new compile drops the owner's older folders (a replaced file, a
+new OpenVINO) and what earlier layouts left, so the cache holds one compile per graph.
+Sequence inputs are padded to shape buckets (buckets.py): OpenVINO picks kernels by shape, and
+bucketing is what keeps a text's vector independent of its batch-mates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -38,6 +42,8 @@ from gateway.backends.probe import non_finite_outputs
 from gateway.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
+# A folder name of the per-graph layout before owners (`<stem>-<key>`), not `<stem>-<owner>-<key>`.
+_SECOND_LAYOUT = re.compile(r"(?!.*-[0-9a-f]{8}-[0-9a-f]{16}$).+-[0-9a-f]{16}")
 
 OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -51,6 +57,23 @@ def _tensor_info(port: Any) -> TensorInfo:
     element = port.get_element_type().get_type_name()  # f32, i64, ...
     onnx_type = {"f32": "tensor(float)", "f16": "tensor(float16)", "i64": "tensor(int64)"}
     return TensorInfo(port.get_any_name(), shape, onnx_type.get(element, f"tensor({element})"))
+
+
+def drop_stale_compiles(folder: Path) -> None:
+    """Before `folder` is first written: remove its owner's other folders (older files or
+    OpenVINO versions), blobs of the first, flat layout and folders of the second
+    (`<stem>-<key>`), none of which a load reads any more."""
+    if not folder.parent.is_dir():
+        return
+    owner = folder.name.rsplit("-", 1)[0] + "-"
+    for entry in folder.parent.iterdir():
+        if entry.is_dir() and (
+            entry.name.startswith(owner) or _SECOND_LAYOUT.fullmatch(entry.name)
+        ):
+            log.info("dropping a stale OpenVINO compile: %s", entry.name)
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_file() and entry.suffix == ".blob":
+            entry.unlink(missing_ok=True)
 
 
 class OpenVinoSession(BackendSession):
@@ -153,12 +176,15 @@ class OpenVinoBackend(Backend):
         """This graph's own compiled-model cache (see the module's docstring), or None."""
         if self.options.cache_dir is None:
             return None
+        owner = hashlib.sha256(f"{path.resolve()}|{precision}".encode()).hexdigest()[:8]
         key = file_cache_key(path, precision, self.ov.get_version())
-        return self.options.cache_dir / f"{path.stem}-{key}"
+        return self.options.cache_dir / f"{path.stem}-{owner}-{key}"
 
     def _compile(self, path: Path, placement: Placement, cache: Path | None) -> OpenVinoSession:
         config = self.config(placement.precision)
         if cache is not None:
+            if not cache.is_dir():
+                drop_stale_compiles(cache)
             cache.mkdir(parents=True, exist_ok=True)
             config["CACHE_DIR"] = str(cache)
         # With CACHE_DIR set, compiling from the path lets OpenVINO skip the ONNX import

@@ -53,6 +53,32 @@ def test_a_replaced_graph_of_the_same_size_is_compiled_afresh(tmp_path: Path) ->
     write_graph(graph, 3.0, mtime_ns=1_000_000_001_000_000_000)  # a new file, one second later
     assert graph.stat().st_size == size  # OpenVINO alone would serve the old graph here
     assert np.all(output(backend, graph) == 3.0)
+    folder = backend.cache_folder(graph, "bf16")
+    assert folder is not None
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]  # the old one went
+
+
+def test_a_new_compile_drops_what_older_layouts_left_and_keeps_other_graphs(
+    tmp_path: Path,
+) -> None:
+    cache = tmp_path / "cache"
+    backend = OpenVinoBackend(OpenVinoOptions(2, cache))
+    other, graph = tmp_path / "other.onnx", tmp_path / "model.onnx"
+    write_graph(other, 5.0)
+    write_graph(graph, 2.0)
+    assert np.all(output(backend, other) == 5.0)
+    kept = backend.cache_folder(other, "bf16")
+    assert kept is not None and kept.is_dir()
+    flat_blob = cache / "7942739530615919593.blob"  # the first layout: one flat folder
+    flat_blob.write_bytes(b"old compile")
+    second_layout = cache / "model-0123456789abcdef"  # the second: <stem>-<key>
+    second_layout.mkdir()
+    (second_layout / "1.blob").write_bytes(b"old compile")
+    assert np.all(output(backend, graph) == 2.0)
+    folder = backend.cache_folder(graph, "bf16")
+    assert folder is not None
+    assert sorted(p.name for p in cache.iterdir()) == sorted([kept.name, folder.name])
+    assert np.all(output(backend, other) == 5.0)  # still served from its own folder
 
 
 def test_a_cached_graph_that_computes_nan_is_compiled_again(
