@@ -202,9 +202,9 @@ class Batcher:
         (a drain task took two more turns each way: ~0.1 ms on the one-text path).
         """
         self._pending = [e for e in self._pending if not e.job.future.done()]
-        metrics.queue_depth(self.encoder.spec.name, len(self._pending))
         if not self._pending or self._closed:
             self._on_device = False
+            metrics.queue_depth(self.encoder.spec.name, len(self._pending))
             return
         window = self._pending[: self.max_batch_size * WINDOW_BATCHES]
         batch = cut_batch(

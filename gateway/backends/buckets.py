@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gateway.backends.base import Placement
+
 # (up to this length, step): 8-token steps to 64, then 16 to 128, 32 to 256, 64 to 512, 128.
 STEPS = ((64, 8), (128, 16), (256, 32), (512, 64))
 LAST_STEP = 128
@@ -65,6 +67,16 @@ def pad_feed(feed: dict[str, np.ndarray], step: int = 8) -> tuple[dict[str, np.n
         wider[:, :length] = array
         out[name] = wider
     return out, length, padded
+
+
+def pad_for(
+    placement: Placement, feed: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], int, int]:
+    """`pad_feed` with the placement's step when it is bucketed; the feed as it is otherwise.
+    Sessions pad here, and the batcher cuts with the same step, so the two always agree."""
+    if not placement.bucketed:
+        return feed, 0, 0
+    return pad_feed(feed, placement.bucket_step)
 
 
 def trim_outputs(outputs: Sequence[np.ndarray], length: int, padded: int) -> list[np.ndarray]:

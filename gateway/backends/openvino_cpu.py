@@ -37,7 +37,7 @@ from gateway.backends.base import (
     file_cache_key,
     uses_dynamic_quantization,
 )
-from gateway.backends.buckets import pad_feed, trim_outputs
+from gateway.backends.buckets import pad_for, trim_outputs
 from gateway.backends.probe import non_finite_outputs
 from gateway.errors import ModelLoadError
 
@@ -97,10 +97,7 @@ class OpenVinoSession(BackendSession):
         self, output_names: Sequence[str] | None, feed: dict[str, np.ndarray]
     ) -> list[np.ndarray]:
         names = list(output_names or self._info.output_names)
-        if self.placement.bucketed:
-            feed, length, padded = pad_feed(feed, self.placement.bucket_step)
-        else:
-            length = padded = 0
+        feed, length, padded = pad_for(self.placement, feed)
         with self._lock:
             results = self.request.infer(feed, share_inputs=False)
             # The request reuses its output buffers on the next run: copy out now.

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from gateway.backends.base import BackendSession, GraphInfo, Placement, file_cache_key
-from gateway.backends.buckets import pad_feed, trim_outputs
+from gateway.backends.buckets import pad_for, trim_outputs
 from gateway.backends.ort_cpu import OrtCpuBackend, ProviderList, ort_graph_info
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,8 @@ class CudaSession(BackendSession):
         self, output_names: Sequence[str] | None, feed: dict[str, np.ndarray]
     ) -> list[np.ndarray]:
         names = list(output_names or self._info.output_names)
-        length = padded = 0
-        if self.placement.bucketed:
-            # GPU kernels are chosen by shape too: one padded length per bucket (buckets.py).
-            feed, length, padded = pad_feed(feed)
+        # GPU kernels are chosen by shape too: one padded length per bucket (buckets.py).
+        feed, length, padded = pad_for(self.placement, feed)
         if not self.on_gpu:
             return trim_outputs(self.session.run(names, feed), length, padded)
         binding = self.session.io_binding()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.backends.buckets import bucket_length, pad_feed, trim_outputs
+from gateway.backends.buckets import bucket_length, pad_feed, pad_for, trim_outputs
 from gateway.backends.ort_cpu import OrtOptions
 from gateway.backends.ort_cuda import OrtCudaBackend
 from gateway.backends.selection import PlacementError, bf16_support, cpu_flags, place
@@ -130,6 +130,17 @@ def test_bf16_on_amx_asks_for_16_token_steps_and_fp32_keeps_8() -> None:
     assert (fp32.precision, fp32.bucket_step) == ("fp32", 8)
     ids = np.ones((2, 20), dtype=np.int64)
     assert pad_feed({"input_ids": ids}, 16)[0]["input_ids"].shape == (2, 32)
+
+
+def test_sessions_pad_with_their_placements_step() -> None:
+    ids = np.ones((2, 20), dtype=np.int64)
+    amx = place("auto", "auto", cuda=False, flags=AMX, openvino=True)
+    padded, length, width = pad_for(amx, {"input_ids": ids})
+    assert (length, width) == (20, 32) and padded["input_ids"].shape == (2, 32)
+    assert bucket_length(20, amx.bucket_step) == 32  # what the batcher cuts with
+    exact = place("auto", "fp32", cuda=False, flags=AMX, openvino=True)
+    assert not exact.bucketed
+    assert pad_for(exact, {"input_ids": ids})[0]["input_ids"] is ids
 
 
 def test_pad_feed_pads_token_inputs_and_trim_restores_the_length() -> None:
