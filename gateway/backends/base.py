@@ -8,7 +8,10 @@ load a graph (precision, device, on-disk cache) and how they run it; encoders do
 from __future__ import annotations
 
 import hashlib
+import logging
 import mmap
+import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 BackendName = Literal["onnxruntime", "openvino"]
 Precision = Literal["fp32", "bf16", "int8", "fp16"]
@@ -130,3 +135,54 @@ def file_cache_key(path: Path, *versions: str) -> str:
     stat = path.stat()
     parts = [str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns), *versions]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def cache_file(
+    folder: Path, path: Path, label: str, *, versions: Sequence[str], beside: Sequence[str] = ()
+) -> Path:
+    """Where a graph derived from the file at `path` is cached: `<stem>-<label>-<owner>-<key>.onnx`.
+
+    The owner (8 hex) names the source file, `label` and what tells apart entries that may live
+    side by side (`beside`: the providers, the CPU); the key (16 hex) adds its version
+    (`file_cache_key`: size, mtime) and the runtime's (`versions`). A new key under an old owner
+    is a replaced file or a new runtime, and the old entry is stale (`drop_stale_cache_files`).
+    """
+    owner = hashlib.sha256("|".join([str(path.resolve()), label, *beside]).encode()).hexdigest()
+    key = file_cache_key(path, *versions, *beside)
+    return folder / f"{path.stem}-{label}-{owner[:8]}-{key}.onnx"
+
+
+def drop_stale_cache_files(entry: Path, first_layout: str) -> None:
+    """Before `entry` (from `cache_file`) is written: remove its owner's other entries and what
+    was cached from them (`<their stem>-...`), names of the first layout
+    (`<first_layout><16 hex>.onnx`, never read again), and partial writes left by processes
+    that are gone."""
+    if not entry.parent.is_dir():
+        return
+    owner = entry.name[: -len("-0123456789abcdef.onnx")] + "-"
+    first = re.compile(re.escape(first_layout) + r"[0-9a-f]{16}\.onnx")
+    files = [f for f in entry.parent.iterdir() if f.is_file() and f != entry]
+    stale_stems = []
+    for other in files:
+        name = other.name
+        if name.endswith(".partial.onnx"):
+            stale = name.startswith(owner) and not _process_alive(name.split(".")[-3])
+        else:
+            stale = name.startswith(owner) or bool(first.fullmatch(name))
+        if stale:
+            stale_stems.append(f"{other.stem}-")
+    for other in files:
+        if other.name.startswith(tuple(stale_stems)) or f"{other.stem}-" in stale_stems:
+            log.info("dropping a stale cached graph: %s", other.name)
+            other.unlink(missing_ok=True)
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether the process that named a partial write is still running (it may be writing)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):  # not a pid, or another user's live process
+        return True
+    return True

@@ -18,7 +18,8 @@ from gateway.backends.base import (
     GraphInfo,
     Placement,
     TensorInfo,
-    file_cache_key,
+    cache_file,
+    drop_stale_cache_files,
     uses_dynamic_quantization,
 )
 
@@ -78,7 +79,8 @@ class OrtOptions:
 class OrtCpuBackend(Backend):
     """Creates sessions; the graph optimized at the highest level is written to the cache on
     first load and loaded as is afterwards (a BERT-base load: ~1.8 s -> ~0.5 s here). The cache
-    key holds everything the optimized graph depends on: file, ORT version, providers, CPU."""
+    key holds everything the optimized graph depends on: file, ORT version, providers, CPU; a
+    new entry replaces the file's older ones (`drop_stale_cache_files`)."""
 
     def __init__(self, options: OrtOptions) -> None:
         self.options = options
@@ -103,8 +105,13 @@ class OrtCpuBackend(Backend):
     def optimized_path(self, path: Path) -> Path | None:
         if self.options.cache_dir is None:
             return None
-        digest = file_cache_key(path, ort.__version__, repr(self.providers()), cpu_model_name())
-        return self.options.cache_dir / f"{path.stem}-{digest}.onnx"
+        return cache_file(
+            self.options.cache_dir,
+            path,
+            "opt",
+            versions=[ort.__version__],
+            beside=[repr(self.providers()), cpu_model_name()],
+        )
 
     def load(self, path: Path, placement: Placement) -> BackendSession:
         return OrtSession(self.create(path), placement, path)
@@ -122,6 +129,7 @@ class OrtCpuBackend(Backend):
         options = self.session_options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         if cached is None or path.stat().st_size > MAX_CACHED_GRAPH_BYTES:
             return ort.InferenceSession(str(path), options, providers=providers)
+        drop_stale_cache_files(cached, first_layout=f"{path.stem}-")
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_name(f"{cached.stem}.{os.getpid()}.partial.onnx")
         options.optimized_model_filepath = str(partial)

@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from gateway.backends.base import BackendSession, GraphInfo, Placement, file_cache_key
+from gateway.backends.base import (
+    BackendSession,
+    GraphInfo,
+    Placement,
+    cache_file,
+    drop_stale_cache_files,
+)
 from gateway.backends.buckets import pad_for, trim_outputs
 from gateway.backends.ort_cpu import OrtCpuBackend, ProviderList, ort_graph_info
 
@@ -111,9 +117,8 @@ class OrtCudaBackend(OrtCpuBackend):
         return [(CUDA_PROVIDER, dict(CUDA_OPTIONS)), "CPUExecutionProvider"]
 
     def fp16_path(self, path: Path) -> Path:
-        digest = file_cache_key(path, ort.__version__, "fp16")
         folder = self.options.cache_dir or path.parent / ".fp16"
-        return folder / f"{path.stem}-fp16-{digest}.onnx"
+        return cache_file(folder, path, "fp16", versions=[ort.__version__])
 
     def graph_for(self, path: Path, placement: Placement) -> tuple[Path, Placement]:
         """The file to load for `placement`: an fp16 conversion, or the original graph."""
@@ -122,6 +127,7 @@ class OrtCudaBackend(OrtCpuBackend):
         target = self.fp16_path(path)
         if target.is_file():
             return target, placement
+        drop_stale_cache_files(target, first_layout=f"{path.stem}-fp16-")
         try:
             convert_to_fp16(path, target)
         except Exception as exc:  # an op the tool cannot convert, or onnx missing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
+from gateway.backends.ort_cpu import OrtCpuBackend, OrtOptions
+from gateway.backends.ort_cuda import OrtCudaBackend
 from gateway.encoders import EncodeOptions
 from gateway.encoders.text import TextEncoder
 from gateway.registry import TextModelSpec, parse_entry
@@ -55,6 +59,77 @@ def test_a_damaged_cache_entry_is_rebuilt(default_model_dir: Path, tmp_path: Pat
     _, rebuilt = encoder_for(default_model_dir, runtime)
     assert entry.stat().st_size > 1_000_000
     assert np.array_equal(pooled(rebuilt), pooled(reference))
+
+
+def _copy_model(source: Path, folder: Path) -> Path:
+    folder.mkdir()
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copyfile(source / name, folder / name)
+    return folder
+
+
+def _replace(graph: Path) -> None:
+    """The same file written again: a new mtime, so a new cache key."""
+    graph.write_bytes(graph.read_bytes())
+    os.utime(graph, ns=(graph.stat().st_atime_ns, graph.stat().st_mtime_ns + 10**9))
+
+
+def test_a_replaced_graph_leaves_one_cached_entry(default_model_dir: Path, tmp_path: Path) -> None:
+    """A new entry drops its file's older ones, first-layout names and dead partial writes; other
+    files' entries (same stem, other folder) and a live process's partial write stay."""
+    one = _copy_model(default_model_dir, tmp_path / "one")
+    two = _copy_model(default_model_dir, tmp_path / "two")
+    cache = tmp_path / "cache"
+    runtime = Runtime(cache_dir=cache)
+    _, first = encoder_for(one, runtime)
+    encoder_for(two, runtime)
+    (old_one,) = [p for p in cache.glob("*.onnx") if p.name.startswith(_owner(one, runtime))]
+    (other,) = [p for p in cache.glob("*.onnx") if p != old_one]
+    first_layout = cache / "model-0123456789abcdef.onnx"
+    dead = cache / f"{old_one.stem}.{2**22 + 12345}.partial.onnx"  # past pid_max: gone
+    live = cache / f"{old_one.stem}.{os.getpid()}.partial.onnx"
+    for planted in (first_layout, dead, live):
+        planted.write_bytes(b"left behind")
+    _replace(one / "model.onnx")
+    _, second = encoder_for(one, runtime)
+    (new_one,) = [
+        p
+        for p in cache.glob("*.onnx")
+        if p.name.startswith(_owner(one, runtime)) and not p.name.endswith(".partial.onnx")
+    ]
+    assert new_one != old_one
+    assert sorted(cache.iterdir()) == sorted([new_one, other, live])
+    assert np.array_equal(pooled(first), pooled(second))
+
+
+def _owner(model_dir: Path, runtime: Runtime) -> str:
+    """`<stem>-opt-<owner>-` of the model's optimized-graph entries."""
+    backend = OrtCpuBackend(OrtOptions(runtime.threads, runtime.spin, runtime.cache_dir))
+    entry = backend.optimized_path(model_dir / "model.onnx")
+    assert entry is not None
+    return entry.name[: -len("0123456789abcdef.onnx")]
+
+
+def test_a_replaced_graph_leaves_one_fp16_conversion(
+    default_model_dir: Path, tmp_path: Path
+) -> None:
+    """The CUDA path's fp16 conversions (run here on the CPU-only onnxruntime): a new one drops
+    the file's older one and what was cached from it."""
+    model = _copy_model(default_model_dir, tmp_path / "model")
+    graph = model / "model.onnx"
+    cache = tmp_path / "cache"
+    backend = OrtCudaBackend(OrtOptions(threads=2, spin=False, cache_dir=cache))
+    placement = Runtime(assume_cuda=True, backend="onnxruntime", precision="fp16").placement()
+    backend.load(graph, placement)
+    old = backend.fp16_path(graph)
+    derived = [p for p in cache.iterdir() if p != old]
+    assert old.is_file() and derived  # the fp16 graph and its optimized form
+    _replace(graph)
+    backend.load(graph, placement)
+    new = backend.fp16_path(graph)
+    assert new != old and new.is_file()
+    assert not old.exists() and not any(p.exists() for p in derived)
+    assert len(list(cache.iterdir())) == 2
 
 
 def _quantize_dynamic(folder: Path) -> None:
