@@ -1,4 +1,4 @@
-"""The fast lane: plain POST /api/embed(dings) and /v1/embeddings requests on a lean ASGI path.
+"""The fast lane: plain embedding requests (Ollama's, OpenAI's, TEI's) on a lean ASGI path.
 
 Litestar's layers (CORS and exception middleware, routing, the guard, dependency injection,
 signature parsing, the response pipeline) cost ~0.13 ms of CPU per request. Measured with the
@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from gateway import metrics
-from gateway.api import ollama, openai
+from gateway.api import ollama, openai, tei
 from gateway.api.disconnect import Receive
 from gateway.api.errors import Family, error_answer
 from gateway.api.ollama_wire import EmbedBody
@@ -40,7 +40,8 @@ Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 B = TypeVar("B")
-Answer = Callable[[B, EmbeddingService, Receive], Awaitable[tuple[msgspec.Struct, EmbedResult]]]
+# The route's answer (a struct or TEI's bare list of vectors) and the result it came from.
+Answer = Callable[[B, EmbeddingService, Receive], Awaitable[tuple[Any, EmbedResult]]]
 
 _ENCODER = msgspec.json.Encoder()
 
@@ -56,12 +57,17 @@ def lane_routes() -> dict[str, LaneRoute[Any]]:
     embed = LaneRoute("ollama", _decoder(EmbedBody), ollama.embed_answer)
     legacy = LaneRoute("ollama", _decoder(LegacyBody), ollama.embeddings_answer)
     embeddings = LaneRoute("openai", _decoder(openai.EmbeddingsBody), openai.embeddings_answer)
+    # TEI's body (`inputs`) on /embed and POST /; nomic-api-rs's (`input`) does not decode
+    # as it, so Litestar, which picks the shape by the body, answers that one.
+    tei_embed = LaneRoute("tei", _decoder(tei.TeiEmbedBody), tei.tei_embed_answer)
     # /embeddings: Infinity's unprefixed alias of the OpenAI route.
     return {
         "/api/embed": embed,
         "/api/embeddings": legacy,
         "/v1/embeddings": embeddings,
         "/embeddings": embeddings,
+        "/embed": tei_embed,
+        "/": tei_embed,
     }
 
 

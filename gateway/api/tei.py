@@ -25,14 +25,20 @@ from litestar.params import JSONBody
 
 from gateway.api.bodies import convert, json_body
 from gateway.api.deps import provide
-from gateway.api.disconnect import unless_disconnected
+from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import TEI_ERRORS
 from gateway.api.native import EmbedBody, EmbedResponse, embed_one
 from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded, with_truncated
 from gateway.errors import EmptyInput, InvalidRequest
 from gateway.inputs import TextInput
-from gateway.services import EmbeddingService, EmbedRequest, Services, TokenService
+from gateway.services import (
+    EmbeddingService,
+    EmbedRequest,
+    EmbedResult,
+    Services,
+    TokenService,
+)
 from gateway.token_ids import token_rows
 
 Inputs = str | list[str]
@@ -101,9 +107,10 @@ def check_direction(direction: str) -> None:
         )
 
 
-async def tei_embed(
-    data: TeiEmbedBody, embedding: EmbeddingService, request: Request[Any, Any, Any]
-) -> Response[list[list[float]]]:
+async def tei_embed_answer(
+    data: TeiEmbedBody, embedding: EmbeddingService, receive: Receive
+) -> tuple[list[list[float]], EmbedResult]:
+    """POST /embed's answer to TEI's body (the handler's, and the fast lane's)."""
     check_direction(data.truncation_direction)
     if data.inputs == []:  # as TEI: an empty batch is refused ("Empty"), not answered with []
         raise EmptyInput("inputs cannot be empty", param="inputs")
@@ -119,8 +126,8 @@ async def tei_embed(
             input_listed=isinstance(data.inputs, list),
         )
     )
-    result = await unless_disconnected(request.receive, work)
-    return embedded(result.vectors.tolist(), result)
+    result = await unless_disconnected(receive, work)
+    return result.vectors.tolist(), result
 
 
 # TEI's bare list of vectors, or nomic-api-rs's object: the body decides.
@@ -134,8 +141,10 @@ async def embed_by_body(
     given the server's URL): TEI's body has `inputs`, nomic-api-rs's has `input`."""
     raw = await json_body(request)
     if isinstance(raw, dict) and "inputs" in raw:
-        tei = await tei_embed(convert(raw, TeiEmbedBody), embedding, request)
-        return cast(EmbedAnswer, tei)
+        vectors, result = await tei_embed_answer(
+            convert(raw, TeiEmbedBody), embedding, request.receive
+        )
+        return cast(EmbedAnswer, embedded(vectors, result))
     return cast(EmbedAnswer, await embed_one(convert(raw, EmbedBody), embedding, request))
 
 

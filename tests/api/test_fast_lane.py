@@ -29,7 +29,7 @@ ORIGIN = "https://app.example.com"
 MAX_BODY = 32768
 # Differ between any two answers, so they are left out of the comparison.
 VOLATILE_HEADERS = {"date", "x-request-id", "content-length"}
-VOLATILE_FIELDS = {"total_duration", "load_duration"}
+VOLATILE_FIELDS = {"total_duration", "load_duration", "time_ms"}
 
 
 @dataclass
@@ -151,7 +151,22 @@ CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
      True),
     ("legacy wrong type", "/api/embeddings", _json({"model": MODEL, "prompt": ["a"]}), AUTH,
      False),
+    ("tei one string", "/embed", _json({"inputs": "hello there"}), AUTH, True),
+    ("tei a list", "/embed", _json({"inputs": ["a", "b c"], "model": MODEL}), AUTH, True),
+    ("tei root", "/", _json({"inputs": "hi"}), AUTH, True),
+    ("tei not normalized", "/embed", _json({"inputs": "hi", "normalize": False}), AUTH, True),
+    ("tei prompt_name", "/embed", _json({"inputs": "hi", "prompt_name": "query"}), AUTH, True),
+    ("tei unknown prompt_name", "/embed", _json({"inputs": "hi", "prompt_name": "nope"}), AUTH,
+     True),
+    ("tei empty batch", "/embed", _json({"inputs": []}), AUTH, True),
+    ("tei left truncation", "/embed", _json({"inputs": "hi", "truncation_direction": "left"}),
+     AUTH, True),
+    ("tei too long", "/embed", _json({"inputs": LONG, "truncate": False}), AUTH, True),
+    ("tei cut", "/embed", _json({"inputs": [LONG, "x"]}), AUTH, True),
     # Litestar's to answer:
+    ("nomic-api-rs body", "/embed", _json({"input": "hi", "model": MODEL}), AUTH, False),
+    ("tei wrong type", "/embed", _json({"inputs": 5}), AUTH, False),
+    ("tei browser", "/", _json({"inputs": "hi"}), {**AUTH, "Origin": ORIGIN}, False),
     ("broken JSON", "/api/embed", b'{"model": "all-minilm", "input": ', AUTH, False),
     ("wrong type", "/api/embed", _json({"model": MODEL, "input": 5}), AUTH, False),
     ("missing model", "/v1/embeddings", _json({"input": "a"}), AUTH, False),
