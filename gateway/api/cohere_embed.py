@@ -29,7 +29,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from gateway.api.deps import provide
-from gateway.api.disconnect import unless_disconnected
+from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded
@@ -198,12 +198,25 @@ def response_of(
     )
 
 
-async def cohere_embed(
-    body: CohereEmbedBody,
-    embedding: EmbeddingService,
-    request: Request[Any, Any, Any],
-    version: str,
-) -> Response[CohereEmbedResponse]:
+async def cohere_v1_answer(
+    body: CohereEmbedBody, embedding: EmbeddingService, receive: Receive
+) -> tuple[CohereEmbedResponse, EmbedResult]:
+    """POST /v1/embed's answer (the handler's, and the fast lane's)."""
+    return await _answer(body, embedding, receive, "1")
+
+
+async def cohere_v2_answer(
+    body: CohereEmbedBody, embedding: EmbeddingService, receive: Receive
+) -> tuple[CohereEmbedResponse, EmbedResult]:
+    """POST /v2/embed's answer: v2 names its model."""
+    if not body.model:
+        raise InvalidRequest("model is required", param="model")
+    return await _answer(body, embedding, receive, "2")
+
+
+async def _answer(
+    body: CohereEmbedBody, embedding: EmbeddingService, receive: Receive, version: str
+) -> tuple[CohereEmbedResponse, EmbedResult]:
     inputs, field = inputs_of(body)
     if not inputs:
         raise InvalidRequest(f"{field} must not be empty", param=field)
@@ -219,9 +232,9 @@ async def cohere_embed(
             input_param=field,
         )
     )
-    result = await unless_disconnected(request.receive, work)
+    result = await unless_disconnected(receive, work)
     by_type = version == "2" or body.embedding_types is not None
-    return embedded(response_of(result, kinds, inputs, version=version, by_type=by_type), result)
+    return response_of(result, kinds, inputs, version=version, by_type=by_type), result
 
 
 class CohereEmbedController(Controller):
@@ -235,7 +248,7 @@ class CohereEmbedController(Controller):
         embedding: NamedDependency[EmbeddingService],
         request: Request[Any, Any, Any],
     ) -> Response[CohereEmbedResponse]:
-        return await cohere_embed(data, embedding, request, "1")
+        return embedded(*await cohere_v1_answer(data, embedding, request.receive))
 
     @post("/v2/embed", status_code=200, summary="Embed (Cohere v2)")
     async def embed_v2(
@@ -244,9 +257,7 @@ class CohereEmbedController(Controller):
         embedding: NamedDependency[EmbeddingService],
         request: Request[Any, Any, Any],
     ) -> Response[CohereEmbedResponse]:
-        if not data.model:
-            raise InvalidRequest("model is required", param="model")
-        return await cohere_embed(data, embedding, request, "2")
+        return embedded(*await cohere_v2_answer(data, embedding, request.receive))
 
 
 def cohere_embed_router(services: Services) -> Router:

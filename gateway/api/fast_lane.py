@@ -1,4 +1,4 @@
-"""The fast lane: plain embedding requests (Ollama's, OpenAI's, TEI's) on a lean ASGI path.
+"""The fast lane: plain embedding requests (Ollama's, OpenAI's, TEI's, Cohere's) on a lean path.
 
 Litestar's layers (CORS and exception middleware, routing, the guard, dependency injection,
 signature parsing, the response pipeline) cost ~0.13 ms of CPU per request. Measured with the
@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from gateway import metrics
-from gateway.api import ollama, openai, tei
+from gateway.api import cohere_embed, ollama, openai, tei
 from gateway.api.disconnect import Receive
 from gateway.api.errors import Family, error_answer
 from gateway.api.ollama_wire import EmbedBody
@@ -60,6 +60,12 @@ def lane_routes() -> dict[str, LaneRoute[Any]]:
     # TEI's body (`inputs`) on /embed and POST /; nomic-api-rs's (`input`) does not decode
     # as it, so Litestar, which picks the shape by the body, answers that one.
     tei_embed = LaneRoute("tei", _decoder(tei.TeiEmbedBody), tei.tei_embed_answer)
+    cohere_v1 = LaneRoute(
+        "openai", _decoder(cohere_embed.CohereEmbedBody), cohere_embed.cohere_v1_answer
+    )
+    cohere_v2 = LaneRoute(
+        "openai", _decoder(cohere_embed.CohereEmbedBody), cohere_embed.cohere_v2_answer
+    )
     # /embeddings: Infinity's unprefixed alias of the OpenAI route.
     return {
         "/api/embed": embed,
@@ -68,6 +74,8 @@ def lane_routes() -> dict[str, LaneRoute[Any]]:
         "/embeddings": embeddings,
         "/embed": tei_embed,
         "/": tei_embed,
+        "/v1/embed": cohere_v1,
+        "/v2/embed": cohere_v2,
     }
 
 

@@ -29,7 +29,7 @@ ORIGIN = "https://app.example.com"
 MAX_BODY = 32768
 # Differ between any two answers, so they are left out of the comparison.
 VOLATILE_HEADERS = {"date", "x-request-id", "content-length"}
-VOLATILE_FIELDS = {"total_duration", "load_duration", "time_ms"}
+VOLATILE_FIELDS = {"total_duration", "load_duration", "time_ms", "id"}
 
 
 @dataclass
@@ -163,7 +163,21 @@ CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
      AUTH, True),
     ("tei too long", "/embed", _json({"inputs": LONG, "truncate": False}), AUTH, True),
     ("tei cut", "/embed", _json({"inputs": [LONG, "x"]}), AUTH, True),
+    ("cohere v1", "/v1/embed", _json({"texts": ["hi", "there"]}), AUTH, True),
+    ("cohere v2", "/v2/embed",
+     _json({"model": MODEL, "texts": ["a", "b c"], "input_type": "search_query",
+            "embedding_types": ["float"]}), AUTH, True),
+    ("cohere v2 int8", "/v2/embed",
+     _json({"model": MODEL, "texts": ["a"], "embedding_types": ["int8", "ubinary"]}), AUTH, True),
+    ("cohere v2 inputs", "/v2/embed",
+     _json({"model": MODEL, "inputs": [{"content": [{"type": "text", "text": "hi"}]}]}), AUTH,
+     True),
+    ("cohere v2 no model", "/v2/embed", _json({"texts": ["hi"]}), AUTH, True),
+    ("cohere empty", "/v2/embed", _json({"model": MODEL, "texts": []}), AUTH, True),
+    ("cohere bad type", "/v2/embed",
+     _json({"model": MODEL, "texts": ["a"], "embedding_types": ["int4"]}), AUTH, True),
     # Litestar's to answer:
+    ("cohere wrong type", "/v2/embed", _json({"model": MODEL, "texts": "a"}), AUTH, False),
     ("nomic-api-rs body", "/embed", _json({"input": "hi", "model": MODEL}), AUTH, False),
     ("tei wrong type", "/embed", _json({"inputs": 5}), AUTH, False),
     ("tei browser", "/", _json({"inputs": "hi"}), {**AUTH, "Origin": ORIGIN}, False),
