@@ -138,6 +138,8 @@ class Runtime:
             graph = session.graph_info()  # reads the file again (dynamic quantization scan)
         except OSError as exc:  # deleted or unreadable, possibly while loading
             raise ModelLoadError(f"cannot read {path.name}: {exc.strerror}") from None
+        except ModelLoadError:  # the backend's own words (a probe's finding) already say it
+            raise
         except Exception as exc:  # backends raise several unrelated types for a bad file
             log.warning("cannot load %s: %s", path, exc)
             raise ModelLoadError(f"cannot load {path.name}: {runtime_cause(exc)}") from None

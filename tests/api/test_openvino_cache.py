@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from gateway.backends.base import Placement
 from gateway.backends.openvino_cpu import OpenVinoBackend, OpenVinoOptions
 from gateway.errors import ModelLoadError
+from gateway.runtime import Runtime
 
 BF16 = Placement("openvino", "cpu", "bf16", "test", bucketed=True)
 FEED = {"input_ids": np.ones((1, 8), np.int64), "attention_mask": np.ones((1, 8), np.int64)}
@@ -111,3 +112,14 @@ def test_a_graph_that_computes_nan_fails_to_load_clearly(tmp_path: Path) -> None
     for cache in (tmp_path / "cache", None):
         with pytest.raises(ModelLoadError, match=r"non-finite last_hidden_state.*precision fp32"):
             OpenVinoBackend(OpenVinoOptions(2, cache)).load(graph, BF16)
+
+
+def test_the_runtime_passes_the_probes_words_on(tmp_path: Path) -> None:
+    """Loaded through the Runtime, the refusal reads as the backend wrote it, not wrapped in a
+    second "cannot load model.onnx: ..."."""
+    graph = tmp_path / "model.onnx"
+    write_graph(graph, float("nan"))
+    runtime = Runtime(device="cpu", threads=2, backend="openvino", precision="bf16")
+    with pytest.raises(ModelLoadError) as caught:
+        runtime.load(graph)
+    assert caught.value.message.startswith("OpenVINO bf16 computes non-finite last_hidden_state")
