@@ -144,8 +144,8 @@ class Batcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
         self.measure_growth = measure_growth
-        # (rows, longest) shapes whose growth was measured: an arena grows when a shape is new,
-        # and reading /proc twice per run costs ~0.1 ms on the one-text path.
+        # (rows, padded length) shapes whose growth was measured: an arena grows when the shape
+        # it runs is new, and reading /proc twice per run costs ~0.1 ms on the one-text path.
         self._measured_shapes: set[tuple[int, int]] = set()
         self.stats = BatchStats()
         self.run_overhead = run_overhead or RunOverhead(DEFAULT_RUN_OVERHEAD_TOKENS, "default")
@@ -266,7 +266,8 @@ class Batcher:
         Timed here rather than around the await, which would add however long the event loop
         took to notice the result: that delay is not the run's cost.
         """
-        shape = (len(items), max(item.length for item in items))
+        longest = max(item.length for item in items)
+        shape = (len(items), self.bucket(longest) if self.bucket else longest)
         measure = self.measure_growth and shape not in self._measured_shapes
         before = process_anonymous() if measure else 0
         started = time.perf_counter()
