@@ -9,6 +9,7 @@ its registry memory_estimate; embedding with one model and then the other must e
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,19 @@ def _models(server: GatewayServer) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in rows}
 
 
-def eviction_scenario(dry_run: bool) -> dict[str, Any]:
-    device = "cpu" if dry_run else "cuda"
-    budget_setting = "GATEWAY_MAX_RAM" if dry_run else "GATEWAY_MAX_VRAM"
-    base_env = {
-        "GATEWAY_DEVICE": device,
-        "GATEWAY_BACKEND": "auto",
-        "GATEWAY_PRECISION": "auto",
-        "GATEWAY_CACHE_BYTES": "0",
-        "GATEWAY_KEEP_ALIVE": "-1",
-    }
-    folder = Path(tempfile.mkdtemp(prefix="gpu-check-evict-"))
+@dataclass
+class _Seen:
+    measured: dict[str, int]  # each model's memory_bytes, from a start with cached graphs
+    budget: int
+    before: dict[str, dict[str, Any]]  # /admin/models rows after the first model's load
+    after: dict[str, dict[str, Any]]  # and after the second's
+    health: dict[str, Any]
+    ps: dict[str, Any]
+    log_tail: str
+
+
+def _run_scenario(folder: Path, base_env: dict[str, str], budget_setting: str) -> _Seen:
+    """Measure both models' footprints, then load them under a budget that fits one."""
     registry = write_registry(folder / "measure.yaml", _entries(), default_model=FIRST)
     # Twice: the first start compiles and writes the graph caches, which costs memory the
     # later, cached loads do not take; the eviction server loads like the second one.
@@ -75,6 +78,23 @@ def eviction_scenario(dry_run: bool) -> dict[str, Any]:
         health = httpx.get(f"{server.url}/health", timeout=30).json()
         ps = httpx.get(f"{server.url}/api/ps", timeout=30).json()
         log_tail = server.log()[-3000:]
+    return _Seen(measured, budget, before, after, health, ps, log_tail)
+
+
+def eviction_scenario(dry_run: bool) -> dict[str, Any]:
+    device = "cpu" if dry_run else "cuda"
+    budget_setting = "GATEWAY_MAX_RAM" if dry_run else "GATEWAY_MAX_VRAM"
+    base_env = {
+        "GATEWAY_DEVICE": device,
+        "GATEWAY_BACKEND": "auto",
+        "GATEWAY_PRECISION": "auto",
+        "GATEWAY_CACHE_BYTES": "0",
+        "GATEWAY_KEEP_ALIVE": "-1",
+    }
+    # The models' copies and graph caches (~200 MB) go when the scenario ends.
+    with tempfile.TemporaryDirectory(prefix="gpu-check-evict-") as name:
+        seen = _run_scenario(Path(name), base_env, budget_setting)
+    before, after = seen.before, seen.after
     problems = []
     if before[FIRST]["state"] != "loaded":
         problems.append(f"{FIRST} was not loaded before the second model")
@@ -82,17 +102,17 @@ def eviction_scenario(dry_run: bool) -> dict[str, Any]:
         problems.append(
             f"no eviction: {FIRST} {after[FIRST]['state']}, {SECOND} {after[SECOND]['state']}"
         )
-    if not dry_run and not any(row.get("size_vram") for row in ps.get("models", [])):
+    if not dry_run and not any(row.get("size_vram") for row in seen.ps.get("models", [])):
         problems.append("/api/ps reports no VRAM for the loaded model")
     return {
         "budget_setting": budget_setting,
-        "budget_bytes": budget,
-        "measured_footprints": measured,
+        "budget_bytes": seen.budget,
+        "measured_footprints": seen.measured,
         "states_after": {name: row["state"] for name, row in after.items()},
         "compute": after[SECOND].get("compute"),
-        "memory": health.get("memory"),
-        "ps": ps,
+        "memory": seen.health.get("memory"),
+        "ps": seen.ps,
         "evicted": after[FIRST]["state"] != "loaded",
-        "log_tail": log_tail,
+        "log_tail": seen.log_tail,
         "problems": problems,
     }
