@@ -8,6 +8,7 @@ compile settings), without the gateway's shape buckets, queue or HTTP.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -101,6 +102,7 @@ class FastEmbed(System):
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class RawOpenVino(SortedBatchesSystem):
