@@ -105,8 +105,9 @@ class Settings:
     fast_lane: bool = setting(
         "GATEWAY_FAST_LANE",
         parse_bool,
-        "answer plain Ollama, OpenAI, TEI and Cohere embedding requests on a lean path beside "
-        "the web framework (same answers, ~0.13 ms less CPU each; see gateway/api/fast_lane.py)",
+        "answer plain Ollama, OpenAI, TEI, Cohere and native text-embedding requests on a lean "
+        "path beside the web framework (same answers, ~0.13 ms less CPU each; see "
+        "gateway/api/fast_lane.py)",
         True,
     )
     keep_alive: float = setting(

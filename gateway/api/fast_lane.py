@@ -1,4 +1,4 @@
-"""The fast lane: plain embedding requests (Ollama's, OpenAI's, TEI's, Cohere's) on a lean path.
+"""The fast lane: plain text-embedding requests of every wire family on a lean ASGI path.
 
 Litestar's layers (CORS and exception middleware, routing, the guard, dependency injection,
 signature parsing, the response pipeline) cost ~0.13 ms of CPU per request. Measured with the
@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from gateway import metrics
-from gateway.api import cohere_embed, ollama, openai, tei
+from gateway.api import cohere_embed, native, ollama, openai, tei
 from gateway.api.disconnect import Receive
 from gateway.api.errors import Family, error_answer
 from gateway.api.ollama_wire import EmbedBody
@@ -66,6 +66,8 @@ def lane_routes() -> dict[str, LaneRoute[Any]]:
     cohere_v2 = LaneRoute(
         "openai", _decoder(cohere_embed.CohereEmbedBody), cohere_embed.cohere_v2_answer
     )
+    native_one = LaneRoute("ollama", _decoder(native.EmbedBody), native.embed_one_answer)
+    native_batch = LaneRoute("ollama", _decoder(native.BatchBody), native.batch_answer)
     # /embeddings: Infinity's unprefixed alias of the OpenAI route.
     return {
         "/api/embed": embed,
@@ -76,6 +78,9 @@ def lane_routes() -> dict[str, LaneRoute[Any]]:
         "/": tei_embed,
         "/v1/embed": cohere_v1,
         "/v2/embed": cohere_v2,
+        "/txt/embed": native_one,
+        "/batch": native_batch,
+        "/txt/batch": native_batch,
     }
 
 

@@ -20,7 +20,7 @@ from litestar.params import JSONBody
 
 from gateway.api.auth import PUBLIC
 from gateway.api.deps import AnyRequest, provide
-from gateway.api.disconnect import unless_disconnected
+from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.probes import StatusView
 from gateway.api.responses import embedded
@@ -147,6 +147,13 @@ async def embed_one(
 ) -> Response[EmbedResponse]:
     """POST /embed and /txt/embed: one text on the default model (POST /embed is shared with
     TEI's shape, told apart by its body in gateway.api.tei)."""
+    return embedded(*await embed_one_answer(data, embedding, request.receive))
+
+
+async def embed_one_answer(
+    data: EmbedBody, embedding: EmbeddingService, receive: Receive
+) -> tuple[EmbedResponse, EmbedResult]:
+    """One text's answer (the handlers', and the fast lane's for /txt/embed)."""
     work = embedding.embed(
         EmbedRequest(
             embedding.default_model,
@@ -157,11 +164,32 @@ async def embed_one(
             input_listed=False,
         )
     )
-    result = await run(request, work)
+    result = await unless_disconnected(receive, work)
     body = EmbedResponse(
         result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
     )
-    return embedded(body, result)
+    return body, result
+
+
+async def batch_answer(
+    data: BatchBody, embedding: EmbeddingService, receive: Receive
+) -> tuple[BatchResponse, EmbedResult]:
+    """POST /batch and /txt/batch's answer (the handler's, and the fast lane's)."""
+    work = embedding.embed(
+        EmbedRequest(
+            embedding.default_model,
+            [TextInput(text) for text in data.inputs],
+            data.task,
+            dimensions=data.dim,
+            dimensions_param="dim",
+            input_param="inputs",
+        )
+    )
+    result = await unless_disconnected(receive, work)
+    body = BatchResponse(
+        result.vectors.tolist(), result.token_counts, elapsed_ms(result.total_seconds)
+    )
+    return body, result
 
 
 class NativeController(Controller):
@@ -184,22 +212,7 @@ class NativeController(Controller):
         embedding: NamedDependency[EmbeddingService],
         request: AnyRequest,
     ) -> Response[BatchResponse]:
-        texts = [TextInput(text) for text in data.inputs]
-        work = embedding.embed(
-            EmbedRequest(
-                embedding.default_model,
-                texts,
-                data.task,
-                dimensions=data.dim,
-                dimensions_param="dim",
-                input_param="inputs",
-            )
-        )
-        result = await run(request, work)
-        body = BatchResponse(
-            result.vectors.tolist(), result.token_counts, elapsed_ms(result.total_seconds)
-        )
-        return embedded(body, result)
+        return embedded(*await batch_answer(data, embedding, request.receive))
 
     @post("/img/embed", status_code=200, summary="Embed one image (URL, data URL or base64)")
     async def image(
