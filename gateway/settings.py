@@ -105,9 +105,8 @@ class Settings:
     fast_lane: bool = setting(
         "GATEWAY_FAST_LANE",
         parse_bool,
-        "answer plain Ollama, OpenAI, TEI, Cohere and native text-embedding requests on a lean "
-        "path beside the web framework (same answers, ~0.13 ms less CPU each; see "
-        "gateway/api/fast_lane.py)",
+        "answer plain text-embedding requests of every wire family on a lean path beside the "
+        "web framework (same answers, ~0.13 ms less CPU each; see gateway/api/fast_lane.py)",
         True,
     )
     keep_alive: float = setting(
