@@ -154,17 +154,7 @@ async def embed_one_answer(
     data: EmbedBody, embedding: EmbeddingService, receive: Receive
 ) -> tuple[EmbedResponse, EmbedResult]:
     """One text's answer (the handlers', and the fast lane's for /txt/embed)."""
-    work = embedding.embed(
-        EmbedRequest(
-            embedding.default_model,
-            [TextInput(data.input)],
-            data.task,
-            dimensions=data.dim,
-            dimensions_param="dim",
-            input_listed=False,
-        )
-    )
-    result = await unless_disconnected(receive, work)
+    result = await _embedded_texts(embedding, [data.input], data, receive, "input", listed=False)
     body = EmbedResponse(
         result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
     )
@@ -175,21 +165,35 @@ async def batch_answer(
     data: BatchBody, embedding: EmbeddingService, receive: Receive
 ) -> tuple[BatchResponse, EmbedResult]:
     """POST /batch and /txt/batch's answer (the handler's, and the fast lane's)."""
-    work = embedding.embed(
-        EmbedRequest(
-            embedding.default_model,
-            [TextInput(text) for text in data.inputs],
-            data.task,
-            dimensions=data.dim,
-            dimensions_param="dim",
-            input_param="inputs",
-        )
-    )
-    result = await unless_disconnected(receive, work)
+    result = await _embedded_texts(embedding, data.inputs, data, receive, "inputs", listed=True)
     body = BatchResponse(
         result.vectors.tolist(), result.token_counts, elapsed_ms(result.total_seconds)
     )
     return body, result
+
+
+async def _embedded_texts(
+    embedding: EmbeddingService,
+    texts: list[str],
+    options: EmbedBody | BatchBody,
+    receive: Receive,
+    input_param: str,
+    *,
+    listed: bool,
+) -> EmbedResult:
+    """`texts` on the default model, with the body's task and width (`dim`)."""
+    work = embedding.embed(
+        EmbedRequest(
+            embedding.default_model,
+            [TextInput(text) for text in texts],
+            options.task,
+            dimensions=options.dim,
+            dimensions_param="dim",
+            input_param=input_param,
+            input_listed=listed,
+        )
+    )
+    return await unless_disconnected(receive, work)
 
 
 class NativeController(Controller):
