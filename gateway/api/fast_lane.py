@@ -60,12 +60,9 @@ def lane_routes() -> dict[str, LaneRoute[Any]]:
     # TEI's body (`inputs`) on /embed and POST /; nomic-api-rs's (`input`) does not decode
     # as it, so Litestar, which picks the shape by the body, answers that one.
     tei_embed = LaneRoute("tei", _decoder(tei.TeiEmbedBody), tei.tei_embed_answer)
-    cohere_v1 = LaneRoute(
-        "openai", _decoder(cohere_embed.CohereEmbedBody), cohere_embed.cohere_v1_answer
-    )
-    cohere_v2 = LaneRoute(
-        "openai", _decoder(cohere_embed.CohereEmbedBody), cohere_embed.cohere_v2_answer
-    )
+    cohere_body = _decoder(cohere_embed.CohereEmbedBody)  # v1 and v2 share the body
+    cohere_v1 = LaneRoute("openai", cohere_body, cohere_embed.cohere_v1_answer)
+    cohere_v2 = LaneRoute("openai", cohere_body, cohere_embed.cohere_v2_answer)
     native_one = LaneRoute("ollama", _decoder(native.EmbedBody), native.embed_one_answer)
     native_batch = LaneRoute("ollama", _decoder(native.BatchBody), native.batch_answer)
     # /embeddings: Infinity's unprefixed alias of the OpenAI route.

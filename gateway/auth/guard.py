@@ -141,17 +141,20 @@ class Authenticator:
         key = self.ring.find(presented) if presented else None
         if key is None or key.limited or key.scope < required_scope(path):
             return False, None
-        bucket = self._failures.get(address)
-        if bucket is not None and bucket.wait_for(1) > 0:
+        if self._failure_wait(address) > 0:
             return False, None
         return True, key.name
 
     def _remember(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
         remember_key(connection.scope.setdefault("state", {}), key.name)
 
-    def _refuse_if_failing(self, address: str) -> None:
+    def _failure_wait(self, address: str) -> float:
+        """Seconds until `address` may try a key again (0: it is not refused)."""
         bucket = self._failures.get(address)
-        wait = bucket.wait_for(1) if bucket is not None else 0.0
+        return bucket.wait_for(1) if bucket is not None else 0.0
+
+    def _refuse_if_failing(self, address: str) -> None:
+        wait = self._failure_wait(address)
         if wait > 0:
             raise RateLimited(
                 "too many failed authentications from this address",
