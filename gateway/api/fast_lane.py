@@ -9,7 +9,8 @@ throughput against 0.69-0.81x; one short text at one client 2.28-2.42 ms against
 
 The lane takes only requests Litestar would hand straight to the handler: POST to one of its
 paths, no `Origin` header (CORS stays Litestar's), a body within the size limit that decodes
-into the route's body type (the same type and coercion rules), and, with keys on, a known key
+into the route's body type (the same type and coercion rules; on a path two shapes share, the
+one the route would pick), and, with keys on, a known key
 with the route's scope, no rate limits, from an address not refused for failed logins. Any other
 request goes to Litestar with the bytes already read handed back unchanged, so validation
 errors, CORS, 401/403/429 and every other route keep their one implementation. The answer comes
@@ -51,15 +52,32 @@ class LaneRoute(Generic[B]):
     family: Family
     decoder: msgspec.json.Decoder[B]
     answer: Answer[B]
+    # A body that decodes but that the Litestar route would give to another shape.
+    belongs_elsewhere: Callable[[B], bool] | None = None
 
 
-def lane_routes() -> dict[str, LaneRoute[Any]]:
+class SharedPathNativeBody(native.EmbedBody):
+    """nomic-api-rs's body on a path it shares with TEI (/embed, POST /). Litestar's route
+    (tei.embed_by_body) gives any body with `inputs` to TEI, so the lane must see whether it
+    is there: a struct ignores fields it does not declare."""
+
+    inputs: Any = msgspec.UNSET
+
+
+def _has_inputs(body: SharedPathNativeBody) -> bool:
+    return body.inputs is not msgspec.UNSET
+
+
+def lane_routes() -> dict[str, tuple[LaneRoute[Any], ...]]:
+    """Per path, the body shapes the lane answers, in the order the Litestar route tries them."""
     embed = LaneRoute("ollama", _decoder(EmbedBody), ollama.embed_answer)
     legacy = LaneRoute("ollama", _decoder(LegacyBody), ollama.embeddings_answer)
     embeddings = LaneRoute("openai", _decoder(openai.EmbeddingsBody), openai.embeddings_answer)
-    # TEI's body (`inputs`) on /embed and POST /; nomic-api-rs's (`input`) does not decode
-    # as it, so Litestar, which picks the shape by the body, answers that one.
+    # /embed and POST /: TEI's body (`inputs`), else nomic-api-rs's (`input`).
     tei_embed = LaneRoute("tei", _decoder(tei.TeiEmbedBody), tei.tei_embed_answer)
+    native_shared = LaneRoute(
+        "ollama", _decoder(SharedPathNativeBody), native.embed_one_answer, _has_inputs
+    )
     cohere_body = _decoder(cohere_embed.CohereEmbedBody)  # v1 and v2 share the body
     cohere_v1 = LaneRoute("openai", cohere_body, cohere_embed.cohere_v1_answer)
     cohere_v2 = LaneRoute("openai", cohere_body, cohere_embed.cohere_v2_answer)
@@ -67,17 +85,17 @@ def lane_routes() -> dict[str, LaneRoute[Any]]:
     native_batch = LaneRoute("ollama", _decoder(native.BatchBody), native.batch_answer)
     # /embeddings: Infinity's unprefixed alias of the OpenAI route.
     return {
-        "/api/embed": embed,
-        "/api/embeddings": legacy,
-        "/v1/embeddings": embeddings,
-        "/embeddings": embeddings,
-        "/embed": tei_embed,
-        "/": tei_embed,
-        "/v1/embed": cohere_v1,
-        "/v2/embed": cohere_v2,
-        "/txt/embed": native_one,
-        "/batch": native_batch,
-        "/txt/batch": native_batch,
+        "/api/embed": (embed,),
+        "/api/embeddings": (legacy,),
+        "/v1/embeddings": (embeddings,),
+        "/embeddings": (embeddings,),
+        "/embed": (tei_embed, native_shared),
+        "/": (tei_embed, native_shared),
+        "/v1/embed": (cohere_v1,),
+        "/v2/embed": (cohere_v2,),
+        "/txt/embed": (native_one,),
+        "/batch": (native_batch,),
+        "/txt/batch": (native_batch,),
     }
 
 
@@ -124,14 +142,22 @@ async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes
             return taken, b"".join(m.get("body", b"") for m in taken)
 
 
-def _decoded(route: LaneRoute[B], body: bytes | None) -> B | None:
-    """The body as the route's type, or None: Litestar then words the error in its shape."""
+def _decoded(
+    routes: tuple[LaneRoute[Any], ...], body: bytes | None
+) -> tuple[LaneRoute[Any], Any] | None:
+    """The first route whose body type `body` decodes as, and the body so decoded; None when
+    none does: Litestar then words the error in its shape."""
     if body is None:
         return None
-    try:
-        return route.decoder.decode(body)
-    except msgspec.DecodeError:
+    for route in routes:
+        try:
+            data = route.decoder.decode(body)
+        except msgspec.DecodeError:
+            continue
+        if route.belongs_elsewhere is None or not route.belongs_elsewhere(data):
+            return route, data
         return None
+    return None
 
 
 class FastLane:
@@ -151,25 +177,26 @@ class FastLane:
         self.routes = lane_routes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = None
+        routes = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            route = self.routes.get(scope["path"])
-        if route is None:
+            routes = self.routes.get(scope["path"])
+        if routes is None:
             await self.app(scope, receive, send)
             return
-        taken = await self._take(route, scope, receive)
+        taken = await self._take(routes, scope, receive)
         if isinstance(taken, _Replay):
             metrics.fast_lane(answered=False)
             await self.app(scope, taken, send)
             return
         metrics.fast_lane(answered=True)
-        data, body = taken
+        route, data, body = taken
         await self._answer(route, data, body, receive, send)
 
     async def _take(
-        self, route: LaneRoute[B], scope: Scope, receive: Receive
-    ) -> tuple[B, bytes] | _Replay:
-        """The decoded body, or what Litestar needs to answer instead (the messages read)."""
+        self, routes: tuple[LaneRoute[Any], ...], scope: Scope, receive: Receive
+    ) -> tuple[LaneRoute[Any], Any, bytes] | _Replay:
+        """The route the body is for, the body decoded and as read, or what Litestar needs to
+        answer instead (the messages read)."""
         headers = _headers(scope)
         client = scope.get("client")
         address = client[0] if client else "unknown"
@@ -182,12 +209,12 @@ class FastLane:
         ):
             return _Replay([], receive)
         taken, body = await _read_body(receive, self.max_body_bytes)
-        data = _decoded(route, body)
-        if body is None or data is None:
+        decoded = _decoded(routes, body)
+        if body is None or decoded is None:
             return _Replay(taken, receive)
         if key_name is not None:
             remember_key(scope.setdefault("state", {}), key_name)
-        return data, body
+        return decoded[0], decoded[1], body
 
     async def _answer(
         self, route: LaneRoute[Any], data: Any, body: bytes, receive: Receive, send: Send
