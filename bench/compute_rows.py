@@ -2,7 +2,8 @@
 
 `RawOpenVino` is the fast path's ceiling: the same tokenizer, sorted batches and pooling as raw
 ORT, the same ONNX file compiled by OpenVINO (bf16 or fp32 inference precision, the gateway's
-compile settings), without the gateway's shape buckets, queue or HTTP.
+compile settings) and run through the gateway's own OpenVINO session (so the way the runtime is
+called is the same on both sides), without the gateway's shape buckets, queue or HTTP.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from bench.corpora import Workload
 from bench.embedders import OrtEmbedder
 from bench.models import BenchModel
 from bench.systems import Load, Measured, SortedBatchesSystem, System
+from gateway.backends.base import Placement, Precision
 
 
 class OpenVinoEmbedder(OrtEmbedder):
@@ -27,16 +30,18 @@ class OpenVinoEmbedder(OrtEmbedder):
 
     def __init__(self, onnx: Path, tokenizer_json: Path, precision: str) -> None:
         super().__init__(onnx, tokenizer_json)
-        from gateway.backends.openvino_cpu import OpenVinoBackend, OpenVinoOptions
+        from gateway.backends.openvino_cpu import OpenVinoBackend, OpenVinoOptions, OpenVinoSession
 
         backend = OpenVinoBackend(OpenVinoOptions(self.threads, cache_dir=None))
-        self.compiled = backend.core.compile_model(str(onnx), "CPU", backend.config(precision))
-        self.request = self.compiled.create_infer_request()
-        self.input_names = {port.get_any_name() for port in self.compiled.inputs}
+        compiled = backend.core.compile_model(str(onnx), "CPU", backend.config(precision))
+        unpadded = Placement("openvino", "cpu", cast(Precision, precision), "bench", bucketed=False)
+        self.ov_session = OpenVinoSession(compiled, unpadded, onnx)
+        self.input_names = set(self.ov_session.graph_info().input_names)
 
     def infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        """The compiled model's last hidden state for one padded batch (OrtEmbedder pads, pools)."""
-        return np.asarray(self.request.infer(feed)[self.compiled.outputs[0]])
+        """The graph's first output (the last hidden state) for one batch that OrtEmbedder
+        padded to its longest row, and pools."""
+        return self.ov_session.run(None, feed)[0]
 
 
 class FastEmbed(System):

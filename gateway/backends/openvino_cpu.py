@@ -80,6 +80,8 @@ class OpenVinoSession(BackendSession):
     """One compiled model and its infer request (runs happen on the device thread only)."""
 
     def __init__(self, compiled: Any, placement: Placement, path: Path) -> None:
+        from openvino import Tensor  # the optional extra; compiled models come from it
+
         self.compiled = compiled
         self.placement = placement
         self.request = compiled.create_infer_request()
@@ -92,6 +94,12 @@ class OpenVinoSession(BackendSession):
         self._ports = {
             info.name: port for info, port in zip(self._info.outputs, compiled.outputs, strict=True)
         }
+        self._input_types = [
+            (index, port.get_any_name(), port.get_element_type().to_dtype())
+            for index, port in enumerate(compiled.inputs)
+        ]
+        self._bound: list[np.ndarray] = []
+        self._tensor = Tensor
 
     def run(
         self, output_names: Sequence[str] | None, feed: dict[str, np.ndarray]
@@ -99,10 +107,29 @@ class OpenVinoSession(BackendSession):
         names = list(output_names or self._info.output_names)
         feed, length, padded = pad_for(self.placement, feed)
         with self._lock:
-            results = self.request.infer(feed, share_inputs=False)
+            self._bind(feed)
+            self.request.infer()
             # The request reuses its output buffers on the next run: copy out now.
-            outputs = [np.array(results[self._ports[name]], copy=True) for name in names]
+            outputs = [
+                np.array(self.request.get_tensor(self._ports[name]).data, copy=True)
+                for name in names
+            ]
         return trim_outputs(outputs, length, padded)
+
+    def _bind(self, feed: dict[str, np.ndarray]) -> None:
+        """Hand the request the batch's arrays as its input tensors, without a copy.
+
+        `infer(feed)` goes through OpenVINO's Python data dispatcher, which cost ~75 us a run
+        more (MiniLM bf16, one text: 1,354 against 1,278 us; 12 x 32 tokens 7,391 against
+        7,302) for the same numbers. The arrays stay referenced until the next run, since the
+        request's tensors point into them.
+        """
+        bound = []
+        for index, name, dtype in self._input_types:
+            array = np.ascontiguousarray(feed[name], dtype=dtype)
+            self.request.set_input_tensor(index, self._tensor(array, shared_memory=True))
+            bound.append(array)
+        self._bound = bound
 
     def graph_info(self) -> GraphInfo:
         return self._info
