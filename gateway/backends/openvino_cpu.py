@@ -121,12 +121,14 @@ class OpenVinoSession(BackendSession):
 
         `infer(feed)` goes through OpenVINO's Python data dispatcher, which cost ~75 us a run
         more (MiniLM bf16, one text: 1,354 against 1,278 us; 12 x 32 tokens 7,391 against
-        7,302) for the same numbers. The arrays stay referenced until the next run, since the
+        7,302) for the same numbers. A shared tensor needs a C-contiguous, writeable array of
+        the graph's type (np.require copies only what is not; unlike ascontiguousarray it
+        keeps a scalar input 0-d). The arrays stay referenced until the next run, since the
         request's tensors point into them.
         """
         bound = []
         for index, name, dtype in self._input_types:
-            array = np.ascontiguousarray(feed[name], dtype=dtype)
+            array = np.require(feed[name], dtype=dtype, requirements=("C", "W"))
             self.request.set_input_tensor(index, self._tensor(array, shared_memory=True))
             bound.append(array)
         self._bound = bound
