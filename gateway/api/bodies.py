@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request
 
+from gateway.api.json_errors import TOO_DEEP
 from gateway.errors import InvalidRequest
 
 T = TypeVar("T")
@@ -23,6 +24,8 @@ async def json_body(request: Request[Any, Any, Any]) -> Any:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"invalid JSON in request body: {exc}") from None
+    except RecursionError:
+        raise InvalidRequest(TOO_DEEP) from None
 
 
 def convert(raw: Any, shape: type[T]) -> T:

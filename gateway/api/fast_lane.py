@@ -9,8 +9,8 @@ throughput against 0.69-0.81x; one short text at one client 2.28-2.42 ms against
 
 The lane takes only requests Litestar would hand straight to the handler: POST to one of its
 paths, no `Origin` header (CORS stays Litestar's), a body within the size limit that decodes
-into the route's body type (the same type and coercion rules; on a path two shapes share, the
-one the route would pick), and, with keys on, a known key
+into the route's body type (decoded whole, then converted with the same coercion rules; on a
+path two shapes share, the one the route would pick), and, with keys on, a known key
 with the route's scope, no rate limits, from an address not refused for failed logins. Any other
 request goes to Litestar with the bytes already read handed back unchanged, so validation
 errors, CORS, 401/403/429 and every other route keep their one implementation. The answer comes
@@ -50,39 +50,34 @@ _ENCODER = msgspec.json.Encoder()
 @dataclass(frozen=True)
 class LaneRoute(Generic[B]):
     family: Family
-    decoder: msgspec.json.Decoder[B]
+    body: type[B]
     answer: Answer[B]
-    # A body that decodes but that the Litestar route would give to another shape.
-    belongs_elsewhere: Callable[[B], bool] | None = None
+    # On a path two body shapes share: whether a decoded body is this route's.
+    takes: Callable[[Any], bool] | None = None
 
 
-class SharedPathNativeBody(native.EmbedBody):
-    """nomic-api-rs's body on a path it shares with TEI (/embed, POST /). Litestar's route
-    (tei.embed_by_body) gives any body with `inputs` to TEI, so the lane must see whether it
-    is there: a struct ignores fields it does not declare."""
-
-    inputs: Any = msgspec.UNSET
+def _tei_body(raw: Any) -> bool:
+    """tei.embed_by_body's rule: a JSON object with `inputs` is TEI's, any other nomic-api-rs's."""
+    return isinstance(raw, dict) and "inputs" in raw
 
 
-def _has_inputs(body: SharedPathNativeBody) -> bool:
-    return body.inputs is not msgspec.UNSET
+def _native_body(raw: Any) -> bool:
+    return not _tei_body(raw)
 
 
 def lane_routes() -> dict[str, tuple[LaneRoute[Any], ...]]:
-    """Per path, the body shapes the lane answers, in the order the Litestar route tries them."""
-    embed = LaneRoute("ollama", _decoder(EmbedBody), ollama.embed_answer)
-    legacy = LaneRoute("ollama", _decoder(LegacyBody), ollama.embeddings_answer)
-    embeddings = LaneRoute("openai", _decoder(openai.EmbeddingsBody), openai.embeddings_answer)
-    # /embed and POST /: TEI's body (`inputs`), else nomic-api-rs's (`input`).
-    tei_embed = LaneRoute("tei", _decoder(tei.TeiEmbedBody), tei.tei_embed_answer)
-    native_shared = LaneRoute(
-        "ollama", _decoder(SharedPathNativeBody), native.embed_one_answer, _has_inputs
-    )
-    cohere_body = _decoder(cohere_embed.CohereEmbedBody)  # v1 and v2 share the body
-    cohere_v1 = LaneRoute("openai", cohere_body, cohere_embed.cohere_v1_answer)
-    cohere_v2 = LaneRoute("openai", cohere_body, cohere_embed.cohere_v2_answer)
-    native_one = LaneRoute("ollama", _decoder(native.EmbedBody), native.embed_one_answer)
-    native_batch = LaneRoute("ollama", _decoder(native.BatchBody), native.batch_answer)
+    """Per path, the body shapes the lane answers."""
+    embed = LaneRoute("ollama", EmbedBody, ollama.embed_answer)
+    legacy = LaneRoute("ollama", LegacyBody, ollama.embeddings_answer)
+    embeddings = LaneRoute("openai", openai.EmbeddingsBody, openai.embeddings_answer)
+    # /embed and POST /: TEI's body (`inputs`) or nomic-api-rs's (`input`).
+    tei_embed = LaneRoute("tei", tei.TeiEmbedBody, tei.tei_embed_answer, _tei_body)
+    native_shared = LaneRoute("ollama", native.EmbedBody, native.embed_one_answer, _native_body)
+    # Cohere's v1 and v2 share the body.
+    cohere_v1 = LaneRoute("openai", cohere_embed.CohereEmbedBody, cohere_embed.cohere_v1_answer)
+    cohere_v2 = LaneRoute("openai", cohere_embed.CohereEmbedBody, cohere_embed.cohere_v2_answer)
+    native_one = LaneRoute("ollama", native.EmbedBody, native.embed_one_answer)
+    native_batch = LaneRoute("ollama", native.BatchBody, native.batch_answer)
     # /embeddings: Infinity's unprefixed alias of the OpenAI route.
     return {
         "/api/embed": (embed,),
@@ -97,11 +92,6 @@ def lane_routes() -> dict[str, tuple[LaneRoute[Any], ...]]:
         "/batch": (native_batch,),
         "/txt/batch": (native_batch,),
     }
-
-
-def _decoder(body: type[B]) -> msgspec.json.Decoder[B]:
-    # strict=False: Litestar's own coercion rules, so a body decodes here as it does there.
-    return msgspec.json.Decoder(body, strict=False)
 
 
 class _Replay:
@@ -145,19 +135,26 @@ async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes
 def _decoded(
     routes: tuple[LaneRoute[Any], ...], body: bytes | None
 ) -> tuple[LaneRoute[Any], Any] | None:
-    """The first route whose body type `body` decodes as, and the body so decoded; None when
-    none does: Litestar then words the error in its shape."""
+    """The route `body` is for and the body as its type, or None: Litestar then words the
+    error in its shape.
+
+    As Litestar does: the whole document is decoded first (so bad UTF-8 or an out-of-range
+    number in a field no route declares is still refused), then converted with its coercion
+    rules (strict=False).
+    """
     if body is None:
         return None
-    for route in routes:
-        try:
-            data = route.decoder.decode(body)
-        except msgspec.DecodeError:
-            continue
-        if route.belongs_elsewhere is None or not route.belongs_elsewhere(data):
-            return route, data
+    try:
+        raw = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
         return None
-    return None
+    route = next((r for r in routes if r.takes is None or r.takes(raw)), None)
+    if route is None:
+        return None
+    try:
+        return route, msgspec.convert(raw, route.body, strict=False, str_keys=True)
+    except msgspec.ValidationError:
+        return None
 
 
 class FastLane:

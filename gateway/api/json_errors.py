@@ -18,6 +18,10 @@ _LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 LONE_SURROGATE = re.compile(rb"%s(?!%s)|(?<!%s)%s" % (_HIGH, _LOW, _HIGH, _LOW))
 
 
+# msgspec and the json module give up past ~1,000 levels (the interpreter's recursion limit).
+TOO_DEEP = "invalid JSON in request body: arrays or objects are nested too deeply"
+
+
 def received_body(request: Request[Any, Any, Any]) -> bytes | None:
     """The body as already read for this request (None if it was never read)."""
     body: bytes | None = value_or_default(ScopeState.from_scope(request.scope).body, None)

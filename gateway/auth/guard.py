@@ -55,7 +55,7 @@ def count_inputs(body: bytes) -> int:
     """Texts, images or documents in a request body; at least 1 (the handler judges validity)."""
     try:
         document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return 1
     if not isinstance(document, dict):
         return 1

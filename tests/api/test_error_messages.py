@@ -57,3 +57,23 @@ def test_the_empty_string_still_loads_without_embedding(server: GatewayServer) -
         response = client.post("/api/embed", json={"model": MODEL, "input": ""})
     assert response.status_code == 200
     assert response.json()["embeddings"] == []
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"model": "all-minilm", "input": "a", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("path", ["/api/embed", "/embed", "/v1/embeddings"])
+def test_a_body_nested_too_deeply_is_a_400(server: GatewayServer, path: str) -> None:
+    """JSON decoders give up past ~1,000 levels with a RecursionError, which Litestar lets
+    through: it must read as the client's error, not a 500."""
+    headers = {"Content-Type": "application/json"}
+    with server.client() as client:
+        response = client.post(path, content=_nested(3000), headers=headers)
+        if path.startswith("/v1/"):
+            message = assert_openai_error(response, 400)["message"]
+        else:
+            message = assert_ollama_error(response, 400)
+        assert "nested too deeply" in message
+        again = client.post("/api/embed", json={"model": MODEL, "input": "still fine"})
+    assert again.status_code == 200

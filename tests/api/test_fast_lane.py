@@ -114,6 +114,7 @@ def _json(document: dict[str, Any]) -> bytes:
 
 AUTH = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 LONG = "word " * 600  # past all-minilm's 256 tokens
+DEEP = b'{"model": "all-minilm", "input": "a", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}"
 
 # (name, path, body, headers, answered by the lane)
 CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
@@ -196,6 +197,14 @@ CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
     ("both bodies", "/embed", _json({"input": "hi", "inputs": 5}), AUTH, False),
     ("both bodies, null inputs", "/", _json({"input": "hi", "inputs": None}), AUTH, False),
     ("a list body", "/embed", b'["hi"]', AUTH, False),
+    # Litestar decodes the whole document first: what no route declares must still be JSON.
+    ("bad UTF-8 elsewhere", "/embed", b'{"input": "a", "x": "\xff"}', AUTH, False),
+    ("bad UTF-8 beside tei", "/", b'{"inputs": "a", "x": "\xff"}', AUTH, False),
+    ("bad UTF-8 in a key", "/api/embed", b'{"model": "all-minilm", "input": "a", "x\xff": 1}',
+     AUTH, False),
+    ("number out of range", "/batch", b'{"inputs": ["a"], "x": 1e400}', AUTH, False),
+    ("nested too deeply", "/embed", DEEP, AUTH, False),
+    ("nested too deeply, ollama", "/api/embed", DEEP, AUTH, False),
     ("tei wrong type", "/embed", _json({"inputs": 5}), AUTH, False),
     ("tei browser", "/", _json({"inputs": "hi"}), {**AUTH, "Origin": ORIGIN}, False),
     ("broken JSON", "/api/embed", b'{"model": "all-minilm", "input": ', AUTH, False),
