@@ -6,6 +6,8 @@ import math
 import re
 
 FOREVER = math.inf
+# Go's largest time.Duration (~292 years), the most Ollama can hold: longer reads as forever.
+LONGEST_DURATION_SECONDS = (2**63 - 1) / 1e9
 
 _GO_UNITS = {
     "ns": 1e-9,
@@ -53,6 +55,8 @@ def parse_go_duration(text: str) -> float:
             raise ValueError(f'time: unknown unit "{unit.group()}" in duration {quoted}')
         value = float(whole or 0) + (float(fraction) if len(fraction) > 1 else 0.0)
         total += value * _GO_UNITS[unit.group()]
+        if total > LONGEST_DURATION_SECONDS:  # Go's int64 nanoseconds overflow
+            raise ValueError(f"time: invalid duration {quoted}")
         pos = unit.end()
     return sign * total
 
@@ -75,7 +79,7 @@ def parse_duration(raw: object, *, bare_number_ok: bool = False) -> float:
         seconds = float(raw)
     if math.isnan(seconds):
         raise ValueError("keep_alive must be a number")
-    return FOREVER if seconds < 0 else seconds
+    return FOREVER if seconds < 0 or seconds > LONGEST_DURATION_SECONDS else seconds
 
 
 _BYTE_UNITS = {

@@ -153,12 +153,15 @@ def inputs_of(body: CohereEmbedBody) -> tuple[list[EmbedInput], str]:
                 f"inputs[{index}].content must hold one text or image_url part", param="inputs"
             )
         part = content[0]
+        image = part.get("image_url")
         if part.get("type") == "text" and isinstance(part.get("text"), str):
             inputs.append(TextInput(part["text"]))
-        elif part.get("type") == "image_url" and isinstance(
-            (part.get("image_url") or {}).get("url"), str
+        elif (
+            part.get("type") == "image_url"
+            and isinstance(image, dict)
+            and isinstance(image.get("url"), str)
         ):
-            inputs.append(ImageInput(part["image_url"]["url"]))
+            inputs.append(ImageInput(image["url"]))
         else:
             raise InvalidRequest(
                 f"inputs[{index}].content[0] must be {{type: text, text}} or "

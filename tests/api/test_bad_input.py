@@ -74,6 +74,12 @@ OLLAMA_CASES = {
     ),
     "embed-keep-alive-bool": Case("/api/embed", 400, ("keep_alive",), json=embed(keep_alive=True)),
     "embed-keep-alive-object": Case("/api/embed", 400, ("keep_alive",), json=embed(keep_alive={})),
+    "embed-keep-alive-overflow": Case(
+        "/api/embed",
+        400,
+        ('invalid duration "99999999999999h"',),
+        json=embed(keep_alive="99999999999999h"),
+    ),
     "embed-too-many-inputs": Case(
         "/api/embed", 400, ("too many inputs",), json=embed(input=["a"] * 2049)
     ),
@@ -120,7 +126,23 @@ def v1(**body: Any) -> dict[str, Any]:
     return {"model": MODEL, "input": "hi", **body}
 
 
+def cohere_part(part: dict[str, Any]) -> dict[str, Any]:
+    return {"model": MODEL, "inputs": [{"content": [part]}]}
+
+
 OPENAI_CASES = {
+    "cohere-image-url-string": Case(
+        "/v2/embed",
+        400,
+        ("inputs[0].content[0] must be",),
+        json=cohere_part({"type": "image_url", "image_url": "https://example.com/a.png"}),
+    ),
+    "cohere-image-url-list": Case(
+        "/v2/embed",
+        400,
+        ("inputs[0].content[0] must be",),
+        json=cohere_part({"type": "image_url", "image_url": ["https://example.com/a.png"]}),
+    ),
     "malformed-json": Case("/v1/embeddings", 400, ("json",), content=b'{"model": '),
     "missing-body": Case("/v1/embeddings", 400, ("missing request body",), content=b""),
     "no-input": Case("/v1/embeddings", 400, ("input",), json={"model": MODEL}),
@@ -259,3 +281,18 @@ def test_server_is_healthy_after_bad_input(server: GatewayServer) -> None:
         assert health.status_code == 200 and health.json()["status"] == "OK"
         assert ollama_embed(client, MODEL, ["still working"]).shape == (1, 384)
     assert "Traceback" not in server.log(), "bad input must not reach an unhandled exception"
+
+
+@pytest.mark.parametrize("keep_alive", [1e12, 2**63, 1e308])
+def test_a_keep_alive_past_any_clock_means_forever(
+    server: GatewayServer, keep_alive: float
+) -> None:
+    """Longer than Go's largest Duration (what Ollama can hold) reads as forever; /api/ps must
+    still answer (it once failed with a date no clock holds, until the next request)."""
+    with server.client() as client:
+        assert client.post("/api/embed", json=embed(keep_alive=keep_alive)).status_code == 200
+        ps = client.get("/api/ps")
+        assert ps.status_code == 200, ps.text
+        (row,) = [m for m in ps.json()["models"] if m["name"].split(":")[0] == MODEL]
+        assert row["expires_at"] > "2200"  # the "forever" of a negative keep_alive
+        assert client.post("/api/embed", json=embed()).status_code == 200

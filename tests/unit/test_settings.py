@@ -76,6 +76,11 @@ def test_go_duration_errors_use_go_wording(text: str, error: str) -> None:
         ("-1s", math.inf),
         (-1, math.inf),
         (-0.5, math.inf),
+        # Past Go's largest Duration (~292 years): forever, not a date no clock can hold.
+        (1e12, math.inf),
+        (2**63, math.inf),
+        (1e308, math.inf),
+        (9e9, 9e9),
     ],
 )
 def test_keep_alive_values(raw: object, seconds: float) -> None:
@@ -95,6 +100,10 @@ def test_keep_alive_refusals() -> None:
         assert str(caught.value) == f"Unsupported type: '{type_name}'"
     with pytest.raises(ValueError):
         parse_duration(float("nan"))
+    # A string past Go's int64 nanoseconds is refused as ParseDuration refuses it.
+    with pytest.raises(ValueError, match=r'^time: invalid duration "99999999999999h"$'):
+        parse_duration("99999999999999h")
+    assert parse_duration("2562047h") == 2562047 * 3600.0  # just under the limit
 
 
 # -- byte sizes ---------------------------------------------------------------------------------
