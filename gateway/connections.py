@@ -2,12 +2,13 @@
 
 uvicorn arms no timer until a first response is complete, so a connection whose request line or
 headers never finish (slowloris), or that sends nothing at all, is held forever, and httptools
-puts no bound on header size. This protocol adds three bounds:
+puts no bound on header size. This protocol adds three bounds (and answers a request httptools
+cannot parse with a JSON 400, where uvicorn writes text):
 - headers must be complete within `header_timeout` of the connection or of the request's first
   byte, else the server answers 408 and closes;
 - while a request body is being read, `read_timeout` may pass without a byte, no more;
 - request line plus headers may not exceed `max_header_bytes` (431).
-Both refusals are JSON in the family's error shape, as every other error (by path, when the
+The refusals are JSON in the family's error shape, as every other error (by path, when the
 request line arrived).
 """
 
@@ -31,6 +32,12 @@ class ConnectionLimits:
 
 # Status: (reason phrase, what the client is told, error code).
 _REFUSALS = {
+    400: (
+        b"Bad Request",
+        "the request is not valid HTTP/1.1 (its framing, request line or a header could not be "
+        "parsed)",
+        "invalid_request",
+    ),
     408: (
         b"Request Timeout",
         "the request's headers did not arrive in time",
@@ -95,8 +102,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes httptools cannot parse, in JSON instead of its text."""
         if not self._refused:  # our own refusal already answered; the parser only stopped
-            super().send_400_response(msg)
+            self._refuse(400)
 
     # Limits
     def _count(self, size: int) -> None:

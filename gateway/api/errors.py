@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     ClientException,
@@ -130,9 +131,9 @@ def is_tei_request(request: Request[Any, Any, Any], body: bytes | None) -> bool:
     key = TEI_BODY_KEY.get(path)
     if key is None or not body:
         return False
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
+    try:  # the routes' own decoder: a body they refuse is nobody's, so not TEI's either
+        data = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
         return False
     return isinstance(data, dict) and key in data
 
@@ -224,5 +225,7 @@ def protocol_error_body(path: str, status: int, message: str, code: str) -> byte
     """A family's error body (chosen by path, as `render_error` does) for answers written below
     Litestar, by the connection itself (gateway/connections.py). `path` may be empty: the request
     line did not arrive, and the Ollama shape is the default."""
+    if path in TEI_PATHS:
+        return json.dumps({"error": message, "error_type": "Validation"}).encode()
     openai_shape = path.startswith(OPENAI_PREFIXES)
     return json.dumps(_body(status, message, code, None, openai_shape=openai_shape)).encode()

@@ -30,6 +30,7 @@ from gateway import metrics
 from gateway.api import cohere_embed, native, ollama, openai, tei
 from gateway.api.disconnect import Receive
 from gateway.api.errors import Family, error_answer
+from gateway.api.json_errors import MAX_DEPTH, nests_deeper_than
 from gateway.api.ollama_wire import EmbedBody
 from gateway.api.ollama_wire import EmbeddingsBody as LegacyBody
 from gateway.api.responses import truncated_headers
@@ -140,13 +141,14 @@ def _decoded(
 
     As Litestar does: the whole document is decoded first (so bad UTF-8 or an out-of-range
     number in a field no route declares is still refused), then converted with its coercion
-    rules (strict=False).
+    rules (strict=False). A body nested past MAX_DEPTH goes to Litestar, which refuses it
+    (bodies.refuse_deep_bodies).
     """
-    if body is None:
+    if body is None or nests_deeper_than(body, MAX_DEPTH):
         return None
     try:
         raw = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+    except msgspec.DecodeError:
         return None
     route = next((r for r in routes if r.takes is None or r.takes(raw)), None)
     if route is None:

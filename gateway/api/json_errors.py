@@ -18,8 +18,29 @@ _LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 LONE_SURROGATE = re.compile(rb"%s(?!%s)|(?<!%s)%s" % (_HIGH, _LOW, _HIGH, _LOW))
 
 
-# msgspec and the json module give up past ~1,000 levels (the interpreter's recursion limit).
-TOO_DEEP = "invalid JSON in request body: arrays or objects are nested too deeply"
+# msgspec and the json module give up at ~1,000 levels (the interpreter's recursion limit, less
+# the caller's stack), so where exactly depends on who decodes; every body deeper than this
+# fixed bound is refused before any decoder sees it. No body of these APIs nests past a few.
+MAX_DEPTH = 64
+TOO_DEEP = f"request body: arrays or objects are nested more than {MAX_DEPTH} levels deep"
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def nests_deeper_than(body: bytes, depth: int) -> bool:
+    """Whether `body`'s arrays and objects nest more than `depth` levels (strings skipped).
+
+    Where a decoder gives up depends on how deep the caller's stack already is, so two callers
+    can disagree about one body; a fixed bound well below that lets them agree.
+    """
+    if body.count(b"[") + body.count(b"{") <= depth:  # the common case, in C
+        return False
+    level = 0
+    for bracket in _BRACKET.finditer(_STRING.sub(b'""', body)):
+        level += 1 if bracket.group() in (b"[", b"{") else -1
+        if level > depth:
+            return True
+    return False
 
 
 def received_body(request: Request[Any, Any, Any]) -> bytes | None:

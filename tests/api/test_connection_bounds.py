@@ -188,3 +188,56 @@ def test_a_stalled_body_is_dropped_after_the_read_timeout(bounded_server: Gatewa
         # Dropped at the 2 s read timeout, not before; the slack above it is for a busy machine
         # (a connection never dropped would run into the socket's own 10 s timeout).
         assert 1.9 < time.monotonic() - started < 8.0
+
+
+MALFORMED = (
+    "the request is not valid HTTP/1.1 (its framing, request line or a header could not be parsed)"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            b"POST /api/embed HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}",
+            {"error": MALFORMED},
+        ),
+        (
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+            b"Content-Length: 3\r\n\r\n{}",
+            _openai_shape(MALFORMED, "invalid_request"),
+        ),
+        (
+            b"POST /tokenize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            {"error": MALFORMED, "error_type": "Validation"},
+        ),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Key: a\x00b\r\n\r\n", {"error": MALFORMED}),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", {"error": MALFORMED}),  # TLS hello
+    ],
+    ids=["bad-length", "two-lengths", "bad-chunk-tei", "nul-in-header", "tls"],
+)
+def test_unparseable_http_gets_a_json_400_in_the_family_shape(
+    bounded_server: GatewayServer, raw: bytes, expected: object
+) -> None:
+    """uvicorn answers what httptools cannot parse with a text/plain 400."""
+    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=5) as sock:
+        sock.sendall(raw)
+        status, headers, body = _answer(sock)
+    assert status == b"HTTP/1.1 400 Bad Request"
+    assert headers["content-type"] == "application/json"
+    assert body == expected
+    with bounded_server.client() as client:
+        assert client.get("/health/live").status_code == 200
+
+
+def test_tei_paths_get_tei_shaped_protocol_errors(bounded_server: GatewayServer) -> None:
+    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /embed_all HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+        )
+        status, _, body = _answer(sock)
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
+    assert body == {
+        "error": "the request line and headers are too large",
+        "error_type": "Validation",
+    }

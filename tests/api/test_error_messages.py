@@ -63,17 +63,49 @@ def _nested(depth: int) -> bytes:
     return b'{"model": "all-minilm", "input": "a", "x": ' + b"[" * depth + b"]" * depth + b"}"
 
 
-@pytest.mark.parametrize("path", ["/api/embed", "/embed", "/v1/embeddings"])
-def test_a_body_nested_too_deeply_is_a_400(server: GatewayServer, path: str) -> None:
-    """JSON decoders give up past ~1,000 levels with a RecursionError, which Litestar lets
-    through: it must read as the client's error, not a 500."""
+@pytest.mark.parametrize("depth", [65, 970, 3000])
+@pytest.mark.parametrize("path", ["/api/embed", "/embed", "/v1/embeddings", "/api/show"])
+def test_a_body_nested_too_deeply_is_a_400(server: GatewayServer, path: str, depth: int) -> None:
+    """JSON decoders give up at ~1,000 levels with a RecursionError (which Litestar lets
+    through), at a depth that moves with the caller's stack; a fixed bound (64) below it is
+    the client's error on every route, whoever would have decoded the body."""
     headers = {"Content-Type": "application/json"}
     with server.client() as client:
-        response = client.post(path, content=_nested(3000), headers=headers)
+        response = client.post(path, content=_nested(depth), headers=headers)
         if path.startswith("/v1/"):
             message = assert_openai_error(response, 400)["message"]
         else:
             message = assert_ollama_error(response, 400)
-        assert "nested too deeply" in message
+        assert "nested more than 64 levels deep" in message
         again = client.post("/api/embed", json={"model": MODEL, "input": "still fine"})
     assert again.status_code == 200
+
+
+def test_a_body_nested_to_the_bound_is_decoded(server: GatewayServer) -> None:
+    with server.client() as client:
+        response = client.post("/api/embed", content=_nested(63))  # 64 with the outer object
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b'{"inputs": "\\ud800"}', "unpaired UTF-16 surrogate"),
+        (b'{"inputs": "hel', "ends before the JSON value is complete"),
+        (b"  ", "the body is empty"),
+        (b'{"inputs": "hello", "zz": 1e400}', "out of range"),
+        (b'{"inputs": "hello", "zz": NaN}', "invalid JSON"),
+    ],
+    ids=["lone-surrogate", "truncated", "blank", "out-of-range", "nan"],
+)
+def test_shared_embed_path_words_invalid_json_as_every_route(
+    server: GatewayServer, body: bytes, needle: str
+) -> None:
+    """/embed picks TEI's or nomic-api-rs's shape from the body; a body that is not JSON to the
+    routes' decoder is neither, so it is refused alike (whatever Python's lenient json.loads
+    would have made of it) and in the same words as on /api/embed."""
+    headers = {"Content-Type": "application/json"}
+    with server.client() as client:
+        for path in ("/embed", "/"):
+            response = client.post(path, content=body, headers=headers)
+            assert needle in assert_ollama_error(response, 400), path

@@ -114,7 +114,13 @@ def _json(document: dict[str, Any]) -> bytes:
 
 AUTH = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 LONG = "word " * 600  # past all-minilm's 256 tokens
-DEEP = b'{"model": "all-minilm", "input": "a", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"model": "all-minilm", "input": "a", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+DEEP = _nested(3000)
 
 # (name, path, body, headers, answered by the lane)
 CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
@@ -205,6 +211,14 @@ CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
     ("number out of range", "/batch", b'{"inputs": ["a"], "x": 1e400}', AUTH, False),
     ("nested too deeply", "/embed", DEEP, AUTH, False),
     ("nested too deeply, ollama", "/api/embed", DEEP, AUTH, False),
+    # Near the depth where decoders give up, which moves with the caller's stack: both refuse
+    # anything past a fixed bound (64), and the lane leaves that to Litestar.
+    *(
+        (f"nested {depth}", path, _nested(depth), AUTH, False)
+        for depth in (65, 950, 965, 970, 975, 990)
+        for path in ("/api/embed", "/embed")
+    ),
+    ("nested 64 with the outer object", "/api/embed", _nested(63), AUTH, True),
     ("tei wrong type", "/embed", _json({"inputs": 5}), AUTH, False),
     ("tei browser", "/", _json({"inputs": "hi"}), {**AUTH, "Origin": ORIGIN}, False),
     ("broken JSON", "/api/embed", b'{"model": "all-minilm", "input": ', AUTH, False),
