@@ -126,6 +126,15 @@ def _answer(sock: socket.socket) -> tuple[bytes, dict[str, str], object]:
     return status.encode(), headers, json.loads(body)
 
 
+def _refused(server: GatewayServer, sent: bytes, timeout: float = 5) -> tuple[bytes, object]:
+    """Status line and JSON body of the connection's own answer to `sent`."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(sent)
+        status, headers, body = _answer(sock)
+    assert headers["content-type"] == "application/json"
+    return status, body
+
+
 def _openai_shape(message: str, code: str) -> dict[str, object]:
     return {
         "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
@@ -145,14 +154,11 @@ def _openai_shape(message: str, code: str) -> dict[str, object]:
 def test_oversized_headers_get_431_in_the_family_shape(
     bounded_server: GatewayServer, path: str, expected: object
 ) -> None:
-    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=5) as sock:
-        sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: ".encode() + b"a" * 70_000 + b"\r\n\r\n"
-        )
-        status, headers, body = _answer(sock)
-    assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
-    assert headers["content-type"] == "application/json"
-    assert body == expected
+    big = f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: ".encode() + b"a" * 70_000 + b"\r\n\r\n"
+    assert _refused(bounded_server, big) == (
+        b"HTTP/1.1 431 Request Header Fields Too Large",
+        expected,
+    )
 
 
 @pytest.mark.parametrize(
@@ -168,12 +174,7 @@ def test_oversized_headers_get_431_in_the_family_shape(
 def test_header_timeout_answers_408_in_the_family_shape(
     bounded_server: GatewayServer, sent: bytes, expected: object
 ) -> None:
-    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=10) as sock:
-        sock.sendall(sent)
-        status, headers, body = _answer(sock)
-    assert status == b"HTTP/1.1 408 Request Timeout"
-    assert headers["content-type"] == "application/json"
-    assert body == expected
+    assert _refused(bounded_server, sent, timeout=10) == (b"HTTP/1.1 408 Request Timeout", expected)
 
 
 def test_a_stalled_body_is_dropped_after_the_read_timeout(bounded_server: GatewayServer) -> None:
@@ -220,24 +221,14 @@ def test_unparseable_http_gets_a_json_400_in_the_family_shape(
     bounded_server: GatewayServer, raw: bytes, expected: object
 ) -> None:
     """uvicorn answers what httptools cannot parse with a text/plain 400."""
-    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=5) as sock:
-        sock.sendall(raw)
-        status, headers, body = _answer(sock)
-    assert status == b"HTTP/1.1 400 Bad Request"
-    assert headers["content-type"] == "application/json"
-    assert body == expected
+    assert _refused(bounded_server, raw) == (b"HTTP/1.1 400 Bad Request", expected)
     with bounded_server.client() as client:
         assert client.get("/health/live").status_code == 200
 
 
 def test_tei_paths_get_tei_shaped_protocol_errors(bounded_server: GatewayServer) -> None:
-    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=5) as sock:
-        sock.sendall(
-            b"POST /embed_all HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
-        )
-        status, _, body = _answer(sock)
-    assert status == b"HTTP/1.1 431 Request Header Fields Too Large"
-    assert body == {
-        "error": "the request line and headers are too large",
-        "error_type": "Validation",
-    }
+    big = b"POST /embed_all HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+    assert _refused(bounded_server, big) == (
+        b"HTTP/1.1 431 Request Header Fields Too Large",
+        {"error": "the request line and headers are too large", "error_type": "Validation"},
+    )
