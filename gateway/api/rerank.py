@@ -202,6 +202,8 @@ class RerankController(Controller):
         rerank: NamedDependency[RerankService],
         request: AnyRequest,
     ) -> Response[OllamaRerankResponse]:
+        if not data.model.strip():  # as /api/embed refuses it; the field is required here
+            raise InvalidRequest("model is required", param="model")
         field, top_k = ("top_k", data.top_k) if data.top_k is not None else ("top_n", data.top_n)
         if top_k is not None and top_k < 1:  # named as the client sent it
             raise InvalidRequest(f"{field} must be at least 1", param=field)

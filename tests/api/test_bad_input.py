@@ -74,6 +74,12 @@ OLLAMA_CASES = {
     ),
     "embed-keep-alive-bool": Case("/api/embed", 400, ("keep_alive",), json=embed(keep_alive=True)),
     "embed-keep-alive-object": Case("/api/embed", 400, ("keep_alive",), json=embed(keep_alive={})),
+    "rerank-empty-model": Case(
+        "/api/rerank",
+        400,
+        ("model is required",),
+        json={"model": "", "query": "q", "documents": ["a"]},
+    ),
     "embed-keep-alive-overflow": Case(
         "/api/embed",
         400,
