@@ -32,8 +32,6 @@ async def json_body(request: Request[Any, Any, Any]) -> Any:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:  # worded as for every other route
         raise InvalidRequest(invalid_json_message(str(exc), raw)) from None
-    except RecursionError:
-        raise InvalidRequest(TOO_DEEP) from None
 
 
 def convert(raw: Any, shape: type[T]) -> T:

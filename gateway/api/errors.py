@@ -31,7 +31,7 @@ from litestar.exceptions import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from gateway.api.json_errors import TOO_DEEP, invalid_json_message, received_body
+from gateway.api.json_errors import invalid_json_message, received_body
 from gateway.errors import Busy, EmptyInput, GatewayError, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,6 @@ def describe(exc: Exception, body: bytes | None = None) -> ErrorInfo:
         return ErrorInfo(exc.status_code, str(exc.detail), "invalid_request")
     if isinstance(exc, HTTPException):
         return ErrorInfo(exc.status_code, str(exc.detail), None)
-    if isinstance(exc, RecursionError) and body:
-        # Litestar's own JSON decode of a body nested ~1,000 levels deep raises this as is.
-        return ErrorInfo(400, TOO_DEEP, "invalid_request")
     log.exception("unhandled error", exc_info=exc)
     return ErrorInfo(500, f"internal error: {type(exc).__name__}", "internal_error")
 

@@ -57,13 +57,8 @@ class LaneRoute(Generic[B]):
     takes: Callable[[Any], bool] | None = None
 
 
-def _tei_body(raw: Any) -> bool:
-    """tei.embed_by_body's rule: a JSON object with `inputs` is TEI's, any other nomic-api-rs's."""
-    return isinstance(raw, dict) and "inputs" in raw
-
-
 def _native_body(raw: Any) -> bool:
-    return not _tei_body(raw)
+    return not tei.is_tei_embed_body(raw)
 
 
 def lane_routes() -> dict[str, tuple[LaneRoute[Any], ...]]:
@@ -72,7 +67,7 @@ def lane_routes() -> dict[str, tuple[LaneRoute[Any], ...]]:
     legacy = LaneRoute("ollama", LegacyBody, ollama.embeddings_answer)
     embeddings = LaneRoute("openai", openai.EmbeddingsBody, openai.embeddings_answer)
     # /embed and POST /: TEI's body (`inputs`) or nomic-api-rs's (`input`).
-    tei_embed = LaneRoute("tei", tei.TeiEmbedBody, tei.tei_embed_answer, _tei_body)
+    tei_embed = LaneRoute("tei", tei.TeiEmbedBody, tei.tei_embed_answer, tei.is_tei_embed_body)
     native_shared = LaneRoute("ollama", native.EmbedBody, native.embed_one_answer, _native_body)
     # Cohere's v1 and v2 share the body.
     cohere_v1 = LaneRoute("openai", cohere_embed.CohereEmbedBody, cohere_embed.cohere_v1_answer)

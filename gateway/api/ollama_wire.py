@@ -17,10 +17,10 @@ from gateway.encoders import Capability
 from gateway.errors import InvalidRequest
 from gateway.services.models import Loaded, ModelInfo, Shown
 from gateway.specs import FactValue
-from gateway.units import parse_duration
+from gateway.units import LONGEST_DURATION_SECONDS, parse_duration
 
 # What Ollama reports for keep_alive < 0: now plus math.MaxInt64 nanoseconds (~292 years).
-FOREVER = timedelta(seconds=(2**63 - 1) / 1e9)
+FOREVER = timedelta(seconds=LONGEST_DURATION_SECONDS)
 EMBEDDERS = {Capability.EMBED_TEXT, Capability.EMBED_IMAGE, Capability.MULTIVECTOR}
 
 

@@ -134,13 +134,19 @@ async def tei_embed_answer(
 EmbedAnswer = Response[list[list[float]] | EmbedResponse]
 
 
+def is_tei_embed_body(raw: Any) -> bool:
+    """On /embed and POST /: a JSON object with `inputs` is TEI's body, any other nomic-api-rs's
+    (this route's rule, and the fast lane's)."""
+    return isinstance(raw, dict) and "inputs" in raw
+
+
 async def embed_by_body(
     request: Request[Any, Any, Any], embedding: EmbeddingService
 ) -> EmbedAnswer:
     """POST /embed (and POST /, as TEI, which huggingface_hub's InferenceClient posts to when
     given the server's URL): TEI's body has `inputs`, nomic-api-rs's has `input`."""
     raw = await json_body(request)
-    if isinstance(raw, dict) and "inputs" in raw:
+    if is_tei_embed_body(raw):
         vectors, result = await tei_embed_answer(
             convert(raw, TeiEmbedBody), embedding, request.receive
         )
