@@ -66,6 +66,17 @@ def summarize(samples: Sequence[dict[str, Any]], bases: Sequence[str]) -> list[d
                 for s in ok
             ),
             "others_cpu_per_wall": median(s["others_cpu_s"] / s["wall_s"] for s in ok),
+            # What one text costs the machine: the client's (or in-process system's) CPU plus
+            # the server's, and of that the server's event loop (uvicorn's first thread).
+            "cpu_ms_per_text": median(
+                (s["client_cpu_s"] + (s["server_cpu_s"] or 0.0)) / s["texts"] * 1000 for s in ok
+            ),
+            "loop_ms_per_text": median(
+                s["server_main_cpu_s"] / s["texts"] * 1000
+                if s.get("server_main_cpu_s") is not None
+                else None
+                for s in ok
+            ),
             "min_cos": min((s["min_cos"] for s in ok if s["min_cos"] is not None), default=None),
             "texts": ok[0]["texts"] if ok else None,
         }
@@ -98,7 +109,7 @@ def table(rows: Sequence[dict[str, Any]], min_cos: float) -> str:
     )
     head = ["system", "load", "texts/s", "tok/s", "p50 ms", "p99 ms"]
     head += [f"x gw {b}" for b in bases]
-    head += ["cpu/wall srv+cli (others)", "pad", "min cos"]
+    head += ["cpu/wall srv+cli (others)", "cpu ms/text (srv loop)", "pad", "min cos"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["reps"] == 0:
@@ -112,6 +123,9 @@ def table(rows: Sequence[dict[str, Any]], min_cos: float) -> str:
             if server is not None
             else f"{r['client_cpu_per_wall']:.2f}"
         ) + f" ({r['others_cpu_per_wall']:.2f})"
+        per_text = _fmt(r.get("cpu_ms_per_text"), 3)
+        if r.get("loop_ms_per_text") is not None:
+            per_text += f" ({r['loop_ms_per_text']:.3f})"
         pad = _fmt(r.get("padding_ratio"), 3)
         if r.get("mean_batch"):
             pad += f" (batch {r['mean_batch']:.1f})"
@@ -127,6 +141,7 @@ def table(rows: Sequence[dict[str, Any]], min_cos: float) -> str:
             _fmt(r["p99_ms"], 1),
             *[_fmt(r.get(f"x_gateway_{b}"), 2) for b in bases],
             cpu,
+            per_text,
             pad,
             cos,
         ]
@@ -270,7 +285,9 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
         "gateway's /api/embed texts/s at load L "
         "(CLIENTSxTEXTS per request), taken per rep, median over reps. cpu/wall: server + "
         "client CPU seconds per wall second (in-process: this process), (others) = everything "
-        "else on the machine meanwhile. pad = padded/real tokens (gateway: from /admin/models)."
+        "else on the machine meanwhile; cpu ms/text: those CPU seconds per text (srv loop: the "
+        "server's first thread, uvicorn's event loop). pad = padded/real tokens (gateway: "
+        "from /admin/models)."
     )
     for key, cells in result["cells"].items():
         for name, cell in cells.items():

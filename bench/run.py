@@ -117,6 +117,7 @@ class Run:
             p99_ms=p99 * 1000 if p99 is not None else None,
             client_cpu_s=cpu.own,
             server_cpu_s=cpu.server if system.server_pid else None,
+            server_main_cpu_s=cpu.server_main if system.server_pid else None,
             others_cpu_s=cpu.others,
             steal_s=cpu.steal,
             extra=measured.extra,

@@ -20,7 +20,7 @@ from bench.corpora import Workload
 from bench.embedders import OrtEmbedder, StEmbedder
 from bench.lean_load import run_lean_load
 from bench.load import Api, run_load
-from bench.servers import Gateway, ProcessServer, tree_cpu_seconds
+from bench.servers import Gateway, ProcessServer, main_thread_cpu_seconds, tree_cpu_seconds
 
 T = TypeVar("T")
 STOP_WAIT_S = 30.0  # how long a server that stopped answering may take to exit
@@ -70,12 +70,14 @@ def _machine_seconds() -> tuple[float, float]:
 
 @dataclass
 class CpuWindow:
-    """CPU time of this process, of the server process tree and of everything else meanwhile."""
+    """CPU time of this process, of the server process tree (and of its first thread: the event
+    loop of a uvicorn server) and of everything else meanwhile."""
 
     server_pid: int | None
     started: float = 0.0
     own: float = 0.0
     server: float = 0.0
+    server_main: float = 0.0
     machine: float = 0.0
     wall: float = 0.0
     others: float = 0.0
@@ -85,6 +87,7 @@ class CpuWindow:
         self.started = time.perf_counter()
         self.own = time.process_time()
         self.server = tree_cpu_seconds(self.server_pid) if self.server_pid else 0.0
+        self.server_main = main_thread_cpu_seconds(self.server_pid) if self.server_pid else 0.0
         self.machine, self.steal = _machine_seconds()
         return self
 
@@ -92,6 +95,8 @@ class CpuWindow:
         self.wall = time.perf_counter() - self.started
         self.own = time.process_time() - self.own
         self.server = (tree_cpu_seconds(self.server_pid) - self.server) if self.server_pid else 0.0
+        if self.server_pid:
+            self.server_main = main_thread_cpu_seconds(self.server_pid) - self.server_main
         machine, steal = _machine_seconds()
         # Whatever else ran on the machine meanwhile: other people's work, i.e. contention;
         # and the time the hypervisor gave our vCPUs to other guests (contention from outside).
