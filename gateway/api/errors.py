@@ -6,10 +6,11 @@
   queue a 503;
 - TEI's routes: {"error": "message", "error_type": ...} with TEI's statuses (validation 422,
   empty input 400, full queue 429 Overloaded, failed inference 424 Backend, 503 Unhealthy).
-  /embed, POST / and /rerank are shared with other families: the body decides, as in the routes.
+  /embed, POST / and /rerank are shared with other families: the body decides, as in the routes
+  (`request_family`), and where it was never read, the path (`path_family`).
 `describe` reduces any exception (domain errors, Litestar's own) to what a client needs to
 know. Errors raised before a Router is chosen (unknown path, wrong method) go through
-`render_error`, which picks the family by path.
+`render_error`, which picks the family the same way.
 """
 
 from __future__ import annotations
@@ -121,18 +122,28 @@ def _tei_status(exc: Exception, info: ErrorInfo) -> tuple[int, TeiErrorType]:
     return info.status, "Backend" if info.status >= 500 else "Validation"
 
 
-def is_tei_request(request: Request[Any, Any, Any], body: bytes | None) -> bool:
+def path_family(path: str) -> Family:
+    """The family by path alone, for errors whose request body was never read: a 401 or 403
+    before reading, a 413, a wrong method, the connection's own 400/408/431. On the paths TEI
+    shares it is TEI's: its shape is Ollama's {"error"} plus `error_type`, at the same status,
+    so the other family's clients read it as well."""
+    if path.startswith(OPENAI_PREFIXES):
+        return "openai"
+    return "tei" if path in TEI_PATHS or path in TEI_BODY_KEY else "ollama"
+
+
+def request_family(request: Request[Any, Any, Any], body: bytes | None) -> Family:
+    """The family of a request's errors (`body`: as read, None if never read): by path, but on a
+    path TEI shares, a body that was read decides."""
     path = request.url.path
-    if path in TEI_PATHS:
-        return True
     key = TEI_BODY_KEY.get(path)
-    if key is None or not body:
-        return False
+    if key is None or body is None:
+        return path_family(path)
     try:  # the routes' own decoder: a body they refuse is nobody's, so not TEI's either
         data = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError):
-        return False
-    return isinstance(data, dict) and key in data
+        return "ollama"
+    return "tei" if isinstance(data, dict) and key in data else "ollama"
 
 
 def openai_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -145,8 +156,7 @@ def ollama_error(request: Request[Any, Any, Any], exc: Exception) -> Response[An
 
 def tei_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """TEI's shape for TEI's requests; Ollama's for the others on a shared path."""
-    family: Family = "tei" if is_tei_request(request, received_body(request)) else "ollama"
-    return _render(exc, request, family)
+    return _render(exc, request, request_family(request, received_body(request)))
 
 
 OPENAI_ERRORS: ExceptionHandlersMap = {Exception: openai_error}
@@ -155,11 +165,8 @@ TEI_ERRORS: ExceptionHandlersMap = {Exception: tei_error}
 
 
 def render_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """For errors no Router handled (routing itself): the family by path."""
-    path = request.url.path
-    if path.startswith(OPENAI_PREFIXES):
-        return _render(exc, request, "openai")
-    return _render(exc, request, "tei" if path in TEI_PATHS else "ollama")
+    """For errors no Router handled (routing itself, a refusal at shutdown)."""
+    return _render(exc, request, request_family(request, received_body(request)))
 
 
 @dataclass(frozen=True)
@@ -219,10 +226,11 @@ def _body(
 
 
 def protocol_error_body(path: str, status: int, message: str, code: str) -> bytes:
-    """A family's error body (chosen by path, as `render_error` does) for answers written below
+    """A family's error body (by `path_family`: no body is read) for answers written below
     Litestar, by the connection itself (gateway/connections.py). `path` may be empty: the request
     line did not arrive, and the Ollama shape is the default."""
-    if path in TEI_PATHS:
+    family = path_family(path)
+    if family == "tei":
         return json.dumps({"error": message, "error_type": "Validation"}).encode()
-    openai_shape = path.startswith(OPENAI_PREFIXES)
+    openai_shape = family == "openai"
     return json.dumps(_body(status, message, code, None, openai_shape=openai_shape)).encode()

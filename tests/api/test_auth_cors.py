@@ -15,7 +15,12 @@ import ollama
 import openai
 import pytest
 
-from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed
+from tests.support.api import (
+    assert_ollama_error,
+    assert_openai_error,
+    assert_tei_error,
+    ollama_embed,
+)
 from tools.gateway_server import GatewayServer
 from tools.paths import REPO
 
@@ -85,12 +90,15 @@ def test_missing_or_wrong_key_is_401_in_each_family(
         for path, body in (
             ("/api/embed", {"model": MODEL, "input": "hi"}),
             ("/api/show", {"model": MODEL}),
-            ("/embed", {"input": "hi"}),
             ("/batch", {"inputs": ["hi"]}),
         ):
             response = client.post(path, json=body)
             assert_ollama_error(response, 401, "key")
             assert response.headers["www-authenticate"] == "Bearer"
+        # A path TEI shares: the body is not read, and TEI's shape is Ollama's plus error_type.
+        response = client.post("/embed", json={"input": "hi"})
+        assert_tei_error(response, 401, "Validation", "key")
+        assert response.headers["www-authenticate"] == "Bearer"
         assert_ollama_error(client.get("/api/tags"), 401, "key")
         assert_ollama_error(client.get("/info"), 401, "key")
         response = client.post("/v1/embeddings", json={"model": MODEL, "input": "hi"})

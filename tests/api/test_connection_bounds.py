@@ -226,8 +226,11 @@ def test_unparseable_http_gets_a_json_400_in_the_family_shape(
         assert client.get("/health/live").status_code == 200
 
 
-def test_tei_paths_get_tei_shaped_protocol_errors(bounded_server: GatewayServer) -> None:
-    big = b"POST /embed_all HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+@pytest.mark.parametrize("path", ["/embed_all", "/embed", "/rerank"])
+def test_tei_paths_get_tei_shaped_protocol_errors(bounded_server: GatewayServer, path: str) -> None:
+    """On the paths TEI shares too: no body was read, and TEI's shape is Ollama's plus
+    error_type."""
+    big = f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: ".encode() + b"a" * 70_000 + b"\r\n\r\n"
     assert _refused(bounded_server, big) == (
         b"HTTP/1.1 431 Request Header Fields Too Large",
         {"error": "the request line and headers are too large", "error_type": "Validation"},

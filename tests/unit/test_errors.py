@@ -19,7 +19,13 @@ from litestar.exceptions import (
 )
 
 from gateway.api.draining import ShuttingDown
-from gateway.api.errors import describe, is_tei_request, render_error
+from gateway.api.errors import (
+    describe,
+    path_family,
+    protocol_error_body,
+    render_error,
+    request_family,
+)
 from gateway.batching import InferenceError
 from gateway.errors import (
     Busy,
@@ -119,7 +125,7 @@ def test_openai_family_shape(path: str) -> None:
     }
 
 
-@pytest.mark.parametrize("path", ["/api/embed", "/embed", "/img/embed"])
+@pytest.mark.parametrize("path", ["/api/embed", "/txt/embed", "/img/embed"])
 def test_ollama_and_native_shape(path: str) -> None:
     status, _, body = rendered(path, ModelNotFound("model 'x' not found"))
     assert (status, body) == (404, {"error": "model 'x' not found"})
@@ -175,18 +181,58 @@ def test_tei_shape_and_statuses(path: str, error: Exception, status: int, error_
 
 
 @pytest.mark.parametrize(
-    ("path", "body", "tei"),
+    ("path", "body", "family"),
     [
-        ("/embed", b'{"inputs": ["a"]}', True),
-        ("/", b'{"inputs": "a"}', True),
-        ("/rerank", b'{"query": "q", "texts": ["a"]}', True),
-        ("/embed", b'{"input": "a"}', False),  # nomic-api-rs's body
-        ("/rerank", b'{"query": "q", "documents": ["a"]}', False),  # Infinity's
-        ("/embed", b"{oops", False),  # unreadable: the path's default family
-        ("/embed", None, False),
-        ("/batch", b'{"inputs": ["a"]}', False),  # the native batch route has `inputs` too
-        ("/tokenize", None, True),
+        ("/embed", b'{"inputs": ["a"]}', "tei"),
+        ("/", b'{"inputs": "a"}', "tei"),
+        ("/rerank", b'{"query": "q", "texts": ["a"]}', "tei"),
+        ("/embed", b'{"input": "a"}', "ollama"),  # nomic-api-rs's body
+        ("/rerank", b'{"query": "q", "documents": ["a"]}', "ollama"),  # Infinity's
+        ("/embed", b"{oops", "ollama"),  # read but nobody's body
+        ("/embed", b"", "ollama"),  # read, and empty: nomic-api-rs's "missing request body"
+        ("/batch", b'{"inputs": ["a"]}', "ollama"),  # the native batch route has `inputs` too
+        ("/tokenize", None, "tei"),
+        ("/v1/embeddings", None, "openai"),
+        ("/api/embed", None, "ollama"),
+        # Never read (a 401 before reading, a 413): TEI's shape, Ollama's plus error_type.
+        ("/embed", None, "tei"),
+        ("/", None, "tei"),
+        ("/rerank", None, "tei"),
     ],
 )
-def test_the_body_decides_tei_on_shared_paths(path: str, body: bytes | None, tei: bool) -> None:
-    assert is_tei_request(request_for(path), body) is tei
+def test_the_body_decides_on_shared_paths_when_it_was_read(
+    path: str, body: bytes | None, family: str
+) -> None:
+    assert request_family(request_for(path), body) == family
+
+
+@pytest.mark.parametrize(
+    ("path", "family"),
+    [
+        ("", "ollama"),  # no request line: the default
+        ("/api/embed", "ollama"),
+        ("/embeddings", "openai"),
+        ("/v2/rerank", "openai"),
+        ("/embed_all", "tei"),
+        ("/embed", "tei"),
+        ("/", "tei"),
+        ("/rerank", "tei"),
+        ("/api/rerank", "ollama"),
+    ],
+)
+def test_the_path_alone_decides_where_no_body_was_read(path: str, family: str) -> None:
+    assert path_family(path) == family
+
+
+@pytest.mark.parametrize("path", ["/embed", "/", "/rerank", "/decode"])
+def test_connection_refusals_on_tei_paths_have_tei_shape(path: str) -> None:
+    body = protocol_error_body(path, 431, "headers too large", "headers_too_large")
+    assert json.loads(body) == {"error": "headers too large", "error_type": "Validation"}
+
+
+@pytest.mark.parametrize("path", ["/embed", "/rerank"])
+def test_unauthorized_on_a_shared_path_is_tei_shaped_at_its_status(path: str) -> None:
+    """render_error and the TEI handler see no body here (the guard refuses before reading)."""
+    status, headers, body = rendered(path, Unauthorized("missing API key"))
+    assert (status, body) == (401, {"error": "missing API key", "error_type": "Validation"})
+    assert headers["www-authenticate"] == "Bearer"

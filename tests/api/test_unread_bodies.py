@@ -1,0 +1,77 @@
+"""Refusals answered without reading the body: a missing key (401), a body over the size limit
+(413). Each comes in its family's shape; on the paths TEI shares with other families (/embed,
+POST /, /rerank), where no body can decide, in TEI's, which is Ollama's {"error"} plus
+`error_type` at the same status, so either family's client reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.api import assert_ollama_error, assert_openai_error, assert_tei_error
+from tools.gateway_server import GatewayServer
+from tools.paths import REPO
+
+KEY = "gw-unread-key-3e9b07"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+MAX_BODY = 4096
+OVERSIZED = "x" * (MAX_BODY + 1)
+SHARED_PATHS = ("/embed", "/", "/rerank")
+
+
+@pytest.fixture(scope="module")
+def keyed(
+    default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    registry = tmp_path_factory.mktemp("unread") / "registry.yaml"
+    registry.write_text((REPO / "registry.yaml").read_text())
+    env = {
+        "GATEWAY_API_KEYS": KEY,
+        "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
+        "GATEWAY_AUTH_FAILURES_PER_MINUTE": "100000",
+    }
+    with GatewayServer(registry=registry, env=env) as running:
+        yield running
+
+
+@pytest.mark.parametrize("path", SHARED_PATHS)
+@pytest.mark.parametrize(
+    "body",
+    [{"inputs": "hi"}, {"input": "hi"}, {"query": "q", "texts": ["a"]}],
+    ids=["tei", "nomic-api-rs", "tei-rerank"],
+)
+def test_a_missing_key_on_a_shared_path_is_tei_shaped(
+    keyed: GatewayServer, path: str, body: dict[str, object]
+) -> None:
+    response = httpx.post(keyed.url + path, json=body)
+    assert_tei_error(response, 401, "Validation", "missing API key")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("path", SHARED_PATHS)
+def test_a_body_over_the_limit_on_a_shared_path_is_tei_shaped(
+    keyed: GatewayServer, path: str
+) -> None:
+    for body in ({"inputs": OVERSIZED}, {"input": OVERSIZED}):
+        response = httpx.post(keyed.url + path, json=body, headers=AUTH)
+        assert_tei_error(response, 413, "Validation", "too large")
+
+
+def test_a_body_over_the_limit_elsewhere_keeps_its_family_shape(keyed: GatewayServer) -> None:
+    with keyed.client(headers=AUTH) as client:
+        ollama = client.post("/api/embed", json={"model": "all-minilm", "input": OVERSIZED})
+        assert_ollama_error(ollama, 413, "too large")
+        openai = client.post("/v1/embeddings", json={"model": "all-minilm", "input": OVERSIZED})
+        assert_openai_error(openai, 413, "too large")
+        tei = client.post("/embed_all", json={"inputs": OVERSIZED})
+        assert_tei_error(tei, 413, "Validation", "too large")
+
+
+def test_the_server_stays_healthy(keyed: GatewayServer) -> None:
+    with keyed.client(headers=AUTH) as client:
+        assert client.post("/embed", json={"inputs": "still working"}).status_code == 200
+    assert "Traceback" not in keyed.log()
