@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from litestar import Litestar, MediaType, Request, get
+from litestar import Litestar, MediaType, Request, Response, Router, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
@@ -65,12 +66,22 @@ CORS_HEADERS = [
         )
     ),
 ]
+# Where Litestar serves the OpenAPI document and its Swagger page.
+DOCS_PATH = "/docs"
 
 
 @get("/openapi.json", include_in_schema=False, media_type=MediaType.JSON)
 async def openapi_document(request: Request[Any, Any, Any]) -> bytes:
     """The OpenAPI document at the usual address too (Litestar serves it under /docs)."""
     return msgspec.json.encode(request.app.openapi_schema.to_schema())
+
+
+def _json_not_found(response: Response[Any]) -> Response[Any]:
+    """Litestar answers an unknown page under /docs with its own HTML 404; raised instead, it
+    gets the JSON 404 that every other unknown path gets (render_error)."""
+    if response.status_code == 404:
+        raise NotFoundException()
+    return response
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
@@ -118,7 +129,10 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="Embedding gateway",
             version=__version__,
-            path="/docs",
+            path=DOCS_PATH,
+            openapi_router=Router(
+                DOCS_PATH, route_handlers=[], include_in_schema=False, after_request=_json_not_found
+            ),
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
         debug=False,

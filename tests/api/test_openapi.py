@@ -54,6 +54,22 @@ def test_docs_page_renders(server: GatewayServer) -> None:
     assert "swagger" in response.text.lower()
 
 
+@pytest.mark.parametrize(
+    "path", ["/docs/nope", "/docs/swagger", "/docs/openapi.yaml", "/docs/nope/deeper", "/schema/x"]
+)
+def test_unknown_docs_pages_get_the_json_404_of_any_unknown_path(
+    server: GatewayServer, path: str
+) -> None:
+    """Litestar's docs router answers its unknown pages with an HTML 404 of its own."""
+    with server.client() as client:
+        expected = client.get("/nope")
+        response = client.get(path)
+    assert expected.status_code == 404
+    assert response.status_code == 404
+    assert response.headers["content-type"] == expected.headers["content-type"]
+    assert response.json() == expected.json()
+
+
 def test_every_operation_has_a_typed_success_response(document: dict[str, Any]) -> None:
     operations = [
         (method, path, operation)
