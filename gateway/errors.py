@@ -39,6 +39,13 @@ class Unauthorized(GatewayError):
     code = "invalid_api_key"
 
 
+class UnsupportedEncoding(GatewayError):
+    """A request body in a content coding the server does not decode (RFC 9110 8.4: 415)."""
+
+    status_code = 415
+    code = "unsupported_content_encoding"
+
+
 class ModelNotFound(GatewayError):
     status_code = 404
     code = "model_not_found"

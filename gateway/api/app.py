@@ -21,7 +21,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway import __version__, metrics
 from gateway.api.admin import admin_router
-from gateway.api.bodies import refuse_deep_bodies
+from gateway.api.bodies import refuse_bad_bodies
 from gateway.api.cohere_embed import cohere_embed_router
 from gateway.api.contract import make_exact
 from gateway.api.errors import render_error
@@ -120,7 +120,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         ],
         # The authenticator lives in app.state: the guard, /health and SIGHUP (server.py) use it.
         guards=[authenticate],
-        before_request=refuse_deep_bodies,
+        before_request=refuse_bad_bodies,
         exception_handlers={Exception: render_error},
         cors_config=cors,
         lifespan=[lifespan],

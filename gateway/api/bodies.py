@@ -1,26 +1,44 @@
-"""Decoding a JSON body by hand, for routes that pick the body's shape from its fields (TEI's
-/embed beside nomic-api-rs's): errors read as Litestar's own validation errors do here."""
+"""Request bodies: what every route refuses before decoding one (a content coding the server does
+not decode, nesting past a fixed depth), and decoding by hand for routes that pick the body's
+shape from its fields (TEI's /embed beside nomic-api-rs's), with errors worded as Litestar's own
+validation errors are here."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
 
 from gateway.api.json_errors import MAX_DEPTH, TOO_DEEP, invalid_json_message, nests_deeper_than
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, UnsupportedEncoding
 
 T = TypeVar("T")
-_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$")
 
 
-async def refuse_deep_bodies(request: Request[Any, Any, Any]) -> None:
-    """Every route's `before_request`: a body nested past MAX_DEPTH is a 400 on every path, so
-    the fast lane (which hands such bodies here) and Litestar's own decode always agree."""
-    if request.method in _WITH_BODY and nests_deeper_than(await request.body(), MAX_DEPTH):
+def unsupported_codings(values: Iterable[str]) -> list[str]:
+    """The content codings that Content-Encoding `values` name, but identity: the server decodes
+    none, so such a body would reach the JSON decoder still compressed."""
+    named = (coding.strip().lower() for value in values for coding in value.split(","))
+    return [coding for coding in named if coding and coding != "identity"]
+
+
+async def refuse_bad_bodies(request: Request[Any, Any, Any]) -> None:
+    """Every route's `before_request`, so the fast lane (which hands such bodies here) and
+    Litestar's own decode always agree: a content coding the server does not decode is a 415
+    (before the body is read), a body nested past MAX_DEPTH a 400."""
+    if request.method not in BODY_METHODS:
+        return
+    if codings := unsupported_codings(request.headers.getall("content-encoding", [])):
+        raise UnsupportedEncoding(
+            f"Content-Encoding {', '.join(codings)} is not supported: send the request body "
+            "uncompressed (identity)"
+        )
+    if nests_deeper_than(await request.body(), MAX_DEPTH):
         raise InvalidRequest(TOO_DEEP)
 
 

@@ -26,6 +26,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Schema
 from litestar.routes import HTTPRoute
 
+from gateway.api.bodies import BODY_METHODS
 from gateway.api.errors import (
     TEI_BODY_KEY,
     TEI_PATHS,
@@ -69,6 +70,8 @@ class OpenAIErrorResponse(msgspec.Struct):
 EVERY_ROUTE = (401, 408, 429, 431, 500, 503)
 # Routes that take a body or name a model: bad input, unknown model, body over the size limit.
 WITH_INPUT = (400, 404, 413)
+# Methods with a body: a content coding the server does not decode (bodies.refuse_bad_bodies).
+WITH_BODY = (415,)
 ADMIN_ONLY = (403,)
 # Per path extras: a model in use cannot be deleted; a pull can fail upstream or fill the disk.
 EXTRA = {"/api/delete": (409,), "/api/pull": (502, 507)}
@@ -83,6 +86,8 @@ def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
         statuses.update(TEI_EXTRA)
     if method in {"POST", "DELETE"} or "{" in path:
         statuses.update(WITH_INPUT)
+    if method in BODY_METHODS:
+        statuses.update(WITH_BODY)
     if path.startswith(ADMIN_PATHS):
         statuses.update(ADMIN_ONLY)
     statuses.update(EXTRA.get(path, ()))

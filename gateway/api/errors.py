@@ -33,7 +33,7 @@ from litestar.exceptions import (
 from litestar.types import ExceptionHandlersMap
 
 from gateway.api.json_errors import invalid_json_message, received_body
-from gateway.errors import Busy, EmptyInput, GatewayError, Unauthorized
+from gateway.errors import Busy, EmptyInput, GatewayError, Unauthorized, UnsupportedEncoding
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,9 @@ def _tei_status(exc: Exception, info: ErrorInfo) -> tuple[int, TeiErrorType]:
 
 def path_family(path: str) -> Family:
     """The family by path alone, for errors whose request body was never read: a 401 or 403
-    before reading, a 413, a wrong method, the connection's own 400/408/431. On the paths TEI
-    shares it is TEI's: its shape is Ollama's {"error"} plus `error_type`, at the same status,
-    so the other family's clients read it as well."""
+    before reading, a 413 or 415, a wrong method, the connection's own 400/408/431. On the
+    paths TEI shares it is TEI's: its shape is Ollama's {"error"} plus `error_type`, at the
+    same status, so the other family's clients read it as well."""
     if path.startswith(OPENAI_PREFIXES):
         return "openai"
     return "tei" if path in TEI_PATHS or path in TEI_BODY_KEY else "ollama"
@@ -190,6 +190,8 @@ def error_answer(exc: Exception, body: bytes | None, family: Family) -> ErrorAns
         headers["Retry-After"] = str(info.retry_after)
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, UnsupportedEncoding):  # the codings it does take (RFC 9110 15.5.16)
+        headers["Accept-Encoding"] = "identity"
     if family == "tei":
         status, error_type = _tei_status(exc, info)
         document: dict[str, object] = {"error": info.message, "error_type": error_type}

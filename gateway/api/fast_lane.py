@@ -8,14 +8,15 @@ requests/s against 2,700-3,200; 64 clients of one uncached sentence 0.74-0.89x t
 throughput against 0.69-0.81x; one short text at one client 2.28-2.42 ms against 2.41-2.65.
 
 The lane takes only requests Litestar would hand straight to the handler: POST to one of its
-paths, no `Origin` header (CORS stays Litestar's), a body within the size limit that decodes
-into the route's body type (decoded whole, then converted with the same coercion rules; on a
-path two shapes share, the one the route would pick), and, with keys on, a known key
-with the route's scope, no rate limits, from an address not refused for failed logins. Any other
-request goes to Litestar with the bytes already read handed back unchanged, so validation
-errors, CORS, 401/403/429 and every other route keep their one implementation. The answer comes
-from the function the Litestar handler itself calls, and errors raised there are rendered by
-the same `error_answer`, so both paths send the same bytes (tests/api/test_fast_lane.py).
+paths, no `Origin` header (CORS stays Litestar's), a body in no content coding but identity,
+within the size limit, that decodes into the route's body type (decoded whole, then converted
+with the same coercion rules; on a path two shapes share, the one the route would pick), and,
+with keys on, a known key with the route's scope, no rate limits, from an address not refused
+for failed logins. Any other request goes to Litestar with the bytes already read handed back
+unchanged, so validation errors, CORS, 401/403/415/429 and every other route keep their one
+implementation. The answer comes from the function the Litestar handler itself calls, and
+errors raised there are rendered by the same `error_answer`, so both paths send the same bytes
+(tests/api/test_fast_lane.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import msgspec
 
 from gateway import metrics
 from gateway.api import cohere_embed, native, ollama, openai, tei
+from gateway.api.bodies import unsupported_codings
 from gateway.api.disconnect import Receive
 from gateway.api.errors import Family, error_answer
 from gateway.api.json_errors import MAX_DEPTH, nests_deeper_than
@@ -128,6 +130,13 @@ async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bytes
             return taken, b"".join(m.get("body", b"") for m in taken)
 
 
+def _unsupported_coding(scope: Scope) -> bool:
+    """Whether any Content-Encoding header names a coding Litestar answers 415 to (before it
+    reads the body: bodies.refuse_bad_bodies)."""
+    values = (v.decode("latin-1") for n, v in scope["headers"] if n == b"content-encoding")
+    return bool(unsupported_codings(values))
+
+
 def _decoded(
     routes: tuple[LaneRoute[Any], ...], body: bytes | None
 ) -> tuple[LaneRoute[Any], Any] | None:
@@ -137,7 +146,7 @@ def _decoded(
     As Litestar does: the whole document is decoded first (so bad UTF-8 or an out-of-range
     number in a field no route declares is still refused), then converted with its coercion
     rules (strict=False). A body nested past MAX_DEPTH goes to Litestar, which refuses it
-    (bodies.refuse_deep_bodies).
+    (bodies.refuse_bad_bodies).
     """
     if body is None or nests_deeper_than(body, MAX_DEPTH):
         return None
@@ -200,6 +209,7 @@ class FastLane:
             "origin" in headers
             or not admitted
             or (declared.isdigit() and int(declared) > self.max_body_bytes)
+            or ("content-encoding" in headers and _unsupported_coding(scope))
         ):
             return _Replay([], receive)
         taken, body = await _read_body(receive, self.max_body_bytes)

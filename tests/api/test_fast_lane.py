@@ -9,6 +9,7 @@ requests it answered, so a lane that passed everything on could not pass these t
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -233,6 +234,16 @@ CASES: list[tuple[str, str, bytes, dict[str, str], bool]] = [
      False),
     ("over the limit", "/api/embed", _json({"model": MODEL, "input": "x" * MAX_BODY}), AUTH,
      False),
+    # A content coding the server does not decode is Litestar's 415, even on a body that would
+    # decode as it stands; identity is no coding at all.
+    ("gzip body", "/api/embed", gzip.compress(_json({"model": MODEL, "input": "hi"})),
+     {**AUTH, "Content-Encoding": "gzip"}, False),
+    ("gzip label, plain body", "/embed", _json({"inputs": "hi"}),
+     {**AUTH, "Content-Encoding": "gzip"}, False),
+    ("br label, openai", "/v1/embeddings", _json({"model": MODEL, "input": "hi"}),
+     {**AUTH, "Content-Encoding": "br"}, False),
+    ("identity", "/api/embed", _json({"model": MODEL, "input": "hi"}),
+     {**AUTH, "Content-Encoding": "identity"}, True),
 ]  # fmt: skip
 
 

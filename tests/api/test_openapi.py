@@ -132,6 +132,27 @@ def test_pull_documents_its_stream_and_its_single_answer(document: dict[str, Any
     assert content["application/json"]["schema"]["$ref"].endswith("/PullStatus")
 
 
+BODY_METHODS = {"post", "put", "patch", "delete"}
+
+
+def test_routes_that_take_a_body_document_415_in_their_family_shape(
+    document: dict[str, Any],
+) -> None:
+    """A content coding the server does not decode (gzip, br, ...) is a 415."""
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                documented = "415" in operation["responses"]
+                assert documented == (method in BODY_METHODS), (method, path)
+    for path, shape in (
+        ("/api/embed", "ErrorResponse"),
+        ("/v1/embeddings", "OpenAIErrorResponse"),
+        ("/tokenize", "TeiErrorResponse"),
+    ):
+        schema = document["paths"][path]["post"]["responses"]["415"]["content"]["application/json"]
+        assert schema["schema"]["$ref"] == f"#/components/schemas/{shape}"
+
+
 def test_error_responses_carry_no_generated_examples(document: dict[str, Any]) -> None:
     """Litestar would fill examples with random strings: messages no server sends."""
     for path, item in document["paths"].items():

@@ -1,11 +1,14 @@
 """Refusals answered without reading the body: a missing key (401), a body over the size limit
-(413). Each comes in its family's shape; on the paths TEI shares with other families (/embed,
-POST /, /rerank), where no body can decide, in TEI's, which is Ollama's {"error"} plus
-`error_type` at the same status, so either family's client reads it.
+(413), a content coding the server does not decode (415). Each comes in its family's shape; on
+the paths TEI shares with other families (/embed, POST /, /rerank), where no body can decide, in
+TEI's, which is Ollama's {"error"} plus `error_type` at the same status, so either family's
+client reads it.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +72,73 @@ def test_a_body_over_the_limit_elsewhere_keeps_its_family_shape(keyed: GatewaySe
         assert_openai_error(openai, 413, "too large")
         tei = client.post("/embed_all", json={"inputs": OVERSIZED})
         assert_tei_error(tei, 413, "Validation", "too large")
+
+
+EMBED = json.dumps({"model": "all-minilm", "input": "hi"}).encode()
+TEI_BODY = b'{"inputs": "hi"}'
+# (path, a body the route takes, the family whose shape its errors have)
+ENCODED = [
+    ("/api/embed", EMBED, "ollama"),
+    ("/api/rerank", b'{"model": "all-minilm", "query": "q", "documents": ["a"]}', "ollama"),
+    ("/v1/embeddings", EMBED, "openai"),
+    ("/v2/embed", b'{"model": "all-minilm", "texts": ["hi"]}', "openai"),
+    ("/tokenize", TEI_BODY, "tei"),
+    *((path, body, "tei") for path in SHARED_PATHS for body in (TEI_BODY, b'{"input": "hi"}')),
+]
+
+
+def assert_family_error(
+    family: str, response: httpx.Response, status: int, *fragments: str
+) -> None:
+    if family == "openai":
+        assert_openai_error(response, status, *fragments, code="unsupported_content_encoding")
+    elif family == "tei":
+        assert_tei_error(response, status, "Validation", *fragments)
+    else:
+        assert_ollama_error(response, status, *fragments)
+
+
+@pytest.mark.parametrize(("path", "body", "family"), ENCODED)
+@pytest.mark.parametrize(
+    ("coding", "named"),
+    [("gzip", "gzip"), ("br", "br"), ("GZIP", "gzip"), ("gzip, identity", "gzip")],
+)
+def test_an_undecoded_content_coding_is_415_in_the_family_shape(
+    keyed: GatewayServer, path: str, body: bytes, family: str, coding: str, named: str
+) -> None:
+    """RFC 9110 8.4: a server that does not support a request's content coding answers 415;
+    15.5.16: with Accept-Encoding naming the codings it does take."""
+    sent = gzip.compress(body) if coding.lower().startswith("gzip") else body
+    response = httpx.post(
+        keyed.url + path, content=sent, headers={**AUTH, "Content-Encoding": coding}
+    )
+    assert_family_error(family, response, 415, f"Content-Encoding {named} is not supported")
+    assert "uncompressed" in response.text
+    assert response.headers["accept-encoding"] == "identity"
+
+
+def test_a_plain_body_labelled_gzip_is_refused_too(keyed: GatewayServer) -> None:
+    """Decoding it anyway would answer a client whose body is not what it says it is."""
+    response = httpx.post(
+        keyed.url + "/api/embed", content=EMBED, headers={**AUTH, "Content-Encoding": "gzip"}
+    )
+    assert_ollama_error(response, 415, "gzip")
+
+
+@pytest.mark.parametrize("coding", ["identity", "Identity", "identity, identity", ""])
+def test_identity_is_no_coding(keyed: GatewayServer, coding: str) -> None:
+    for path, body in (("/api/embed", EMBED), ("/embed", TEI_BODY)):
+        response = httpx.post(
+            keyed.url + path, content=body, headers={**AUTH, "Content-Encoding": coding}
+        )
+        assert response.status_code == 200, response.text
+
+
+def test_a_request_without_a_key_is_401_before_its_coding_is_judged(keyed: GatewayServer) -> None:
+    response = httpx.post(
+        keyed.url + "/api/embed", content=EMBED, headers={"Content-Encoding": "br"}
+    )
+    assert_ollama_error(response, 401, "key")
 
 
 def test_the_server_stays_healthy(keyed: GatewayServer) -> None:

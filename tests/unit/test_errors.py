@@ -37,6 +37,7 @@ from gateway.errors import (
     ModelNotFound,
     PullFailed,
     Unauthorized,
+    UnsupportedEncoding,
     UnsupportedInput,
 )
 
@@ -45,6 +46,7 @@ DOMAIN_ERRORS: list[tuple[GatewayError, int, str, str | None]] = [
     (InputTooLong("too long", param="input[3]"), 400, "context_length_exceeded", "input[3]"),
     (UnsupportedInput("no images"), 400, "unsupported_input", None),
     (Unauthorized("no key"), 401, "invalid_api_key", None),
+    (UnsupportedEncoding("gzip"), 415, "unsupported_content_encoding", None),
     (ModelNotFound("no such model"), 404, "model_not_found", "model"),
     (ModelLoadError("corrupt"), 500, "model_load_failed", None),
     (PullFailed("hub down"), 502, "pull_failed", None),
@@ -148,6 +150,12 @@ def test_unauthorized_asks_for_a_bearer_token() -> None:
     status, headers, body = rendered("/v1/embeddings", Unauthorized("missing API key"))
     assert status == 401 and headers["www-authenticate"] == "Bearer"
     assert body["error"]["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/api/embed", "/tokenize", "/embed"])
+def test_an_unsupported_coding_names_the_codings_taken(path: str) -> None:
+    status, headers, _ = rendered(path, UnsupportedEncoding("Content-Encoding gzip"))
+    assert status == 415 and headers["accept-encoding"] == "identity"
 
 
 def test_server_errors_are_typed_as_such() -> None:
