@@ -36,6 +36,10 @@ from gateway.api.json_errors import invalid_json_message, received_body
 from gateway.errors import Busy, EmptyInput, GatewayError, Unauthorized, UnsupportedEncoding
 
 log = logging.getLogger(__name__)
+BODY_TOO_LARGE = (
+    "request body too large: it is over the server's limit (GATEWAY_MAX_BODY_BYTES); "
+    "send fewer or shorter inputs per request"
+)
 
 # OpenAI routes (also Infinity's unprefixed /embeddings and /models), and Cohere's /v1 and /v2
 # routes beside them (its SDK reads any JSON error body).
@@ -76,6 +80,9 @@ def describe(exc: Exception, body: bytes | None = None) -> ErrorInfo:
     if isinstance(exc, ClientException) and isinstance(exc.__cause__, SerializationException):
         # msgspec's own words ("Input data was truncated") do not say what is wrong.
         return ErrorInfo(400, invalid_json_message(str(exc.detail), body), "invalid_request")
+    if isinstance(exc, ClientException) and exc.status_code == 413:
+        # Litestar's words ("Request Entity Too Large") do not say which limit was hit.
+        return ErrorInfo(413, BODY_TOO_LARGE, "invalid_request")
     if isinstance(exc, ClientException):
         return ErrorInfo(exc.status_code, str(exc.detail), "invalid_request")
     if isinstance(exc, HTTPException):

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from litestar import Request
 from litestar.exceptions import (
+    ClientException,
     MethodNotAllowedException,
     NotFoundException,
     ValidationException,
@@ -83,6 +84,13 @@ def test_framework_errors_get_plain_messages() -> None:
     assert (info.status, info.message, info.param) == (400, "input[2]: Expected `str`", "input")
     missing = ValidationException(detail="x", extra=[{"key": "data", "message": "'data'"}])
     assert describe(missing).message == "missing request body"
+
+
+def test_a_body_over_the_limit_names_the_limit() -> None:
+    # Litestar raises 413 with "Request Entity Too Large", which does not say which limit.
+    info = describe(ClientException(status_code=413, detail="Request Entity Too Large"))
+    assert (info.status, info.code) == (413, "invalid_request")
+    assert "GATEWAY_MAX_BODY_BYTES" in info.message and "too large" in info.message
 
 
 def test_unexpected_exceptions_are_500_without_details() -> None:
