@@ -27,10 +27,9 @@ def unsupported_codings(values: Iterable[str]) -> list[str]:
     return [coding for coding in named if coding and coding != "identity"]
 
 
-async def refuse_bad_bodies(request: Request[Any, Any, Any]) -> None:
-    """Every route's `before_request`, so the fast lane (which hands such bodies here) and
-    Litestar's own decode always agree: a content coding the server does not decode is a 415
-    (before the body is read), a body nested past MAX_DEPTH a 400."""
+def refuse_undecoded_codings(request: Request[Any, Any, Any]) -> None:
+    """A 415 for a body in a content coding the server does not decode, before anything reads
+    it (this hook, and the API-key guard, which counts a limited key's inputs)."""
     if request.method not in BODY_METHODS:
         return
     if codings := unsupported_codings(request.headers.getall("content-encoding", [])):
@@ -38,6 +37,15 @@ async def refuse_bad_bodies(request: Request[Any, Any, Any]) -> None:
             f"Content-Encoding {', '.join(codings)} is not supported: send the request body "
             "uncompressed (identity)"
         )
+
+
+async def refuse_bad_bodies(request: Request[Any, Any, Any]) -> None:
+    """Every route's `before_request`, so the fast lane (which hands such bodies here) and
+    Litestar's own decode always agree: a content coding the server does not decode is a 415
+    (before the body is read), a body nested past MAX_DEPTH a 400."""
+    if request.method not in BODY_METHODS:
+        return
+    refuse_undecoded_codings(request)
     if nests_deeper_than(await request.body(), MAX_DEPTH):
         raise InvalidRequest(TOO_DEEP)
 

@@ -18,6 +18,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from gateway.api.auth import Headers, presented_key
+from gateway.api.bodies import refuse_undecoded_codings
 from gateway.auth.keys import ApiKey, KeyRing, Scope, digest_of, fingerprint
 from gateway.auth.limits import TokenBucket, retry_after_seconds
 from gateway.errors import Busy, GatewayError, InvalidRequest, Unauthorized
@@ -174,6 +175,9 @@ class Authenticator:
         """Take one request and the body's inputs from the key's allowance, or refuse with 429."""
         inputs = 0
         if key.inputs is not None and isinstance(connection, Request):
+            # Guards run before `before_request`: a body the routes refuse unread (415) is
+            # refused here too, before it is read, counted or charged.
+            refuse_undecoded_codings(connection)
             inputs = count_inputs(await connection.body())  # cached: the handler reads it again
             if key.inputs_per_minute is not None and inputs > key.inputs_per_minute:
                 raise InvalidRequest(

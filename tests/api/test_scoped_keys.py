@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import os
 import secrets
 import signal
@@ -13,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.api import assert_ollama_error, assert_openai_error
+from tests.support.api import assert_ollama_error, assert_openai_error, assert_tei_error
 from tools.gateway_server import GatewayServer
 from tools.paths import REPO
 
@@ -25,7 +27,8 @@ FRUGAL = secrets.token_urlsafe(24)
 PLAIN = secrets.token_urlsafe(24)
 LATECOMER = secrets.token_urlsafe(24)
 WRONG = secrets.token_urlsafe(24)
-ALL_KEYS = (EMBEDDER, ADMIN, LIMITED, FRUGAL, PLAIN, LATECOMER, WRONG)
+THRIFTY = secrets.token_urlsafe(24)
+ALL_KEYS = (EMBEDDER, ADMIN, LIMITED, FRUGAL, PLAIN, LATECOMER, WRONG, THRIFTY)
 
 
 def sha(key: str) -> str:
@@ -38,6 +41,7 @@ def keys_yaml(*extra: str) -> str:
         f"  - {{name: admin, sha256: {sha(ADMIN)}, scope: admin}}",
         f"  - {{name: limited, sha256: {sha(LIMITED)}, requests_per_minute: 3}}",
         f"  - {{name: frugal, sha256: {sha(FRUGAL)}, inputs_per_minute: 10}}",
+        f"  - {{name: thrifty, sha256: {sha(THRIFTY)}, inputs_per_minute: 2}}",
         *extra,
     ]
     return "keys:\n" + "\n".join(entries) + "\n"
@@ -129,6 +133,22 @@ def test_inputs_rate_limit_counts_inputs(keyed: GatewayServer) -> None:
         too_big = embed(client, FRUGAL, ["c"] * 11)
         assert_ollama_error(too_big, 400, "11 inputs", "at most 10 per minute")
         assert embed(client, FRUGAL, ["d"] * 3).status_code == 200  # what is left of the minute
+
+
+def test_a_compressed_body_is_refused_unread_and_uncharged(keyed: GatewayServer) -> None:
+    # The guard counts a limited key's inputs before any route hook runs; a body in a coding
+    # the server does not decode is refused there first, in the path's family shape, and
+    # neither its request nor its inputs are charged.
+    gzipped = {**auth(THRIFTY), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    body = gzip.compress(json.dumps({"model": MODEL, "input": ["a"]}).encode())
+    tei_body = gzip.compress(json.dumps({"inputs": "a"}).encode())
+    with keyed.client() as client:
+        for _ in range(3):
+            refused = client.post("/api/embed", content=body, headers=gzipped)
+            assert_ollama_error(refused, 415, "gzip")
+        on_tei_path = client.post("/embed", content=tei_body, headers=gzipped)
+        assert_tei_error(on_tei_path, 415, "Validation", "gzip")
+        assert embed(client, THRIFTY, ["x", "y"]).status_code == 200  # the minute is intact
 
 
 def test_health_shows_details_to_key_holders_only(keyed: GatewayServer) -> None:
