@@ -31,6 +31,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 from litestar.types import ExceptionHandlersMap
+from litestar.utils.path import normalize_path
 
 from gateway.api.json_errors import invalid_json_message, received_body
 from gateway.errors import Busy, EmptyInput, GatewayError, Unauthorized, UnsupportedEncoding
@@ -129,11 +130,18 @@ def _tei_status(exc: Exception, info: ErrorInfo) -> tuple[int, TeiErrorType]:
     return info.status, "Backend" if info.status >= 500 else "Validation"
 
 
+def _as_routed(path: str) -> str:
+    """`path` as Litestar routes it ("/embed/" and "//embed" are /embed); empty stays empty
+    (no request line arrived), not "/", which is a TEI path."""
+    return normalize_path(path) if path else path
+
+
 def path_family(path: str) -> Family:
     """The family by path alone, for errors whose request body was never read: a 401 or 403
     before reading, a 413 or 415, a wrong method, the connection's own 400/408/431. On the
     paths TEI shares it is TEI's: its shape is Ollama's {"error"} plus `error_type`, at the
     same status, so the other family's clients read it as well."""
+    path = _as_routed(path)
     if path.startswith(OPENAI_PREFIXES):
         return "openai"
     return "tei" if path in TEI_PATHS or path in TEI_BODY_KEY else "ollama"
@@ -142,7 +150,7 @@ def path_family(path: str) -> Family:
 def request_family(request: Request[Any, Any, Any], body: bytes | None) -> Family:
     """The family of a request's errors (`body`: as read, None if never read): by path, but on a
     path TEI shares, a body that was read decides."""
-    path = request.url.path
+    path = _as_routed(request.url.path)
     key = TEI_BODY_KEY.get(path)
     if key is None or body is None:
         return path_family(path)

@@ -214,6 +214,10 @@ def test_tei_shape_and_statuses(path: str, error: Exception, status: int, error_
         ("/embed", None, "tei"),
         ("/", None, "tei"),
         ("/rerank", None, "tei"),
+        # Paths as Litestar routes them: a trailing or doubled slash is the same route.
+        ("/embed/", b'{"inputs": "a"}', "tei"),
+        ("//embed", b'{"input": "a"}', "ollama"),
+        ("/rerank/", None, "tei"),
     ],
 )
 def test_the_body_decides_on_shared_paths_when_it_was_read(
@@ -234,6 +238,10 @@ def test_the_body_decides_on_shared_paths_when_it_was_read(
         ("/", "tei"),
         ("/rerank", "tei"),
         ("/api/rerank", "ollama"),
+        ("/embed/", "tei"),
+        ("//embed_all", "tei"),
+        ("/v1//embeddings", "openai"),
+        ("/api/embed/", "ollama"),
     ],
 )
 def test_the_path_alone_decides_where_no_body_was_read(path: str, family: str) -> None:
