@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
+from litestar.types import HTTPScope
+from litestar.utils.scope.state import ScopeState
 
 from gateway import metrics
 from gateway.api import cohere_embed, native, ollama, openai, tei
@@ -218,6 +220,10 @@ class FastLane:
             return _Replay(taken, receive)
         if key_name is not None:
             remember_key(scope.setdefault("state", {}), key_name)
+        # Kept where Litestar keeps a body it read, so an answer written for this request
+        # outside the lane (the drain's 503 at shutdown) picks its family from the body, as it
+        # does for a request the route was serving.
+        ScopeState.from_scope(cast(HTTPScope, scope)).body = body
         return decoded[0], decoded[1], body
 
     async def _answer(
