@@ -100,7 +100,8 @@ class Run:
             "error": None,
         }
         try:
-            with CpuWindow(system.server_pid) as cpu:
+            loop_pid = system.server_pid if system.http else None
+            with CpuWindow(system.server_pid, loop_pid) as cpu:
                 measured = system.measure(workload, load)
         except Exception as exc:
             sample["error"] = f"{type(exc).__name__}: {exc}"[:500]
@@ -117,7 +118,7 @@ class Run:
             p99_ms=p99 * 1000 if p99 is not None else None,
             client_cpu_s=cpu.own,
             server_cpu_s=cpu.server if system.server_pid else None,
-            server_main_cpu_s=cpu.server_main if system.server_pid else None,
+            server_main_cpu_s=cpu.server_main,
             others_cpu_s=cpu.others,
             steal_s=cpu.steal,
             extra=measured.extra,

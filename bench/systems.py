@@ -74,10 +74,13 @@ class CpuWindow:
     loop of a uvicorn server) and of everything else meanwhile."""
 
     server_pid: int | None
+    # An HTTP server's pid, whose first thread is its event loop (uvicorn): reported apart.
+    loop_pid: int | None = None
     started: float = 0.0
     own: float = 0.0
     server: float = 0.0
-    server_main: float = 0.0
+    # CPU of loop_pid's first thread: None without one, or when either reading failed.
+    server_main: float | None = None
     machine: float = 0.0
     wall: float = 0.0
     others: float = 0.0
@@ -87,7 +90,7 @@ class CpuWindow:
         self.started = time.perf_counter()
         self.own = time.process_time()
         self.server = tree_cpu_seconds(self.server_pid) if self.server_pid else 0.0
-        self.server_main = main_thread_cpu_seconds(self.server_pid) if self.server_pid else 0.0
+        self.server_main = main_thread_cpu_seconds(self.loop_pid) if self.loop_pid else None
         self.machine, self.steal = _machine_seconds()
         return self
 
@@ -95,8 +98,10 @@ class CpuWindow:
         self.wall = time.perf_counter() - self.started
         self.own = time.process_time() - self.own
         self.server = (tree_cpu_seconds(self.server_pid) - self.server) if self.server_pid else 0.0
-        if self.server_pid:
-            self.server_main = main_thread_cpu_seconds(self.server_pid) - self.server_main
+        if self.loop_pid and self.server_main is not None:
+            after = main_thread_cpu_seconds(self.loop_pid)
+            spent = after - self.server_main if after is not None else None
+            self.server_main = spent if spent is not None and spent >= 0 else None
         machine, steal = _machine_seconds()
         # Whatever else ran on the machine meanwhile: other people's work, i.e. contention;
         # and the time the hypervisor gave our vCPUs to other guests (contention from outside).
