@@ -17,12 +17,12 @@ from tests.support.models import (
     NOMIC,
     PINNED_BATCHING,
     PINNED_OVERHEAD_TOKENS,
+    bundled_registry_in,
 )
 from tools.colbert_models import ColbertModel, bert_colbert, modernbert_colbert
 from tools.exports import export_minilm_fp32, export_tiny_nomic
 from tools.gateway_server import GatewayServer
 from tools.models import minilm_entry, nomic_entry, pull_default_model, write_registry
-from tools.paths import REPO
 
 
 @pytest.fixture(scope="session")
@@ -37,8 +37,7 @@ def server(
 ) -> Iterator[GatewayServer]:
     """The real gateway on the repository's registry.yaml, serving the bundled default model."""
     log_dir = tmp_path_factory.mktemp("server")
-    registry = log_dir / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(log_dir)
     with GatewayServer(registry=registry) as running:
         yield running
 

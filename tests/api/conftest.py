@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.models import NO_CACHE, PINNED_BATCHING
+from tests.support.models import NO_CACHE, PINNED_BATCHING, bundled_registry_in
 from tools.gateway_server import GatewayServer
-from tools.paths import REPO
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +17,6 @@ def uncached_server(
 ) -> Iterator[GatewayServer]:
     """The repository's registry.yaml, like `server`, with the embedding cache off and the
     batcher's run overhead pinned by setting."""
-    registry = tmp_path_factory.mktemp("uncached") / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(tmp_path_factory.mktemp("uncached"))
     with GatewayServer(registry=registry, env={**NO_CACHE, **PINNED_BATCHING}) as running:
         yield running

@@ -21,8 +21,8 @@ from tests.support.api import (
     assert_tei_error,
     ollama_embed,
 )
+from tests.support.models import bundled_registry_in
 from tools.gateway_server import GatewayServer
-from tools.paths import REPO
 
 # Distinctive values, so that finding one in a response body cannot be a coincidence.
 KEY_1 = "gw-test-key-one-4f1c9a"
@@ -35,8 +35,7 @@ MODEL = "all-minilm"
 def guarded(
     default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
-    registry = tmp_path_factory.mktemp("auth") / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(tmp_path_factory.mktemp("auth"))
     env = {
         "GATEWAY_API_KEYS": f"{KEY_1},{KEY_2}",
         "GATEWAY_CORS_ORIGINS": APP_ORIGIN,

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.models import bundled_registry_in
 from tools.gateway_server import GatewayServer
 from tools.paths import REPO
 
@@ -56,8 +57,7 @@ def empty(
     tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path
 ) -> Iterator[GatewayServer]:
     root = tmp_path_factory.mktemp("cli-models")
-    registry = root / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(root)
     with GatewayServer(registry=registry, models_dir=fresh_models_dir(root)) as server:
         yield server
 

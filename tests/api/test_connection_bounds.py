@@ -12,9 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.models import NO_CACHE
+from tests.support.models import NO_CACHE, bundled_registry_in
 from tools.gateway_server import GatewayServer
-from tools.paths import REPO
 
 HEADER_TIMEOUT = 3.0
 SLOW_CONNECTIONS = 1000
@@ -24,8 +23,7 @@ SLOW_CONNECTIONS = 1000
 def bounded_server(
     default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
-    registry = tmp_path_factory.mktemp("bounds") / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(tmp_path_factory.mktemp("bounds"))
     env = {**NO_CACHE, "GATEWAY_HEADER_TIMEOUT": f"{HEADER_TIMEOUT}s", "GATEWAY_READ_TIMEOUT": "2s"}
     with GatewayServer(registry=registry, env=env) as running:
         yield running

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.models import bundled_registry_in
 from tools.gateway_server import GatewayServer
-from tools.paths import REPO
 
 MODEL = "all-minilm"
 KEY = "gw-lane-key-5d0e1f"
@@ -42,8 +42,7 @@ class Servers:
 @pytest.fixture(scope="module")
 def servers(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     folder = tmp_path_factory.mktemp("lane")
-    registry = folder / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(folder)
     keys = folder / "keys.yaml"
     keys.write_text(
         "keys:\n"

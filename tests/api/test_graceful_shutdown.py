@@ -11,17 +11,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.models import NO_CACHE
+from tests.support.models import NO_CACHE, bundled_registry_in
 from tools.corpus import generated_sentences
 from tools.gateway_server import GatewayServer
-from tools.paths import REPO
 
 TEXTS = 2000
 
 
 def _serve(tmp_path: Path, grace: float, drain_delay: float) -> GatewayServer:
-    registry = tmp_path / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(tmp_path)
     env = {
         **NO_CACHE,
         "GATEWAY_SHUTDOWN_GRACE": f"{grace}s",

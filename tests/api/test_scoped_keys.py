@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.support.api import assert_ollama_error, assert_openai_error, assert_tei_error
+from tests.support.models import bundled_registry_in
 from tools.gateway_server import GatewayServer
-from tools.paths import REPO
 
 MODEL = "all-minilm"
 EMBEDDER = secrets.token_urlsafe(24)
@@ -56,8 +56,7 @@ def keyed(
     default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
     folder = tmp_path_factory.mktemp("keys")
-    registry = folder / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(folder)
     keys_file = folder / "keys.yaml"
     keys_file.write_text(keys_yaml())
     env = {
@@ -198,8 +197,7 @@ def test_keys_file_is_reloaded_on_change_and_on_sighup(keyed: GatewayServer) -> 
 def test_failed_authentications_are_limited_per_address(
     default_model_dir: Path, tmp_path: Path
 ) -> None:
-    registry = tmp_path / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(tmp_path)
     env = {"GATEWAY_API_KEYS": PLAIN, "GATEWAY_AUTH_FAILURES_PER_MINUTE": "3"}
     with GatewayServer(registry=registry, env=env) as server, server.client() as client:
         assert [embed(client, WRONG).status_code for _ in range(3)] == [401, 401, 401]
@@ -218,8 +216,7 @@ def test_behind_a_trusted_proxy_the_limit_is_per_forwarded_client(
 ) -> None:
     """The test client stands in for a reverse proxy on 127.0.0.1 that names its clients in
     X-Forwarded-For: trusted (the default), one client's failures do not lock out another."""
-    registry = tmp_path / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(tmp_path)
     env = {
         "GATEWAY_API_KEYS": PLAIN,
         "GATEWAY_AUTH_FAILURES_PER_MINUTE": "3",

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.support.api import assert_ollama_error, assert_openai_error, assert_tei_error
+from tests.support.models import bundled_registry_in
 from tools.gateway_server import GatewayServer
-from tools.paths import REPO
 
 KEY = "gw-unread-key-3e9b07"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -30,8 +30,7 @@ SHARED_PATHS = ("/embed", "/", "/rerank")
 def keyed(
     default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
-    registry = tmp_path_factory.mktemp("unread") / "registry.yaml"
-    registry.write_text((REPO / "registry.yaml").read_text())
+    registry = bundled_registry_in(tmp_path_factory.mktemp("unread"))
     env = {
         "GATEWAY_API_KEYS": KEY,
         "GATEWAY_MAX_BODY_BYTES": str(MAX_BODY),
