@@ -43,10 +43,8 @@ async def refuse_bad_bodies(request: Request[Any, Any, Any]) -> None:
     """Every route's `before_request`, so the fast lane (which hands such bodies here) and
     Litestar's own decode always agree: a content coding the server does not decode is a 415
     (before the body is read), a body nested past MAX_DEPTH a 400."""
-    if request.method not in BODY_METHODS:
-        return
     refuse_undecoded_codings(request)
-    if nests_deeper_than(await request.body(), MAX_DEPTH):
+    if request.method in BODY_METHODS and nests_deeper_than(await request.body(), MAX_DEPTH):
         raise InvalidRequest(TOO_DEEP)
 
 
