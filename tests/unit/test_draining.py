@@ -1,0 +1,101 @@
+"""The drain's 503 at the end of the shutdown grace (gateway/api/draining.py), without a server:
+a request still working is answered once in its family's shape, one that began its answer is
+left to finish, and a cancellation that is not the drain's still cancels."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, cast
+
+import pytest
+
+from gateway.api.draining import Drain
+
+Message = dict[str, Any]
+
+
+def _scope() -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "POST",
+        "scheme": "http",
+        "server": ("127.0.0.1", 11434),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
+        "path": "/api/embed",
+        "raw_path": b"/api/embed",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+    }
+
+
+async def _receive() -> Message:
+    await asyncio.Event().wait()  # the body was read; nothing more comes
+    raise AssertionError("unreachable")
+
+
+async def _serve(drain: Drain, app: Any, act: Any) -> tuple[list[Message], BaseException | None]:
+    """Run one request through the drain, call `act(task)` once the app is working, and return
+    what was sent and how the request's task ended."""
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    task = asyncio.create_task(drain.wrap(app)(_scope(), _receive, send))
+    await asyncio.sleep(0.01)  # the app is now awaiting
+    act(task)
+    try:
+        await task
+    except BaseException as exc:  # the outcome is what the test checks
+        return sent, exc
+    return sent, None
+
+
+async def _working(scope: Any, receive: Any, send: Any) -> None:
+    await asyncio.sleep(60)
+
+
+def test_a_request_still_working_is_answered_503_once() -> None:
+    drain = Drain()
+
+    def act(task: asyncio.Task[None]) -> None:
+        assert drain.in_flight == 1
+        assert drain.answer_in_flight() == 1
+        assert drain.answer_in_flight() == 0  # already being answered: not cancelled twice
+
+    sent, ended = asyncio.run(_serve(drain, _working, act))
+    assert ended is None
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 503
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert set(body) == {"error"} and "shutting down" in body["error"]
+    assert drain.in_flight == 0
+
+
+def test_a_request_that_began_its_answer_is_left_to_finish() -> None:
+    drain = Drain()
+
+    async def answering(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.body", "body": b"done"})
+
+    sent, ended = asyncio.run(_serve(drain, answering, lambda _: drain.answer_in_flight()))
+    assert ended is None
+    assert [m.get("status", m.get("body")) for m in sent] == [200, b"done"]
+
+
+@pytest.mark.parametrize("drain_too", [False, True], ids=["server-only", "server-and-drain"])
+def test_a_cancel_that_is_not_only_the_drains_still_cancels(drain_too: bool) -> None:
+    drain = Drain()
+
+    def act(task: asyncio.Task[None]) -> None:
+        task.cancel()  # the server's own cancel
+        if drain_too:
+            drain.answer_in_flight()
+
+    sent, ended = asyncio.run(_serve(drain, _working, act))
+    assert isinstance(ended, asyncio.CancelledError)
+    assert sent == []
+    assert cast(int, drain.in_flight) == 0
