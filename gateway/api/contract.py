@@ -78,6 +78,10 @@ EXTRA = {"/api/delete": (409,), "/api/pull": (502, 507)}
 # TEI's statuses besides those: a validation error, a failed inference.
 TEI_EXTRA = (422, 424)
 ADMIN_PATHS = ("/api/pull", "/api/delete", "/admin/")
+# Answered before the body is read (a missing or wrong key, the connection's own timeouts and
+# header limits, a body over the limit or in an undecoded coding): on the paths TEI shares these
+# take the path's family, TEI's (errors.path_family), whichever body was coming.
+UNREAD_STATUSES = frozenset({401, 408, 413, 415, 431})
 
 
 def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
@@ -106,14 +110,17 @@ def _answers_as_tei(path: str, handler: HTTPRouteHandler) -> bool:
     return _family(handler) == "tei" and (path in TEI_PATHS or path in TEI_BODY_KEY)
 
 
-def _error_shape(path: str, handler: HTTPRouteHandler) -> Any:
-    """The error body's type: TEI's on its own paths, either on the paths it shares (the body
-    decides, gateway/api/errors.py)."""
+def _error_shape(path: str, handler: HTTPRouteHandler, status: int) -> Any:
+    """The error body's type: TEI's on its own paths; on the paths it shares, TEI's for what is
+    answered before the body is read, either for the rest (the body decides,
+    gateway/api/errors.py)."""
     if _family(handler) == "openai":
         return OpenAIErrorResponse
     if not _answers_as_tei(path, handler):
         return ErrorResponse
-    return TeiErrorResponse if path in TEI_PATHS else ErrorResponse | TeiErrorResponse
+    if path in TEI_PATHS or status in UNREAD_STATUSES:
+        return TeiErrorResponse
+    return ErrorResponse | TeiErrorResponse
 
 
 def _routes(app: Litestar) -> Iterable[tuple[str, HTTPRouteHandler]]:
@@ -128,14 +135,13 @@ def declare_error_responses(app: Litestar) -> None:
     """Add each route's error statuses to its OpenAPI responses (call before the document is
     first served; Litestar builds it lazily)."""
     for path, handler in _routes(app):
-        shape = _error_shape(path, handler)
         declared = dict(handler.responses or {})
         for method in handler.http_methods:
             for status in _statuses(path, method, handler):
                 declared.setdefault(
                     status,
                     ResponseSpec(
-                        data_container=shape,
+                        data_container=_error_shape(path, handler, status),
                         description=HTTPStatus(status).phrase,
                         media_type="application/json",
                         # Litestar's generated examples are random strings, which would

@@ -155,6 +155,24 @@ def test_routes_that_take_a_body_document_415_in_their_family_shape(
         assert schema["schema"]["$ref"] == f"#/components/schemas/{shape}"
 
 
+def test_shared_tei_paths_document_tei_errors_for_what_is_answered_unread(
+    document: dict[str, Any],
+) -> None:
+    """On /embed, POST / and /rerank a wrong key, a body over the limit or in an undecoded
+    coding, and the connection's own 408/431 are TEI-shaped whatever body was coming
+    (tests/api/test_unread_bodies.py); a 400 or 404 follows the body, so either shape."""
+    tei = "#/components/schemas/TeiErrorResponse"
+    either = {tei, "#/components/schemas/ErrorResponse"}
+    for path in ("/embed", "/", "/rerank"):
+        responses = document["paths"][path]["post"]["responses"]
+        for status in ("401", "408", "413", "415", "431"):
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema.get("$ref") == tei, (path, status, schema)
+        for status in ("400", "404"):
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert {s["$ref"] for s in schema["anyOf"]} == either, (path, status, schema)
+
+
 def test_error_responses_carry_no_generated_examples(document: dict[str, Any]) -> None:
     """Litestar would fill examples with random strings: messages no server sends."""
     for path, item in document["paths"].items():
