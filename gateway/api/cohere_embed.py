@@ -32,7 +32,7 @@ from gateway.api.deps import provide
 from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.openai import TASK_SYNONYMS
-from gateway.api.responses import embedded
+from gateway.api.responses import embedded, float_json
 from gateway.errors import InvalidRequest
 from gateway.inputs import EmbedInput, ImageInput, TextInput
 from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, Services
@@ -89,7 +89,7 @@ class CohereEmbedResponse(msgspec.Struct):
 def quantized(vectors: np.ndarray, kind: str) -> list[Any]:
     """`vectors` [n, d] (unit length) in one of Cohere's embedding types."""
     if kind == "float":
-        return vectors.tolist()  # type: ignore[no-any-return]
+        return float_json(vectors)  # type: ignore[no-any-return]
     if kind == "base64":
         rows = np.ascontiguousarray(vectors, dtype="<f4")
         return [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
@@ -191,7 +191,7 @@ def response_of(
             base64=lists.get("base64"),
         )
     else:
-        embeddings = result.vectors.tolist()
+        embeddings = float_json(result.vectors)
     return CohereEmbedResponse(
         id=str(uuid.uuid4()),
         response_type="embeddings_by_type" if by_type else "embeddings_floats",

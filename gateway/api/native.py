@@ -23,7 +23,7 @@ from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.probes import StatusView
-from gateway.api.responses import embedded
+from gateway.api.responses import embedded, float_json
 from gateway.auth.guard import authenticated_key
 from gateway.errors import ModelNotFound
 from gateway.inputs import ImageInput, TextInput
@@ -156,7 +156,7 @@ async def embed_one_answer(
     """One text's answer (the handlers', and the fast lane's for /txt/embed)."""
     result = await _embedded_texts(embedding, [data.input], data, receive, "input", listed=False)
     body = EmbedResponse(
-        result.vectors[0].tolist(), result.token_counts[0], elapsed_ms(result.total_seconds)
+        float_json(result.vectors[0]), result.token_counts[0], elapsed_ms(result.total_seconds)
     )
     return body, result
 
@@ -167,7 +167,7 @@ async def batch_answer(
     """POST /batch and /txt/batch's answer (the handler's, and the fast lane's)."""
     result = await _embedded_texts(embedding, data.inputs, data, receive, "inputs", listed=True)
     body = BatchResponse(
-        result.vectors.tolist(), result.token_counts, elapsed_ms(result.total_seconds)
+        float_json(result.vectors), result.token_counts, elapsed_ms(result.total_seconds)
     )
     return body, result
 
@@ -237,7 +237,7 @@ class NativeController(Controller):
             )
         )
         result = await run(request, work)
-        return ImageResponse(result.vectors[0].tolist(), elapsed_ms(result.total_seconds))
+        return ImageResponse(float_json(result.vectors[0]), elapsed_ms(result.total_seconds))
 
     @post("/img/batch", status_code=200, summary="Embed several images")
     async def images(
@@ -257,7 +257,7 @@ class NativeController(Controller):
             )
         )
         result = await run(request, work)
-        return ImageBatchResponse(result.vectors.tolist(), elapsed_ms(result.total_seconds))
+        return ImageBatchResponse(float_json(result.vectors), elapsed_ms(result.total_seconds))
 
     @post("/img/stats", status_code=200, summary="EXIF fields, average and dominant colour")
     async def stats(

@@ -26,7 +26,7 @@ from gateway.api.ollama_wire import (
     VersionResponse,
     keep_alive_seconds,
 )
-from gateway.api.responses import embedded
+from gateway.api.responses import embedded, float_json
 from gateway.api.tei import EmbedAnswer, embed_by_body
 from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, Services
 
@@ -106,7 +106,7 @@ async def embed_answer(
         return EmbedResponse(model=data.model, embeddings=[]), result
     body = EmbedResponse(
         model=data.model,
-        embeddings=result.vectors.tolist(),
+        embeddings=float_json(result.vectors),
         total_duration=int(result.total_seconds * NANOS),
         load_duration=int(result.load_seconds * NANOS),
         prompt_eval_count=result.prompt_tokens,
@@ -131,7 +131,7 @@ async def embeddings_answer(
         )
     )
     result = await unless_disconnected(receive, work)
-    return EmbeddingsResponse(result.vectors[0].tolist() if inputs else []), result
+    return EmbeddingsResponse(float_json(result.vectors[0]) if inputs else []), result
 
 
 def ollama_router(services: Services) -> Router:

@@ -21,7 +21,7 @@ from litestar.params import FromPath, JSONBody
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
-from gateway.api.responses import embedded
+from gateway.api.responses import embedded, float_json
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
 from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, ModelAdmin, Services
@@ -175,7 +175,9 @@ def matrix_object(index: int, matrix: np.ndarray, encoding: str) -> EmbeddingObj
         raw = np.ascontiguousarray(matrix, dtype="<f4").tobytes()
         encoded = base64.b64encode(raw).decode("ascii")
         return EmbeddingObject(index=index, embedding=encoded, object="embedding", shape=shape)
-    return EmbeddingObject(index=index, embedding=matrix.tolist(), object="embedding", shape=shape)
+    return EmbeddingObject(
+        index=index, embedding=float_json(matrix), object="embedding", shape=shape
+    )
 
 
 async def embeddings_answer(
@@ -200,7 +202,9 @@ async def embeddings_answer(
         objects = [matrix_object(i, m, encoding) for i, m in enumerate(result.matrices)]
     else:
         rows: list[Any] = (
-            base64_rows(result.vectors) if encoding == "base64" else result.vectors.tolist()
+            base64_rows(result.vectors)
+            if encoding == "base64"
+            else [float_json(row) for row in result.vectors]
         )
         objects = [
             EmbeddingObject(index=i, embedding=row, object="embedding")

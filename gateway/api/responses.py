@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import msgspec
+import numpy as np
+import orjson
 from litestar import Response
 
 from gateway.services import EmbedResult
@@ -28,3 +31,16 @@ def truncated_headers(truncated: list[int]) -> dict[str, str]:
 
 def embedded(body: T, result: EmbedResult) -> Response[T]:
     return with_truncated(body, result.truncated)
+
+
+def float_json(values: np.ndarray) -> Any:
+    """`values` (float32, a vector or a matrix) as JSON numbers, already encoded: each in the
+    shortest form that reads back as the same float32, as Ollama's Go server writes them
+    ("0.0063856714", not float64's "0.006385671440511942"): ~42% fewer bytes, and twice as
+    fast to write for 32x384 as float64 reprs (README, "Throughput and determinism").
+
+    It fills fields declared list[float] or list[list[float]], which is what the OpenAPI
+    document says it becomes; msgspec writes a Raw as it is.
+    """
+    exact = np.ascontiguousarray(values, dtype=np.float32)
+    return msgspec.Raw(orjson.dumps(exact, option=orjson.OPT_SERIALIZE_NUMPY))

@@ -29,7 +29,7 @@ from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import TEI_ERRORS
 from gateway.api.native import EmbedBody, EmbedResponse, embed_one
 from gateway.api.openai import TASK_SYNONYMS
-from gateway.api.responses import embedded, with_truncated
+from gateway.api.responses import embedded, float_json, with_truncated
 from gateway.errors import EmptyInput, InvalidRequest
 from gateway.inputs import TextInput
 from gateway.services import (
@@ -127,7 +127,7 @@ async def tei_embed_answer(
         )
     )
     result = await unless_disconnected(receive, work)
-    return result.vectors.tolist(), result
+    return float_json(result.vectors), result
 
 
 # TEI's bare list of vectors, or nomic-api-rs's object: the body decides.
@@ -184,7 +184,7 @@ class TeiController(Controller):
             )
         )
         vectors = await unless_disconnected(request.receive, work)
-        return with_truncated([m.tolist() for m in vectors.matrices], vectors.truncated)
+        return with_truncated([float_json(m) for m in vectors.matrices], vectors.truncated)
 
     @post("/tokenize", status_code=200, summary="Tokenize with the model's tokenizer (TEI)")
     async def tokenize(

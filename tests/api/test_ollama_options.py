@@ -135,7 +135,8 @@ def test_model_names_resolve_as_ollama_resolves_them(server: GatewayServer) -> N
             response = client.post("/api/embed", json={"model": name, "input": ["hello"]})
             assert response.status_code == 200, (name, response.text)
             assert response.json()["model"] == name, "the name is echoed as sent"
-            np.testing.assert_array_equal(response.json()["embeddings"], plain)
+            served = np.asarray(response.json()["embeddings"], dtype=np.float32)
+            np.testing.assert_array_equal(served, plain)
         missing = client.post("/api/embed", json={"model": "all-minilm:33m", "input": "x"})
         assert_ollama_error(missing, 404, "all-minilm:33m", "not found")
 
