@@ -11,23 +11,10 @@ from typing import Any, cast
 import pytest
 
 from gateway.api.draining import Drain
+from tests.support.asgi import post_scope
 
 Message = dict[str, Any]
-
-
-def _scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "method": "POST",
-        "scheme": "http",
-        "server": ("127.0.0.1", 11434),
-        "client": ("127.0.0.1", 50000),
-        "root_path": "",
-        "path": "/api/embed",
-        "raw_path": b"/api/embed",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json")],
-    }
+BODY = b'{"model": "all-minilm", "input": "hi"}'
 
 
 async def _receive() -> Message:
@@ -43,7 +30,7 @@ async def _serve(drain: Drain, app: Any, act: Any) -> tuple[list[Message], BaseE
     async def send(message: Message) -> None:
         sent.append(message)
 
-    task = asyncio.create_task(drain.wrap(app)(_scope(), _receive, send))
+    task = asyncio.create_task(drain.wrap(app)(post_scope("/api/embed", BODY), _receive, send))
     await asyncio.sleep(0.01)  # the app is now awaiting
     act(task)
     try:

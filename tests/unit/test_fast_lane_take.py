@@ -17,24 +17,7 @@ from gateway.api.fast_lane import FastLane, _Replay
 from gateway.auth.guard import Authenticator
 from gateway.services import EmbeddingService
 from gateway.settings import Settings
-
-
-def _scope(path: str, body: bytes) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "method": "POST",
-        "scheme": "http",
-        "server": ("127.0.0.1", 11434),
-        "client": ("127.0.0.1", 50000),
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ],
-    }
+from tests.support.asgi import post_scope
 
 
 @pytest.mark.parametrize(
@@ -54,7 +37,7 @@ def test_a_taken_body_decides_the_family_of_an_answer_written_outside_the_lane(
         auth=Authenticator.from_settings(Settings.load(environ={})),
         max_body_bytes=1 << 20,
     )
-    scope = _scope("/embed", body)
+    scope = post_scope("/embed", body)
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
