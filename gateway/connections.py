@@ -83,8 +83,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._arm(self.limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
-        self._count(len(url))
+        # Kept first, so a refusal of this very piece still knows the path (and its family).
         super().on_url(url)
+        self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)

@@ -6,7 +6,7 @@ import json
 import selectors
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -133,6 +133,16 @@ def _refused(server: GatewayServer, sent: bytes, timeout: float = 5) -> tuple[by
     return status, body
 
 
+def _long_url(path: str) -> bytes:
+    """A request whose line alone is over the limit, sent in one piece (so the parser hands the
+    whole URL over at once)."""
+    return f"POST {path}?q={'a' * 70_000} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+
+def _big_header(path: str) -> bytes:
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: ".encode() + b"a" * 70_000 + b"\r\n\r\n"
+
+
 def _openai_shape(message: str, code: str) -> dict[str, object]:
     return {
         "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
@@ -149,11 +159,11 @@ def _openai_shape(message: str, code: str) -> dict[str, object]:
         ),
     ],
 )
+@pytest.mark.parametrize("request_of", [_big_header, _long_url], ids=["header", "url"])
 def test_oversized_headers_get_431_in_the_family_shape(
-    bounded_server: GatewayServer, path: str, expected: object
+    bounded_server: GatewayServer, path: str, expected: object, request_of: Callable[[str], bytes]
 ) -> None:
-    big = f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: ".encode() + b"a" * 70_000 + b"\r\n\r\n"
-    assert _refused(bounded_server, big) == (
+    assert _refused(bounded_server, request_of(path)) == (
         b"HTTP/1.1 431 Request Header Fields Too Large",
         expected,
     )
@@ -224,12 +234,14 @@ def test_unparseable_http_gets_a_json_400_in_the_family_shape(
         assert client.get("/health/live").status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/embed_all", "/embed", "/rerank"])
-def test_tei_paths_get_tei_shaped_protocol_errors(bounded_server: GatewayServer, path: str) -> None:
+@pytest.mark.parametrize("request_of", [_big_header, _long_url], ids=["header", "url"])
+@pytest.mark.parametrize("path", ["/embed_all", "/embed", "/rerank", "/"])
+def test_tei_paths_get_tei_shaped_protocol_errors(
+    bounded_server: GatewayServer, path: str, request_of: Callable[[str], bytes]
+) -> None:
     """On the paths TEI shares too: no body was read, and TEI's shape is Ollama's plus
     error_type."""
-    big = f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Big: ".encode() + b"a" * 70_000 + b"\r\n\r\n"
-    assert _refused(bounded_server, big) == (
+    assert _refused(bounded_server, request_of(path)) == (
         b"HTTP/1.1 431 Request Header Fields Too Large",
         {"error": "the request line and headers are too large", "error_type": "Validation"},
     )
