@@ -176,9 +176,12 @@ def main(argv: list[str] | None = None) -> None:
         )
         answer.raise_for_status()
         served = loopback(gateway.url, gateway.pid, model.served_name, args.requests)
+        # The loopback server's settings, so both figures measure the same configuration.
         env = {
+            **os.environ,
             "GATEWAY_REGISTRY": str(gateway.server.registry),
             "GATEWAY_MODELS_DIR": str(gateway.server.models_dir),
+            "GATEWAY_KEEP_ALIVE": "-1",
             "GATEWAY_LOG_LEVEL": "warning",
             "GATEWAY_BACKEND": "auto",
             "GATEWAY_PRECISION": "auto",
