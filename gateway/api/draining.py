@@ -56,7 +56,8 @@ class Drain:
             log.info("draining: readiness now answers 503 (%d requests in flight)", self.in_flight)
 
     def answer_in_flight(self) -> int:
-        """Cancel the requests that have not responded yet; each is answered 503."""
+        """Cancel the requests that have not responded yet; each is answered 503 (499 where its
+        client left at the same moment). Returns how many were cancelled."""
         cancelled = 0
         for request in list(self._in_flight):
             if not (request.responded or request.refused):
@@ -64,7 +65,11 @@ class Drain:
                 request.task.cancel()
                 cancelled += 1
         if cancelled:
-            log.warning("shutdown grace over: %d in-flight requests answered 503", cancelled)
+            log.warning(
+                "shutdown grace over: %d in-flight requests cancelled and answered 503 "
+                "(499 where the client had left)",
+                cancelled,
+            )
         return cancelled
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
