@@ -107,9 +107,9 @@ async def inputs_of(raw: str | list[Any], model: str, modality: str | None) -> l
     Bare strings are classified by the model (an image model takes URLs and data URLs as
     images) unless Infinity's `modality` field says what they are.
     """
+    # "" is one empty text, as Ollama's /v1/embeddings takes it: LangChain's OpenAIEmbeddings
+    # sends it to embed a text that has no tokens.
     items = [raw] if isinstance(raw, str) else raw
-    if isinstance(raw, str) and not raw:
-        raise InvalidRequest("input cannot be an empty string", param="input")
     if not items:
         raise InvalidRequest("input cannot be an empty list", param="input")
     rows = token_rows(items)

@@ -114,16 +114,21 @@ async def tei_embed_answer(
     check_direction(data.truncation_direction)
     if data.inputs == []:  # as TEI: an empty batch is refused ("Empty"), not answered with []
         raise EmptyInput("inputs cannot be empty", param="inputs")
+    texts = texts_of(data.inputs)
+    listed = isinstance(data.inputs, list)
+    if "" in texts:  # as TEI: an empty string is refused ("Empty"); a blank one is embedded
+        where = f"inputs[{texts.index('')}]" if listed else "inputs"
+        raise EmptyInput(f"{where} is empty", param="inputs")
     work = embedding.embed(
         EmbedRequest(
             model=data.model or embedding.default_model,
-            inputs=[TextInput(text) for text in texts_of(data.inputs)],
+            inputs=[TextInput(text) for text in texts],
             task=task_of(data.prompt_name),
             dimensions=data.dimensions,
             truncate=True if data.truncate is None else data.truncate,
             normalize=data.normalize,
             input_param="inputs",
-            input_listed=isinstance(data.inputs, list),
+            input_listed=listed,
         )
     )
     result = await unless_disconnected(receive, work)

@@ -63,14 +63,16 @@ def check_inputs(
             param=param,
         )
     longest = settings.max_input_chars
+    # An empty or blank text is embedded, as Ollama and TEI embed it (its vector is the special
+    # tokens'); LangChain's OpenAIEmbeddings sends "" for a text that has no tokens. An image
+    # reference that is blank names no image.
     for index, item in enumerate(inputs):
-        value = item.text if isinstance(item, TextInput) else item.reference
         where = f"{param}[{index}]" if listed else param
-        if not value or not value.strip():
+        if isinstance(item, ImageInput) and not item.reference.strip():
             raise EmptyInput(f"{where} is empty", param=param)
-        if isinstance(item, TextInput) and len(value) > longest:
+        if isinstance(item, TextInput) and len(item.text) > longest:
             raise InvalidRequest(
-                f"{where} has {len(value)} characters, more than the {longest} allowed",
+                f"{where} has {len(item.text)} characters, more than the {longest} allowed",
                 param=param,
             )
 

@@ -19,6 +19,7 @@ import numpy as np
 from gateway.cache import CachedEmbedding, EmbeddingCache
 from gateway.encoders import EncodeOptions
 from gateway.encoders.views import TextEmbedder, image_embedder, text_embedder
+from gateway.errors import EmptyInput
 from gateway.manager import LoadedModel, ModelManager
 from gateway.media import FetchPolicy, ImagePolicy, read_images
 from gateway.services.checks import check_finite, too_long
@@ -90,7 +91,11 @@ class Pipelines:
         texts = [inputs[i].text for i in indices]
         async with self.models.use(spec, request.keep_alive) as (model, load_seconds):
             embedder = text_embedder(model.encoder)
-            entries = await self._pooled(model, embedder, texts, options) if texts else []
+            entries = (
+                await self._pooled(model, embedder, texts, options, request, indices)
+                if texts
+                else []
+            )
             over = [k for k, entry in enumerate(entries) if entry.truncated]
             if over and not request.truncate:
                 count = await asyncio.to_thread(embedder.count_tokens, texts[over[0]], options)
@@ -104,10 +109,17 @@ class Pipelines:
         return Part(indices, vectors, [e.tokens for e in entries], cut, load_seconds)
 
     async def _pooled(
-        self, model: LoadedModel, embedder: TextEmbedder, texts: list[str], options: EncodeOptions
+        self,
+        model: LoadedModel,
+        embedder: TextEmbedder,
+        texts: list[str],
+        options: EncodeOptions,
+        request: EmbedRequest,
+        indices: list[int],
     ) -> list[CachedEmbedding]:
-        """Pooled vectors of `texts`: from the cache where present (it holds vectors cut at the
-        model's own max_tokens only), the rest run as one job."""
+        """Pooled vectors of `texts` (the request's inputs at `indices`): from the cache where
+        present (it holds vectors cut at the model's own max_tokens only), the rest run as one
+        job."""
         if self.cache.enabled and options.limit in (None, embedder.token_limit(EncodeOptions())):
             prefix = embedder.prefix(options.task)
             keys = [self.cache.key(model.digest, prefix, text) for text in texts]
@@ -119,6 +131,14 @@ class Pipelines:
             items = await prepare_off_loop_if_large(
                 embedder.prepare, [texts[i] for i in missing], options
             )
+            # A blank text under a tokenizer that adds no special tokens: nothing to pool.
+            for i, item in zip(missing, items, strict=True):
+                if item.length == 0:
+                    raise EmptyInput(
+                        f"{request.item(indices[i])} has no tokens for model "
+                        f"'{model.spec.name}' (it is blank)",
+                        param=request.input_param,
+                    )
             raw = await model.batcher.submit(items)
             pooled = await finish_off_loop(lambda r, _: embedder.pool(r), raw, options)
             fresh = [
