@@ -298,6 +298,17 @@ class ModelManager:
         await self._wake_room_waiters()
         return True
 
+    async def expire(self, name: str) -> None:
+        """Ollama's unload request (`keep_alive: 0`, nothing to run): unload now if idle,
+        else when its requests in flight end, as a request's keep_alive 0 does."""
+        model = self._loaded.get(name)
+        if model is None:
+            return
+        if model.busy:
+            model.keep_alive = 0
+        else:
+            await self.unload(name, reason="unload requested")
+
     async def _wake_room_waiters(self) -> None:
         """A model went idle or away: loads waiting for room look again (skipped, as it is on
         every request, when none waits)."""

@@ -119,6 +119,10 @@ class ModelAdmin:
         except SourceError as exc:
             raise pull_error(spec.name, exc) from None
 
+    async def unload(self, name: str) -> None:
+        """Unload a model (now, or when its requests in flight end); nothing if not loaded."""
+        await self.models.expire(self.resolve(name).name)
+
     async def delete(self, name: str) -> None:
         spec = self.resolve(name)
         if any(
