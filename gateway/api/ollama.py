@@ -62,6 +62,10 @@ class OllamaController(Controller):
     async def version(self) -> VersionResponse:
         return VersionResponse(OLLAMA_API_VERSION)
 
+    @head("/api/version", opt=PUBLIC, media_type="application/json", include_in_schema=False)
+    async def version_head(self) -> None:  # Ollama answers HEAD here too (a liveness probe)
+        return None
+
     @post("/api/embed", status_code=200, summary="Embed one or many inputs (normalized)")
     async def embed(
         self,

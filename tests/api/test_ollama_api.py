@@ -58,6 +58,8 @@ def test_root_and_version(server: GatewayServer) -> None:
         assert version.status_code == 200
         assert re.fullmatch(r"\d+\.\d+\.\d+", version.json()["version"]), version.text
         assert client.head("/api/tags").status_code == 200
+        version_head = client.head("/api/version")
+        assert version_head.status_code == 200 and version_head.content == b""
 
 
 def test_embed_with_ollama_client(server: GatewayServer, raw: np.ndarray) -> None:
