@@ -99,6 +99,7 @@ async def embed_answer(
             model=data.model,
             inputs=inputs,
             dimensions=data.dimensions,
+            ignore_unusable_dimensions=True,  # Ollama slices only when 0 < d < width
             truncate=True if data.truncate is None else data.truncate,
             context_length=context_option(data.options),
             keep_alive=keep_alive_seconds(data.keep_alive),

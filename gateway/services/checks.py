@@ -21,14 +21,19 @@ def check_task(spec: ModelSpec, task: str | None) -> str | None:
     )
 
 
-def check_dimensions(spec: ModelSpec, dimensions: object, param: str = "dimensions") -> int:
+def check_dimensions(
+    spec: ModelSpec, dimensions: object, param: str = "dimensions", *, lenient: bool = False
+) -> int:
     """The width to answer with: any Matryoshka width from 1 to the native one (the vector is
-    cut and re-normalized), else the native one; the registry's widths are only advertised."""
+    cut and re-normalized), else the native one; the registry's widths are only advertised.
+    `lenient` (Ollama's rule): an integer outside 1..native means the native width."""
     advertised = spec.output_widths
     if not advertised:
         raise InvalidRequest(f"model '{spec.name}' gives no single vectors", param="model")
     native = advertised[0]
     if dimensions is None:
+        return native
+    if lenient and type(dimensions) is int and not 0 < dimensions < native:
         return native
     if (
         isinstance(dimensions, bool)

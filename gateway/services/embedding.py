@@ -45,6 +45,16 @@ LATE_MODEL_HINT = (
 )
 
 
+def width_of(spec: ModelSpec, request: EmbedRequest) -> int:
+    """The width the request's vectors come in (its dimensions, checked against the model)."""
+    return check_dimensions(
+        spec,
+        request.dimensions,
+        request.dimensions_param,
+        lenient=request.ignore_unusable_dimensions,
+    )
+
+
 class EmbeddingService:
     def __init__(
         self,
@@ -110,7 +120,7 @@ class EmbeddingService:
                 f"only{hint}",
                 param=request.input_param,
             )
-        dimensions = check_dimensions(spec, request.dimensions, request.dimensions_param)
+        dimensions = width_of(spec, request)
         limit = context_limit(spec, request.truncate, request.context_length)
         options = EncodeOptions(task, dimensions, request.normalize, limit)
         everything = list(range(len(inputs)))
@@ -121,7 +131,7 @@ class EmbeddingService:
         self, spec: ModelSpec, task: str | None, inputs: list[Any], request: EmbedRequest
     ) -> EmbedResult:
         """Images with the image model, texts with the text model of the same space."""
-        dimensions = check_dimensions(spec, request.dimensions, request.dimensions_param)
+        dimensions = width_of(spec, request)
         image_at = [i for i, x in enumerate(inputs) if isinstance(x, ImageInput)]
         text_at = [i for i, x in enumerate(inputs) if isinstance(x, TextInput)]
         jobs: list[Awaitable[Part]] = []

@@ -18,6 +18,8 @@ class EmbedRequest:
     task: str | None = None
     # Checked against the model (1..native width); a float is refused with the range.
     dimensions: int | float | str | bool | None = None
+    # Ollama's /api/embed: an integer width <= 0 or >= the native one means the native one.
+    ignore_unusable_dimensions: bool = False
     truncate: bool = True
     # Ollama's options.num_ctx: a context shorter than the model's (never longer).
     context_length: int | None = None

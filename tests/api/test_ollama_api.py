@@ -76,6 +76,16 @@ def test_embed_with_ollama_client(server: GatewayServer, raw: np.ndarray) -> Non
     np.testing.assert_array_equal(np.asarray(single.embeddings, np.float32), raw[:1])
 
 
+@pytest.mark.parametrize("dimensions", [0, -1, 384, 385, 768, 4096])
+def test_unusable_dimensions_are_ignored_as_ollama_ignores_them(
+    server: GatewayServer, raw: np.ndarray, dimensions: int
+) -> None:
+    """Ollama slices only when 0 < dimensions < width; any other integer gives the full vector
+    (a config written for a wider model keeps working). /v1/embeddings still refuses them."""
+    answer = ollama.Client(host=server.url).embed(model=MODEL, input=CAT, dimensions=dimensions)
+    np.testing.assert_array_equal(np.asarray(answer.embeddings, np.float32), raw[:1])
+
+
 def test_legacy_embeddings_with_ollama_client(server: GatewayServer, raw: np.ndarray) -> None:
     """/api/embeddings: one prompt, and (like Ollama) not L2-normalized."""
     client = ollama.Client(host=server.url)
