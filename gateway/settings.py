@@ -30,8 +30,6 @@ from gateway.setting_fields import (
 )
 from gateway.units import parse_bytes, parse_duration
 
-_LOCALHOST_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -75,7 +73,9 @@ class Settings:
     cors_origins: tuple[str, ...] = setting(
         "GATEWAY_CORS_ORIGINS",
         parse_list,
-        "comma-separated allowed browser origins ('*' for any); empty allows localhost only",
+        "comma-separated browser origins allowed besides the local ones (localhost, 127.0.0.1, "
+        "0.0.0.0 at any port; app://, file://, tauri://, vscode-webview://, vscode-file://), as "
+        "OLLAMA_ORIGINS: '*' inside one is a wildcard (chrome-extension://*), '*' alone any",
         (),
     )
     log_level: str = setting(
@@ -326,10 +326,6 @@ class Settings:
         3.0,
         shown="3s",
     )
-
-    @property
-    def cors_origin_regex(self) -> str | None:
-        return None if self.cors_origins else _LOCALHOST_ORIGINS
 
     def public_view(self) -> dict[str, Any]:
         """Settings as shown by /info: secrets reduced to a count."""

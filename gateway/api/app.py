@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, Router, get
-from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
@@ -30,6 +29,7 @@ from gateway.api.native import native_router
 from gateway.api.observe import REQUEST_ID_HEADER, metrics_router, observed, refresher
 from gateway.api.ollama import ollama_router
 from gateway.api.openai import openai_routers
+from gateway.api.origins import cors_config, with_origin_gate
 from gateway.api.probes import ProbesController
 from gateway.api.rerank import rerank_routers
 from gateway.api.tei import tei_router
@@ -98,10 +98,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
             await gw.close()
             metrics.process_exited()
 
-    cors = CORSConfig(
-        allow_origins=list(settings.cors_origins),
-        allow_origin_regex=settings.cors_origin_regex,
-        allow_methods=["GET", "POST", "HEAD", "DELETE", "OPTIONS"],
+    cors = cors_config(
+        settings,
         allow_headers=CORS_HEADERS,
         expose_headers=["X-Truncated-Inputs", "Retry-After", REQUEST_ID_HEADER],
     )
@@ -138,6 +136,7 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         debug=False,
         logging_config=None,  # logging is set up once, by gateway.logs (format, request IDs)
     )
+    with_origin_gate(app, cors)  # inside the lane, which leaves requests with an Origin alone
     if settings.fast_lane:
         with_fast_lane(app, services.embedding, app.state.auth, settings.max_body_bytes)
     observed(app, access_log=settings.access_log)

@@ -21,7 +21,7 @@ errors raised there are rendered by the same `error_answer`, so both paths send 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -37,13 +37,10 @@ from gateway.api.errors import Family, error_answer
 from gateway.api.json_errors import MAX_DEPTH, nests_deeper_than
 from gateway.api.ollama_wire import EmbedBody
 from gateway.api.ollama_wire import EmbeddingsBody as LegacyBody
-from gateway.api.responses import truncated_headers
+from gateway.api.responses import Message, Scope, Send, send_json, truncated_headers
 from gateway.auth.guard import Authenticator, remember_key
 from gateway.services import EmbeddingService, EmbedResult
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 B = TypeVar("B")
 # The route's answer (a struct or TEI's bare list of vectors) and the result it came from.
@@ -233,22 +230,9 @@ class FastLane:
             answer, result = await route.answer(data, self.embedding, receive)
         except Exception as exc:  # as the route's exception handler would answer it
             error = error_answer(exc, body, route.family)
-            await _send_json(send, error.status, _ENCODER.encode(error.body), error.headers)
+            await send_json(send, error.status, _ENCODER.encode(error.body), error.headers)
             return
-        await _send_json(send, 200, _ENCODER.encode(answer), truncated_headers(result.truncated))
-
-
-async def _send_json(send: Send, status: int, payload: bytes, headers: dict[str, str]) -> None:
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *(
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in headers.items()
-        ),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})
+        await send_json(send, 200, _ENCODER.encode(answer), truncated_headers(result.truncated))
 
 
 def with_fast_lane(

@@ -2,7 +2,9 @@
 
 With GATEWAY_API_KEYS set, every route but liveness needs a key, sent as `Authorization: Bearer`
 (what every surveyed client sends) or `X-API-Key`; a refusal is 401 in the route family's shape.
-CORS allows localhost origins by default and exactly the configured ones otherwise.
+CORS allows Ollama's local origins (localhost, 127.0.0.1 and 0.0.0.0 at any port, and the
+desktop-app schemes) plus the configured ones; a request from any other origin is refused 403
+in its path's shape before it runs, as Ollama refuses it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,20 @@ from tools.gateway_server import GatewayServer
 KEY_1 = "gw-test-key-one-4f1c9a"
 KEY_2 = "gw-test-key-two-b7e20d"
 APP_ORIGIN = "https://app.example.com"
+EXTENSIONS = "chrome-extension://*"  # OLLAMA_ORIGINS' documented wildcard form
+LOCAL_ORIGINS = [
+    "http://localhost:3000",
+    "http://127.0.0.1:5173",
+    "http://localhost",
+    "https://localhost:8443",
+    "http://0.0.0.0:3000",
+    "http://[::1]:8080",
+    "app://obsidian.md",
+    "tauri://localhost",
+    "vscode-webview://1bcd2ef",
+    "vscode-file://vscode-app",
+    "file://",
+]
 MODEL = "all-minilm"
 
 
@@ -38,7 +54,7 @@ def guarded(
     registry = bundled_registry_in(tmp_path_factory.mktemp("auth"))
     env = {
         "GATEWAY_API_KEYS": f"{KEY_1},{KEY_2}",
-        "GATEWAY_CORS_ORIGINS": APP_ORIGIN,
+        "GATEWAY_CORS_ORIGINS": f"{APP_ORIGIN},{EXTENSIONS}",
         # These tests fail on purpose many times from one address (see test_scoped_keys.py).
         "GATEWAY_AUTH_FAILURES_PER_MINUTE": "100000",
     }
@@ -144,8 +160,8 @@ def preflight(server: GatewayServer, origin: str, path: str = "/v1/embeddings"):
         )
 
 
-def test_cors_allows_localhost_by_default(server: GatewayServer) -> None:
-    for origin in ("http://localhost:3000", "http://127.0.0.1:5173", "http://localhost"):
+def test_cors_allows_ollamas_local_origins_by_default(server: GatewayServer) -> None:
+    for origin in LOCAL_ORIGINS:
         response = preflight(server, origin)
         assert response.status_code in (200, 204), response.text
         assert response.headers["access-control-allow-origin"] == origin
@@ -156,13 +172,53 @@ def test_cors_allows_localhost_by_default(server: GatewayServer) -> None:
         assert simple.headers["access-control-allow-origin"] == origin
 
 
+FOREIGN = ("https://evil.example", "http://localhost.evil.example", "null", "chrome-extension://x")
+
+
 def test_cors_refuses_foreign_origins_by_default(server: GatewayServer) -> None:
-    for origin in ("https://evil.example", "http://localhost.evil.example", "null"):
+    for origin in FOREIGN:
         response = preflight(server, origin)
+        assert_openai_error(response, 403, f"origin {origin!r} is not allowed")
         assert "access-control-allow-origin" not in response.headers, origin
         with server.client() as client:
             simple = client.get("/api/tags", headers={"Origin": origin})
+        assert_ollama_error(simple, 403, "not allowed", "GATEWAY_CORS_ORIGINS")
         assert "access-control-allow-origin" not in simple.headers, origin
+
+
+def test_a_foreign_pages_simple_requests_do_no_work(server: GatewayServer) -> None:
+    """A text/plain POST needs no preflight: the browser sends it, so the server must refuse it
+    itself, or any page could make a local gateway pull, load or embed."""
+    headers = {"Origin": "https://evil.example", "Content-Type": "text/plain"}
+    with server.client(headers=headers) as client:
+        pulled = client.post("/api/pull", content=b'{"model": "nomic-embed-text"}')
+        assert_ollama_error(pulled, 403, "not allowed")
+        embedded = client.post("/v1/embeddings", content=b'{"model": "all-minilm", "input": "x"}')
+        assert_openai_error(embedded, 403, "not allowed", code="origin_not_allowed")
+        tei = client.post("/embed", content=b'{"inputs": "x"}')
+        assert_tei_error(tei, 403, "Validation", "not allowed")
+        # An empty Origin is no origin (not a browser's cross-origin request), as in Ollama.
+        assert client.get("/api/ps", headers={"Origin": ""}).status_code == 200
+
+
+def test_a_page_may_call_the_server_that_served_it(server: GatewayServer) -> None:
+    """Same origin (the /docs page's requests): the Origin is the Host the request went to."""
+    headers = {"Host": "gateway.internal:8080", "Origin": "http://gateway.internal:8080"}
+    with server.client(headers=headers) as client:
+        assert client.get("/api/tags").status_code == 200
+
+
+def test_a_refused_preflight_says_why_in_json(server: GatewayServer) -> None:
+    with server.client() as client:
+        response = client.options(
+            "/api/embed",
+            headers={
+                "Origin": "http://localhost:3000",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-made-up-header",
+            },
+        )
+    assert_ollama_error(response, 400, "Disallowed CORS headers")
 
 
 def test_cors_origins_setting_opens_one_origin(guarded: GatewayServer) -> None:
@@ -176,3 +232,9 @@ def test_cors_origins_setting_opens_one_origin(guarded: GatewayServer) -> None:
     assert simple.headers["access-control-allow-origin"] == APP_ORIGIN
     other = preflight(guarded, "https://other.example.com")
     assert "access-control-allow-origin" not in other.headers
+    assert other.status_code == 403
+    # Configured origins add to the local ones, and '*' inside one is a wildcard (Ollama's rule).
+    for origin in ("http://localhost:3000", "chrome-extension://abcdefghijklmnop"):
+        allowed = preflight(guarded, origin)
+        assert allowed.status_code in (200, 204), (origin, allowed.text)
+        assert allowed.headers["access-control-allow-origin"] == origin
