@@ -143,7 +143,7 @@ def load(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         # 5. errors: an unknown model, a bad dimensions value, a missing key.
         call("ollama", "", "POST", "/api/embed", json={"model": "nope", "input": "x"})
         call("ollama", "minilm-a", "POST", "/api/embed",
-             json={"model": "minilm-a", "input": "x", "dimensions": 5000})  # fmt: skip
+             json={"model": "minilm-a", "input": "x", "dimensions": 12.5})  # fmt: skip
         call("ollama", "", "POST", "/api/embed", json={"model": "minilm-a", "input": "x"},
              headers={})  # fmt: skip
         # 6. image fetches: one served, one refused (a private address, never contacted).
