@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import time
+
 import pytest
 
-from gateway.api.json_errors import nests_deeper_than
+from gateway.api.json_errors import MAX_DEPTH, nests_deeper_than
 
 
 @pytest.mark.parametrize(
@@ -24,3 +27,75 @@ from gateway.api.json_errors import nests_deeper_than
 )
 def test_nesting_depth(body: bytes, depth: int, deeper: bool) -> None:
     assert nests_deeper_than(body, depth) is deeper
+
+
+@pytest.mark.parametrize(
+    ("body", "depth", "deeper"),
+    [
+        # A string that never closes is not JSON: brackets before it count outside strings
+        # only, those after it all count (the decoder refuses such a body anyway).
+        (b'[[["a[[[", "' + b"[[[", 3, True),
+        (b'[[["a[[[", "' + b"[[[", 5, True),
+        (b'[[["a[[[", "' + b"[[[", 6, False),
+        (b'[[["\\"' + b"[[[", 5, True),  # escaped quotes do not close it
+        (b'[[["\\\\"' + b"[[[", 5, True),  # an escaped backslash does: 6 levels
+        (b'[[["\\\\"' + b"[[[]]]", 5, True),
+        (b'[[["a\\', 2, True),  # a lone backslash at the very end
+        (b'[[["a\\', 3, False),
+        (b'[[[\\"]]]', 2, True),  # a backslash outside strings escapes nothing
+        (b'[[[["\\u005b[["]]]]', 4, False),
+    ],
+)
+def test_unterminated_and_escaped_strings(body: bytes, depth: int, deeper: bool) -> None:
+    assert nests_deeper_than(body, depth) is deeper
+
+
+def reference_depth_exceeded(body: bytes, depth: int) -> bool:
+    """Byte by byte, the rule the check implements: closed strings are skipped; from the first
+    string that never closes on, every bracket counts."""
+    level, i, skipping = 0, 0, True
+    while i < len(body):
+        char = body[i : i + 1]
+        if char == b'"' and skipping:
+            j = i + 1
+            while j < len(body) and body[j : j + 1] != b'"':
+                j += 2 if body[j : j + 1] == b"\\" else 1
+            if j < len(body):
+                i = j + 1
+                continue
+            skipping = False  # never closes
+        elif char in (b"[", b"{"):
+            level += 1
+            if level > depth:
+                return True
+        elif char in (b"]", b"}"):
+            level -= 1
+        i += 1
+    return False
+
+
+def test_agrees_with_a_byte_by_byte_reading() -> None:
+    rng = random.Random(20261206)
+    for _ in range(20000):
+        body = bytes(rng.choice(b'[[[{]]}"\\\\a') for _ in range(rng.randrange(1, 24)))
+        depth = rng.randrange(0, 5)
+        assert nests_deeper_than(body, depth) is reference_depth_exceeded(body, depth), body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # An unterminated string full of escaped quotes: the old pattern retried from every
+        # quote to the end (~4 s at this size, growing with its square).
+        b"[" * 65 + b'"' + b'\\"' * 16000,
+        b"[" * 65 + b'"' + b'\\"' * 1_000_000,
+        b"[" * 65 + b'"' + b"\\\\" * 1_000_000,
+        b"[" * 65 + b'"' + b'a\\"' * 1_000_000,
+        b"[" * 65 + b'"",' * 1_000_000,
+        b"[" + b'"x\\"",' * 1_000_000 + b"]",
+    ],
+)
+def test_linear_time_on_adversarial_bodies(body: bytes) -> None:
+    started = time.perf_counter()
+    nests_deeper_than(body, MAX_DEPTH)
+    assert time.perf_counter() - started < 1.0  # milliseconds in practice; 1 s for slow CI
