@@ -16,7 +16,14 @@ from litestar.utils.scope.state import ScopeState
 
 _HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
 _LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-LONE_SURROGATE = re.compile(rb"%s(?!%s)|(?<!%s)%s" % (_HIGH, _LOW, _HIGH, _LOW))
+# A surrogate escape (a pair taken whole), starting a run of backslashes and preceded by an even
+# number of them: "\\\\ud83d" is an escaped backslash and then plain text, no escape at all.
+_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*+(?:%s%s|(?P<lone>%s|%s))" % (_HIGH, _LOW, _HIGH, _LOW))
+
+
+def lone_surrogate(body: bytes) -> re.Match[bytes] | None:
+    """The first \\uXXXX escape of a UTF-16 surrogate without its partner (group "lone")."""
+    return next((m for m in _SURROGATE.finditer(body) if m["lone"] is not None), None)
 
 
 # msgspec and the json module give up at ~1,000 levels (the interpreter's recursion limit, less
@@ -70,10 +77,10 @@ def received_body(request: Request[Any, Any, Any]) -> bytes | None:
 
 
 def invalid_json_message(detail: str, body: bytes | None) -> str:
-    if body is not None and (match := LONE_SURROGATE.search(body)):
-        escape = match.group().decode()
+    if body is not None and (match := lone_surrogate(body)):
+        escape = match["lone"].decode()
         return (
-            f"invalid JSON in request body: {escape} at byte {match.start()} is an unpaired "
+            f"invalid JSON in request body: {escape} at byte {match.start('lone')} is an unpaired "
             "UTF-16 surrogate escape, which encodes no character; send the text as UTF-8 or "
             "as a complete surrogate pair"
         )

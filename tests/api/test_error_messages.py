@@ -18,8 +18,10 @@ MODEL = "all-minilm"
         (b'{"model": "all-minilm", "input": ["ok", "\\uDBFF"]}', ["\\uDBFF", "byte"]),
         (b'{"model": "all-minilm", "input": "cut', ["ends before the JSON value is complete"]),
         (b'{"model": "all-minilm", "input": nope}', ["invalid JSON"]),
+        # An escaped backslash and then "ud83d" is text, not an escape: the comma is at fault.
+        (b'{"model": "all-minilm", "input": "\\\\ud83d",}', ["trailing comma"]),
     ],
-    ids=["high-alone", "low-alone", "high-at-end", "truncated", "malformed"],
+    ids=["high-alone", "low-alone", "high-at-end", "truncated", "malformed", "escaped-backslash"],
 )
 def test_invalid_json_is_explained(server: GatewayServer, body: bytes, needles: list[str]) -> None:
     headers = {"Content-Type": "application/json"}
