@@ -64,7 +64,9 @@ def count_inputs(body: bytes) -> int:
     for name in INPUT_FIELDS:
         value = document.get(name)
         if isinstance(value, list):
-            total += len(value)
+            # A flat list of integers is one input of token ids (OpenAI's); a list of such
+            # lists is one input each. Which it is shows in the first item.
+            total += 1 if value and isinstance(value[0], int) else len(value)
         elif value is not None:
             total += 1
     return max(total, 1)

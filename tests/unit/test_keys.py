@@ -95,6 +95,11 @@ def test_token_bucket_refills_per_second() -> None:
         (b"not json", 1),
         (b"[1, 2]", 1),
         (b'{"input": []}', 1),
+        # OpenAI's token ids: a flat list of integers is one input, a list of lists one each.
+        (b'{"model": "m", "input": [15339, 1917, 1234, 4321, 555, 666]}', 1),
+        (b'{"model": "m", "input": [[1, 2], [3]]}', 2),
+        (b'{"model": "m", "input": [[15339, 1917, 1234, 4321, 555, 666]]}', 1),
+        (b'{"inputs": [101, 2023, 102]}', 1),
     ],
 )
 def test_inputs_are_counted_across_families(body: bytes, count: int) -> None:
