@@ -3,7 +3,8 @@
 Failed authentications are logged with the client's address and, for a wrong key, the first
 digits of its SHA-256 (never the key), and each address may fail only so often per minute.
 Public routes (liveness) stay open; a key sent to them is still checked, so that /health can
-show its details to a caller with a key and only up/down to anyone else.
+show its details to a caller with a key and only up/down to anyone else. A wrong key there is a
+failure like any other, and an address over its limit is answered there as if it sent no key.
 """
 
 from __future__ import annotations
@@ -103,12 +104,10 @@ class Authenticator:
         if not self.enabled:
             return
         presented = presented_key(connection.headers)
-        if public:
-            key = self.ring.find(presented) if presented else None
-            if key is not None:
-                self._remember(connection, key)
-            return
         address = connection.client.host if connection.client else "unknown"
+        if public:
+            self._check_public(connection, presented, address)
+            return
         self._refuse_if_failing(address)
         if presented is None:
             self._failed(connection, address, "no key presented")
@@ -147,6 +146,22 @@ class Authenticator:
         if self._failure_wait(address) > 0:
             return False, None
         return True, key.name
+
+    def _check_public(
+        self, connection: ASGIConnection[Any, Any, Any, Any], presented: str | None, address: str
+    ) -> None:
+        """A public route answers everyone; a valid key only adds detail (/health's full view).
+        So that it is no unmetered key oracle, a wrong key counts as a failure, logged, as on
+        any route; and an address over its failure limit gets the keyless answer whatever it
+        sends. Not a 429: a load balancer's health check (keyless, or with a stale key) from
+        that address must keep seeing the server up."""
+        if presented is None or self._failure_wait(address) > 0:
+            return
+        key = self.ring.find(presented)
+        if key is None:
+            self._failed(connection, address, f"unknown key {fingerprint(digest_of(presented))}")
+            return
+        self._remember(connection, key)
 
     def _remember(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
         remember_key(connection.scope.setdefault("state", {}), key.name)

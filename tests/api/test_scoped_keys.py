@@ -236,3 +236,22 @@ def test_behind_a_trusted_proxy_the_limit_is_per_forwarded_client(
     log = server.log()
     seen = "127.0.0.1" if trusted == "none" else attacker
     assert log.count(f"authentication failed from {seen}") == 3
+
+
+def test_health_is_no_unmetered_key_oracle(default_model_dir: Path, tmp_path: Path) -> None:
+    """/health shows details to a valid key: wrong keys there count as failures, and over the
+    limit it answers as to a caller without a key (200, so keyless health checks still pass)."""
+    registry = bundled_registry_in(tmp_path)
+    env = {"GATEWAY_API_KEYS": PLAIN, "GATEWAY_AUTH_FAILURES_PER_MINUTE": "3"}
+    with GatewayServer(registry=registry, env=env) as server, server.client() as client:
+        assert "models" in client.get("/health", headers=auth(PLAIN)).json()
+        for _ in range(3):
+            wrong = client.get("/health", headers=auth(WRONG))
+            assert wrong.status_code == 200 and wrong.json() == {"status": "OK"}
+        over = client.get("/health", headers=auth(PLAIN))
+        assert over.status_code == 200 and over.json() == {"status": "OK"}
+        assert client.get("/health").json() == {"status": "OK"}
+        assert_ollama_error(embed(client, PLAIN), 429, "failed authentications")
+    log = server.log()
+    assert log.count("authentication failed from 127.0.0.1 on /health") == 3
+    assert WRONG not in log and PLAIN not in log
