@@ -19,6 +19,16 @@ MASK = "[redacted]"
 TRACE = 5  # uvicorn's level below DEBUG
 
 
+def loggable(text: str) -> str:
+    """`text` from a request (a path, say) fit for one log line: a newline in it would start a
+    forged line in the text format, so control and other unprintable characters become
+    backslash escapes, and a backslash is doubled so that an escape cannot be faked either.
+    Printable text without a backslash (nearly every request) is returned as it is."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
 class RequestIdFilter(logging.Filter):
     """Stamps each record with the ID of the request it was written in ('-' outside one)."""
 

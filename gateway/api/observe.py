@@ -17,6 +17,7 @@ from litestar import Response, Router, get
 
 from gateway import metrics
 from gateway.api.auth import PUBLIC
+from gateway.logs import loggable
 from gateway.manager import ModelManager
 from gateway.request_context import begin, end
 
@@ -77,7 +78,7 @@ class RequestObserver:
                 log.info(
                     "%s %s %d %.1fms model=%s",
                     scope["method"],
-                    path,
+                    loggable(path),  # decoded by uvicorn: "%0a" is a newline here
                     status,
                     seconds * 1000,
                     context.model or "-",

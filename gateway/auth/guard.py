@@ -23,6 +23,7 @@ from gateway.api.bodies import refuse_undecoded_codings
 from gateway.auth.keys import ApiKey, KeyRing, Scope, digest_of, fingerprint
 from gateway.auth.limits import TokenBucket, retry_after_seconds
 from gateway.errors import Busy, GatewayError, InvalidRequest, Unauthorized
+from gateway.logs import loggable
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class Authenticator:
                 "key '%s' (scope %s) refused on %s: needs scope %s",
                 key.name,
                 key.scope.name.lower(),
-                connection.url.path,
+                loggable(connection.url.path),
                 needed.name.lower(),
             )
             raise Forbidden(f"this API key's scope does not allow {connection.url.path}")
@@ -186,7 +187,9 @@ class Authenticator:
         if bucket is None:
             bucket = self._failures[address] = TokenBucket(self.failures_per_minute)
         bucket.take(1)
-        log.warning("authentication failed from %s on %s: %s", address, connection.url.path, reason)
+        # The path is the client's (decoded: "%0a" a newline), as may be the address (proxy).
+        where = loggable(address), loggable(connection.url.path)
+        log.warning("authentication failed from %s on %s: %s", *where, reason)
 
     async def _charge(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
         """Take one request and the body's inputs from the key's allowance, or refuse with 429."""

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from gateway import metrics
-from gateway.api.observe import accepted_request_id
-from gateway.logs import MASK, JsonFormatter, RequestIdFilter, TextFormatter
+from gateway.api.observe import RequestObserver, accepted_request_id
+from gateway.auth.guard import Authenticator
+from gateway.auth.keys import KeyRing
+from gateway.errors import Unauthorized
+from gateway.logs import MASK, JsonFormatter, RequestIdFilter, TextFormatter, loggable
 from gateway.request_context import begin, current_request_id, end, note_model
 
 
@@ -104,3 +110,55 @@ def test_text_lines_carry_the_request_id_or_a_dash() -> None:
     finally:
         end(token)
     assert " [req-7] inside" in inside
+
+
+@pytest.mark.parametrize(
+    ("text", "logged"),
+    [
+        ("/api/embed", "/api/embed"),
+        ("/v1/models/caf\u00e9", "/v1/models/caf\u00e9"),  # printable: as it is
+        ("/x\n2026-01-01 WARNING forged", "/x\\n2026-01-01 WARNING forged"),
+        ("/x\r\n", "/x\\r\\n"),
+        ("/a\\nb", "/a\\\\nb"),  # a backslash is doubled: an escape cannot be faked
+        ("/\x1b[31mred", "/\\x1b[31mred"),
+        ("/a\u2028b", "/a\\u2028b"),  # a Unicode line separator breaks lines too
+    ],
+)
+def test_request_text_in_log_lines_is_escaped(text: str, logged: str) -> None:
+    assert loggable(text) == logged
+    assert "\n" not in loggable(text) and loggable(text).isprintable()
+
+
+def test_the_access_log_escapes_the_path(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    forged = "/api/embed\n2026-12-06 01:00:00,000 WARNING gateway.auth.guard [-] key 'boss' used"
+    scope = {"type": "http", "method": "POST", "path": forged, "headers": []}
+    with caplog.at_level(logging.INFO, logger="gateway.access"):
+        asyncio.run(RequestObserver(app, access_log=True)(scope, receive, send))
+    (record,) = [r for r in caplog.records if r.name == "gateway.access"]
+    line = record.getMessage()
+    assert line.startswith("POST /api/embed\\n2026-12-06 01:00:00,000 WARNING")
+    assert "\n" not in line and " 404 " in line
+
+
+def test_an_auth_failure_line_escapes_the_path(caplog: pytest.LogCaptureFixture) -> None:
+    guard = Authenticator(KeyRing.from_settings(["right"], None), failures_per_minute=10)
+    request = SimpleNamespace(
+        headers={"x-api-key": "wrong"},
+        client=SimpleNamespace(host="192.0.2.1"),
+        scope={},
+        url=SimpleNamespace(path="/api/embed\r\nforged line"),
+    )
+    with caplog.at_level(logging.WARNING, logger="gateway.auth.guard"), pytest.raises(Unauthorized):
+        asyncio.run(guard.check(request, public=False))
+    assert "on /api/embed\\r\\nforged line: unknown key" in caplog.text
+    assert "\nforged" not in caplog.text
