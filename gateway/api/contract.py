@@ -64,12 +64,13 @@ class OpenAIErrorResponse(msgspec.Struct):
     error: OpenAIErrorDetail
 
 
-# What every route may answer besides success: a missing or wrong key, headers too slow or too
-# large (the connection answers those, gateway/connections.py), a scope or rate limit, a server
-# that is shutting down or (rarely) fails.
-EVERY_ROUTE = (401, 408, 429, 431, 500, 503)
-# Routes that take a body or name a model: bad input, unknown model, body over the size limit.
-WITH_INPUT = (400, 404, 413)
+# What every route may answer besides success: a missing or wrong key, a request that is not
+# valid HTTP or headers too slow or too large (the connection answers those, in the path's
+# family, gateway/connections.py; on routes that take input 400 is also bad input), a scope or
+# rate limit, a server that is shutting down or (rarely) fails.
+EVERY_ROUTE = (400, 401, 408, 429, 431, 500, 503)
+# Routes that take a body or name a model: unknown model, body over the size limit.
+WITH_INPUT = (404, 413)
 # Methods with a body: a content coding the server does not decode (bodies.refuse_bad_bodies).
 WITH_BODY = (415,)
 ADMIN_ONLY = (403,)

@@ -221,9 +221,13 @@ MALFORMED = (
             {"error": MALFORMED, "error_type": "Validation"},
         ),
         (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Key: a\x00b\r\n\r\n", {"error": MALFORMED}),
+        (  # a GET route declares this 400 too, in its family's shape (test_openapi.py)
+            b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Key: a\x00b\r\n\r\n",
+            _openai_shape(MALFORMED, "invalid_request"),
+        ),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", {"error": MALFORMED}),  # TLS hello
     ],
-    ids=["bad-length", "two-lengths", "bad-chunk-tei", "nul-in-header", "tls"],
+    ids=["bad-length", "two-lengths", "bad-chunk-tei", "nul-in-header", "nul-get-openai", "tls"],
 )
 def test_unparseable_http_gets_a_json_400_in_the_family_shape(
     bounded_server: GatewayServer, raw: bytes, expected: object

@@ -155,6 +155,28 @@ def test_routes_that_take_a_body_document_415_in_their_family_shape(
         assert schema["schema"]["$ref"] == f"#/components/schemas/{shape}"
 
 
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/api/tags", "ErrorResponse"),
+        ("/api/version", "ErrorResponse"),
+        ("/api/ps", "ErrorResponse"),
+        ("/health", "ErrorResponse"),
+        ("/info", "ErrorResponse"),
+        ("/v1/models", "OpenAIErrorResponse"),
+    ],
+)
+def test_routes_without_input_document_the_connections_400_and_limits(
+    document: dict[str, Any], path: str, shape: str
+) -> None:
+    """A request line or header httptools cannot parse is a JSON 400 from the connection
+    (gateway/connections.py) on any route, GETs too, beside its 408 and 431."""
+    responses = document["paths"][path]["get"]["responses"]
+    for status in ("400", "408", "431"):
+        schema = responses[status]["content"]["application/json"]["schema"]
+        assert schema["$ref"] == f"#/components/schemas/{shape}", (path, status)
+
+
 def test_shared_tei_paths_document_tei_errors_for_what_is_answered_unread(
     document: dict[str, Any],
 ) -> None:
