@@ -7,9 +7,10 @@ cannot parse with a JSON 400, where uvicorn writes text):
 - headers must be complete within `header_timeout` of the connection or of the request's first
   byte, else the server answers 408 and closes;
 - while a request body is being read, `read_timeout` may pass without a byte, no more;
-- request line plus headers may not exceed `max_header_bytes` (431).
-The refusals are JSON in the family's error shape, as every other error (by path, when the
-request line arrived).
+- request line plus headers may not exceed `max_header_bytes` (431), counted as bytes arrive,
+  not only as httptools hands over complete headers.
+The refusals (gateway/connection_answers.py) are JSON in the family's error shape, as every other
+error (by path, when the request line arrived).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.api.errors import protocol_error_body
+from gateway.connection_answers import refusal
 
 
 @dataclass(frozen=True)
@@ -30,27 +31,6 @@ class ConnectionLimits:
     max_header_bytes: int
 
 
-# Status: (reason phrase, what the client is told, error code).
-_REFUSALS = {
-    400: (
-        b"Bad Request",
-        "the request is not valid HTTP/1.1 (its framing, request line or a header could not be "
-        "parsed)",
-        "invalid_request",
-    ),
-    408: (
-        b"Request Timeout",
-        "the request's headers did not arrive in time",
-        "request_timeout",
-    ),
-    431: (
-        b"Request Header Fields Too Large",
-        "the request line and headers are too large",
-        "headers_too_large",
-    ),
-}
-
-
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """Set `limits` on a subclass (see `bounded_protocol`); uvicorn builds one per connection."""
 
@@ -58,7 +38,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
-        self._header_bytes = 0
+        self._header_bytes = 0  # request line and headers, as the parser hands them over
+        self._head_received = 0  # bytes of whole chunks that arrived mid-head (see data_received)
+        self._chunk_in_head = 0
         self._reading_headers = True
         self._refused = False
         super().connection_made(transport)
@@ -69,15 +51,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        body_pending = self.cycle is not None and self.cycle.more_body
-        if not self._reading_headers and body_pending:
+        # httptools hands a header over only once it ends, growing (copying) a partial one
+        # without bound, so the bytes are counted as they come too. A chunk in which a request
+        # begins is left out (on_message_begin zeroes this): part of it may be the previous
+        # request's, and counting it could refuse a head under the limit.
+        reading = self._reading_headers
+        self._chunk_in_head = len(data) if reading else 0
+        if not reading and self.cycle is not None and self.cycle.more_body:
             self._arm(self.limits.read_timeout)  # idle time between body chunks
         super().data_received(data)
+        if self._chunk_in_head and self._reading_headers and not self._refused:
+            self._head_received += self._chunk_in_head
+            if self._head_received > self.limits.max_header_bytes:
+                self._refuse(431)
 
     # Parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_bytes = 0
+        self._header_bytes = self._head_received = self._chunk_in_head = 0
         self._reading_headers = True
         if self._deadline is None:  # a keep-alive connection's next request: a fresh deadline
             self._arm(self.limits.header_timeout)
@@ -136,14 +127,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int) -> None:
         self._refused = True
         self._disarm()
-        reason, message, code = _REFUSALS[status]
         # uvicorn starts `url` empty at each request's first byte; before that it is unset.
         path = getattr(self, "url", b"").split(b"?", 1)[0].decode("latin-1")
-        body = protocol_error_body(path, status, message, code)
-        self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, reason, len(body), body)
-        )
+        self.transport.write(refusal(status, path))
         self.transport.close()
 
 

@@ -244,8 +244,8 @@ def _body(
 
 def protocol_error_body(path: str, status: int, message: str, code: str) -> bytes:
     """A family's error body (by `path_family`: no body is read) for answers written below
-    Litestar, by the connection itself (gateway/connections.py). `path` may be empty: the request
-    line did not arrive, and the Ollama shape is the default."""
+    Litestar, by the connection itself (gateway/connection_answers.py). `path` may be empty: the
+    request line did not arrive, and the Ollama shape is the default."""
     family = path_family(path)
     if family == "tei":
         return json.dumps({"error": message, "error_type": "Validation"}).encode()
