@@ -7,6 +7,8 @@ cannot parse with a JSON 400, where uvicorn writes text):
 - headers must be complete within `header_timeout` of the connection or of the request's first
   byte, else the server answers 408 and closes;
 - while a request body is being read, `read_timeout` may pass without a byte, no more;
+- between requests, only a request's first byte stops the idle timeout (uvicorn's keep-alive
+  timer), not bytes that start none, such as the bare CRLFs the parser skips;
 - request line plus headers may not exceed `max_header_bytes` (431), counted as bytes arrive,
   not only as httptools hands over complete headers.
 The refusals (gateway/connection_answers.py) are JSON in the family's error shape, as every other
@@ -38,6 +40,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None  # uvicorn's keep-alive timer, held aside
         self._header_bytes = 0  # request line and headers, as the parser hands them over
         self._head_received = 0  # bytes of whole chunks that arrived mid-head (see data_received)
         self._chunk_in_head = 0
@@ -59,7 +62,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._chunk_in_head = len(data) if reading else 0
         if not reading and self.cycle is not None and self.cycle.more_body:
             self._arm(self.limits.read_timeout)  # idle time between body chunks
+        # uvicorn cancels its idle (keep-alive) timer on any byte; here only a request's start does
+        # (on_message_begin), so bytes that start none (bare CRLFs) cannot keep a connection open.
+        self._idle, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
         super().data_received(data)
+        if self._idle is not None:
+            self.timeout_keep_alive_task, self._idle = self._idle, None
         if self._chunk_in_head and self._reading_headers and not self._refused:
             self._head_received += self._chunk_in_head
             if self._head_received > self.limits.max_header_bytes:
@@ -69,6 +77,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = self._head_received = self._chunk_in_head = 0
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         self._reading_headers = True
         if self._deadline is None:  # a keep-alive connection's next request: a fresh deadline
             self._arm(self.limits.header_timeout)

@@ -1,4 +1,4 @@
-"""The connection's other bounds: a header that never ends."""
+"""The connection's other bounds: a header that never ends, bytes that start no request."""
 
 from __future__ import annotations
 
@@ -111,3 +111,40 @@ def test_headers_under_the_limit_in_many_pieces_are_served(
         sock.sendall(raw[head_end:])
         status, _, answer = _read_answer(sock)
     assert status == 200, answer[:300]
+
+
+# Bytes that start no request
+
+
+def test_bare_crlfs_do_not_keep_an_idle_connection_open(hardened_server: GatewayServer) -> None:
+    with _connect(hardened_server) as sock:
+        sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(sock)[0] == 200
+        sock.settimeout(0.5)
+        started = time.monotonic()
+        closed_after = None
+        while time.monotonic() - started < IDLE_TIMEOUT + 8:  # the old server: open for ever
+            try:
+                sock.sendall(b"\r\n")
+                assert sock.recv(65536) == b"", "an answer to bytes that are no request"
+                closed_after = time.monotonic() - started
+                break
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - started
+                break
+    assert closed_after is not None, "CRLFs kept the connection open past every timeout"
+    # Closed at the idle timeout that began with the answer (the slack is for a busy machine).
+    assert IDLE_TIMEOUT - 1.0 < closed_after < IDLE_TIMEOUT + 5, closed_after
+
+
+def test_a_request_after_a_blank_line_is_still_served(hardened_server: GatewayServer) -> None:
+    """RFC 9112 2.2: empty lines before a request line are ignored, not refused."""
+    with _connect(hardened_server) as sock:
+        sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(sock)[0] == 200
+        sock.sendall(b"\r\n")
+        time.sleep(0.2)
+        sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(sock)[0] == 200
