@@ -7,6 +7,8 @@ cannot parse with a JSON 400, where uvicorn writes text):
 - headers must be complete within `header_timeout` of the connection or of the request's first
   byte, else the server answers 408 and closes;
 - while a request body is being read, `read_timeout` may pass without a byte, no more;
+- a response the client does not read (writing paused by flow control) for `write_timeout`
+  drops the connection;
 - between requests, only a request's first byte stops the idle timeout (uvicorn's keep-alive
   timer), not bytes that start none, such as the bare CRLFs the parser skips;
 - request line plus headers may not exceed `max_header_bytes` (431), counted as bytes arrive,
@@ -18,6 +20,9 @@ error (by path, when the request line arrived).
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +30,14 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.connection_answers import refusal
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ConnectionLimits:
     header_timeout: float
     read_timeout: float
+    write_timeout: float
     max_header_bytes: int
 
 
@@ -41,6 +49,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None  # uvicorn's keep-alive timer, held aside
+        self._write_stall: asyncio.TimerHandle | None = None
         self._header_bytes = 0  # request line and headers, as the parser hands them over
         self._head_received = 0  # bytes of whole chunks that arrived mid-head (see data_received)
         self._chunk_in_head = 0
@@ -51,7 +60,41 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._writable()
         super().connection_lost(exc)
+
+    # Flow control: the transport's buffer is over its high-water mark (or back under the low).
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_stall is None:
+            # uvicorn's send() waits for the drain without a limit, and a response already
+            # buffered whole waits for ever too (close() flushes first): a bound on the stall.
+            self._write_stall = self.loop.call_later(self.limits.write_timeout, self._write_expired)
+
+    def resume_writing(self) -> None:
+        self._writable()
+        super().resume_writing()
+
+    def _writable(self) -> None:
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _write_expired(self) -> None:
+        self._write_stall = None
+        host, port = self.client or ("?", 0)
+        log.warning(
+            "dropped %s:%d: its answer went unread for %gs (write timeout)",
+            host,
+            port,
+            self.limits.write_timeout,
+        )
+        # A reset: close() would wait for the buffer to drain, which is the stall, and even a
+        # closed socket's unsent bytes stay in the kernel (FIN-WAIT-1) until they are read.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         # httptools hands a header over only once it ends, growing (copying) a partial one

@@ -62,6 +62,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
     limits = ConnectionLimits(
         header_timeout=settings.header_timeout,
         read_timeout=settings.read_timeout,
+        write_timeout=settings.write_timeout,
         max_header_bytes=settings.max_header_bytes,
     )
     grace_left = max(settings.shutdown_grace - settings.drain_delay, 0.0)

@@ -298,6 +298,13 @@ class Settings:
         30.0,
         shown="30s",
     )
+    write_timeout: float = setting(
+        "GATEWAY_WRITE_TIMEOUT",
+        finite_duration(zero_ok=False),
+        "longest a client may leave a response unread (writing paused) before it is dropped",
+        30.0,
+        shown="30s",
+    )
     idle_timeout: float = setting(
         "GATEWAY_IDLE_TIMEOUT",
         finite_duration(zero_ok=False),

@@ -1,9 +1,11 @@
-"""The connection's other bounds: a header that never ends, bytes that start no request."""
+"""The connection's other bounds: a header that never ends, bytes that start no
+request, a client that never reads."""
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,8 @@ from tests.support.models import bundled_registry_in
 from tools.gateway_server import GatewayServer
 
 IDLE_TIMEOUT = 2.0
+WRITE_TIMEOUT = 2.0
+TCP_CLOSE, TCP_CLOSE_WAIT = 7, 8  # linux/tcp_states.h
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +29,7 @@ def hardened_server(
         "GATEWAY_HEADER_TIMEOUT": "3s",
         "GATEWAY_READ_TIMEOUT": "3s",
         "GATEWAY_IDLE_TIMEOUT": f"{IDLE_TIMEOUT}s",
+        "GATEWAY_WRITE_TIMEOUT": f"{WRITE_TIMEOUT}s",
     }
     with GatewayServer(registry=registry, env=env) as running:
         yield running
@@ -64,6 +69,10 @@ def _parse(data: bytes, sock: socket.socket | None = None) -> tuple[int, dict[st
         body += sock.recv(65536)
     assert len(body) == length, (status, body[:200])
     return int(status.split()[1]), headers, body
+
+
+def _tcp_state(sock: socket.socket) -> int:
+    return struct.unpack("B", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1))[0]
 
 
 def _embed_request(path: str, body: bytes, extra: bytes = b"") -> bytes:
@@ -148,3 +157,26 @@ def test_a_request_after_a_blank_line_is_still_served(hardened_server: GatewaySe
         time.sleep(0.2)
         sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
         assert _read_answer(sock)[0] == 200
+
+
+# A client that never reads
+
+
+def test_a_client_that_never_reads_is_dropped_after_the_write_timeout(
+    hardened_server: GatewayServer,
+) -> None:
+    body = json.dumps({"model": "all-minilm", "input": ["x"] * 2048}).encode()  # ~10 MB answer
+    with hardened_server.client() as client:  # computed once: the second answer is the cache's
+        expected = len(client.post("/api/embed", content=body).content)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    with sock:
+        sock.connect(("127.0.0.1", hardened_server.port))
+        sock.sendall(_embed_request("/api/embed", body))
+        deadline = time.monotonic() + WRITE_TIMEOUT + 20  # the old server: held for ever
+        while _tcp_state(sock) not in (TCP_CLOSE, TCP_CLOSE_WAIT):
+            assert time.monotonic() < deadline, "a client that reads nothing is held"
+            time.sleep(0.2)
+        assert len(_read_until_close(sock)) < expected  # cut off, not finished
+    assert hardened_server.log().count("write timeout") == 1

@@ -74,6 +74,7 @@ DOCUMENTED: dict[str, list[tuple[str, Any]]] = {
     "max_connections": [("2048", 2048), ("1", 1)],
     "header_timeout": [("10s", 10.0), ("0.5", 0.5)],
     "read_timeout": [("30s", 30.0), ("1m", 60.0)],
+    "write_timeout": [("30s", 30.0), ("2.5", 2.5)],
     "idle_timeout": [("15s", 15.0), ("5", 5.0)],
     "max_header_bytes": [("64KiB", 64 << 10), ("8192", 8192)],
     "shutdown_grace": [("25s", 25.0), ("1m", 60.0)],
@@ -151,6 +152,7 @@ def test_connection_settings_reach_uvicorn() -> None:
             "GATEWAY_DRAIN_DELAY": "5s",
             "GATEWAY_HEADER_TIMEOUT": "4s",
             "GATEWAY_READ_TIMEOUT": "6s",
+            "GATEWAY_WRITE_TIMEOUT": "8s",
         }
     )
     config = uvicorn_config(settings, _asgi)
@@ -160,6 +162,7 @@ def test_connection_settings_reach_uvicorn() -> None:
     assert config.timeout_graceful_shutdown == 15  # the grace less the drain delay
     limits = config.http.limits  # type: ignore[union-attr]
     assert (limits.header_timeout, limits.read_timeout, limits.max_header_bytes) == (4, 6, 16384)
+    assert limits.write_timeout == 8
 
 
 @pytest.mark.parametrize("device", ["auto", "cuda", "cpu"])
