@@ -2,19 +2,21 @@
 
 uvicorn arms no timer until a first response is complete, so a connection whose request line or
 headers never finish (slowloris), or that sends nothing at all, is held forever, and httptools
-puts no bound on header size. This protocol adds three bounds (and answers a request httptools
+puts no bound on header size. This protocol adds these bounds (and answers a request httptools
 cannot parse with a JSON 400, where uvicorn writes text):
 - headers must be complete within `header_timeout` of the connection or of the request's first
   byte, else the server answers 408 and closes;
 - while a request body is being read, `read_timeout` may pass without a byte, no more;
-- a response the client does not read (writing paused by flow control) for `write_timeout`
+- request line plus headers may not exceed `max_header_bytes` (431), counted as bytes arrive,
+  not only as httptools hands over complete headers;
+- a response the client leaves unread (writing paused by flow control) for `write_timeout`
   drops the connection;
 - between requests, only a request's first byte stops the idle timeout (uvicorn's keep-alive
-  timer), not bytes that start none, such as the bare CRLFs the parser skips;
-- request line plus headers may not exceed `max_header_bytes` (431), counted as bytes arrive,
-  not only as httptools hands over complete headers.
+  timer), not bytes that start none, such as the bare CRLFs the parser skips.
 The refusals (gateway/connection_answers.py) are JSON in the family's error shape, as every other
 error (by path, when the request line arrived).
+An Upgrade header (h2c, which `curl --http2` sends on http://; WebSocket, as the server serves
+none) is ignored and the request served over HTTP/1.1, where uvicorn would drop its body.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.connection_answers import refusal
@@ -48,13 +51,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
-        self._idle: asyncio.TimerHandle | None = None  # uvicorn's keep-alive timer, held aside
         self._write_stall: asyncio.TimerHandle | None = None
         self._header_bytes = 0  # request line and headers, as the parser hands them over
         self._head_received = 0  # bytes of whole chunks that arrived mid-head (see data_received)
         self._chunk_in_head = 0
         self._reading_headers = True
         self._refused = False
+        self._upgrade_ignored = False
         super().connection_made(transport)
         self._arm(self.limits.header_timeout)
 
@@ -105,24 +108,47 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._chunk_in_head = len(data) if reading else 0
         if not reading and self.cycle is not None and self.cycle.more_body:
             self._arm(self.limits.read_timeout)  # idle time between body chunks
-        # uvicorn cancels its idle (keep-alive) timer on any byte; here only a request's start does
-        # (on_message_begin), so bytes that start none (bare CRLFs) cannot keep a connection open.
-        self._idle, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
-        super().data_received(data)
-        if self._idle is not None:
-            self.timeout_keep_alive_task, self._idle = self._idle, None
+        self._feed(data)
         if self._chunk_in_head and self._reading_headers and not self._refused:
             self._head_received += self._chunk_in_head
             if self._head_received > self.limits.max_header_bytes:
                 self._refuse(431)
 
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's data_received, less two things. It cancels the idle (keep-alive) timer on any
+        byte; here only a request's start does (on_message_begin), so bytes that start none (the
+        bare CRLFs the parser skips) cannot keep a connection open. And it drops the rest of a
+        request with an Upgrade it does not serve; here the request is served (RFC 9110 7.8)."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._upgrade_ignored:
+                self._parse_without_upgrade(data[upgrade.args[0] :])
+            # else a CONNECT: the app answered it, and the parser stops here, as uvicorn's does
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+
+    def _parse_without_upgrade(self, rest: bytes) -> None:
+        """httptools stops at the end of an Upgrade request's head, skipping its body, and will
+        not go on: a fresh parser takes the head again without its Upgrade header, then `rest`
+        (the body and whatever follows)."""
+        self._upgrade_ignored = False
+        version = self.parser.get_http_version().encode()
+        head = [self.parser.get_method(), b" ", self.url, b" HTTP/", version, b"\r\n"]
+        for name, value in self.headers:
+            if name != b"upgrade":
+                head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn's
+        self._feed(b"".join(head) + rest)
+
     # Parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_bytes = self._head_received = self._chunk_in_head = 0
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._unset_keepalive_if_required()
         self._reading_headers = True
         if self._deadline is None:  # a keep-alive connection's next request: a fresh deadline
             self._arm(self.limits.header_timeout)
@@ -137,6 +163,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self.parser.should_upgrade() and self.parser.get_method() != b"CONNECT":
+            self._upgrade_ignored = True  # parsed again without it when the parser stops (_feed)
+            return
         self._reading_headers = False
         self._disarm()
         super().on_headers_complete()
@@ -144,6 +173,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._arm(self.limits.read_timeout)
 
     def on_message_complete(self) -> None:
+        if self._upgrade_ignored:  # the head only; the request is parsed again
+            return
         self._disarm()
         super().on_message_complete()
 

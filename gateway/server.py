@@ -71,6 +71,9 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         http=bounded_protocol(limits),
+        # No WebSocket routes: an Upgrade: websocket request is then served as plain HTTP (JSON
+        # answers, a 404 for unknown paths) instead of being upgraded and refused 403 text/plain.
+        ws="none",
         log_level=settings.log_level,
         access_log=False,
         log_config=None,  # uvicorn's loggers propagate to gateway.logs' set-up

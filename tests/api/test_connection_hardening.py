@@ -1,5 +1,5 @@
 """The connection's other bounds: a header that never ends, bytes that start no
-request, a client that never reads."""
+request, a client that never reads, and Upgrade requests (h2c, WebSocket)."""
 
 from __future__ import annotations
 
@@ -180,3 +180,53 @@ def test_a_client_that_never_reads_is_dropped_after_the_write_timeout(
             time.sleep(0.2)
         assert len(_read_until_close(sock)) < expected  # cut off, not finished
     assert hardened_server.log().count("write timeout") == 1
+
+
+# Upgrade requests
+
+
+EMBED = json.dumps({"model": "all-minilm", "input": "hello"}).encode()
+H2C = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAA\r\n"
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["one-piece", "body-apart"])
+def test_an_h2c_upgrade_is_ignored_and_the_request_served(
+    hardened_server: GatewayServer, apart: bool
+) -> None:
+    """What `curl --http2 http://...` sends; the connection then serves the next request."""
+    raw = _embed_request("/api/embed", EMBED, H2C)
+    with _connect(hardened_server, timeout=30) as sock:
+        if apart:
+            sock.sendall(raw[: -len(EMBED)])
+            time.sleep(0.2)
+            sock.sendall(raw[-len(EMBED) :])
+        else:
+            sock.sendall(raw)
+        status, _, answer = _read_answer(sock)
+        assert status == 200, answer
+        assert len(json.loads(answer)["embeddings"][0]) == 384
+        sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_answer(sock)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "message_of"),
+    [
+        ("/v1/socket", lambda body: body["error"]["message"]),
+        ("/api/socket", lambda body: body["error"]),
+    ],
+)
+def test_a_websocket_upgrade_gets_a_json_answer_in_the_family_shape(
+    hardened_server: GatewayServer, path: str, message_of: object
+) -> None:
+    """The server serves no WebSockets: the request is answered as plain HTTP (404 here)."""
+    with _connect(hardened_server) as sock:
+        sock.sendall(
+            b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            % path.encode()
+        )
+        status, headers, body = _read_answer(sock)
+    assert status == 404, body
+    assert headers["content-type"] == "application/json"
+    assert isinstance(message_of(json.loads(body)), str)  # type: ignore[operator]

@@ -157,6 +157,7 @@ def test_connection_settings_reach_uvicorn() -> None:
     )
     config = uvicorn_config(settings, _asgi)
     assert config.limit_concurrency == 100
+    assert config.ws == "none"  # no WebSocket routes: an Upgrade is ignored (connections.py)
     assert config.timeout_keep_alive == 7
     assert config.h11_max_incomplete_event_size == 16 << 10
     assert config.timeout_graceful_shutdown == 15  # the grace less the drain delay
