@@ -3,6 +3,8 @@ path's API family's error shape, as every other error, instead of uvicorn's text
 
 from __future__ import annotations
 
+from typing import Any
+
 from gateway.api.errors import protocol_error_body
 
 # Status: (reason phrase, what the client is told, error code).
@@ -34,3 +36,22 @@ def refusal(status: int, path: str) -> bytes:
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
         b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, reason, len(body), body)
     )
+
+
+OVER_CAPACITY = "the server has too many open connections; retry shortly"
+
+
+async def over_capacity(scope: Any, receive: Any, send: Any) -> None:
+    """The ASGI app uvicorn runs instead of ours beyond `limit_concurrency` (its own answers
+    text/plain without Retry-After). Closing gives a connection back."""
+    body = protocol_error_body(
+        scope["path"], 503, OVER_CAPACITY, "server_busy", tei_error_type="Overloaded"
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

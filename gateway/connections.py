@@ -14,7 +14,8 @@ cannot parse with a JSON 400, where uvicorn writes text):
 - between requests, only a request's first byte stops the idle timeout (uvicorn's keep-alive
   timer), not bytes that start none, such as the bare CRLFs the parser skips.
 The refusals (gateway/connection_answers.py) are JSON in the family's error shape, as every other
-error (by path, when the request line arrived).
+error (by path, when the request line arrived); so is the 503 uvicorn answers beyond the
+connection cap (`limit_concurrency`), with Retry-After.
 An Upgrade header (h2c, which `curl --http2` sends on http://; WebSocket, as the server serves
 none) is ignored and the request served over HTTP/1.1, where uvicorn would drop its body.
 """
@@ -29,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from gateway.connection_answers import refusal
+from gateway.connection_answers import over_capacity, refusal
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.parser = httptools.HttpRequestParser(self)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn's
         self._feed(b"".join(head) + rest)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # Beyond limit_concurrency uvicorn runs its own 503 app (text/plain, no Retry-After).
+        super()._start_asgi_task(cycle, over_capacity if app is service_unavailable else app)
 
     # Parser callbacks
     def on_message_begin(self) -> None:

@@ -242,12 +242,14 @@ def _body(
     return {"error": message}
 
 
-def protocol_error_body(path: str, status: int, message: str, code: str) -> bytes:
+def protocol_error_body(
+    path: str, status: int, message: str, code: str, *, tei_error_type: TeiErrorType = "Validation"
+) -> bytes:
     """A family's error body (by `path_family`: no body is read) for answers written below
     Litestar, by the connection itself (gateway/connection_answers.py). `path` may be empty: the
     request line did not arrive, and the Ollama shape is the default."""
     family = path_family(path)
     if family == "tei":
-        return json.dumps({"error": message, "error_type": "Validation"}).encode()
+        return json.dumps({"error": message, "error_type": tei_error_type}).encode()
     openai_shape = family == "openai"
     return json.dumps(_body(status, message, code, None, openai_shape=openai_shape)).encode()

@@ -1,5 +1,5 @@
-"""The connection's other bounds: a header that never ends, bytes that start no
-request, a client that never reads, and Upgrade requests (h2c, WebSocket)."""
+"""The connection's other bounds: a header that never ends, bytes that start no request, a
+client that never reads; Upgrade requests (h2c, WebSocket) and the connection cap's answer."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,7 +218,7 @@ def test_an_h2c_upgrade_is_ignored_and_the_request_served(
     ],
 )
 def test_a_websocket_upgrade_gets_a_json_answer_in_the_family_shape(
-    hardened_server: GatewayServer, path: str, message_of: object
+    hardened_server: GatewayServer, path: str, message_of: Callable[[Any], object]
 ) -> None:
     """The server serves no WebSockets: the request is answered as plain HTTP (404 here)."""
     with _connect(hardened_server) as sock:
@@ -229,4 +230,49 @@ def test_a_websocket_upgrade_gets_a_json_answer_in_the_family_shape(
         status, headers, body = _read_answer(sock)
     assert status == 404, body
     assert headers["content-type"] == "application/json"
-    assert isinstance(message_of(json.loads(body)), str)  # type: ignore[operator]
+    assert isinstance(message_of(json.loads(body)), str)
+
+
+# The connection cap
+
+
+@pytest.fixture(scope="module")
+def capped_server(
+    default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    registry = bundled_registry_in(tmp_path_factory.mktemp("capped"))
+    with GatewayServer(registry=registry, env={"GATEWAY_MAX_CONNECTIONS": "2"}) as running:
+        yield running
+
+
+BUSY = "the server has too many open connections; retry shortly"
+
+
+@pytest.mark.parametrize(
+    ("path", "message_of"),
+    [
+        ("/v1/embeddings", lambda body: (body["error"]["message"], body["error"]["code"])),
+        ("/api/embed", lambda body: (body.pop("error"), body)),
+        ("/embed", lambda body: (body["error"], body["error_type"])),
+    ],
+)
+def test_over_the_connection_cap_the_503_is_json_with_retry_after(
+    capped_server: GatewayServer, path: str, message_of: Callable[[dict[str, Any]], object]
+) -> None:
+    """uvicorn answers it, below the app: 503 text/plain without Retry-After."""
+    held = [_connect(capped_server) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        with _connect(capped_server) as sock:
+            sock.sendall(_embed_request(path, EMBED))
+            status, headers, body = _parse(_read_until_close(sock))
+    finally:
+        for sock in held:
+            sock.close()
+    assert (status, headers["content-type"], headers["retry-after"]) == (
+        503,
+        "application/json",
+        "1",
+    )
+    family_detail = {"/v1/embeddings": "server_busy", "/api/embed": {}, "/embed": "Overloaded"}
+    assert message_of(json.loads(body)) == (BUSY, family_detail[path])
