@@ -125,16 +125,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             if self._upgrade_ignored:
-                self._parse_without_upgrade(data[upgrade.args[0] :])
-            # else a CONNECT: the app answered it, and the parser stops here, as uvicorn's does
+                self._feed_without_upgrade(memoryview(data)[upgrade.args[0] :])
+            # else a CONNECT: the app answers it, and the parser stops here, as uvicorn's does
         except httptools.HttpParserError:
-            self.logger.warning("Invalid HTTP request received.")
-            self.send_400_response("Invalid HTTP request received.")
+            self._invalid_http()
 
-    def _parse_without_upgrade(self, rest: bytes) -> None:
+    def _feed_without_upgrade(self, rest: memoryview) -> None:
         """httptools stops at the end of an Upgrade request's head, skipping its body, and will
         not go on: a fresh parser takes the head again without its Upgrade header, then `rest`
-        (the body and whatever follows)."""
+        (the body and whatever follows). A loop, not recursion: one piece may hold many."""
+        pending: list[bytes | memoryview] = [rest, self._restart_parser()]
+        while pending:
+            piece = pending.pop()
+            try:
+                self.parser.feed_data(piece)
+            except httptools.HttpParserUpgrade as upgrade:
+                if not self._upgrade_ignored:
+                    return  # a CONNECT, as in _feed
+                pending += (memoryview(piece)[upgrade.args[0] :], self._restart_parser())
+            except httptools.HttpParserError:
+                self._invalid_http()
+                return
+
+    def _restart_parser(self) -> bytes:
+        """A fresh parser; returns the head the old one stopped after, less Upgrade, to feed it."""
         self._upgrade_ignored = False
         version = self.parser.get_http_version().encode()
         head = [self.parser.get_method(), b" ", self.url, b" HTTP/", version, b"\r\n"]
@@ -144,7 +158,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"\r\n")
         self.parser = httptools.HttpRequestParser(self)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn's
-        self._feed(b"".join(head) + rest)
+        return b"".join(head)
+
+    def _invalid_http(self) -> None:
+        self.logger.warning("Invalid HTTP request received.")
+        self.send_400_response("Invalid HTTP request received.")
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # Beyond limit_concurrency uvicorn runs its own 503 app (text/plain, no Retry-After).

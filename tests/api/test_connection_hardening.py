@@ -9,7 +9,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -208,6 +208,30 @@ def test_an_h2c_upgrade_is_ignored_and_the_request_served(
         assert len(json.loads(answer)["embeddings"][0]) == 384
         sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
         assert _read_answer(sock)[0] == 200
+
+
+def test_many_pipelined_upgrade_requests_in_one_piece_are_all_served(
+    hardened_server: GatewayServer,
+) -> None:
+    """Each is parsed again after the one before; none waits on the depth of a call stack."""
+    count = 1500
+    one = b"GET /api/version HTTP/1.1\r\nHost: x\r\n" + H2C + b"\r\n"
+    with _connect(hardened_server, timeout=30) as sock:
+        sock.sendall(one * count)  # ~190 KB: the server reads it whole, in one or a few pieces
+        with sock.makefile("rb") as answers:
+            statuses = [_next_status(answers) for _ in range(count)]
+    assert statuses == [200] * count
+
+
+def _next_status(answers: BinaryIO) -> int:
+    """The status of the next of pipelined answers (each with a Content-Length)."""
+    status, length = int(answers.readline().split()[1]), 0
+    while (line := answers.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    answers.read(length)
+    return status
 
 
 @pytest.mark.parametrize(
