@@ -66,23 +66,23 @@ class OpenAIErrorResponse(msgspec.Struct):
 
 # What every route may answer besides success: a missing or wrong key, a request that is not
 # valid HTTP or headers too slow or too large (the connection answers those, in the path's
-# family, gateway/connections.py; on routes that take input 400 is also bad input), a scope or
-# rate limit, a server that is shutting down or (rarely) fails.
-EVERY_ROUTE = (400, 401, 408, 429, 431, 500, 503)
+# family, gateway/connections.py; on routes that take input 400 is also bad input), a browser
+# origin that is not allowed or a key's scope (403), a rate limit, a server that is shutting
+# down or (rarely) fails.
+EVERY_ROUTE = (400, 401, 403, 408, 429, 431, 500, 503)
 # Routes that take a body or name a model: unknown model, body over the size limit.
 WITH_INPUT = (404, 413)
 # Methods with a body: a content coding the server does not decode (bodies.refuse_bad_bodies).
 WITH_BODY = (415,)
-ADMIN_ONLY = (403,)
 # Per path extras: a model in use cannot be deleted; a pull can fail upstream or fill the disk.
 EXTRA = {"/api/delete": (409,), "/api/pull": (502, 507)}
 # TEI's statuses besides those: a validation error, a failed inference.
 TEI_EXTRA = (422, 424)
-ADMIN_PATHS = ("/api/pull", "/api/delete", "/admin/")
-# Answered before the body is read (a missing or wrong key, the connection's own timeouts and
-# header limits, a body over the limit or in an undecoded coding): on the paths TEI shares these
-# take the path's family, TEI's (errors.path_family), whichever body was coming.
-UNREAD_STATUSES = frozenset({401, 408, 413, 415, 431})
+# Answered before the body is read (a missing or wrong key, a refused origin or scope, the
+# connection's own timeouts and header limits, a body over the limit or in an undecoded coding):
+# on the paths TEI shares these take the path's family, TEI's (errors.path_family), whichever
+# body was coming.
+UNREAD_STATUSES = frozenset({401, 403, 408, 413, 415, 431})
 
 
 def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
@@ -93,11 +93,9 @@ def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:
         statuses.update(WITH_INPUT)
     if method in BODY_METHODS:
         statuses.update(WITH_BODY)
-    if path.startswith(ADMIN_PATHS):
-        statuses.update(ADMIN_ONLY)
     statuses.update(EXTRA.get(path, ()))
-    if handler.opt.get("public"):
-        statuses -= {401, 403}
+    if handler.opt.get("public"):  # no key needed; a refused browser origin still gets 403
+        statuses.discard(401)
     return sorted(statuses)
 
 
