@@ -7,7 +7,8 @@ Rules (each is tested):
   from the header before any pixel is decoded (so a decompression bomb costs nothing).
 - EXIF orientation is applied (the picture as a viewer shows it).
 - 16-bit and 32-bit integer grey images (I;16, I) are scaled to 8 bits (v / 257, rounded);
-  Pillow's own conversion would clip everything above 255 to white.
+  Pillow's own conversion would clip everything above 255 to white. A transparent grey (PNG
+  tRNS) is matched on the 16-bit values and kept as an alpha band.
 - Transparency (RGBA, LA, PA, palette or grey with a transparent colour) is alpha-composited onto
   white, as transformers' `convert_to_rgb` does from 5.x on; CMYK, YCbCr, 1-bit, grey and palette
   images use Pillow's conversion to RGB.
@@ -133,12 +134,19 @@ def orient(image: Image.Image) -> Image.Image:
 
 
 def to_8bit(image: Image.Image) -> Image.Image:
-    """High-depth grey -> 8-bit grey by scaling (v / 257), not Pillow's clipping."""
+    """High-depth grey -> 8-bit grey by scaling (v / 257), not Pillow's clipping; a transparent
+    colour (PNG tRNS) becomes an alpha band (LA)."""
     if image.mode not in _HIGH_DEPTH_MODES:
         return image
     values = np.asarray(image).astype(np.int64)
-    scaled = (np.clip(values, 0, 65535) + 128) // 257
-    return Image.fromarray(scaled.astype(np.uint8))  # 2-D uint8: mode L
+    grey = ((np.clip(values, 0, 65535) + 128) // 257).astype(np.uint8)
+    key = image.info.get("transparency")
+    if not isinstance(key, int):
+        return Image.fromarray(grey)  # 2-D uint8: mode L
+    # Matched on the 16-bit values, as PNG decoders do: scaling the key to 8 bits too would
+    # also hide the neighbouring 256 shades that round to the same grey.
+    alpha = np.where(values == key, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([grey, alpha], axis=-1), "LA")
 
 
 def has_alpha(image: Image.Image) -> bool:
