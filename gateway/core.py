@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from gateway.cache import EmbeddingCache
 from gateway.catalog import Catalog
 from gateway.manager import ModelManager
-from gateway.media import FetchPolicy, ImagePolicy
+from gateway.media import FetchPolicy, ImagePolicy, apply_pixel_limit
 from gateway.pulling import Puller
 from gateway.registry import Registry
 from gateway.runtime import Runtime, log_compute_choice
@@ -55,6 +55,7 @@ class Gateway:
         image_policy = ImagePolicy(
             max_pixels=settings.image_max_pixels, max_bytes=settings.image_max_bytes
         )
+        apply_pixel_limit(image_policy)  # Pillow's limit is process-wide: set it once, here
         fetch_policy = FetchPolicy.with_allow_list(
             settings.image_allow_hosts,
             enabled=settings.image_fetch,

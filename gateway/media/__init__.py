@@ -15,7 +15,7 @@ from PIL import Image
 
 from gateway.concurrency import gather_or_cancel
 from gateway.errors import GatewayError
-from gateway.media.decode import decode_image, open_image, sniff_format, to_rgb
+from gateway.media.decode import apply_pixel_limit, decode_image, open_image, sniff_format, to_rgb
 from gateway.media.fetch import FetchedImage, fetch_image
 from gateway.media.policy import (
     FetchPolicy,
@@ -36,6 +36,7 @@ __all__ = [
     "ImageRef",
     "ImageStats",
     "InvalidImage",
+    "apply_pixel_limit",
     "decode_image",
     "fetch_image",
     "image_stats",

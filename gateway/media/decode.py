@@ -4,7 +4,9 @@ Rules (each is tested):
 - Formats: JPEG (and MPO), PNG, WebP, GIF, BMP, TIFF, recognised by their magic bytes; the
   first frame of an animation or multi-page file.
 - Size: width and height at least 1, width x height at most `ImagePolicy.max_pixels`, checked
-  from the header before any pixel is decoded (so a decompression bomb costs nothing).
+  from the header before any pixel is decoded (so a decompression bomb costs nothing). Pillow's
+  own bomb check is tied to the same limit (`apply_pixel_limit`): it guards the few allocations
+  Pillow makes while opening (a GIF frame's disposal area, a WebP canvas), and its warning is off.
 - EXIF orientation is applied (the picture as a viewer shows it).
 - 16-bit and 32-bit integer grey images (I;16, I) are scaled to 8 bits (v / 257, rounded);
   Pillow's own conversion would clip everything above 255 to white. A transparent grey (PNG
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import struct
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,6 +33,7 @@ from gateway.media.policy import ImagePolicy, InvalidImage
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_POLICY = ImagePolicy()
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 WHITE = (255, 255, 255, 255)
 _HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -40,6 +45,18 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"MM\x00*", "TIFF"),
     (b"BM", "BMP"),
 )
+
+
+def apply_pixel_limit(policy: ImagePolicy) -> None:
+    """Make Pillow refuse exactly what `policy` refuses: its error fires above twice
+    MAX_IMAGE_PIXELS. Process-wide, so call it once where the policy is built, before decoding."""
+    Image.MAX_IMAGE_PIXELS = (policy.max_pixels + 1) // 2
+    # Pillow also warns above MAX_IMAGE_PIXELS, i.e. for images the gateway accepts. Filtered
+    # process-wide, since warnings.catch_warnings around each decode is not thread-safe.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+apply_pixel_limit(DEFAULT_IMAGE_POLICY)
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -77,7 +94,7 @@ def load_image(
     except InvalidImage:
         raise
     except Image.DecompressionBombError as exc:
-        raise InvalidImage(f"the image has too many pixels: {exc}", param=param) from None
+        raise too_many_pixels(str(exc), data, kind, policy, param=param) from None
     except MemoryError:
         raise InvalidImage("the image is too large to decode", param=param) from None
     except UnidentifiedImageError:  # its message is a BytesIO repr: say it plainly
@@ -109,6 +126,27 @@ def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
     if kind == "GIF" and len(data) >= 10:
         return struct.unpack("<HH", data[6:10])
     return None
+
+
+def too_many_pixels(
+    message: str, data: bytes, kind: str, policy: ImagePolicy, *, param: str
+) -> InvalidImage:
+    """Pillow's bomb error (it names its own limit) in the gateway's words."""
+    found = _BOMB_PIXELS.search(message)
+    if found is None:
+        return InvalidImage(f"the image has more than the {policy.max_pixels} pixels allowed",
+                            param=param)  # fmt: skip
+    pixels = int(found.group(1))
+    declared = header_size(data, kind)
+    size = (
+        f"{declared[0]}x{declared[1]} = "
+        if declared and declared[0] * declared[1] == pixels
+        else ""
+    )
+    # Pillow's limit is the policy's unless apply_pixel_limit was not called for this policy.
+    limit = policy.max_pixels if pixels > policy.max_pixels else 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    return InvalidImage(f"the image is {size}{pixels} pixels, more than the {limit} allowed",
+                        param=param)  # fmt: skip
 
 
 def check_size(size: tuple[int, int], policy: ImagePolicy, *, param: str = "input") -> None:

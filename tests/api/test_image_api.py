@@ -722,7 +722,10 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
     noise = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
     return {
         "bomb-8000x8000": (real_bomb(), "8000x8000 = 64000000 pixels, more than the 50000000"),
-        "bomb-header-100000x100000": (png_header(100_000, 100_000), "too many pixels"),
+        "bomb-header-100000x100000": (
+            png_header(100_000, 100_000),
+            "100000x100000 = 10000000000 pixels, more than the 50000000",
+        ),
         "truncated-jpeg": (SERVED_JPEG.data[: len(SERVED_JPEG.data) * 2 // 3], "truncated"),
         "random-bytes": (noise, "not a supported image"),
         "zero-by-zero": (png_header(0, 0), "no pixels (0x0)"),

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import io
+import struct
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
 from PIL import Image
 
-from gateway.media import decode_image, image_stats
-from gateway.media.decode import open_image
+from gateway.core import Gateway
+from gateway.media import ImagePolicy, InvalidImage, apply_pixel_limit, decode_image, image_stats
+from gateway.media.decode import load_image, open_image
+from gateway.settings import Settings
+from tests.support.bad_images import png_header
 
 
 def sixteen_bit_grey_png(values: np.ndarray, transparent: int) -> bytes:
@@ -44,3 +53,78 @@ def test_16_bit_grey_transparency_survives_exif_orientation() -> None:
     assert (image.mode, image.size) == ("LA", (10, 20))
     alpha = np.asarray(image)[..., 1]
     assert alpha[0].tolist() == [255] * 10 and alpha[1:].max() == 0
+
+
+# -- the pixel limit -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pillow_limit() -> Iterator[None]:
+    """apply_pixel_limit changes process-wide state: put the default back afterwards."""
+    yield
+    apply_pixel_limit(ImagePolicy())
+
+
+def test_pixel_limit_is_named_in_the_gateways_words() -> None:
+    # 225 MP: above Pillow's own hard limit (178956970), which used to answer first.
+    with pytest.raises(InvalidImage) as caught:
+        load_image(png_header(15_000, 15_000))
+    assert caught.value.message == (
+        "the image is 15000x15000 = 225000000 pixels, more than the 50000000 allowed"
+    )
+
+
+def test_a_configured_limit_above_pillows_default_takes_effect(pillow_limit: None) -> None:
+    policy = ImagePolicy(max_pixels=300_000_000)
+    apply_pixel_limit(policy)
+    with pytest.raises(InvalidImage, match="truncated"):  # past the size checks, to the pixels
+        load_image(png_header(15_000, 15_000), policy)
+    with pytest.raises(InvalidImage, match="400000000 pixels, more than the 300000000 allowed"):
+        load_image(png_header(20_000, 20_000), policy)
+
+
+def test_allowed_sizes_raise_no_pillow_warning(pillow_limit: None) -> None:
+    policy = ImagePolicy(max_pixels=300_000_000)
+    apply_pixel_limit(policy)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # Pillow used to warn above 89.5 MP, allowed or not
+        with pytest.raises(InvalidImage, match="truncated"):
+            load_image(png_header(10_000, 10_000), policy)
+    assert caught == []
+
+    # Between half the limit and the limit Pillow warns; the filter that apply_pixel_limit
+    # installs drops it (pytest resets filters per test, so it is applied again here).
+    with warnings.catch_warnings(record=True) as caught:
+        apply_pixel_limit(policy)
+        with pytest.raises(InvalidImage, match="truncated"):
+            load_image(png_header(13_000, 13_000), policy)
+    assert caught == []
+
+
+def gif_frame_bomb(width: int, height: int) -> bytes:
+    """A 1x1 GIF whose first frame is width x height, to be disposed to the background: Pillow
+    allocates the disposal area while opening, before the gateway sees the size."""
+    screen = b"GIF89a" + struct.pack("<HH", 1, 1) + b"\x80\x00\x00" + bytes(3) + b"\xff" * 3
+    control = b"!\xf9\x04" + bytes([2 << 2 | 1]) + bytes(4)  # disposal 2, transparent index 0
+    frame = b"," + struct.pack("<HHHH", 0, 0, width, height) + b"\x00\x02\x02\x4c\x01\x00;"
+    return screen + control + frame
+
+
+def test_pillows_own_checks_use_the_same_limit() -> None:
+    with pytest.raises(InvalidImage) as caught:
+        load_image(gif_frame_bomb(8_000, 8_000))
+    assert caught.value.message == "the image is 64000000 pixels, more than the 50000000 allowed"
+
+
+def test_the_gateway_applies_its_configured_limit(tmp_path: Path, pillow_limit: None) -> None:
+    registry = tmp_path / "registry.yaml"
+    entry = {"kind": "text", "source": "/nonexistent", "dim": 8,
+             "files": {"model": "m.onnx", "tokenizer": "t.json"}}  # fmt: skip
+    registry.write_text(yaml.safe_dump({"models": {"tiny": entry}}))
+    settings = Settings.load(environ={
+        "GATEWAY_REGISTRY": str(registry),
+        "GATEWAY_MODELS_DIR": str(tmp_path / "models"),
+        "GATEWAY_IMAGE_MAX_PIXELS": "300000000",
+    })  # fmt: skip
+    Gateway.build(settings)
+    assert Image.MAX_IMAGE_PIXELS == 150_000_000  # Pillow refuses above twice this
