@@ -2,7 +2,7 @@
 
 This module owns the first two steps of each hop of gateway.media.fetch: parsing the URL
 ourselves into a `FetchTarget` (http/https only, no credentials, optional port allow-list, IDNA
-host), and resolving its host once, where every address it resolves to must be public unicast
+2008 host), and resolving its host once, where every address it resolves to must be public unicast
 (IPv4 embedded in IPv6 included) unless the host or the address is allow-listed; one bad address
 refuses the URL, so there are no "public + private" tricks. The checked addresses it returns are
 the only ones the fetch then dials.
@@ -17,7 +17,13 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from gateway.media.policy import FetchPolicy, ForbiddenURL, ImageFetchError, InvalidImage
+from gateway.media.policy import (
+    FetchPolicy,
+    ForbiddenURL,
+    ImageFetchError,
+    InvalidImage,
+    ascii_host,
+)
 
 # Log lines keep the logger name they had before this module was split out of the fetcher.
 log = logging.getLogger("gateway.media.fetch")
@@ -33,7 +39,7 @@ class FetchTarget:
 
     url: str
     scheme: str
-    host: str  # ASCII (IDNA), lower case, no brackets
+    host: str  # ASCII (IDNA 2008), lower case, no brackets
     port: int
     target: str  # path and query, percent-encoded
 
@@ -157,9 +163,11 @@ def parse_target(url: str, policy: FetchPolicy) -> FetchTarget:
     if not parts.hostname:
         raise InvalidImage("image URL has no host")
     try:
-        host = parts.hostname.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise InvalidImage(f"image URL host {parts.hostname!r} is not a valid name") from None
+        host = ascii_host(parts.hostname)
+    except ValueError as exc:
+        raise InvalidImage(
+            f"image URL host {parts.hostname!r} is not a valid name: {exc}"
+        ) from None
     port = port or _DEFAULT_PORTS[scheme]
     if policy.allowed_ports is not None and port not in policy.allowed_ports:
         raise ForbiddenURL(f"image URL port {port} is not allowed")

@@ -10,6 +10,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import idna
+
 from gateway.errors import InvalidRequest
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -41,6 +43,21 @@ class ForbiddenURL(ImageFetchError):
     code = "image_url_forbidden"
 
 
+def ascii_host(name: str) -> str:
+    """A host name as it goes on the wire: lower case, internationalized labels in IDNA 2008
+    (UTS #46, non-transitional) form as browsers use it, so "straße.de" is xn--strae-oqa.de and
+    not strasse.de (Python's "idna" codec is IDNA 2003). Raises ValueError naming what is wrong."""
+    if name.isascii():
+        labels = name.rstrip(".").split(".")
+        if not all(0 < len(label) <= 63 for label in labels):
+            raise ValueError("a label is empty or longer than 63 characters")
+        return name.lower()  # already the wire form; IDNA 2008 would refuse e.g. underscores
+    try:
+        return idna.encode(name, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class ImagePolicy:
     """What the decoder accepts."""
@@ -62,8 +79,8 @@ class FetchPolicy:
     """Where and how image URLs may be fetched.
 
     By default only public unicast addresses are reachable. `allow_hosts` (exact host names,
-    case-insensitive) and `allow_networks` (CIDR) open specific destinations, e.g. an internal
-    image store; an allowed host name may resolve to any address.
+    case-insensitive, in Unicode or IDNA form) and `allow_networks` (CIDR) open specific
+    destinations, e.g. an internal image store; an allowed host name may resolve to any address.
     """
 
     enabled: bool = True
@@ -89,7 +106,14 @@ class FetchPolicy:
             raise ValueError("max_bytes and the timeouts must be positive")
         if self.max_redirects < 0 or self.concurrency < 1:
             raise ValueError("max_redirects must be >= 0 and concurrency >= 1")
-        object.__setattr__(self, "_hosts", frozenset(h.strip().lower() for h in self.allow_hosts))
+        hosts: set[str] = set()
+        for host in self.allow_hosts:
+            try:
+                hosts.add(ascii_host(host.strip()))
+            except ValueError as exc:
+                message = f"allow-listed host {host!r} is not a valid host name: {exc}"
+                raise ValueError(message) from None
+        object.__setattr__(self, "_hosts", frozenset(hosts))
 
     @classmethod
     def with_allow_list(cls, entries: Iterable[str], **kwargs: object) -> FetchPolicy:
@@ -107,4 +131,7 @@ class FetchPolicy:
         return cls(allow_hosts=frozenset(hosts), allow_networks=tuple(networks), **kwargs)  # type: ignore[arg-type]
 
     def host_allowed(self, host: str) -> bool:
-        return host.lower() in self._hosts
+        try:
+            return ascii_host(host) in self._hosts
+        except ValueError:
+            return False
