@@ -71,15 +71,20 @@ def image_stats(
     param: str = "content",
 ) -> ImageStats:
     """Statistics of one encoded image (blocking: call it from a worker thread)."""
+    check_averaging_method(averaging_method)
+    stored = load_image(data, policy, param=param)
+    exif = exif_fields(stored)
+    pixels = opaque_pixels(to_8bit(orient(stored)))
+    return ImageStats(exif, color_data(pixels, averaging_method))
+
+
+def check_averaging_method(averaging_method: str) -> None:
+    """Refuse an unknown method; callers run it before fetching, so a typo answers at once."""
     if averaging_method not in AVERAGING_METHODS:
         raise InvalidRequest(
             f"averaging_method must be one of {list(AVERAGING_METHODS)}, not {averaging_method!r}",
             param="averaging_method",
         )
-    stored = load_image(data, policy, param=param)
-    exif = exif_fields(stored)
-    pixels = opaque_pixels(to_8bit(orient(stored)))
-    return ImageStats(exif, color_data(pixels, averaging_method))
 
 
 # -- EXIF ----------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.media import FetchPolicy, ImagePolicy, ImageStats, image_stats, read_image_bytes
+from gateway.media.stats import check_averaging_method
 
 
 class ImageStatsService:
@@ -13,6 +14,8 @@ class ImageStatsService:
         self.image_policy = image_policy
 
     async def stats(self, content: str, averaging_method: str) -> ImageStats:
+        # Parameters first: a bad one must not wait for (or be hidden by) the image's fetch.
+        check_averaging_method(averaging_method)
         raw = await read_image_bytes(
             content, fetch=self.fetch_policy, image=self.image_policy, param="content"
         )
