@@ -19,6 +19,7 @@ from gateway.encoders.base import Capability
 from gateway.encoders.kinds import capabilities_of
 from gateway.errors import ModelNotFound
 from gateway.request_context import note_model
+from gateway.source_specs import SourceError, parse_source
 from gateway.specs import (
     AnySpec,
     CrossEncoderSpec,
@@ -222,6 +223,9 @@ class Registry:
 
 def parse_entry(name: str, entry: Any, *, where: str = "registry") -> AnySpec:
     """One registry entry -> its spec; errors name the entry and the field."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise RegistryError(f"{where}: model {name!r}: the name {problem}")
     if not isinstance(entry, dict):
         raise RegistryError(f"{where}: model {name!r}: expected a mapping of fields")
     if "name" in entry:
@@ -246,6 +250,35 @@ def parse_entry(name: str, entry: Any, *, where: str = "registry") -> AnySpec:
         entry = {**entry, "files": {role: msgspec.to_builtins(ref) for role, ref in refs.items()}}
     try:
         spec: AnySpec = msgspec.convert({"name": name, **entry}, AnySpec)
-        return spec
     except msgspec.ValidationError as exc:
         raise RegistryError(f"{where}: model {name!r}: {exc}") from None
+    _check_sources(spec, where)
+    return spec
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a model's name, or None. A name is also the model's folder under
+    the models directory, so it must stay inside it and never be a dot-folder (the store's
+    .cache, .locks): `namespace/name` and `name:tag` are fine, `..`, `/x`, `a//b` are not."""
+    if not name.strip():
+        return "is empty"
+    if "\\" in name or "\0" in name:
+        return "must not contain a backslash or a NUL character"
+    if any(not part for part in name.split("/")):
+        return "must not start or end with '/' or contain '//'"
+    if any(part.startswith(".") for part in name.split("/")):
+        return "must not have a part starting with '.' (such as '..')"
+    return None
+
+
+def _check_sources(spec: AnySpec, where: str) -> None:
+    """Every source URI parses now, so that a bad one fails start-up, not every listing."""
+    fields = [("source", spec.source)]
+    fields += [(f"files.{role}.source", ref.source) for role, ref in spec.files.items()]
+    for field, uri in fields:
+        if uri is None:
+            continue
+        try:
+            parse_source(uri, Path("."))
+        except SourceError as exc:
+            raise RegistryError(f"{where}: model {spec.name!r}: {field}: {exc}") from None

@@ -66,7 +66,8 @@ def parse_source(uri: str, base_dir: Path) -> Source:
     if uri.startswith("hf://"):
         spec = uri[len("hf://") :]
         repo_id, _, revision = spec.partition("@")
-        if repo_id.count("/") != 1:
+        org, _, repo = repo_id.partition("/")
+        if not org or not repo or "/" in repo:
             raise SourceError(f"{uri}: expected hf://org/repo@revision")
         return HfSource(repo_id, revision or "main")
     path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()

