@@ -75,6 +75,11 @@ class InsufficientStorage(GatewayError):
     code = "insufficient_storage"
 
 
+class StartupFailed(GatewayError):
+    """A model named in `preload:` could not be loaded: the server does not start, and
+    `gateway serve` says why in one line."""
+
+
 class Busy(GatewayError):
     """The gateway cannot take more work right now; the client should retry."""
 

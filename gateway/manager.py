@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway import budget, metrics
 from gateway.budget import GpuView, Limits, MemoryView, Resident
-from gateway.errors import Busy, PullFailed
+from gateway.errors import Busy, GatewayError, PullFailed, StartupFailed
 from gateway.load_errors import load_error, missing_files_error
 from gateway.loaded import LoadedModel, load_model
 from gateway.memory import Nvml, host_available, process_rss, release_free_heap, resolve_budget
@@ -324,10 +324,14 @@ class ModelManager:
         release_free_heap()
 
     async def preload(self) -> None:
+        """Load the registry's `preload:` models; one that fails stops start-up (StartupFailed)."""
         for name in self.registry.preload:
             spec = self.registry.models[name]
-            async with self.use(spec):
-                pass
+            try:
+                async with self.use(spec):
+                    pass
+            except GatewayError as exc:  # load errors already name the model
+                raise StartupFailed(f"preload: {exc.message}") from None
 
     async def close(self) -> None:
         for task in list(self._loading.values()):

@@ -9,17 +9,22 @@ with every request answered. A second signal exits at once. SIGHUP reloads the A
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import resource
 import signal
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from litestar import Litestar
+from litestar.types import ASGIApp
 
 from gateway.api.app import create_app
 from gateway.api.draining import Drain
 from gateway.connections import ConnectionLimits, bounded_protocol
+from gateway.errors import StartupFailed
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,5 +117,35 @@ def run_server(settings: Settings) -> None:
     app.state.drain = drain
     keys = app.state.auth.ring
     signal.signal(signal.SIGHUP, lambda sig, frame: keys.request_reload())
-    server = GatewayUvicorn(uvicorn_config(settings, drain.wrap(app)), settings, drain)
-    server.run()
+    server = GatewayUvicorn(
+        uvicorn_config(settings, quiet_startup_failure(app, drain.wrap(app))), settings, drain
+    )
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's exit code 3 when the lifespan's start-up fails
+        error = app.state.get("startup_error")
+        if isinstance(error, StartupFailed):
+            raise error from None  # `gateway serve` prints one `gateway: ...` line, exit 2
+        raise
+
+
+def quiet_startup_failure(app: Litestar, asgi: ASGIApp) -> ASGIApp:
+    """A preload failure is reported once, in one line, by `gateway serve`: Litestar's
+    traceback of it (the lifespan's failure message, which uvicorn logs) is left out."""
+
+    # Any: Litestar's ASGI types leave out the lifespan scope and its messages.
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await asgi(scope, receive, send)
+            return
+
+        async def quiet(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed" and app.state.get("startup_error"):
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        # uvicorn has been told; run_server raises it once the server has stopped.
+        with contextlib.suppress(StartupFailed):
+            await asgi(scope, receive, quiet)
+
+    return guarded

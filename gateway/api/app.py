@@ -35,6 +35,7 @@ from gateway.api.rerank import rerank_routers
 from gateway.api.tei import tei_router
 from gateway.auth.guard import Authenticator, authenticate
 from gateway.core import Gateway
+from gateway.errors import StartupFailed
 from gateway.settings import Settings
 
 # Headers browsers may send: Ollama's list, the openai SDK's x-stainless-* set, and our key header.
@@ -91,7 +92,12 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await gw.start()
+        try:
+            await gw.start()
+        except StartupFailed as exc:
+            app.state.startup_error = exc  # gateway.server reports it in one line, then exits
+            await gw.close()
+            raise
         try:
             yield
         finally:

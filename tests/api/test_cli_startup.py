@@ -1,0 +1,98 @@
+"""Start-up problems end in one `gateway: ...` line and exit code 2, never a traceback: a bad
+source in the registry, a registry that cannot be read, a preload model that cannot load."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.api.test_cli import run_gateway
+
+
+def text_entry(source: str) -> dict[str, Any]:
+    return {
+        "kind": "text",
+        "source": source,
+        "files": {"model": "model.onnx", "tokenizer": "tokenizer.json"},
+        "dim": 384,
+    }
+
+
+def write_registry(tmp_path: Path, document: dict[str, Any]) -> Path:
+    path = tmp_path / "registry.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def assert_one_line(result: Any, message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == message
+
+
+@pytest.mark.parametrize("command", ["ls", "serve"])
+def test_a_malformed_source_refuses_the_registry(tmp_path: Path, command: str) -> None:
+    port = ("--port", str(free_port())) if command == "serve" else ()
+    path = write_registry(
+        tmp_path, {"models": {"good": text_entry("weights"), "broken": text_entry("pypi://foo")}}
+    )
+    result = run_gateway(
+        command, *port, "--registry", str(path), "--models-dir", str(tmp_path / "m")
+    )
+    assert_one_line(
+        result,
+        f"gateway: {path}: model 'broken': source: pypi://foo: "
+        "a PyPI source must pin a version (pypi://name==1.2.3)",
+    )
+
+
+def test_a_preload_model_that_was_never_pulled_stops_start_up(tmp_path: Path) -> None:
+    document = {"preload": ["gone"], "models": {"gone": text_entry("hf://acme/gone@main")}}
+    path = write_registry(tmp_path, document)
+    result = run_gateway(
+        "serve",
+        "--port",
+        str(free_port()),
+        "--registry",
+        str(path),
+        "--models-dir",
+        str(tmp_path / "models"),
+        GATEWAY_AUTO_PULL="false",
+    )
+    assert_one_line(
+        result,
+        "gateway: preload: model 'gone' not found, try pulling it first "
+        "(gateway pull gone, or POST /api/pull)",
+    )
+
+
+def test_a_preload_model_that_fails_to_load_stops_start_up(tmp_path: Path) -> None:
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "model.onnx").write_bytes(b"not an onnx graph")
+    (weights / "tokenizer.json").write_text("{}")
+    path = write_registry(tmp_path, {"preload": ["bad"], "models": {"bad": text_entry("weights")}})
+    result = run_gateway(
+        "serve",
+        "--port",
+        str(free_port()),
+        "--registry",
+        str(path),
+        "--models-dir",
+        str(tmp_path / "models"),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("gateway: preload: model 'bad' could not be loaded: "), last
