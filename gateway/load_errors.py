@@ -18,7 +18,7 @@ from gateway.errors import (
 )
 from gateway.redact import without_paths
 from gateway.registry import ModelSpec
-from gateway.sources import LocalSource, ModelStore, SourceError, StorageFull
+from gateway.sources import LocalSource, ModelStore, SourceError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,11 @@ def load_error(name: str, exc: Exception) -> GatewayError:
     return ModelLoadError(f"model '{name}' could not be loaded: {type(exc).__name__}: {cause}")
 
 
-def pull_error(name: str, exc: SourceError) -> GatewayError:
-    """507 when the models disk is full (the server's problem), else 502 (the source's)."""
-    log.warning("model %s could not be pulled: %s", name, exc)
+def pull_error(name: str, exc: SourceError, done: str = "pulled") -> GatewayError:
+    """507 when the models folder cannot be written (full, not writable, a file in the way:
+    the server's problem), else 502 (the source's). `done`: "pulled" or "deleted"."""
+    log.warning("model %s could not be %s: %s", name, done, exc)
     cause = without_paths(str(exc))
-    if isinstance(exc, StorageFull):
-        return InsufficientStorage(f"model '{name}' could not be pulled: {cause}")
-    return PullFailed(f"model '{name}' could not be pulled: {cause}")
+    if isinstance(exc, StorageError):
+        return InsufficientStorage(f"model '{name}' could not be {done}: {cause}")
+    return PullFailed(f"model '{name}' could not be {done}: {cause}")

@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway import budget, metrics
 from gateway.budget import GpuView, Limits, MemoryView, Resident
-from gateway.errors import Busy, GatewayError, PullFailed, StartupFailed
-from gateway.load_errors import load_error, missing_files_error
+from gateway.errors import Busy, GatewayError, StartupFailed
+from gateway.load_errors import load_error, missing_files_error, pull_error
 from gateway.loaded import LoadedModel, load_model
 from gateway.memory import Nvml, host_available, process_rss, release_free_heap, resolve_budget
 from gateway.memory import host_total as host_memory_total
@@ -105,6 +105,10 @@ class ModelManager:
 
     def get(self, name: str) -> LoadedModel | None:
         return self._loaded.get(name)
+
+    def is_loading(self, name: str) -> bool:
+        """A load of `name` is under way (its auto-pull included)."""
+        return name in self._loading
 
     @property
     def device(self) -> str:
@@ -216,7 +220,7 @@ class ModelManager:
             try:
                 await self.puller.pull(spec)
             except SourceError as exc:
-                raise PullFailed(f"model '{spec.name}' could not be pulled: {exc}") from None
+                raise pull_error(spec.name, exc) from None  # 507 for the models folder's faults
         elif missing:
             raise missing_files_error(spec, self.store, missing)
         async with self._load_lock:  # one load at a time, like Ollama

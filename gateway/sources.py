@@ -10,7 +10,6 @@ are re-exported here, where the rest of the gateway imports them from.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import msgspec
 
+from gateway.model_lock import model_lock
 from gateway.registry import FileRef, ModelSpec
 from gateway.source_downloads import (
     CHUNK_BYTES,
@@ -31,12 +31,14 @@ from gateway.source_downloads import (
 from gateway.source_specs import (
     HfSource,
     LocalSource,
+    PullInProgress,
     PypiSource,
     Source,
     SourceError,
+    StorageError,
     StorageFull,
     parse_source,
-    storage_full,
+    storage_error,
 )
 
 __all__ = [
@@ -46,9 +48,11 @@ __all__ = [
     "Manifest",
     "ModelStore",
     "Progress",
+    "PullInProgress",
     "PypiSource",
     "Source",
     "SourceError",
+    "StorageError",
     "StorageFull",
     "parse_source",
     "sha256_of",
@@ -137,29 +141,78 @@ class ModelStore:
         except (FileNotFoundError, msgspec.DecodeError):
             return None
 
+    def is_local(self, spec: ModelSpec) -> bool:
+        return all(isinstance(self.source_of(spec, r), LocalSource) for r in spec.files.values())
+
     def delete(self, spec: ModelSpec) -> bool:
-        """Remove pulled files (never a local source's files). True if anything was removed."""
-        directory = self.model_dir(spec)
-        if not directory.exists():
+        """Remove pulled files (never a local source's files). True if anything was removed.
+        Raises PullInProgress while another process pulls it, StorageError if the models
+        folder cannot be changed."""
+        if not self.model_dir(spec).is_dir():
             return False
-        shutil.rmtree(directory)
-        return True
+        try:
+            with model_lock(self.models_dir, spec.name):
+                return self._delete(spec)
+        except OSError as exc:
+            raise storage_error(exc, self.models_dir) from None
+
+    def _delete(self, spec: ModelSpec) -> bool:
+        """Only this model's own files go: a folder may also hold another model's folder
+        (`acme/` holds `acme/mini/`), so nothing is removed wholesale."""
+        directory = self.model_dir(spec)
+        owned = {directory / "manifest.json"}
+        for role, ref in spec.files.items():
+            if isinstance(self.source_of(spec, ref), LocalSource):
+                continue
+            target = self.path_of(spec, role)
+            staging = f".hf-download-{ref.path.replace('/', '__')}"  # see download_hf
+            owned |= {target, target.with_name(f".{target.name}.partial"), directory / staging}
+        manifest = self.read_manifest(spec)  # files of an earlier version of the entry too
+        if manifest is not None:
+            owned |= {Path(r.path) for r in manifest.files.values()}
+        removed = False
+        for path in owned:
+            if path.parent != directory:  # a manifest's stale absolute path, or a local file
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed = True
+        # Then the folders left empty, up to the models folder; one that is not empty holds
+        # another model's files and stays.
+        for folder in [directory, *directory.parents]:
+            if folder == self.models_dir or not folder.is_relative_to(self.models_dir):
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        return removed
 
     def pull(self, spec: ModelSpec, progress: Progress | None = None) -> Manifest:
-        """Fetch every file of `spec` that is not present and valid, then write the manifest."""
+        """Fetch every file of `spec` that is not present and valid, then write the manifest.
+        Another process's pull of the same model is waited for; what it fetched is kept."""
         report: Progress = progress or (lambda *args: None)
         report("pulling manifest", None, None, None)
-        self._remove_stale_downloads(spec)
         try:
-            return self._pull(spec, report)
+            if self.is_local(spec):  # nothing to write: no lock (the folder may be read-only)
+                return self._pull(spec, report)
+            waiting = f"waiting for another process's pull of {spec.name}"
+            with model_lock(
+                self.models_dir, spec.name, on_wait=lambda: report(waiting, None, None, None)
+            ):
+                self._remove_stale_downloads(spec)
+                return self._pull(spec, report)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise storage_full(exc, self.models_dir) from None
-            raise
+            raise storage_error(exc, self.models_dir) from None
 
     def _remove_stale_downloads(self, spec: ModelSpec) -> None:
         """Temporary files of an earlier pull that was killed: never trusted, now removed.
-        (Pulls of one model are serialised, so none of these belongs to a running pull.)"""
+        (Pulls of one model are serialised, within the process by the Puller and across
+        processes by the model's lock, so none of these belongs to a running pull.)"""
         directory = self.model_dir(spec)
         if not directory.is_dir():
             return
@@ -189,7 +242,7 @@ class ModelStore:
             records[role] = FileRecord(str(target), size, digest, source.label)
         report("verifying sha256 digest", None, None, None)
         manifest = Manifest(files=records, pulled_at=time.time())
-        if not all(isinstance(self.source_of(spec, r), LocalSource) for r in spec.files.values()):
+        if not self.is_local(spec):
             self.model_dir(spec).mkdir(parents=True, exist_ok=True)
             (self.model_dir(spec) / "manifest.json").write_bytes(msgspec.json.encode(manifest))
         report("writing manifest", None, None, None)

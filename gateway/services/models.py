@@ -18,7 +18,7 @@ from gateway.manager import LoadedModel, ModelManager
 from gateway.pulling import Listener, Puller
 from gateway.registry import Registry
 from gateway.services.views import AdminModel, AdminModels, admin_loaded_fields
-from gateway.sources import LocalSource, ModelStore, SourceError
+from gateway.sources import LocalSource, ModelStore, PullInProgress, SourceError
 from gateway.specs import AnySpec
 
 __all__ = ["InUse", "Listed", "Loaded", "ModelAdmin", "ModelInfo", "Shown"]
@@ -129,11 +129,29 @@ class ModelAdmin:
             isinstance(self.store.source_of(spec, ref), LocalSource) for ref in spec.files.values()
         ):
             raise InvalidRequest(f"model '{name}' is served from a local folder; delete it there")
+        self._refuse_while_busy(spec, name)
         loaded = self.models.get(spec.name)
         if loaded is not None and not await self.models.unload(spec.name, reason="deleted"):
             raise InUse(f"model '{name}' is serving requests; try again when they finish")
-        if not await asyncio.to_thread(self.store.delete, spec):
+        self._refuse_while_busy(spec, name)  # again: a request may have started one meanwhile
+        try:
+            removed = await asyncio.to_thread(self.store.delete, spec)
+        except PullInProgress:
+            raise InUse(
+                f"model '{name}' is being pulled by another process; try again when it finishes"
+            ) from None
+        except SourceError as exc:  # the models folder cannot be changed: 507
+            raise pull_error(spec.name, exc, "deleted") from None
+        if not removed:
             raise ModelNotFound(f"model '{name}' not found")
+
+    def _refuse_while_busy(self, spec: AnySpec, name: str) -> None:
+        """Deleting files under a pull breaks it (its staging folder goes), under a load fails
+        the requests waiting for it: both are refused as a model serving requests is."""
+        if self.puller.is_pulling(spec.name):
+            raise InUse(f"model '{name}' is being pulled; try again when the pull finishes")
+        if self.models.is_loading(spec.name):
+            raise InUse(f"model '{name}' is being loaded; try again when the load finishes")
 
     def admin_view(self) -> AdminModels:
         """Every registry model with its state; loaded ones with memory, queue and cache."""

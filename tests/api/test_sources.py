@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
+from gateway.model_lock import LOCKS_DIR
 from gateway.registry import Registry, parse_entry
 from gateway.sources import ModelStore, SourceError
 from tools.gateway_server import GatewayServer
@@ -144,10 +145,15 @@ def assert_failed(result: subprocess.CompletedProcess[str], *needles: str) -> No
 
 
 def leftovers(directory: Path) -> list[str]:
-    """Anything a download may leave behind: partial files, staging folders."""
+    """Anything a download may leave behind: partial files, staging folders. (Not the pull
+    locks' folder: lock files stay, as removing one could race with a process taking it.)"""
     if not directory.exists():
         return []
-    return sorted(p.name for p in directory.rglob("*") if p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in directory.rglob("*")
+        if p.name.startswith(".") and LOCKS_DIR not in p.relative_to(directory).parts
+    )
 
 
 # -- Hugging Face -------------------------------------------------------------------------------
