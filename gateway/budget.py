@@ -104,12 +104,26 @@ def estimate(measured: int | None, registry_estimate: int | None, file_bytes: in
     return int(file_bytes * FILE_SIZE_FACTOR)
 
 
-def no_room_message(name: str, need: int, residents: Sequence[Resident], budget: int | None) -> str:
+def no_room_message(
+    name: str,
+    need: int,
+    residents: Sequence[Resident],
+    budget: int | None,
+    max_models: int | None = None,
+) -> str:
+    """Why `name` cannot load now: the loaded-model limit when that is what is reached (memory
+    may be plentiful), else memory; either way, the models holding the room."""
     holders = ", ".join(
         f"{r.name} ({r.bytes / MIB:.0f} MiB, "
         f"{'pinned' if r.pinned else f'{r.in_flight} in flight'})"
         for r in residents
     )
+    if max_models and len(residents) >= max_models:
+        return (
+            f"cannot load {name}: {len(residents)} models are loaded, the limit "
+            f"(GATEWAY_MAX_LOADED_MODELS) is {max_models}, and none can be unloaded; "
+            f"held by: {holders}"
+        )
     cap = "no cap" if budget is None else f"{budget / MIB:.0f} MiB"
     return (
         f"not enough memory to load {name} (needs about {need / MIB:.0f} MiB, "

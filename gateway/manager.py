@@ -282,7 +282,10 @@ class ModelManager:
             await self.unload(victim.name, reason=f"over budget after loading {keep.spec.name}")
 
     def _no_room(self, spec: ModelSpec, need: int) -> Busy:
-        message = budget.no_room_message(spec.name, need, self.residents(), self.budget())
+        limits = self.limits()
+        message = budget.no_room_message(
+            spec.name, need, self.residents(), limits.budget(self.device), limits.max_models
+        )
         return Busy(message, retry_after=5)
 
     # -- unload --------------------------------------------------------------------------------

@@ -124,3 +124,14 @@ def test_refusal_names_the_model_its_need_the_budget_and_the_holders() -> None:
         "held by: serving (400 MiB, 3 in flight), kept (200 MiB, pinned)"
     )
     assert "budget no cap" in no_room_message("m", MIB, [], None)
+
+
+def test_no_room_message_names_the_loaded_model_limit_when_it_is_the_reason() -> None:
+    loaded = [model("m1", 40, NOW, in_flight=1), model("m2", 40, NOW, in_flight=2)]
+    message = no_room_message("m3", 46 * MIB, loaded, 19321 * MIB, max_models=2)
+    assert message == (
+        "cannot load m3: 2 models are loaded, the limit (GATEWAY_MAX_LOADED_MODELS) is 2, and "
+        "none can be unloaded; held by: m1 (40 MiB, 1 in flight), m2 (40 MiB, 2 in flight)"
+    )
+    # Below the limit, memory is the reason.
+    assert no_room_message("m3", MIB, loaded, MIB, max_models=3).startswith("not enough memory")
