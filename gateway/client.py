@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,13 @@ class Remote:
         self.url = url.rstrip("/")
         if "://" not in self.url:
             self.url = "http://" + self.url
+        try:  # a malformed URL ("http://[::1") fails here, as one line, not in urllib later
+            parts = urllib.parse.urlsplit(self.url)
+            parts.port  # noqa: B018 (reading it validates it)
+        except ValueError as exc:
+            raise RemoteError(f"{url}: not a valid URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RemoteError(f"{url}: not a valid URL (expected http://host:port)")
         self.api_key = api_key
         self.timeout = timeout
 

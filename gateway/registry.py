@@ -162,6 +162,10 @@ class Registry:
             raw = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise RegistryError(f"{path}: no such file") from None
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:  # a folder, no permission: one line from the CLI, not a traceback
+            raise RegistryError(f"{path}: cannot read it ({exc.strerror or exc})") from None
         except yaml.YAMLError as exc:
             raise RegistryError(f"{path}: not valid YAML: {exc}") from None
         try:

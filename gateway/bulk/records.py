@@ -37,6 +37,15 @@ class Records:
 
 
 def read_records(path: Path, *, column: str | None = None, id_column: str | None = None) -> Records:
+    try:
+        return _read(path, column, id_column)
+    except UnicodeDecodeError as exc:  # a CLI user's file: one line, not a traceback
+        raise RecordError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except PermissionError as exc:
+        raise RecordError(f"{path}: {exc.strerror}") from None
+
+
+def _read(path: Path, column: str | None, id_column: str | None) -> Records:
     if not path.exists():
         raise RecordError(f"{path}: no such file or folder")
     if path.is_dir():

@@ -96,3 +96,29 @@ def test_a_preload_model_that_fails_to_load_stops_start_up(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("gateway: preload: model 'bad' could not be loaded: "), last
+
+
+def test_a_registry_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    assert_one_line(
+        run_gateway("ls", "--registry", str(folder)),
+        f"gateway: {folder}: cannot read it (Is a directory)",
+    )
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("models: {caf\xe9: {}}\n".encode("latin-1"))
+    assert_one_line(
+        run_gateway("ls", "--registry", str(latin)),
+        f"gateway: {latin}: not UTF-8 text (byte 12)",
+    )
+
+
+def test_bad_cli_inputs_are_one_line(tmp_path: Path) -> None:
+    assert_one_line(
+        run_gateway("ls", "--url", "http://[::1"),
+        "gateway: http://[::1: not a valid URL (Invalid IPv6 URL)",
+    )
+    texts = tmp_path / "bad.txt"
+    texts.write_bytes(b"caf\xe9\n")
+    result = run_gateway("embed", str(texts), "-m", "all-minilm", "-o", str(tmp_path / "out.npy"))
+    assert_one_line(result, f"gateway: {texts}: not UTF-8 text (byte 3: invalid continuation byte)")
