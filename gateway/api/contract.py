@@ -70,12 +70,14 @@ class OpenAIErrorResponse(msgspec.Struct):
 # origin that is not allowed or a key's scope (403), a rate limit, a server that is shutting
 # down or (rarely) fails.
 EVERY_ROUTE = (400, 401, 403, 408, 429, 431, 500, 503)
-# Routes that take a body or name a model: unknown model, body over the size limit.
-WITH_INPUT = (404, 413)
+# Routes that take a body or name a model: unknown model, body over the size limit; a model
+# loaded on demand may be pulled first (GATEWAY_AUTO_PULL), and the source (502) or the models
+# folder (507) may fail.
+WITH_INPUT = (404, 413, 502, 507)
 # Methods with a body: a content coding the server does not decode (bodies.refuse_bad_bodies).
 WITH_BODY = (415,)
-# Per path extras: a model in use cannot be deleted; a pull can fail upstream or fill the disk.
-EXTRA = {"/api/delete": (409,), "/api/pull": (502, 507)}
+# Per path extras: a model in use, being pulled or being loaded cannot be deleted.
+EXTRA = {"/api/delete": (409,)}
 # TEI's statuses besides those: a validation error, a failed inference.
 TEI_EXTRA = (422, 424)
 # Answered before the body is read (a missing or wrong key, a refused origin or scope, the

@@ -205,3 +205,14 @@ def test_error_responses_carry_no_generated_examples(document: dict[str, Any]) -
             for code, response in operation["responses"].items():
                 for media in response.get("content", {}).values():
                     assert "examples" not in media.get("schema", {}), (method, path, code)
+
+
+def test_model_storage_and_source_failures_are_documented(document: dict[str, Any]) -> None:
+    """A pull (or a model loaded on demand with GATEWAY_AUTO_PULL) can fail at its source (502)
+    or in the models folder (507); a delete can meet a model in use, pulling or loading (409)
+    or a models folder it cannot change (507)."""
+    paths = document["paths"]
+    for path in ("/api/pull", "/api/embed", "/v1/embeddings", "/api/delete"):
+        method = "delete" if path == "/api/delete" else "post"
+        assert {"502", "507"} <= set(paths[path][method]["responses"]), path
+    assert "409" in paths["/api/delete"]["delete"]["responses"]
