@@ -199,6 +199,7 @@ class ModelStore:
         report("pulling manifest", None, None, None)
         try:
             if self.is_local(spec):  # nothing to write: no lock (the folder may be read-only)
+                self._remove_stale_downloads(spec)  # left from when its source was remote
                 return self._pull(spec, report)
             waiting = f"waiting for another process's pull of {spec.name}"
             with model_lock(
@@ -220,7 +221,10 @@ class ModelStore:
             if path.name.startswith(".hf-download-"):
                 shutil.rmtree(path, ignore_errors=True)
             elif path.name.startswith(".") and path.name.endswith(".partial"):
-                path.unlink(missing_ok=True)
+                try:  # best effort: a folder this process cannot change fails the pull later
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    continue
             else:
                 continue
             log.info("removed %s, left by an interrupted pull of %s", path.name, spec.name)
