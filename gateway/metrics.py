@@ -124,8 +124,14 @@ _ROUTES = {
     "/api/embeddings": "ollama",
     "/api/tags": "ollama",
     "/api/show": "ollama",
+    "/api/chat": "ollama",
+    "/api/generate": "ollama",
     "/v1/embeddings": "openai",
     "/v1/models": "openai",
+    "/embeddings": "openai",
+    "/models": "openai",
+    "/v1/embed": "cohere",
+    "/v2/embed": "cohere",
     "/v1/rerank": "rerank",
     "/v2/rerank": "rerank",
     "/rerank": "rerank",
@@ -133,21 +139,34 @@ _ROUTES = {
     "/embed": "native",
     "/batch": "native",
     "/info": "native",
+    "/embed_all": "native",
+    "/tokenize": "native",
+    "/decode": "native",
     "/api/ps": "lifecycle",
     "/api/pull": "lifecycle",
     "/api/delete": "lifecycle",
     "/admin/models": "lifecycle",
     "/": "meta",
     "/health": "meta",
+    "/health/live": "meta",
+    "/health/ready": "meta",
     "/api/version": "meta",
     "/metrics": "meta",
     "/openapi.json": "meta",
 }
-_ROUTE_PREFIXES = (("/txt/", "native"), ("/img/", "native"), ("/v1/models/", "openai"))
+_ROUTE_PREFIXES = (
+    ("/txt/", "native"), ("/img/", "native"), ("/v1/models/", "openai"), ("/models/", "openai"),
+)  # fmt: skip
 
 
-def route_family(path: str) -> str:
-    """The API family of a request path: a label with a handful of values, never the path."""
+def route_family(path: str, method: str = "GET") -> str:
+    """The API family of a request: a label with a handful of values, never the path.
+
+    `/` is two routes: GET/HEAD is the meta greeting, POST is an embedding (TEI's body or
+    nomic-api-rs's), counted with the native routes it shares a handler shape with (`/embed`).
+    """
+    if path == "/" and method == "POST":
+        return "native"
     if path in _ROUTES:
         return _ROUTES[path]
     if path == "/docs" or path.startswith("/docs/"):

@@ -73,7 +73,8 @@ class RequestObserver:
         finally:
             seconds = time.perf_counter() - started
             path: str = scope["path"]
-            metrics.request_done(metrics.route_family(path), context.model, status, seconds)
+            route = metrics.route_family(path, scope["method"])
+            metrics.request_done(route, context.model, status, seconds)
             if self.access_log:
                 log.info(
                     "%s %s %d %.1fms model=%s",

@@ -152,6 +152,14 @@ def load(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         # 7. lifecycle and meta routes.
         call("lifecycle", "", "GET", "/api/ps")
         call("meta", "", "GET", "/health")
+        call("meta", "", "GET", "/health/live")
+        call("meta", "", "GET", "/health/ready")
+        # 8. the other API families (an unknown model or an empty body: no inference runs).
+        call("openai", "", "POST", "/embeddings", json={"model": "nope", "input": "x"})
+        call("cohere", "", "POST", "/v2/embed",
+             json={"model": "nope", "texts": ["x"], "input_type": "search_document",
+                   "embedding_types": ["float"]})  # fmt: skip
+        call("native", "", "POST", "/", json={})
         call("other", "", "GET", "/no/such/route")
         yield Load(server, sent, first_id, scrape(client))
 
@@ -166,7 +174,7 @@ def test_request_counts_equal_requests_sent(load: Load) -> None:
     assert expected[("ollama", "minilm-a", "200")] == 5
     assert expected[("ollama", "", "404")] == 1
     assert expected[("ollama", "", "401")] == 1
-    assert expected[("native", "", "400")] == 1  # the refused image URL
+    assert expected[("native", "", "400")] == 2  # the refused image URL, POST / with {}
     counted = {
         (dict(key)["route"], dict(key)["model"], dict(key)["status"]): value
         for key, value in load.scrape.matching("gateway_requests_total").items()

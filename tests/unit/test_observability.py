@@ -38,6 +38,50 @@ def test_route_families_are_a_small_fixed_set(path: str, family: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "family"),
+    [
+        # Routes the app serves that once fell into `other` (or, POST /, into `meta`).
+        ("GET", "/health/live", "meta"), ("GET", "/health/ready", "meta"),
+        ("POST", "/embeddings", "openai"), ("GET", "/models", "openai"),
+        ("GET", "/models/all-minilm", "openai"),
+        ("POST", "/v1/embed", "cohere"), ("POST", "/v2/embed", "cohere"),
+        ("POST", "/embed_all", "native"), ("POST", "/tokenize", "native"),
+        ("POST", "/decode", "native"),
+        ("POST", "/api/chat", "ollama"), ("POST", "/api/generate", "ollama"),
+        # "/" is two routes: TEI's (or nomic-api-rs's) POST embedding, and the GET greeting.
+        ("POST", "/", "native"), ("GET", "/", "meta"), ("HEAD", "/", "meta"),
+        ("POST", "/no/such/route", "other"),
+    ],
+)  # fmt: skip
+def test_route_family_uses_the_method(method: str, path: str, family: str) -> None:
+    assert metrics.route_family(path, method) == family
+
+
+def test_every_app_route_has_a_family(tmp_path: Any) -> None:
+    """No route the app really serves is counted as `other` (that is for unknown paths)."""
+    from gateway.api.app import create_app
+    from gateway.settings import Settings
+    from tools.paths import REPO
+
+    app = create_app(
+        Settings.load(
+            environ={
+                "GATEWAY_REGISTRY": str(REPO / "registry.yaml"),
+                "GATEWAY_MODELS_DIR": str(tmp_path),
+            }
+        )
+    )
+    unlabelled = []
+    for route in app.routes:
+        # "/v1/models/{model_id:path}" -> "/v1/models/x": a path a request could have.
+        path = route.path.split("{")[0] + "x" if "{" in route.path else route.path
+        for method in sorted(route.methods - {"OPTIONS"}):
+            if metrics.route_family(path, method) == "other":
+                unlabelled.append((method, route.path))
+    assert not unlabelled
+
+
+@pytest.mark.parametrize(
     ("reason", "labels"),
     [
         ("keep_alive 0", ("keep_alive_zero", None)),
@@ -162,3 +206,4 @@ def test_an_auth_failure_line_escapes_the_path(caplog: pytest.LogCaptureFixture)
         asyncio.run(guard.check(request, public=False))
     assert "on /api/embed\\r\\nforged line: unknown key" in caplog.text
     assert "\nforged" not in caplog.text
+
