@@ -106,7 +106,13 @@ def metrics_router(refresh: Callable[[], None], *, public: bool) -> Router:
          sync_to_thread=False)  # fmt: skip
     def prometheus_metrics() -> Response[bytes]:
         refresh()
-        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
+        # The header itself: prometheus-client's value already names the charset, and a
+        # text/* media_type gets Litestar's "; charset=utf-8" appended a second time.
+        return Response(
+            metrics.render(),
+            media_type=metrics.CONTENT_TYPE_LATEST,
+            headers={"content-type": metrics.CONTENT_TYPE_LATEST},
+        )
 
     return Router(path="/", route_handlers=[prometheus_metrics])
 

@@ -70,7 +70,7 @@ class Scrape:
 def scrape(client: httpx.Client) -> Scrape:
     response = client.get("/metrics", headers=AUTH)
     assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["content-type"] == "text/plain; version=1.0.0; charset=utf-8"
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     families = set()
     for family in text_string_to_metric_families(response.text):

@@ -207,3 +207,14 @@ def test_an_auth_failure_line_escapes_the_path(caplog: pytest.LogCaptureFixture)
     assert "on /api/embed\\r\\nforged line: unknown key" in caplog.text
     assert "\nforged" not in caplog.text
 
+
+def test_metrics_content_type_names_the_charset_once() -> None:
+    from litestar.testing import create_test_client
+
+    from gateway.api.observe import metrics_router
+
+    with create_test_client(route_handlers=[metrics_router(lambda: None, public=True)]) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers.get_list("content-type") == [metrics.CONTENT_TYPE_LATEST]
+    assert response.headers["content-type"].count("charset") == 1
