@@ -164,3 +164,34 @@ def test_rayservice_fields_and_pod_templates() -> None:
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         for container in pod["spec"]["containers"]:
             assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+
+
+def image_user() -> tuple[int, int]:
+    """The uid and gid the Dockerfile runs as (`USER uid:gid`)."""
+    users = [
+        line.split()[1]
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.startswith("USER ")
+    ]
+    uid, gid = users[-1].split(":")
+    return int(uid), int(gid)
+
+
+def test_pods_run_as_the_image_user() -> None:
+    uid, gid = image_user()
+    (service,) = documents(RAYSERVICE)
+    cluster = service["spec"]["rayClusterConfig"]
+    pods = {
+        "Deployment": k8s_resources()["Deployment"]["spec"]["template"]["spec"],
+        "ray head": cluster["headGroupSpec"]["template"]["spec"],
+        **{
+            f"ray {group['groupName']}": group["template"]["spec"]
+            for group in cluster["workerGroupSpecs"]
+        },
+    }
+    for name, pod in pods.items():
+        context = pod["securityContext"]
+        assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid), name
+        # The models volume must be writable by that user (`gateway pull`).
+        assert context["fsGroup"] == gid, name
+
