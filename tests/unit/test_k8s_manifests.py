@@ -195,3 +195,22 @@ def test_pods_run_as_the_image_user() -> None:
         # The models volume must be writable by that user (`gateway pull`).
         assert context["fsGroup"] == gid, name
 
+
+def test_readiness_sees_the_drain_before_the_listener_closes() -> None:
+    """Readiness probes the route that turns 503 on SIGTERM, often enough to see it while the
+    listener is still open; the gateway's own shutdown ends before Kubernetes kills it."""
+    pod = k8s_resources()["Deployment"]["spec"]["template"]["spec"]
+    (gateway,) = pod["containers"]
+    readiness = gateway["readinessProbe"]
+    # gateway/api/probes.py: the one route that answers 503 once shutdown begins (/health and
+    # /api/version stay 200); test_probe_paths_are_routes_of_the_app checks it is served.
+    assert readiness["httpGet"]["path"] == "/health/ready"
+    env = {e["name"]: e["value"] for e in gateway["env"]}
+    settings = Settings.load(environ=env)
+    seen_within = (
+        readiness.get("periodSeconds", 10) * readiness.get("failureThreshold", 3)
+        + readiness.get("timeoutSeconds", 1)
+    )
+    assert settings.drain_delay > seen_within
+    assert settings.shutdown_grace > settings.drain_delay
+    assert pod.get("terminationGracePeriodSeconds", 30) > settings.shutdown_grace
