@@ -207,10 +207,8 @@ def test_readiness_sees_the_drain_before_the_listener_closes() -> None:
     assert readiness["httpGet"]["path"] == "/health/ready"
     env = {e["name"]: e["value"] for e in gateway["env"]}
     settings = Settings.load(environ=env)
-    seen_within = (
-        readiness.get("periodSeconds", 10) * readiness.get("failureThreshold", 3)
-        + readiness.get("timeoutSeconds", 1)
-    )
+    period, failures = readiness.get("periodSeconds", 10), readiness.get("failureThreshold", 3)
+    seen_within = period * failures + readiness.get("timeoutSeconds", 1)
     assert settings.drain_delay > seen_within
     assert settings.shutdown_grace > settings.drain_delay
     assert pod.get("terminationGracePeriodSeconds", 30) > settings.shutdown_grace
