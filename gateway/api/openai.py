@@ -25,6 +25,7 @@ from gateway.api.responses import embedded, float_json
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
 from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, ModelAdmin, Services
+from gateway.services.types import named_model
 from gateway.token_ids import DECODER, token_rows
 
 # input_type / task synonyms used by Cohere, Jina, Voyage and nomic -> registry task names.
@@ -212,7 +213,7 @@ async def embeddings_answer(
         ]
     body = EmbeddingsResponse(
         data=objects,
-        model=data.model,
+        model=named_model(data.model) or result.spec.name,  # as named, else the one that ran
         usage=Usage(result.prompt_tokens, result.prompt_tokens),
     )
     return body, result

@@ -50,6 +50,7 @@ from gateway.api.rerank_wire import (
 from gateway.api.responses import with_truncated
 from gateway.errors import EmptyInput, InvalidRequest
 from gateway.services import RerankRequest, RerankResult, RerankService, Services
+from gateway.services.types import named_model
 
 
 def document_texts(documents: list[Document], rank_fields: list[str] | None) -> list[str]:
@@ -143,7 +144,7 @@ class CohereController(Controller):
             raw_scores=data.raw_scores,
         )
         result = await ranked(rerank, request, query)
-        body = cohere_response(result, data, data.model or result.spec.name, version)
+        body = cohere_response(result, data, named_model(data.model) or result.spec.name, version)
         return with_truncated(body, result.truncated)
 
 
@@ -184,7 +185,7 @@ class RerankController(Controller):
             object="rerank",
             id=f"infinity-{uuid.uuid4()}",
             created=int(time.time()),
-            model=data.model or result.spec.name,
+            model=named_model(data.model) or result.spec.name,
             usage=RerankUsage(total_tokens=result.tokens, prompt_tokens=result.tokens),
             results=[
                 InfinityResult(i, scores[i], texts[i])

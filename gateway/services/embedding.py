@@ -35,7 +35,7 @@ from gateway.services.checks import (
     too_long,
 )
 from gateway.services.pipelines import Part, Pipelines, finish_off_loop
-from gateway.services.types import EmbedRequest, EmbedResult
+from gateway.services.types import EmbedRequest, EmbedResult, named_model
 from gateway.settings import Settings
 from gateway.specs import ModelSpec
 
@@ -79,6 +79,8 @@ class EmbeddingService:
         return self.registry.default_image_model
 
     def resolve(self, name: str) -> Resolved:
+        if named_model(name) is None:  # Infinity's placeholder: no model named
+            name = self.default_model
         if not name or not name.strip():
             raise InvalidRequest("model is required", param="model")
         return self.registry.resolve(name)

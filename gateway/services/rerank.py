@@ -19,7 +19,7 @@ from gateway.manager import ModelManager
 from gateway.registry import Registry
 from gateway.rerank import RerankScores, rerank
 from gateway.services.checks import check_inputs
-from gateway.services.types import RerankRequest, RerankResult
+from gateway.services.types import RerankRequest, RerankResult, named_model
 from gateway.settings import Settings
 from gateway.sources import ModelStore
 
@@ -41,7 +41,7 @@ class RerankService:
 
     async def rerank(self, request: RerankRequest) -> RerankResult:
         started = time.perf_counter()
-        name = request.model or self.default_model()
+        name = named_model(request.model) or self.default_model()
         if not name.strip():
             raise InvalidRequest("model is required", param="model")
         spec = self.registry.resolve(name).spec

@@ -54,6 +54,16 @@ class EmbedResult:
         return sum(self.token_counts)
 
 
+# The model name Infinity's generated client sends when its caller names none (the default of
+# its RerankInput and OpenAIEmbeddingInput): the route's default model is meant.
+UNNAMED_MODEL = "default/not-specified"
+
+
+def named_model(model: str | None) -> str | None:
+    """`model` as the client named it; None where it named none (Infinity's placeholder)."""
+    return None if model == UNNAMED_MODEL else model
+
+
 @dataclass(frozen=True)
 class RerankRequest:
     model: str | None  # None or empty: the default model of the route
