@@ -48,6 +48,7 @@ from gateway.api.rerank_wire import (
     TeiResult,
 )
 from gateway.api.responses import with_truncated
+from gateway.api.tei import check_direction
 from gateway.errors import EmptyInput, InvalidRequest
 from gateway.services import RerankRequest, RerankResult, RerankService, Services
 from gateway.services.types import named_model
@@ -161,6 +162,7 @@ class RerankController(Controller):
     ) -> Response[InfinityResponse | list[TeiResult]]:
         if (data.texts is None) == (data.documents is None):
             raise InvalidRequest("send either documents (Infinity) or texts (TEI)", param="texts")
+        check_direction(data.truncation_direction)
         if data.texts == []:  # as TEI: an empty batch is refused ("Empty"), not ranked
             raise EmptyInput("texts cannot be empty", param="texts")
         texts = document_texts(list(data.texts or data.documents or []), None)
@@ -170,7 +172,7 @@ class RerankController(Controller):
             documents=texts,
             documents_param="texts" if data.texts is not None else "documents",
             top_n=data.top_n,
-            truncate=data.truncate,
+            truncate=True if data.truncate is None else data.truncate,
             raw_scores=data.raw_scores,
         )
         result = await ranked(rerank, request, query)

@@ -41,7 +41,8 @@ class InfinityBody(msgspec.Struct):
     return_documents: bool = False
     return_text: bool = False  # TEI
     raw_scores: bool = False
-    truncate: bool = True
+    truncate: bool | None = None  # TEI's Option<bool>: null (or absent) cuts long inputs
+    truncation_direction: str = "right"  # TEI; only "right" is served
 
 
 class RerankUsage(msgspec.Struct):

@@ -460,6 +460,18 @@ def test_tei_shape(client: httpx.Client) -> None:
     assert_tei_error(client.post("/rerank", json={**body, "texts": []}), 400, "Empty", "texts")
 
 
+def test_tei_truncation_fields(client: httpx.Client) -> None:
+    """As TEI: `truncate: null` is the default (long texts are cut), and a left
+    `truncation_direction` is refused as /embed refuses it, not silently cut on the right."""
+    body = {"query": "a cat", "texts": ["a kitten", "word " * 600], "model": MINILM}
+    default = post(client, "/rerank", body)
+    assert post(client, "/rerank", {**body, "truncate": None}) == default
+    assert post(client, "/rerank", {**body, "truncation_direction": "right"}) == default
+    for direction in ("left", "Left"):
+        left = client.post("/rerank", json={**body, "truncation_direction": direction})
+        assert_tei_error(left, 422, "Validation", "truncation_direction")
+
+
 # -- other scorers -------------------------------------------------------------------------------
 
 
