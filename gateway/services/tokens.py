@@ -11,6 +11,7 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -135,13 +136,31 @@ class TokenService:
 
 
 def _tokens(tokenizer: Tokenizer, text: str, special: bool) -> list[Token]:
+    """TEI's tokens: `text` is the token's substring, `start`/`stop` its UTF-8 byte offsets (as
+    TEI's into_tokens gives them; the tokenizers binding gives character offsets)."""
     encoding = tokenizer.encode(text, add_special_tokens=special)
     rows = zip(
         encoding.ids, encoding.tokens, encoding.special_tokens_mask, encoding.offsets, strict=True
     )
+    at = None if text.isascii() else _byte_offsets(text)  # ASCII: a character is a byte
     return [
         Token(token_id, token, True, None, None)
         if is_special
-        else Token(token_id, text[start:stop], False, start, stop)
+        else Token(
+            token_id,
+            text[start:stop],
+            False,
+            start if at is None else at[start],
+            stop if at is None else at[stop],
+        )
         for token_id, token, is_special, (start, stop) in rows
     ]
+
+
+def _byte_offsets(text: str) -> list[int]:
+    """The UTF-8 byte offset of each character of `text`, and of its end."""
+    return list(accumulate((_utf8_length(ord(char)) for char in text), initial=0))
+
+
+def _utf8_length(point: int) -> int:
+    return 1 if point < 0x80 else 2 if point < 0x800 else 3 if point < 0x10000 else 4

@@ -116,8 +116,14 @@ def test_tei_tokenize_and_decode(client: httpx.Client, default_model_dir: Path) 
         "start": None,
         "stop": None,
     }
+    # As TEI: start and stop are UTF-8 byte offsets; text is the token's substring.
     words = [t for t in tokens[0] if not t["special"]]
-    assert all(TEXTS[1][t["start"] : t["stop"]] == t["text"] for t in words)
+    encoded = TEXTS[1].encode()
+    assert all(encoded[t["start"] : t["stop"]].decode() == t["text"] for t in words)
+    assert words[-1]["stop"] == len(encoded)
+    accented = post(client, "/tokenize", {"inputs": "Héllo wörld", "add_special_tokens": False})
+    spans = [(t["text"], t["start"], t["stop"]) for t in accented[0]]
+    assert spans == [("Héllo", 0, 6), ("wörld", 7, 13)]  # TEI's answer
     bare = post(client, "/tokenize", {"inputs": TEXTS, "add_special_tokens": False})
     assert [len(row) for row in bare] == [len(tokenizer.encode(t).ids) - 2 for t in TEXTS]
     decoded = post(client, "/decode", {"ids": [ids, ids[1:-1]]})
@@ -129,6 +135,7 @@ def test_tei_tokenize_and_decode(client: httpx.Client, default_model_dir: Path) 
     assert_tei_error(refused, 422, "Validation", "ids[1] has token id 1000000000")
     assert_tei_error(client.post("/embed_all", json={"inputs": []}), 400, "Empty", "inputs")
     assert_tei_error(client.post("/tokenize", json={}), 422, "Validation", "inputs")
+
 
 
 # -- Cohere embed --------------------------------------------------------------------------------
