@@ -87,6 +87,23 @@ def texts_of(inputs: Inputs) -> list[str]:
     return [inputs] if isinstance(inputs, str) else list(inputs)
 
 
+def batch_of(inputs: Inputs) -> list[str]:
+    """The texts of a batch; as TEI, an empty batch is refused ("Empty"), not answered with []."""
+    if inputs == []:
+        raise EmptyInput("inputs cannot be empty", param="inputs")
+    return texts_of(inputs)
+
+
+def embedded_texts(inputs: Inputs) -> list[str]:
+    """The texts of a batch to embed (/embed, /embed_all). As TEI, an empty string is refused
+    ("Empty"), as is an empty batch; a blank string is text, and embedded."""
+    texts = batch_of(inputs)
+    if "" in texts:
+        where = f"inputs[{texts.index('')}]" if isinstance(inputs, list) else "inputs"
+        raise EmptyInput(f"{where} is empty", param="inputs")
+    return texts
+
+
 def task_of(prompt_name: str | None) -> str | None:
     if prompt_name is None:
         return None
@@ -112,13 +129,8 @@ async def tei_embed_answer(
 ) -> tuple[list[list[float]], EmbedResult]:
     """POST /embed's answer to TEI's body (the handler's, and the fast lane's)."""
     check_direction(data.truncation_direction)
-    if data.inputs == []:  # as TEI: an empty batch is refused ("Empty"), not answered with []
-        raise EmptyInput("inputs cannot be empty", param="inputs")
-    texts = texts_of(data.inputs)
+    texts = embedded_texts(data.inputs)
     listed = isinstance(data.inputs, list)
-    if "" in texts:  # as TEI: an empty string is refused ("Empty"); a blank one is embedded
-        where = f"inputs[{texts.index('')}]" if listed else "inputs"
-        raise EmptyInput(f"{where} is empty", param="inputs")
     work = embedding.embed(
         EmbedRequest(
             model=data.model or embedding.default_model,
@@ -180,7 +192,7 @@ class TeiController(Controller):
         work = tokens.token_vectors(
             EmbedRequest(
                 model=data.model or "",  # empty: the default model
-                inputs=[TextInput(t) for t in texts_of(data.inputs)],
+                inputs=[TextInput(t) for t in embedded_texts(data.inputs)],
                 task=task_of(data.prompt_name),
                 truncate=True if data.truncate is None else data.truncate,
                 multi_vector=True,
@@ -196,7 +208,11 @@ class TeiController(Controller):
         self, data: JSONBody[TokenizeBody], tokens: NamedDependency[TokenService]
     ) -> list[list[SimpleToken]]:
         rows = await tokens.tokenize(
-            data.model, texts_of(data.inputs), task_of(data.prompt_name), data.add_special_tokens
+            data.model,
+            batch_of(data.inputs),
+            task_of(data.prompt_name),
+            data.add_special_tokens,
+            listed=isinstance(data.inputs, list),
         )
         return [
             [SimpleToken(t.id, t.text, t.special, t.start, t.stop) for t in row] for row in rows

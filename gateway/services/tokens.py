@@ -82,8 +82,17 @@ class TokenService:
             return self._tokenizers[path]
 
     async def tokenize(
-        self, model: str | None, texts: Sequence[str], task: str | None, special: bool
+        self,
+        model: str | None,
+        texts: Sequence[str],
+        task: str | None,
+        special: bool,
+        *,
+        listed: bool = True,
     ) -> list[list[Token]]:
+        """TEI's /tokenize: the counts and lengths /embed accepts (`inputs`, `listed`: whether
+        the client sent a list, for naming an item)."""
+        check_inputs([TextInput(t) for t in texts], self.settings, "inputs", listed=listed)
         spec = self._spec(model)
         task = check_task(spec, task)
         prefixes = getattr(spec, "prefixes", {})

@@ -137,6 +137,18 @@ def test_tei_tokenize_and_decode(client: httpx.Client, default_model_dir: Path) 
     assert_tei_error(client.post("/tokenize", json={}), 422, "Validation", "inputs")
 
 
+def test_tei_batches_are_refused_as_tei_refuses_them(client: httpx.Client) -> None:
+    """/tokenize and /embed_all refuse what /embed refuses, in TEI's statuses: an empty batch
+    (400 Empty), more inputs than GATEWAY_MAX_INPUTS (422 Validation), and /embed_all an empty
+    string (400 Empty; a blank one is text)."""
+    assert_tei_error(client.post("/tokenize", json={"inputs": []}), 400, "Empty", "inputs")
+    many = client.post("/tokenize", json={"inputs": ["a"] * 2049})
+    assert_tei_error(many, 422, "Validation", "too many inputs: 2049")
+    assert_tei_error(client.post("/embed_all", json={"inputs": ""}), 400, "Empty", "inputs")
+    empty = client.post("/embed_all", json={"inputs": ["ok", ""]})
+    assert_tei_error(empty, 400, "Empty", "inputs[1] is empty")
+    assert len(post(client, "/embed_all", {"inputs": " "})) == 1
+
 
 # -- Cohere embed --------------------------------------------------------------------------------
 
