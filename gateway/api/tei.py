@@ -10,8 +10,9 @@ gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, wh
 - `/embed_all` `{inputs, truncate, prompt_name}` answers `[[[f32]]]`: per-token hidden states of a
   text model, or the token vectors of a ColBERT model.
 - `/tokenize` `{inputs, add_special_tokens=true, prompt_name}` answers
-  `[[{id, text, special, start, stop}]]`; `/decode` `{ids, skip_special_tokens=true}` answers
-  `[str]`. Both read the model's tokenizer.json only: the model is not loaded.
+  `[[{id, text, special, start, stop}]]` (start, stop: UTF-8 byte offsets, as TEI's); `/decode`
+  `{ids, skip_special_tokens=true}` answers `[str]`. Both read the model's tokenizer.json only:
+  the model is not loaded.
 """
 
 from __future__ import annotations
