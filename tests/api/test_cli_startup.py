@@ -3,7 +3,6 @@ source in the registry, a registry that cannot be read, a preload model that can
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from tests.api.test_cli import run_gateway
+from tools.gateway_server import free_port
 
 
 def text_entry(source: str) -> dict[str, Any]:
@@ -28,11 +28,12 @@ def write_registry(tmp_path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def serve(tmp_path: Path, registry: Path, **env: str) -> Any:
+    """`gateway serve` on a free port with `registry` and a models folder of its own."""
+    models = str(tmp_path / "models")
+    port = str(free_port())
+    return run_gateway("serve", "--port", port, "--registry", str(registry), "--models-dir", models,
+                       **env)  # fmt: skip
 
 
 def assert_one_line(result: Any, message: str) -> None:
@@ -60,16 +61,7 @@ def test_a_malformed_source_refuses_the_registry(tmp_path: Path, command: str) -
 def test_a_preload_model_that_was_never_pulled_stops_start_up(tmp_path: Path) -> None:
     document = {"preload": ["gone"], "models": {"gone": text_entry("hf://acme/gone@main")}}
     path = write_registry(tmp_path, document)
-    result = run_gateway(
-        "serve",
-        "--port",
-        str(free_port()),
-        "--registry",
-        str(path),
-        "--models-dir",
-        str(tmp_path / "models"),
-        GATEWAY_AUTO_PULL="false",
-    )
+    result = serve(tmp_path, path, GATEWAY_AUTO_PULL="false")
     assert_one_line(
         result,
         "gateway: preload: model 'gone' not found, try pulling it first "
@@ -83,15 +75,7 @@ def test_a_preload_model_that_fails_to_load_stops_start_up(tmp_path: Path) -> No
     (weights / "model.onnx").write_bytes(b"not an onnx graph")
     (weights / "tokenizer.json").write_text("{}")
     path = write_registry(tmp_path, {"preload": ["bad"], "models": {"bad": text_entry("weights")}})
-    result = run_gateway(
-        "serve",
-        "--port",
-        str(free_port()),
-        "--registry",
-        str(path),
-        "--models-dir",
-        str(tmp_path / "models"),
-    )
+    result = serve(tmp_path, path)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]

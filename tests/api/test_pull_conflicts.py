@@ -5,7 +5,6 @@ second party arrives while the first is half-way."""
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.hub_cli import hub_cli_env
 from tools.gateway_server import GatewayServer
 from tools.hf_server import LocalHub
 from tools.models import write_registry
@@ -45,18 +45,6 @@ def registry(root: Path, hub: LocalHub) -> Path:
     return write_registry(root / "registry.yaml", {"big": entry})
 
 
-def cli_env(root: Path, hub: LocalHub) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GATEWAY_"))}
-    env.update(
-        GATEWAY_REGISTRY=str(root / "registry.yaml"),
-        GATEWAY_MODELS_DIR=str(root / "models"),
-        HF_HOME=str(root / "hf-home"),
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_ENDPOINT=hub.endpoint,
-    )
-    return env
-
-
 def gateway(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "gateway", *args],
@@ -81,7 +69,7 @@ def stalled(hub: LocalHub) -> bool:
 
 def test_two_processes_pulling_one_model_share_one_download(tmp_path: Path, hub: LocalHub) -> None:
     registry(tmp_path, hub)
-    env = cli_env(tmp_path, hub)
+    env = hub_cli_env(tmp_path, hub)
     hub.stall_next_download("model.onnx", after_bytes=11 * MIB)
     first = gateway("pull", "big", env=env)
     wait_for(lambda: stalled(hub), "the first pull's download")
@@ -164,7 +152,7 @@ def test_a_file_where_the_model_folder_should_be_is_a_clear_507(
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "pull", "big"],
         cwd=REPO,
-        env=cli_env(tmp_path, hub),
+        env=hub_cli_env(tmp_path, hub),
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,6 @@ download resumes within a pull, tests/api/test_sources.py, but not across pulls.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from gateway.registry import Registry
 from gateway.sources import ModelStore
+from tests.support.hub_cli import hub_cli_env
 from tools.hf_server import LocalHub
 from tools.models import write_registry
 from tools.paths import REPO
@@ -24,15 +24,7 @@ MIB = 1024 * 1024
 
 
 def pull_command(root: Path, hub: LocalHub) -> tuple[list[str], dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GATEWAY_"))}
-    env.update(
-        GATEWAY_REGISTRY=str(root / "registry.yaml"),
-        GATEWAY_MODELS_DIR=str(root / "models"),
-        HF_HOME=str(root / "hf-home"),
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_ENDPOINT=hub.endpoint,
-    )
-    return [sys.executable, "-m", "gateway", "pull", "big"], env
+    return [sys.executable, "-m", "gateway", "pull", "big"], hub_cli_env(root, hub)
 
 
 def incomplete_bytes(model_dir: Path) -> int:
