@@ -142,7 +142,8 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
         debug=False,
         logging_config=None,  # logging is set up once, by gateway.logs (format, request IDs)
     )
-    with_origin_gate(app, cors)  # inside the lane, which leaves requests with an Origin alone
+    # Inside the lane, which leaves requests with an Origin alone.
+    with_origin_gate(app, cors, bound_to=settings.host)
     if settings.fast_lane:
         with_fast_lane(app, services.embedding, app.state.auth, settings.max_body_bytes)
     observed(app, access_log=settings.access_log)

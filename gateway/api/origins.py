@@ -9,11 +9,15 @@ CORS headers alone do not stop a browser's "simple" request (a POST with a text/
 needs no preflight): the page cannot read the answer, but the work happens. So, as Ollama does,
 a request whose Origin is neither allowed nor the gateway's own is refused 403 before it
 reaches a route, in its path's error shape; so are preflights from such origins, and a preflight
-Litestar refuses (a method or header not allowed) gets its reason in that shape too.
+Litestar refuses (a method or header not allowed) gets its reason in that shape too. On a
+server bound to loopback, "its own" origin counts only under a local Host name (Ollama's
+allowed hosts): under another, the page's name was rebound to 127.0.0.1 (DNS rebinding).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -54,6 +58,28 @@ def cors_config(
     )
 
 
+def host_name(host: str) -> str:
+    """A Host header's name without its port: "[::1]:11434" -> "::1", "a.local:80" -> "a.local"."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0].lower()
+    return host.rsplit(":", 1)[0].lower().rstrip(".")
+
+
+def is_local_host(host: str) -> bool:
+    """Ollama's allowed hosts for a loopback-bound server: a loopback or private address,
+    localhost, a .localhost/.local/.internal name, or this machine's name."""
+    name = host_name(host)
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return (
+            name == "localhost"
+            or name.endswith((".localhost", ".local", ".internal"))
+            or name == socket.gethostname().lower()
+        )
+    return address.is_loopback or address.is_private
+
+
 def _origin_and_host(scope: Scope) -> tuple[str | None, str | None]:
     origin = host = None
     for name, value in scope["headers"]:
@@ -70,9 +96,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class OriginGate:
     """In front of Litestar's CORS handling: refuses what it would only leave unlabelled."""
 
-    def __init__(self, app: ASGIApp, cors: CORSConfig) -> None:
+    def __init__(self, app: ASGIApp, cors: CORSConfig, *, loopback_only: bool) -> None:
         self.app = app
         self.cors = cors
+        # Bound to loopback, a page that calls "its own" server under a name that is not local
+        # got there by DNS rebinding (evil.example resolving to 127.0.0.1): not its own.
+        self.loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,7 +112,11 @@ class OriginGate:
             await self.app(scope, receive, send)
             return
         # A page's requests to the server that served it carry its own origin (/docs does).
-        own = host is not None and origin in (f"http://{host}", f"https://{host}")
+        own = (
+            host is not None
+            and origin in (f"http://{host}", f"https://{host}")
+            and (not self.loopback_only or is_local_host(host))
+        )
         if not own and not self.cors.is_origin_allowed(origin):
             refusal = OriginNotAllowed(
                 f"origin {origin!r} is not allowed; add it to GATEWAY_CORS_ORIGINS"
@@ -118,6 +151,16 @@ class OriginGate:
         return reshaping
 
 
-def with_origin_gate(app: object, cors: CORSConfig) -> None:
-    """Put the gate in front of `app`'s (a Litestar app's) ASGI handler."""
-    app.asgi_handler = OriginGate(app.asgi_handler, cors)  # type: ignore[attr-defined]
+def with_origin_gate(app: object, cors: CORSConfig, *, bound_to: str) -> None:
+    """Put the gate in front of `app`'s (a Litestar app's) ASGI handler; `bound_to`: the
+    address the server listens on."""
+    loopback = bound_to == "localhost" or _is_loopback(bound_to)
+    gate = OriginGate(app.asgi_handler, cors, loopback_only=loopback)  # type: ignore[attr-defined]
+    app.asgi_handler = gate  # type: ignore[attr-defined]
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

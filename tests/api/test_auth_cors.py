@@ -208,6 +208,14 @@ def test_a_page_may_call_the_server_that_served_it(server: GatewayServer) -> Non
         assert client.get("/api/tags").status_code == 200
 
 
+def test_dns_rebinding_is_not_the_pages_own_server(server: GatewayServer) -> None:
+    """The test server listens on loopback: a page at evil.example whose name was rebound to
+    127.0.0.1 sends Host and Origin of evil.example, which must not pass as its own server."""
+    headers = {"Host": "evil.example:11434", "Origin": "http://evil.example:11434"}
+    with server.client(headers=headers) as client:
+        assert_ollama_error(client.get("/api/tags"), 403, "not allowed")
+
+
 def test_a_refused_preflight_says_why_in_json(server: GatewayServer) -> None:
     with server.client() as client:
         response = client.options(
