@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.api.errors import protocol_error_body
+from gateway.api.responses import send_json
 
 # Status: (reason phrase, what the client is told, error code).
 _REFUSALS = {
@@ -47,11 +48,4 @@ async def over_capacity(scope: Any, receive: Any, send: Any) -> None:
     body = protocol_error_body(
         scope["path"], 503, OVER_CAPACITY, "server_busy", tei_error_type="Overloaded"
     )
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(body)),
-        (b"retry-after", b"1"),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send_json(send, 503, body, {"Retry-After": "1", "Connection": "close"})
