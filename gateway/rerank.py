@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from gateway.encoders.pairs import PairScorer, PreparedPairs
 from gateway.errors import InputTooLong, InvalidRequest
@@ -31,6 +32,7 @@ class RerankScores:
     relevance: np.ndarray  # what a rerank API returns as relevance_score
     tokens: int  # tokens read from the inputs (usage), [MASK] expansion not counted
     truncated: list[int]  # indices of documents that were cut to fit
+    query_truncated: bool = False
 
     def top(self, top_n: int | None = None) -> list[int]:
         """Document indices, most relevant first (ties keep input order)."""
@@ -46,15 +48,40 @@ async def rerank(
     truncate: bool = True,
     scale: ScoreScale = "normalized",
     documents_param: str = "documents",
+    document_tokens: int | None = None,
 ) -> RerankScores:
-    """`documents_param` is the documents' wire field ("texts" for TEI), for error messages."""
+    """`documents_param` is the documents' wire field ("texts" for TEI), for error messages.
+    `document_tokens` (Cohere's max_tokens_per_doc) cuts each document to that many of its own
+    tokens before the model's limit applies; a document it cuts is reported as truncated."""
     if not documents:
         raise InvalidRequest(f"{documents_param} must not be empty", param=documents_param)
-    pairs = await asyncio.to_thread(scorer.prepare_pairs, query, documents)
+
+    def prepare() -> tuple[PreparedPairs[Any], list[int]]:
+        texts, cut = cut_to_tokens(scorer.document_tokenizer, documents, document_tokens)
+        return scorer.prepare_pairs(query, texts), cut
+
+    pairs, cut = await asyncio.to_thread(prepare)
     _refuse_cut(truncate, pairs, documents_param)
     outputs = await submit(pairs.items)
     raw, relevance = await asyncio.to_thread(scorer.score_pairs, outputs, scale)
-    return RerankScores(raw, relevance, pairs.tokens, pairs.documents_truncated)
+    truncated = sorted({*cut, *pairs.documents_truncated})
+    return RerankScores(raw, relevance, pairs.tokens, truncated, pairs.query_truncated)
+
+
+def cut_to_tokens(
+    tokenizer: Tokenizer, documents: Sequence[str], limit: int | None
+) -> tuple[list[str], list[int]]:
+    """`documents` with each cut after its first `limit` tokens (special tokens not counted),
+    at the character where that token ends; and the indices of those cut. Only a limit below
+    the model's own length changes anything: the tokenizer stops there anyway."""
+    if limit is None:
+        return list(documents), []
+    texts, cut = list(documents), []
+    for index, encoding in enumerate(tokenizer.encode_batch(texts, add_special_tokens=False)):
+        if len(encoding.ids) > limit:
+            texts[index] = texts[index][: encoding.offsets[limit - 1][1]]
+            cut.append(index)
+    return texts, cut
 
 
 def _refuse_cut(truncate: bool, pairs: PreparedPairs[Any], documents_param: str) -> None:

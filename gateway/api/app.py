@@ -107,7 +107,12 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     cors = cors_config(
         settings,
         allow_headers=CORS_HEADERS,
-        expose_headers=["X-Truncated-Inputs", "Retry-After", REQUEST_ID_HEADER],
+        expose_headers=[
+            "X-Truncated-Inputs",
+            "X-Truncated-Query",
+            "Retry-After",
+            REQUEST_ID_HEADER,
+        ],
     )
     app = Litestar(
         route_handlers=[

@@ -23,6 +23,7 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Response, Router, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
@@ -136,6 +137,10 @@ class CohereController(Controller):
     async def _cohere(
         self, data: CohereBody, rerank: RerankService, request: AnyRequest, version: str
     ) -> Response[CohereResponse]:
+        if data.max_tokens_per_doc is not None and data.max_tokens_per_doc < 1:
+            raise InvalidRequest(
+                "max_tokens_per_doc must be at least 1", param="max_tokens_per_doc"
+            )
         query = RerankRequest(
             model=data.model,
             query=data.query,
@@ -143,10 +148,11 @@ class CohereController(Controller):
             top_n=data.top_n,
             truncate=data.truncate,
             raw_scores=data.raw_scores,
+            document_tokens=data.max_tokens_per_doc,
         )
         result = await ranked(rerank, request, query)
         body = cohere_response(result, data, named_model(data.model) or result.spec.name, version)
-        return with_truncated(body, result.truncated)
+        return with_truncated(body, result.truncated, result.query_truncated)
 
 
 class RerankController(Controller):
@@ -182,7 +188,7 @@ class RerankController(Controller):
                 TeiResult(i, scores[i], texts[i]) if data.return_text else TeiResult(i, scores[i])
                 for i in result.order
             ]
-            return with_truncated(rows, result.truncated)
+            return with_truncated(rows, result.truncated, result.query_truncated)
         body = InfinityResponse(
             object="rerank",
             id=f"infinity-{uuid.uuid4()}",
@@ -196,7 +202,7 @@ class RerankController(Controller):
                 for i in result.order
             ],
         )
-        return with_truncated(body, result.truncated)
+        return with_truncated(body, result.truncated, result.query_truncated)
 
     @post("/api/rerank", status_code=200, summary="Rerank (the n8n Ollama rerank node's shape)")
     async def ollama(
@@ -223,7 +229,25 @@ class RerankController(Controller):
             model=data.model,
             results=[OllamaRerankResult(i, data.documents[i], scores[i]) for i in result.order],
         )
-        return with_truncated(body, result.truncated)
+        return with_truncated(body, result.truncated, result.query_truncated)
+
+
+# Documented on every rerank answer; none of the wire formats has a field for what was cut.
+TRUNCATION_HEADERS = [
+    ResponseHeader(
+        name="X-Truncated-Inputs",
+        documentation_only=True,
+        required=False,
+        description="Indices of the documents cut to the model's length (or to "
+        "max_tokens_per_doc), comma-separated; absent when none was cut.",
+    ),
+    ResponseHeader(
+        name="X-Truncated-Query",
+        documentation_only=True,
+        required=False,
+        description='"true" when the query was cut to the model\'s query length.',
+    ),
+]
 
 
 def rerank_routers(services: Services) -> list[Router]:
@@ -236,11 +260,13 @@ def rerank_routers(services: Services) -> list[Router]:
             route_handlers=[CohereController],
             dependencies=dependencies,
             exception_handlers=OPENAI_ERRORS,
+            response_headers=TRUNCATION_HEADERS,
         ),
         Router(
             "/",
             route_handlers=[RerankController],
             dependencies=dependencies,
             exception_handlers=TEI_ERRORS,  # Ollama's shape but for TEI's bodies (`texts`)
+            response_headers=TRUNCATION_HEADERS,
         ),
     ]

@@ -18,6 +18,7 @@ class CohereBody(msgspec.Struct):
     return_documents: bool = False
     rank_fields: list[str] | None = None
     max_chunks_per_doc: int | None = None
+    # Cohere v2 (default 4096): each document cut to this many of its tokens before ranking.
     max_tokens_per_doc: int | None = None
     raw_scores: bool = False
     truncate: bool = True

@@ -15,6 +15,7 @@ from gateway.services import EmbedResult
 T = TypeVar("T")
 
 TRUNCATED_HEADER = "X-Truncated-Inputs"
+TRUNCATED_QUERY_HEADER = "X-Truncated-Query"  # rerank: "true" when the query was cut
 
 # ASGI as the code below Litestar (the fast lane, the origin gate) handles it: plain mappings.
 Scope = MutableMapping[str, Any]
@@ -22,13 +23,17 @@ Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def with_truncated(body: T, truncated: list[int]) -> Response[T]:
-    """200 with `body`; inputs (or rerank documents) cut to the model's length, by index.
+def with_truncated(body: T, truncated: list[int], query_truncated: bool = False) -> Response[T]:
+    """200 with `body`; inputs (or rerank documents) cut to the model's length, by index, and
+    whether a rerank query was cut.
 
     None of the wire formats has a field for it, so a header carries it: a client that sent
     truncate: true is told which inputs were cut instead of finding out from its results.
     """
-    return Response(body, status_code=200, headers=truncated_headers(truncated))
+    headers = truncated_headers(truncated)
+    if query_truncated:
+        headers[TRUNCATED_QUERY_HEADER] = "true"
+    return Response(body, status_code=200, headers=headers)
 
 
 def truncated_headers(truncated: list[int]) -> dict[str, str]:

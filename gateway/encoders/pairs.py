@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
+from tokenizers import Tokenizer
 
 from gateway.scoring import ScoreScale
 
@@ -31,6 +32,12 @@ class PreparedPairs(Generic[ItemT]):
 
 class PairScorer(Protocol):
     """What a model that can rank documents offers (the rerank service's view of it)."""
+
+    @property
+    def document_tokenizer(self) -> Tokenizer:
+        """The tokenizer documents are read with (a request's per-document token cap counts
+        its tokens)."""
+        ...
 
     def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[Any]: ...
 

@@ -140,6 +140,10 @@ class TokenGraphEncoder(Encoder[InputT, TokenizedText, OutT]):
     def sample_items(self, count: int, tokens: int) -> list[TokenizedText]:
         return sample_tokens(self.tokenizer, count, tokens)
 
+    @property
+    def document_tokenizer(self) -> Tokenizer:
+        return self.tokenizer
+
     def forward(self, items: Sequence[TokenizedText]) -> np.ndarray:
         """The graph's output for a right-padded batch of `items`."""
         arrays = pad_batch(items, self.pad_id)

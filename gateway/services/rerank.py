@@ -67,6 +67,7 @@ class RerankService:
                 truncate=request.truncate,
                 scale="raw" if request.raw_scores else "normalized",
                 documents_param=request.documents_param,
+                document_tokens=request.document_tokens,
             )
         return RerankResult(
             spec=spec,
@@ -76,4 +77,5 @@ class RerankService:
             tokens=scores.tokens,
             truncated=scores.truncated,
             total_seconds=time.perf_counter() - started,
+            query_truncated=scores.query_truncated,
         )

@@ -75,6 +75,8 @@ class RerankRequest:
     keep_alive: float | None = None
     # The wire field of the documents ("texts" on TEI's /rerank), for error messages.
     documents_param: str = "documents"
+    # Cohere's max_tokens_per_doc: each document cut to this many of its tokens first.
+    document_tokens: int | None = None
 
 
 @dataclass
@@ -86,3 +88,4 @@ class RerankResult:
     tokens: int
     truncated: list[int]
     total_seconds: float
+    query_truncated: bool = False

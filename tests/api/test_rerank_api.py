@@ -332,6 +332,54 @@ def test_cohere_v2_older_sdk_fields(client: httpx.Client) -> None:
     assert_openai_error(response, 400, "model", param="model")
 
 
+@pytest.mark.parametrize("model", [MINILM, PROXY, CROSS])
+def test_cohere_max_tokens_per_doc(client: httpx.Client, model: str) -> None:
+    """Each document is cut to its first max_tokens_per_doc tokens (WordPiece: "spiders",
+    "are", "ara", "##ch", "##ni", "##ds" end at character 21) and scored as that text; the cut
+    ones are named in X-Truncated-Inputs. Below the model's length only; 0 is a 400."""
+    spider, short = TOPIC_DOCUMENTS[0], "spiders"
+    body = {"model": model, "query": TOPICS[0][0], "raw_scores": True}
+    capped = client.post(
+        "/v2/rerank", json={**body, "documents": [spider, short], "max_tokens_per_doc": 6}
+    )
+    assert capped.status_code == 200, capped.text
+    assert capped.headers["X-Truncated-Inputs"] == "0"
+    scores = {r["index"]: r["relevance_score"] for r in capped.json()["results"]}
+    alone = post(client, "/v2/rerank", {**body, "documents": [spider[:21], short]})["results"]
+    expected = {r["index"]: r["relevance_score"] for r in alone}
+    assert scores == pytest.approx(expected, abs=SCORE_TOLERANCE)
+    whole = post(client, "/v2/rerank", {**body, "documents": [spider]})["results"][0]
+    assert abs(whole["relevance_score"] - scores[0]) > SCORE_TOLERANCE  # the cut mattered
+    roomy = client.post(
+        "/v2/rerank", json={**body, "documents": [spider], "max_tokens_per_doc": 4096}
+    )
+    assert "X-Truncated-Inputs" not in roomy.headers
+    assert roomy.json()["results"][0]["relevance_score"] == pytest.approx(
+        whole["relevance_score"], abs=SCORE_TOLERANCE
+    )
+    response = client.post(
+        "/v2/rerank", json={**body, "documents": [spider], "max_tokens_per_doc": 0}
+    )
+    assert_openai_error(response, 400, "max_tokens_per_doc", param="max_tokens_per_doc")
+
+
+@pytest.mark.parametrize("model", [MINILM, PROXY])
+def test_a_cut_query_is_reported(client: httpx.Client, model: str) -> None:
+    """A query past the model's query length is cut (truncate: true) and says so in a header,
+    on every rerank route; truncate: false refuses it."""
+    long_query = " ".join(["spider legs"] * 200)
+    for path, extra in (("/v1/rerank", {}), ("/rerank", {}), ("/api/rerank", {})):
+        body = {"model": model, "query": long_query, "documents": TOPIC_DOCUMENTS[:2], **extra}
+        response = client.post(path, json=body)
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Truncated-Query"] == "true", path
+        assert "X-Truncated-Inputs" not in response.headers
+        short = client.post(path, json={**body, "query": TOPICS[0][0]})
+        assert "X-Truncated-Query" not in short.headers
+    refused = client.post("/v1/rerank", json={**body, "truncate": False})
+    assert_openai_error(refused, 400, "query", param="query")
+
+
 def test_a_thousand_documents_in_one_request(co2: cohere.ClientV2, client: httpx.Client) -> None:
     """Encoded once each, in batches, and ranked: the 100 copies of the answer come first."""
     documents = [f"Note {i}: {TOPIC_DOCUMENTS[i % 10]}" for i in range(1000)]
