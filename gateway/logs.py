@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -35,6 +36,34 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id()
         return True
+
+
+class RepeatThrottle(logging.Filter):
+    """Lets one record with message `message` through per `window` seconds, counting the rest
+    into the next one that passes. uvicorn warns once per request refused at the connection cap:
+    a flood of refusals would otherwise be a flood of identical lines."""
+
+    def __init__(self, message: str, window: float = 10.0) -> None:
+        super().__init__()
+        self.message, self.window = message, window
+        self.next_at = 0.0
+        self.held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != self.message:
+            return True
+        now = time.monotonic()
+        if now < self.next_at:
+            self.held += 1
+            return False
+        if self.held:
+            record.msg = f"{self.message} ({self.held} more like it in the last {self.window:g} s)"
+        self.next_at, self.held = now + self.window, 0
+        return True
+
+
+# uvicorn's line for each request answered 503 beyond limit_concurrency (GATEWAY_MAX_CONNECTIONS).
+OVER_CAPACITY_LINE = "Exceeded concurrency limit."
 
 
 class _Masking:
@@ -89,3 +118,7 @@ def configure_logging(level: str, log_format: str = "text", secrets: Iterable[st
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(TRACE if level.lower() == "trace" else level.upper())
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    for old_filter in [f for f in uvicorn_error.filters if isinstance(f, RepeatThrottle)]:
+        uvicorn_error.removeFilter(old_filter)
+    uvicorn_error.addFilter(RepeatThrottle(OVER_CAPACITY_LINE))

@@ -300,3 +300,23 @@ def test_over_the_connection_cap_the_503_is_json_with_retry_after(
     )
     family_detail = {"/v1/embeddings": "server_busy", "/api/embed": {}, "/embed": "Overloaded"}
     assert message_of(json.loads(body)) == (BUSY, family_detail[path])
+
+
+def test_refusals_at_the_cap_are_logged_once_per_window(capped_server: GatewayServer) -> None:
+    """uvicorn warns once per refused request; a burst of refusals is one line, and the next
+    line after the window counts the held ones (gateway.logs.RepeatThrottle)."""
+    line = "Exceeded concurrency limit."
+    before = capped_server.log().count(line)
+    held = [_connect(capped_server) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        for _ in range(12):
+            with _connect(capped_server) as sock:
+                sock.sendall(_embed_request("/api/embed", EMBED))
+                status, _, _ = _parse(_read_until_close(sock))
+                assert status == 503
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    assert capped_server.log().count(line) - before <= 1

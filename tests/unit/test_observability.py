@@ -218,3 +218,26 @@ def test_metrics_content_type_names_the_charset_once() -> None:
     assert response.status_code == 200
     assert response.headers.get_list("content-type") == [metrics.CONTENT_TYPE_LATEST]
     assert response.headers["content-type"].count("charset") == 1
+
+
+def test_repeat_throttle_counts_what_it_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import logs
+
+    clock = [100.0]
+    monkeypatch.setattr(logs.time, "monotonic", lambda: clock[0])
+    throttle = logs.RepeatThrottle("busy.", window=10)
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, "", 0, message, None, None)
+
+    passed = [throttle.filter(record("busy.")) for _ in range(5)]
+    assert passed == [True, False, False, False, False]
+    assert throttle.filter(record("other line"))  # other messages are never held
+    clock[0] += 10
+    later = record("busy.")
+    assert (
+        throttle.filter(later) and later.getMessage() == "busy. (4 more like it in the last 10 s)"
+    )
+    clock[0] += 10
+    alone = record("busy.")
+    assert throttle.filter(alone) and alone.getMessage() == "busy."
