@@ -1,8 +1,9 @@
-"""Embedding cache: pooled vectors by (model file digest, task, input), bounded in bytes.
+"""Embedding cache: pooled vectors by (model identity, task prefix, input), bounded in bytes.
 
 Pooled vectors are cached before post-processing, so one entry serves every `dimensions` and
-normalization a client asks for. Keys hash the model file's sha256, so a re-pulled or changed
-model never serves stale vectors.
+normalization a client asks for. The model identity (gateway.loaded.cache_identity) hashes every
+file's sha256, the registry entry and the placement, so a re-pulled model, another entry over
+the same weights, or the same weights at another precision never serves another's vectors.
 """
 
 from __future__ import annotations
@@ -57,10 +58,10 @@ class EmbeddingCache:
         return self._entries is not None
 
     @staticmethod
-    def key(model_digest: str, task: str | None, data: str | bytes) -> bytes:
+    def key(model_identity: str, task: str | None, data: str | bytes) -> bytes:
         raw = data.encode() if isinstance(data, str) else data
         digest = hashlib.blake2b(digest_size=20)
-        digest.update(model_digest.encode())
+        digest.update(model_identity.encode())
         digest.update(b"\0" + (task or "").encode() + b"\0")
         digest.update(raw)
         return digest.digest()

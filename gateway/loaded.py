@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
 
-from gateway.backends import bucket_length, session_placement
+from gateway.backends import Placement, bucket_length, session_placement
 from gateway.backends.vram import probe_vram_per_token, token_budget
 from gateway.batching import Batcher
 from gateway.budget import Resident
@@ -33,7 +35,8 @@ class LoadedModel:
     load_seconds: float
     load_bytes: int  # measured at load: host RSS delta on CPU, device memory delta on GPU
     keep_alive: float
-    digest: str  # sha256 of the model file: identifies the weights in cache keys
+    digest: str  # sha256 of the model file (Ollama's digest)
+    cache_id: str  # everything a pooled vector depends on (cache_identity): the cache's key
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     in_flight: int = 0
@@ -67,6 +70,20 @@ class LoadedModel:
         if self.expiry is not None:
             self.expiry.cancel()
             self.expiry = None
+
+
+def cache_identity(spec: ModelSpec, store: ModelStore, placement: Placement | None) -> str:
+    """What a cached vector of this model depends on: every file's sha256 (weights, tokenizer,
+    preprocessor), the whole registry entry (name, pooling, max_tokens, prefixes, ...), and how
+    the graph runs (backend, precision, buckets). Two entries over the same weights, an fp32 twin
+    of a bf16 model, or a re-pulled tokenizer never share an entry."""
+    identity = hashlib.blake2b(digest_size=20)
+    for role in sorted(spec.files):
+        identity.update(f"{role}={store.digest(spec, role)}\0".encode())
+    identity.update(repr(spec).encode())
+    if placement is not None:
+        identity.update(repr(dataclasses.replace(placement, reason="")).encode())
+    return identity.hexdigest()
 
 
 def build_measured(
@@ -122,9 +139,10 @@ async def load_model(
         device,
         settings.run_overhead_tokens,
     )
+    placement = session_placement(encoder)
     # Hashing a large file can take a second; never on the event loop.
     digest = await asyncio.to_thread(store.digest, spec)
-    placement = session_placement(encoder)
+    cache_id = await asyncio.to_thread(cache_identity, spec, store, placement)
     batcher = Batcher(
         encoder,
         executor,
@@ -150,6 +168,7 @@ async def load_model(
         load_bytes=footprint,
         keep_alive=keep_alive,
         digest=digest,
+        cache_id=cache_id,
         compute=placement.describe() if placement else {},
     )
     if not encoder.batch_invariant:

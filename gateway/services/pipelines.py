@@ -122,7 +122,7 @@ class Pipelines:
         job."""
         if self.cache.enabled and options.limit in (None, embedder.token_limit(EncodeOptions())):
             prefix = embedder.prefix(options.task)
-            keys = [self.cache.key(model.digest, prefix, text) for text in texts]
+            keys = [self.cache.key(model.cache_id, prefix, text) for text in texts]
             found = self.cache.get_many(model.spec.name, keys)
         else:  # no hashing on the hot path for a cache that is off
             keys, found = [], [None] * len(texts)

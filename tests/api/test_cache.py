@@ -93,3 +93,40 @@ def test_the_cache_stays_within_its_byte_budget(tmp_path: Path, default_model_di
         view = client.get("/admin/models").json()["cache"]
     assert 0 < view["used_bytes"] <= 20 * 1024
     assert view["entries"] < 64
+
+
+def test_entries_over_the_same_weights_never_share_vectors(
+    tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path
+) -> None:
+    """Four registry entries serve one model.onnx: as shipped, cut at 16 tokens, CLS-pooled,
+    and pinned to ONNX Runtime fp32. Each must compute its own vectors, whichever asked first;
+    a key of the weights' digest alone served the first entry's vector to all four."""
+    twins = {
+        "m": {},
+        "m-short": {"max_tokens": 16},
+        "m-cls": {"pooling": "cls"},
+        "m-exact": {"backend": "onnxruntime", "precision": "fp32"},
+    }
+    tmp = tmp_path_factory.mktemp("twins")
+    entries = {name: minilm_entry(default_model_dir, **extra) for name, extra in twins.items()}
+    text = "one sentence that every twin embeds, long enough to pass sixteen tokens " * 2
+
+    def vectors(cache_bytes: str, order: list[str]) -> dict[str, tuple[np.ndarray, int]]:
+        registry = write_registry(tmp / f"registry-{cache_bytes}.yaml", entries, default_model="m")
+        env = {"GATEWAY_CACHE_BYTES": cache_bytes}
+        with GatewayServer(registry=registry, env=env) as server, server.client() as client:
+            found = {}
+            for name in order:
+                body = client.post("/api/embed", json={"model": name, "input": [text]}).json()
+                found[name] = (np.array(body["embeddings"][0]), body["prompt_eval_count"])
+            return found
+
+    reference = vectors("0", list(twins))
+    for order in (list(twins), list(twins)[::-1]):
+        cached = vectors("64MiB", order)
+        for name in twins:
+            vector, tokens = cached[name]
+            assert tokens == reference[name][1], name
+            assert np.abs(vector - reference[name][0]).max() <= 1e-6, name
+    assert reference["m-short"][1] == 16
+    assert np.abs(reference["m-cls"][0] - reference["m"][0]).max() > 0.1
