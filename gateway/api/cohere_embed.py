@@ -33,6 +33,7 @@ from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded, float_json
+from gateway.encoders.context import MIN_CONTEXT
 from gateway.errors import InvalidRequest
 from gateway.inputs import EmbedInput, ImageInput, TextInput
 from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, Services
@@ -122,6 +123,14 @@ def truncate_of(raw: str | None) -> bool:
             param="truncate",
         )
     return value == "END"
+
+
+def max_tokens_of(raw: int | None) -> int | None:
+    """Cohere v2's max_tokens: each input's tokens (special tokens counted, as Ollama's num_ctx),
+    cut or refused as `truncate` says."""
+    if raw is not None and raw < MIN_CONTEXT:
+        raise InvalidRequest(f"max_tokens must be at least {MIN_CONTEXT}", param="max_tokens")
+    return raw
 
 
 def types_of(raw: list[str] | None, allowed: tuple[str, ...]) -> list[str]:
@@ -231,6 +240,7 @@ async def _answer(
             task=task_of(body.input_type),
             dimensions=body.output_dimension,
             truncate=truncate_of(body.truncate),
+            context_length=max_tokens_of(body.max_tokens),
             dimensions_param="output_dimension",
             input_param=field,
         )

@@ -190,6 +190,28 @@ def test_cohere_embed_errors(client: httpx.Client) -> None:
     assert_openai_error(client.post("/v2/embed", json={"texts": ["a"]}), 400, "model is required")
 
 
+def test_cohere_embed_max_tokens(client: httpx.Client) -> None:
+    """v2's max_tokens cuts each input to that many tokens (special tokens counted, as Ollama's
+    num_ctx), reported in X-Truncated-Inputs; with truncate NONE a longer input is a 400."""
+    long_text = "the quick brown fox jumps over the lazy dog " * 4
+    body = {"model": MODEL, "texts": [long_text, "short"], "embedding_types": ["float"]}
+    capped = client.post("/v2/embed", json={**body, "max_tokens": 8})
+    assert capped.status_code == 200, capped.text
+    assert capped.headers["X-Truncated-Inputs"] == "0"
+    assert capped.json()["meta"]["billed_units"]["input_tokens"] == 8 + 3
+    reference = post(
+        client, "/api/embed", {"model": MODEL, "input": [long_text], "options": {"num_ctx": 8}}
+    )
+    np.testing.assert_allclose(
+        capped.json()["embeddings"]["float"][0], reference["embeddings"][0], atol=1e-6
+    )
+    whole = post(client, "/v2/embed", body)["embeddings"]["float"][0]
+    assert np.abs(np.asarray(whole) - reference["embeddings"][0]).max() > 1e-3
+    refused = client.post("/v2/embed", json={**body, "max_tokens": 8, "truncate": "NONE"})
+    assert_openai_error(refused, 400, "texts[0]", "8 tokens")
+    assert_openai_error(client.post("/v2/embed", json={**body, "max_tokens": 1}), 400, "max_tokens")
+
+
 # -- Infinity and Ollama -------------------------------------------------------------------------
 
 
