@@ -35,8 +35,9 @@ class RerankScores:
     query_truncated: bool = False
 
     def top(self, top_n: int | None = None) -> list[int]:
-        """Document indices, most relevant first (ties keep input order)."""
-        return rank(self.relevance, top_n)
+        """Document indices, most relevant first (ties keep input order). By the raw score:
+        relevance keeps its order but a sigmoid rounds logits past ~37 to 1.0, a false tie."""
+        return rank(self.raw, top_n)
 
 
 async def rerank(

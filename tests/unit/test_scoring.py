@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gateway.rerank import RerankScores
 from gateway.scoring import (
     cosine_scores,
     maxsim,
@@ -101,3 +102,11 @@ def test_rank_is_descending_and_stable() -> None:
     assert rank(scores) == [1, 3, 2, 0, 4]
     assert rank(scores, top_n=2) == [1, 3]
     assert rank(scores, top_n=0) == []
+
+
+def test_rerank_orders_by_raw_scores_where_relevance_saturates() -> None:
+    """sigmoid(38) and sigmoid(40) are both 1.0 in float64; the logits still rank them."""
+    logits = np.array([38.0, 40.0, -2.0])
+    relevance = relevance_from_logits(logits)
+    assert relevance[0] == relevance[1] == 1.0
+    assert RerankScores(logits, relevance, 0, []).top() == [1, 0, 2]
