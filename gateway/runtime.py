@@ -108,9 +108,14 @@ class Runtime:
         bound.kind = getattr(spec, "kind", None)
         return bound
 
-    def placement(self) -> Placement:
+    def placement(self, *, dynamic_quantization: bool = False) -> Placement:
         return place(
-            self.backend, self.precision, cuda=self.wants_cuda, flags=cpu_flags(), kind=self.kind
+            self.backend,
+            self.precision,
+            cuda=self.wants_cuda,
+            flags=cpu_flags(),
+            kind=self.kind,
+            dynamic_quantization=dynamic_quantization,
         )
 
     def backend_for(self, placement: Placement) -> Backend:
@@ -130,7 +135,11 @@ class Runtime:
 
     def load(self, path: Path) -> tuple[BackendSession, GraphInfo]:
         try:
-            placement = self.placement()
+            dynamic = uses_dynamic_quantization(path)  # placed differently (selection.py)
+        except (OSError, ValueError):  # unreadable or empty: the load below says so
+            dynamic = False
+        try:
+            placement = self.placement(dynamic_quantization=dynamic)
         except PlacementError as exc:
             raise ModelLoadError(f"cannot load {path.name}: {exc}") from None
         try:

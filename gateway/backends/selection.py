@@ -11,10 +11,13 @@
 - Cross-encoders on `auto` stay fp32 (OpenVINO): in bf16 the test reranker's scores moved by
   2.1e-2, over the 1e-2 the gateway allows; embeddings of every kind stayed at cos >= 0.9994.
 OpenVINO placements are bucketed (buckets.py), which keeps them batch-invariant.
+- Graphs that quantize activations dynamically run one input at a time, unpadded (see
+  `_for_dynamic_quantization`); on a CPU `auto` runs them in the exact mode.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from gateway.backends.base import Placement
@@ -61,8 +64,25 @@ def place(
     flags: frozenset[str],
     openvino: bool | None = None,
     kind: str | None = None,
+    dynamic_quantization: bool = False,
 ) -> Placement:
-    """Resolve `auto` and check the combination; raises PlacementError with the reason."""
+    """Resolve `auto` and check the combination; raises PlacementError with the reason.
+    `dynamic_quantization`: the graph computes activation scales at run time."""
+    chosen = _place(backend, precision, cuda=cuda, flags=flags, openvino=openvino, kind=kind)
+    if dynamic_quantization:
+        return _for_dynamic_quantization(chosen, backend, precision)
+    return chosen
+
+
+def _place(
+    backend: str,
+    precision: str,
+    *,
+    cuda: bool,
+    flags: frozenset[str],
+    openvino: bool | None,
+    kind: str | None,
+) -> Placement:
     openvino = openvino_installed() if openvino is None else openvino
     if precision == "int8":
         raise PlacementError(INT8_REFUSED)
@@ -75,6 +95,25 @@ def place(
         why = f"auto: {kind}: {BF16_AUTO_EXCLUDED[kind]}, so OpenVINO fp32"
         return Placement("openvino", "cpu", "fp32", why, bucketed=True)
     return chosen
+
+
+def _for_dynamic_quantization(chosen: Placement, backend: str, precision: str) -> Placement:
+    """Such a graph takes its activation scale from the min/max of the whole input tensor, so
+    it runs one input at a time (batching.py), and must not be padded either: pad rows enter
+    that min/max (cos 0.990 to the unpadded output on the test's dynamic-int8 MiniLM). Alone,
+    a text has one shape anyway, so buckets buy nothing. On a CPU, `auto` also leaves
+    OpenVINO: its bf16 moved the same model to cos 0.992 even unpadded (fp32: 0.998 on a
+    74-token text), while ONNX Runtime fp32 runs the graph's own integer kernels."""
+    if backend == "auto" and precision == "auto" and chosen.device == "cpu":
+        why = (
+            "auto: the graph quantizes activations dynamically: ONNX Runtime fp32, one "
+            "unpadded input per run (OpenVINO moved its vectors)"
+        )
+        return Placement("onnxruntime", "cpu", "fp32", why)
+    if not chosen.bucketed:
+        return chosen
+    why = f"{chosen.reason}; unpadded: the graph quantizes activations dynamically"
+    return replace(chosen, bucketed=False, reason=why)
 
 
 def _place_cuda(precision: str) -> Placement:

@@ -21,6 +21,7 @@ from tools.exports import cached_export, export_minilm_fp32
 from tools.gateway_server import GatewayServer
 from tools.models import minilm_entry, write_registry
 
+AUTO = {"GATEWAY_BACKEND": "auto", "GATEWAY_PRECISION": "auto"}
 TEXTS = ["hello world", "a cat sits on the mat " * 12, "x", "Ünïcödé text, with punctuation!"]
 
 
@@ -163,7 +164,8 @@ def dynamic_server(
         {"dyn": minilm_entry(dynamic_int8_dir)},
         default_model="dyn",
     )
-    with GatewayServer(registry=registry) as server:
+    # The default placement (test servers otherwise run the exact mode): what users get.
+    with GatewayServer(registry=registry, env=AUTO) as server:
         yield server
 
 
@@ -182,6 +184,26 @@ def test_dynamically_quantized_model_never_mixes_inputs(dynamic_server: GatewayS
     assert row["batch_invariant"] is False
     assert row["batches"] == row["items"]  # one input per run
     assert "quantizes activations dynamically" in dynamic_server.log()
+
+
+def test_dynamically_quantized_model_serves_its_unpadded_output(
+    dynamic_server: GatewayServer, dynamic_int8_dir: Path
+) -> None:
+    """On the default `auto` placement each text gets the graph's own output for that text
+    alone, unpadded (ONNX Runtime fp32): padding to a shape bucket put the pad rows into the
+    activation range (cos 0.990 under OpenVINO bf16)."""
+    _, exact = encoder_for(dynamic_int8_dir, Runtime())  # ONNX Runtime fp32, no padding
+    texts = [*TEXTS, "an unpadded text of eleven tokens, or so."]
+    with dynamic_server.client() as client:
+        answer = client.post("/api/embed", json={"model": "dyn", "input": texts}).json()
+        (row,) = client.get("/admin/models").json()["models"]
+    for text, served in zip(texts, answer["embeddings"], strict=True):
+        (item,) = exact.prepare([text], EncodeOptions())
+        reference = exact.finish(exact.run([item]), EncodeOptions())[0]
+        vector = np.array(served)
+        cosine = vector @ reference / np.linalg.norm(vector) / np.linalg.norm(reference)
+        assert cosine >= 0.99999, (text, item.length, cosine, row["compute"])
+    assert row["compute"]["bucketed"] is False, row["compute"]
 
 
 def test_batched_model_is_invariant_to_its_company(server: GatewayServer) -> None:

@@ -198,3 +198,21 @@ def test_fp16_conversions_are_keyed_like_every_graph_cache(tmp_path: Path) -> No
     graph.write_bytes(b"graph two")  # same size
     os.utime(graph, ns=(1, 1))
     assert backend.fp16_path(graph) != first
+
+
+def test_dynamically_quantized_graphs_are_never_padded() -> None:
+    """Pad rows would enter the per-tensor activation range such a graph computes at run time;
+    `auto` on a CPU runs it in the exact mode, asked-for backends unpadded."""
+    for flags in (AMX, PLAIN):
+        chosen = place(
+            "auto", "auto", cuda=False, flags=flags, openvino=True, dynamic_quantization=True
+        )
+        assert (chosen.backend, chosen.precision, chosen.bucketed) == ("onnxruntime", "fp32", False)
+        assert "dynamically" in chosen.reason
+    for backend, precision in [("openvino", "auto"), ("openvino", "bf16"), ("auto", "bf16")]:
+        asked = place(
+            backend, precision, cuda=False, flags=AMX, openvino=True, dynamic_quantization=True
+        )
+        assert (asked.backend, asked.bucketed) == ("openvino", False)
+    on_gpu = place("auto", "auto", cuda=True, flags=AMX, openvino=True, dynamic_quantization=True)
+    assert (on_gpu.device, on_gpu.bucketed) == ("cuda", False)
