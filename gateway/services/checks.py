@@ -105,6 +105,8 @@ def too_long(
     )
 
 
-def check_finite(vectors: np.ndarray) -> None:
-    if not np.isfinite(vectors).all():
+def check_finite(*arrays: np.ndarray) -> None:
+    """Every number a model produced for a request, before it is answered: JSON has no NaN or
+    infinity (orjson would write null where clients expect a float), so any is an error."""
+    if not all(np.isfinite(array).all() for array in arrays):
         raise InvalidRequest("the model produced NaN or infinite values for this input")

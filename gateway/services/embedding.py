@@ -29,6 +29,7 @@ from gateway.media import FetchPolicy, ImagePolicy
 from gateway.registry import Registry, Resolved
 from gateway.services.checks import (
     check_dimensions,
+    check_finite,
     check_inputs,
     check_task,
     context_limit,
@@ -206,6 +207,7 @@ class EmbeddingService:
                     raise too_long(request.item(cut[0]), limit, param=request.input_param)
                 raw = await model.batcher.submit(items)
         matrices = await finish_off_loop(encoder.finish, raw, options)
+        check_finite(*matrices)
         return EmbedResult(
             spec=spec,
             vectors=np.zeros((0, width), dtype=np.float32),

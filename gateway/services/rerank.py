@@ -18,7 +18,7 @@ from gateway.inputs import TextInput
 from gateway.manager import ModelManager
 from gateway.registry import Registry
 from gateway.rerank import RerankScores, rerank
-from gateway.services.checks import check_inputs
+from gateway.services.checks import check_finite, check_inputs
 from gateway.services.types import RerankRequest, RerankResult, named_model
 from gateway.settings import Settings
 from gateway.sources import ModelStore
@@ -69,6 +69,8 @@ class RerankService:
                 documents_param=request.documents_param,
                 document_tokens=request.document_tokens,
             )
+        # Both: a cross-encoder's infinite logit has a finite sigmoid.
+        check_finite(scores.raw, scores.relevance)
         return RerankResult(
             spec=spec,
             order=scores.top(request.top_n),

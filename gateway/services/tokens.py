@@ -23,7 +23,7 @@ from gateway.errors import EmptyInput, InvalidRequest, ModelNotFound, Unsupporte
 from gateway.inputs import TextInput
 from gateway.manager import ModelManager
 from gateway.registry import Registry
-from gateway.services.checks import check_inputs, check_task, too_long
+from gateway.services.checks import check_finite, check_inputs, check_task, too_long
 from gateway.services.embedding import EmbeddingService
 from gateway.services.types import EmbedRequest
 from gateway.settings import Settings
@@ -141,6 +141,7 @@ class TokenService:
                 raise too_long(request.item(cut[0]), limit, param=request.input_param)
             # Outside the batcher: this route is for inspection, not throughput.
             matrices = await asyncio.to_thread(encoder.token_states, items)
+        check_finite(*matrices)
         return TokenVectors(matrices, cut)
 
 
