@@ -98,6 +98,10 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
     def tasks(self) -> tuple[str, ...]:
         return ()
 
+    def prefix_for(self, text: str, task: str | None) -> str:
+        """The task prefix put before `text`: none, unless the model has task prefixes."""
+        return ""
+
     @property
     def context_length(self) -> int | None:
         """Tokens one input may hold (what Ollama reports as context_length); None: no text."""
@@ -179,6 +183,16 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.prefixes)
+
+    def prefix_for(self, text: str, task: str | None) -> str:
+        """The task prefix to put before `text` (task None: the default task's). Empty when the
+        text already starts with one of the model's prefixes: Ollama adds none, so nomic's users
+        write "search_query: ..." themselves, and a second prefix would embed neither recipe.
+        That prefix also wins over a task the request names: it is what the text says."""
+        if any(prefix and text.startswith(prefix) for prefix in self.prefixes.values()):
+            return ""
+        task = task or self.default_task
+        return self.prefixes.get(task, "") if task else ""
 
     @property
     def context_length(self) -> int | None:

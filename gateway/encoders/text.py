@@ -163,9 +163,8 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
         self.output_name, self.output_is_pooled = pick_output(self.graph, spec.output, spec.name)
         self.lengths = TokenizerLengths(self.tokenizer)
 
-    def prefix(self, task: str | None) -> str:
-        task = task or self.spec.default_task
-        return self.spec.prefixes.get(task, "") if task else ""
+    def prefix_for(self, text: str, task: str | None) -> str:
+        return self.spec.prefix_for(text, task)
 
     def token_limit(self, options: EncodeOptions) -> int:
         return options.limit or self.spec.max_tokens
@@ -173,15 +172,15 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
     def prepare(self, inputs: Sequence[str], options: EncodeOptions) -> list[TokenizedText]:
         """Tokenize with the task prefix, cut at options.limit (default max_tokens); each item
         says if it was cut."""
-        prefix = self.prefix(options.task)
+        task = options.task
         limit = self.token_limit(options)
         tokenizer = self.tokenizer if limit == self.spec.max_tokens else self.lengths.at(limit)
-        encodings = encode_texts(tokenizer, [prefix + text for text in inputs])
+        encodings = encode_texts(tokenizer, [self.prefix_for(t, task) + t for t in inputs])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
     def count_tokens(self, text: str, options: EncodeOptions) -> int:
         """The uncut length of `text` with its prefix, special tokens included."""
-        return self.lengths.count(self.prefix(options.task) + text)
+        return self.lengths.count(self.prefix_for(text, options.task) + text)
 
     def token_states(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
         """The graph's per-token hidden states, [tokens, hidden] per item (TEI's /embed_all)."""

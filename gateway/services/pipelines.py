@@ -121,8 +121,12 @@ class Pipelines:
         present (it holds vectors cut at the model's own max_tokens only), the rest run as one
         job."""
         if self.cache.enabled and options.limit in (None, embedder.token_limit(EncodeOptions())):
-            prefix = embedder.prefix(options.task)
-            keys = [self.cache.key(model.cache_id, prefix, text) for text in texts]
+            # Keyed by the prefix put before each text, so by exactly what is embedded.
+            task = options.task
+            keys = [
+                self.cache.key(model.cache_id, embedder.prefix_for(text, task), text)
+                for text in texts
+            ]
             found = self.cache.get_many(model.spec.name, keys)
         else:  # no hashing on the hot path for a cache that is off
             keys, found = [], [None] * len(texts)

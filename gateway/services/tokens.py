@@ -95,10 +95,8 @@ class TokenService:
         check_inputs([TextInput(t) for t in texts], self.settings, "inputs", listed=listed)
         spec = self._spec(model)
         task = check_task(spec, task)
-        prefixes = getattr(spec, "prefixes", {})
-        prefix = prefixes.get(task or getattr(spec, "default_task", None) or "", "")
         tokenizer = await asyncio.to_thread(self._tokenizer, spec)
-        return [_tokens(tokenizer, prefix + text, special) for text in texts]
+        return [_tokens(tokenizer, spec.prefix_for(text, task) + text, special) for text in texts]
 
     async def decode(
         self, model: str | None, rows: Sequence[Sequence[int]], skip_special: bool
