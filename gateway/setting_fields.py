@@ -52,6 +52,18 @@ def parse_addresses(raw: str) -> tuple[str, ...]:
     return items
 
 
+def bytes_at_least(low: int) -> Callable[[str], int]:
+    """A size (6GiB, 1000) of at least `low` bytes: a limit of 0 must not mean "no limit"."""
+
+    def parse(raw: str) -> int:
+        size = parse_bytes(raw)
+        if size < low:
+            raise ValueError(f"must be at least {low} byte{'s' * (low != 1)}, got {raw!r}")
+        return size
+
+    return parse
+
+
 def parse_budget(raw: str) -> str | None:
     # Kept as text: a percentage is resolved against the device's total when it is known.
     raw = raw.strip()
@@ -71,8 +83,10 @@ def finite_duration(*, zero_ok: bool) -> Callable[[str], float]:
 
     def parse(raw: str) -> float:
         seconds = parse_duration(raw, bare_number_ok=True)
-        if raw.strip().startswith("-") or not math.isfinite(seconds):
+        if raw.strip().startswith("-"):
             raise ValueError(f"must not be negative, got {raw!r}")
+        if not math.isfinite(seconds):  # past Go's longest duration (~292 years)
+            raise ValueError(f"too long, got {raw!r}")
         if seconds == 0 and not zero_ok:
             raise ValueError(f"must be more than zero, got {raw!r}")
         return seconds

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.setting_fields import SettingsError as SettingsError  # re-exported
 from gateway.setting_fields import (
+    bytes_at_least,
     describe_fields,
     finite_duration,
     int_in,
@@ -124,7 +125,7 @@ class Settings:
     )
     threads: int = setting(
         "GATEWAY_THREADS",
-        int_in(0),
+        int_in(0, 1024),  # ONNX Runtime fails every load on a count it cannot create
         "ONNX Runtime intra-op threads per session (0: one per physical core)",
         0,
     )
@@ -171,7 +172,7 @@ class Settings:
     )
     max_body_bytes: int = setting(
         "GATEWAY_MAX_BODY_BYTES",
-        parse_bytes,
+        bytes_at_least(1),  # Litestar reads 0 as no limit at all
         "largest request body accepted",
         64 * 1024 * 1024,
     )
@@ -192,20 +193,18 @@ class Settings:
         None,
         shown="auto",
     )
-
     max_queue: int = setting(
         "GATEWAY_MAX_QUEUE",
         int_in(1),
         "most inputs waiting for one model; beyond it requests are refused with 503/429",
         8192,
     )
-
     max_images: int = setting(
         "GATEWAY_MAX_IMAGES", int_in(1), "most images accepted in one request", 64
     )
     image_max_bytes: int = setting(
         "GATEWAY_IMAGE_MAX_BYTES",
-        parse_bytes,
+        bytes_at_least(1),
         "largest encoded image accepted, inline or fetched (checked while downloading)",
         20 * 1024 * 1024,
         shown="20MiB",
@@ -233,14 +232,14 @@ class Settings:
     )
     image_connect_timeout: float = setting(
         "GATEWAY_IMAGE_CONNECT_TIMEOUT",
-        lambda raw: parse_duration(raw, bare_number_ok=True),
+        finite_duration(zero_ok=False),
         "time to connect to an image URL's host",
         5.0,
         shown="5s",
     )
     image_fetch_timeout: float = setting(
         "GATEWAY_IMAGE_FETCH_TIMEOUT",
-        lambda raw: parse_duration(raw, bare_number_ok=True),
+        finite_duration(zero_ok=False),
         "time for a whole image fetch, redirects included",
         20.0,
         shown="20s",
@@ -272,12 +271,11 @@ class Settings:
     )
     memory_wait: float = setting(
         "GATEWAY_MEMORY_WAIT",
-        lambda raw: parse_duration(raw, bare_number_ok=True),
+        finite_duration(zero_ok=True),
         "how long a load waits for busy models to free memory before answering 503",
         30.0,
         shown="30s",
     )
-
     max_connections: int = setting(
         "GATEWAY_MAX_CONNECTIONS",
         int_in(1),
@@ -314,8 +312,8 @@ class Settings:
     )
     max_header_bytes: int = setting(
         "GATEWAY_MAX_HEADER_BYTES",
-        parse_bytes,
-        "largest request line plus headers (then 431)",
+        bytes_at_least(1024),  # below that no ordinary request fits: every one would get 431
+        "largest request line plus headers (then 431; at least 1KiB)",
         64 * 1024,
         shown="64KiB",
     )

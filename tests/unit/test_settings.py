@@ -252,3 +252,79 @@ def test_an_empty_variable_means_unset() -> None:
     settings = Settings.load(environ={"GATEWAY_PORT": "", "GATEWAY_MAX_RAM": " "})
     assert settings.port == 11434
     assert settings.max_ram == "80%"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        # Litestar reads a body limit of 0 as none at all; the help says "largest body accepted".
+        (
+            {"GATEWAY_MAX_BODY_BYTES": "0"},
+            "GATEWAY_MAX_BODY_BYTES: must be at least 1 byte, got '0'",
+        ),
+        # 0 here used to pass Settings and crash start-up in FetchPolicy with a traceback.
+        ({"GATEWAY_IMAGE_MAX_BYTES": "0"}, "GATEWAY_IMAGE_MAX_BYTES: must be at least 1 byte"),
+        # Every request would get 431.
+        (
+            {"GATEWAY_MAX_HEADER_BYTES": "0"},
+            "GATEWAY_MAX_HEADER_BYTES: must be at least 1024 bytes",
+        ),
+        ({"GATEWAY_MAX_HEADER_BYTES": "1000"}, "GATEWAY_MAX_HEADER_BYTES: must be at least 1024"),
+        (
+            {"GATEWAY_IMAGE_CONNECT_TIMEOUT": "0"},
+            "GATEWAY_IMAGE_CONNECT_TIMEOUT: must be more than zero, got '0'",
+        ),
+        (
+            {"GATEWAY_IMAGE_FETCH_TIMEOUT": "0s"},
+            "GATEWAY_IMAGE_FETCH_TIMEOUT: must be more than zero",
+        ),
+        # Negative durations used to mean "forever": an image fetch without a deadline.
+        (
+            {"GATEWAY_IMAGE_CONNECT_TIMEOUT": "-1"},
+            "GATEWAY_IMAGE_CONNECT_TIMEOUT: must not be negative",
+        ),
+        (
+            {"GATEWAY_IMAGE_FETCH_TIMEOUT": "-1"},
+            "GATEWAY_IMAGE_FETCH_TIMEOUT: must not be negative",
+        ),
+        ({"GATEWAY_MEMORY_WAIT": "-5m"}, "GATEWAY_MEMORY_WAIT: must not be negative, got '-5m'"),
+        (
+            {"GATEWAY_MEMORY_WAIT": "99999999999"},
+            "GATEWAY_MEMORY_WAIT: too long, got '99999999999'",
+        ),
+        # ONNX Runtime cannot make that many threads: every model load would fail with a 500.
+        (
+            {"GATEWAY_THREADS": "99999999999999999999999"},
+            "GATEWAY_THREADS: must be within 0..1024, got 99999999999999999999999",
+        ),
+    ],
+)
+def test_limits_that_would_mean_no_limit_or_no_service_are_refused(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(environ)
+    assert str(caught.value).startswith(message)
+
+
+def test_smallest_limits_are_accepted() -> None:
+    settings = Settings.load(
+        {
+            "GATEWAY_MAX_BODY_BYTES": "1",
+            "GATEWAY_IMAGE_MAX_BYTES": "1",
+            "GATEWAY_MAX_HEADER_BYTES": "1KiB",
+            "GATEWAY_IMAGE_CONNECT_TIMEOUT": "1ms",
+            "GATEWAY_MEMORY_WAIT": "0",
+            "GATEWAY_THREADS": "1024",
+        }
+    )
+    assert (settings.max_body_bytes, settings.image_max_bytes, settings.max_header_bytes) == (
+        1,
+        1,
+        1024,
+    )
+    assert (settings.image_connect_timeout, settings.memory_wait, settings.threads) == (
+        0.001,
+        0.0,
+        1024,
+    )
