@@ -13,10 +13,13 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
+
+import idna
 
 from gateway.units import parse_bytes, parse_duration
 
@@ -49,6 +52,50 @@ def parse_addresses(raw: str) -> tuple[str, ...]:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(f"expected IP addresses or networks, got {item!r}") from None
+    return items
+
+
+# One DNS label: letters, digits, hyphens inside; underscores too, as ascii_host allows them
+# (Docker and Compose service names carry them).
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def is_host_name(name: str) -> bool:
+    """A DNS name (IDNA for non-ASCII): no scheme, port, path, space or wildcard."""
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
+        except idna.IDNAError:
+            return False
+    labels = name.lower().removesuffix(".").split(".")
+    # An all-digit last label reads as an IPv4 address (10.0.0.256), not a name.
+    return (
+        len(name) <= 253
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
+def parse_host(raw: str) -> str:
+    """An address to bind: an IP literal or a host name, stripped as every other setting is."""
+    value = raw.strip()
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not is_host_name(value):
+            raise ValueError(f"expected an IP address or a host name, got {raw!r}") from None
+    return value
+
+
+def parse_hosts_and_networks(raw: str) -> tuple[str, ...]:
+    """Comma-separated host names and IP networks; anything else would never match, silently."""
+    items = parse_list(raw)
+    for item in items:
+        try:
+            ipaddress.ip_network(item.strip("[]"), strict=False)
+        except ValueError:
+            if not is_host_name(item):
+                raise ValueError(f"{item!r} is neither a network nor a host name") from None
     return items
 
 

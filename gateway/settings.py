@@ -24,6 +24,8 @@ from gateway.setting_fields import (
     parse_addresses,
     parse_bool,
     parse_budget,
+    parse_host,
+    parse_hosts_and_networks,
     parse_list,
     parse_run_overhead,
     public_view_of,
@@ -34,7 +36,7 @@ from gateway.units import parse_bytes, parse_duration
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = setting("GATEWAY_HOST", str, "address to bind", "127.0.0.1")
+    host: str = setting("GATEWAY_HOST", parse_host, "address to bind", "127.0.0.1")
     port: int = setting(
         "GATEWAY_PORT", int_in(1, 65535), "port to listen on (Ollama's port)", 11434
     )
@@ -220,7 +222,7 @@ class Settings:
     )
     image_allow_hosts: tuple[str, ...] = setting(
         "GATEWAY_IMAGE_ALLOW_HOSTS",
-        parse_list,
+        parse_hosts_and_networks,
         "hosts or CIDR networks image URLs may reach even if private (default: public only)",
         (),
     )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import socket
 from typing import Any
 
 import typer
 
 from gateway.logs import configure_logging
 from gateway.registry import Registry
-from gateway.settings import Settings, describe_settings, settings_field_names
+from gateway.settings import Settings, SettingsError, describe_settings, settings_field_names
 
 HELP = "Start the HTTP server. Every flag can also be set by its environment variable."
 
@@ -19,6 +20,15 @@ def run(settings: Settings) -> None:
     from gateway.server import run_server
 
     run_server(settings)
+
+
+def check_bind_host(host: str, origin: str) -> None:
+    """A host name that does not resolve fails here, named, not in uvicorn after start-up."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise SettingsError(f"{origin}: cannot resolve {host!r} ({reason})") from None
 
 
 def serve(**flags: str | bool | None) -> None:
@@ -32,6 +42,7 @@ def serve(**flags: str | bool | None) -> None:
             if (value := flags.get(name)) is not None
         }
         settings = Settings.load(overrides=overrides)
+        check_bind_host(settings.host, "--host" if "host" in overrides else "GATEWAY_HOST")
         configure_logging(settings.log_level, settings.log_format, settings.api_keys)
         Registry.load(settings.registry)  # fail fast, before binding the port
         if flags.get("ray"):

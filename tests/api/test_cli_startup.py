@@ -106,3 +106,21 @@ def test_bad_cli_inputs_are_one_line(tmp_path: Path) -> None:
     texts.write_bytes(b"caf\xe9\n")
     result = run_gateway("embed", str(texts), "-m", "all-minilm", "-o", str(tmp_path / "out.npy"))
     assert_one_line(result, f"gateway: {texts}: not UTF-8 text (byte 3: invalid continuation byte)")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "origin"),
+    [((), {"GATEWAY_HOST": "not-a-host.invalid"}, "GATEWAY_HOST"),
+     (("--host", "not-a-host.invalid"), {}, "--host")],
+)  # fmt: skip
+def test_a_host_that_does_not_resolve_stops_start_up_by_name(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], origin: str
+) -> None:
+    # It used to start the app, then exit 3 from uvicorn with "Name or service not known".
+    path = write_registry(tmp_path, {"models": {}})
+    port = str(free_port())
+    result = run_gateway("serve", *args, "--port", port, "--registry", str(path), **env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"gateway: {origin}: cannot resolve 'not-a-host.invalid' ("), last

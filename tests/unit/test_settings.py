@@ -328,3 +328,49 @@ def test_smallest_limits_are_accepted() -> None:
         0.0,
         1024,
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "host"),
+    [
+        ("127.0.0.1 ", "127.0.0.1"),
+        (" ::", "::"),
+        ("localhost", "localhost"),
+        ("gw_1.lan", "gw_1.lan"),
+    ],
+)
+def test_host_is_stripped_as_every_setting_is(raw: str, host: str) -> None:
+    assert Settings.load({"GATEWAY_HOST": raw}).host == host
+
+
+@pytest.mark.parametrize("raw", ["bad host", "http://0.0.0.0", "127.0.0.1:8080", "[::1]", "*"])
+def test_a_host_that_cannot_be_bound_is_refused_by_name(raw: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.load({"GATEWAY_HOST": raw})
+    assert str(caught.value) == f"GATEWAY_HOST: expected an IP address or a host name, got {raw!r}"
+
+
+def test_image_allow_hosts_take_networks_and_host_names() -> None:
+    raw = "10.0.0.0/8, images.internal, [fd00::1], fd00::/8, Bilder.Straße.de, store_1"
+    assert Settings.load({"GATEWAY_IMAGE_ALLOW_HOSTS": raw}).image_allow_hosts == (
+        "10.0.0.0/8",
+        "images.internal",
+        "[fd00::1]",
+        "fd00::/8",
+        "Bilder.Straße.de",
+        "store_1",
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["10.0.0.0/33", "http://images.local", "images.local:8080", "bad host!", "*.example.com",
+     "10.0.0.256", "images.local/path"],
+)  # fmt: skip
+def test_image_allow_hosts_entries_that_would_never_match_are_refused(entry: str) -> None:
+    # These used to become host names no URL can have: the entry was ignored without a word.
+    with pytest.raises(SettingsError) as caught:
+        Settings.load({"GATEWAY_IMAGE_ALLOW_HOSTS": f"images.internal,{entry}"})
+    assert str(caught.value) == (
+        f"GATEWAY_IMAGE_ALLOW_HOSTS: {entry!r} is neither a network nor a host name"
+    )
