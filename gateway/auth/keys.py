@@ -10,8 +10,9 @@ Keys file (YAML):
         requests_per_minute: 600      # optional
         inputs_per_minute: 100000     # optional: texts, images or documents
 
-GATEWAY_API_KEYS entries are `KEY` or `sha256:HEX`; they have admin scope and no limits, as keys
-had before scopes existed. Keys are compared by SHA-256 digest, each in constant time.
+GATEWAY_API_KEYS entries are `KEY` (printable ASCII) or `sha256:HEX`; they have admin scope and
+no limits, as keys had before scopes existed. Keys are compared by SHA-256 digest, each in
+constant time. The keys file and GATEWAY_API_KEYS are read as UTF-8.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def keys_from_setting(entries: Iterable[str]) -> list[ApiKey]:
     for index, entry in enumerate(entries, start=1):
         if entry.startswith("sha256:"):
             digest = _parse_hex(entry[len("sha256:") :], f"GATEWAY_API_KEYS entry {index}")
+        elif not all(" " <= char <= "~" for char in entry):
+            # Headers arrive as latin-1 and most clients send UTF-8 or refuse non-ASCII: such
+            # a key could never match.
+            raise KeysFileError(f"GATEWAY_API_KEYS entry {index}: keys must be printable ASCII")
         else:
             digest = digest_of(entry)
         keys.append(ApiKey(name=f"key-{index}", digest=digest, scope=Scope.ADMIN))
@@ -213,7 +218,11 @@ class KeyRing:
     def _load(self) -> None:
         assert self._path is not None
         signature = self._stat()
-        keys = parse_keys_file(self._path.read_text(), str(self._path))
+        try:  # UTF-16 (PowerShell 5's `>`) must be a KeysFileError: at reload a 500 otherwise
+            text = self._path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise KeysFileError(f"{self._path}: not UTF-8 text (byte {exc.start})") from None
+        keys = parse_keys_file(text, str(self._path))
         previous = {key.name: key for key in self._file_keys}
         for key in keys:  # a key whose limits did not change keeps its buckets' state
             old = previous.get(key.name)

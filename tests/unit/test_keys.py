@@ -118,3 +118,43 @@ def test_inputs_are_counted_across_families(body: bytes, count: int) -> None:
 )
 def test_route_scopes(path: str, scope: Scope) -> None:
     assert required_scope(path) is scope
+
+
+def test_setting_keys_must_be_printable_ascii() -> None:
+    # The server reads headers as latin-1; curl sends UTF-8 and httpx refuses non-ASCII, so
+    # such a key was accepted at start-up and then matched no client.
+    for entry in ("clé-secret", "tab\tkey", "\u20ac"):
+        with pytest.raises(KeysFileError) as raised:
+            keys_from_setting(["fine", entry])
+        assert str(raised.value) == "GATEWAY_API_KEYS entry 2: keys must be printable ASCII"
+    assert len(keys_from_setting(["with space", "~!@#$%^&*()"])) == 2
+
+
+UTF16_KEYS = f"keys: [{{name: file-key, sha256: {HEX}}}]\n".encode("utf-16")  # PowerShell 5's `>`
+
+
+def test_a_keys_file_that_is_not_utf8_is_one_error_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_bytes(UTF16_KEYS)
+    with pytest.raises(KeysFileError) as raised:
+        KeyRing.from_settings([], path)
+    assert str(raised.value) == f"{path}: not UTF-8 text (byte 0)"
+
+
+@pytest.mark.parametrize("how", ["changed", "sighup"])
+def test_a_reload_to_a_file_that_is_not_utf8_keeps_the_previous_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    path = tmp_path / "keys.yaml"
+    path.write_text(f"keys: [{{name: file-key, sha256: {HEX}}}]\n")
+    ring = KeyRing.from_settings([], path)
+    monkeypatch.setattr("gateway.auth.keys.STAT_INTERVAL_SECONDS", 0.0)
+    path.write_bytes(UTF16_KEYS)
+    if how == "sighup":
+        ring.request_reload()
+    found = ring.find("secret")  # raised UnicodeDecodeError inside a request: a 500
+    assert found is not None and found.name == "file-key"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        f"keys file not reloaded, previous keys stay in force: {path}: not UTF-8 text (byte 0)"
+    ]
