@@ -59,13 +59,39 @@ class Remote:
             reason = getattr(exc, "reason", exc)
             raise RemoteError(f"cannot reach the gateway at {self.url}: {reason}") from None
 
+    def not_gateway(self, what: str) -> RemoteError:
+        """A wrong port, a proxy's HTML page, a captive portal: one line, not a traceback."""
+        return RemoteError(f"{self.url} did not answer as a gateway ({what})")
+
+    def _json(self, raw: bytes, path: str) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise self.not_gateway(f"{path}: not JSON") from None
+
     def get(self, path: str) -> Any:
         with self._open("GET", path) as response:
-            return json.loads(response.read())
+            return self._json(response.read(), path)
 
     def post(self, path: str, body: Any) -> Any:
         with self._open("POST", path, body) as response:
-            return json.loads(response.read())
+            return self._json(response.read(), path)
+
+    def fields(self, answer: Any, path: str, *names: str) -> dict[str, Any]:
+        """`answer` as an object that has every one of `names`."""
+        if not isinstance(answer, dict):
+            raise self.not_gateway(f"{path}: not a JSON object")
+        missing = [name for name in names if name not in answer]
+        if missing:
+            raise self.not_gateway(f"{path}: no {', '.join(map(repr, missing))}")
+        return answer
+
+    def rows(self, path: str, *names: str) -> list[dict[str, Any]]:
+        """GET `path`'s "models" list, each row an object with every one of `names`."""
+        rows = self.fields(self.get(path), path, "models")["models"]
+        if not isinstance(rows, list):
+            raise self.not_gateway(f"{path}: 'models' is not a list")
+        return [self.fields(row, path, *names) for row in rows]
 
     def delete(self, path: str, body: Any) -> None:
         with self._open("DELETE", path, body) as response:
@@ -77,7 +103,9 @@ class Remote:
             for line in response:
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                event = self._json(line, path)
+                if not isinstance(event, dict):
+                    raise self.not_gateway(f"{path}: not JSON objects")
                 if "error" in event:
                     raise RemoteError(str(event["error"]))
                 yield event

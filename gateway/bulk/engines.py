@@ -61,7 +61,9 @@ class RemoteEngine:
 
     def embed(self, inputs: list[str]) -> np.ndarray:
         body = {"model": self.model, "input": inputs, "truncate": self.truncate}
-        answer = self.remote.post("/api/embed", body)
+        answer = self.remote.fields(
+            self.remote.post("/api/embed", body), "/api/embed", "embeddings"
+        )
         return np.asarray(answer["embeddings"], dtype=np.float32)
 
     def close(self) -> None:

@@ -122,7 +122,8 @@ def register(app: typer.Typer) -> None:
         """List pulled models (NAME, ID, SIZE, MODIFIED), locally or on --url."""
         table = _plain_table("NAME", "ID", "SIZE", "MODIFIED")
         if url is not None:
-            for row in Remote(url, api_key).get("/api/tags")["models"]:
+            remote = Remote(url, api_key)
+            for row in remote.rows("/api/tags", "name", "digest", "size", "modified_at"):
                 modified = datetime.fromisoformat(row["modified_at"].replace("Z", "+00:00"))
                 table.add_row(
                     row["name"], row["digest"][:12], human_size(row["size"]), human_ago(modified)
@@ -155,7 +156,7 @@ def register(app: typer.Typer) -> None:
     def ps(url: ServerUrlOption = DEFAULT_URL, api_key: ApiKeyOption = None) -> None:
         """Models loaded in a running gateway (NAME, ID, SIZE, PROCESSOR, UNTIL)."""
         table = _plain_table("NAME", "ID", "SIZE", "PROCESSOR", "UNTIL")
-        for row in Remote(url, api_key).get("/api/ps")["models"]:
+        for row in Remote(url, api_key).rows("/api/ps", "name", "digest", "size", "expires_at"):
             until = datetime.fromisoformat(row["expires_at"].replace("Z", "+00:00"))
             processor = "100% GPU" if row.get("size_vram") else "100% CPU"
             table.add_row(
@@ -175,7 +176,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """A model's facts: architecture, sizes, context, capabilities, license."""
         if url is not None:
-            body = Remote(url, api_key).post("/api/show", {"model": name})
+            remote = Remote(url, api_key)
+            body = remote.fields(remote.post("/api/show", {"model": name}), "/api/show")
             _print_show(_view_of_show(tagged_name(name), body))
             return
         models, _, catalog = _local(registry, models_dir)

@@ -1,9 +1,13 @@
-"""The command line's shape: each subcommand's help lists its own options only; pull progress."""
+"""The command line's shape: each subcommand's help lists its own options only; pull progress;
+what --url commands do with an answer that is not the gateway's."""
 
 from __future__ import annotations
 
 import io
 import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rich.console import Console
@@ -67,3 +71,90 @@ def test_pull_progress_draws_a_bar_per_file_and_a_line_per_stage() -> None:
     assert "10.0/10.0 MB" in final
     assert "pulling model 8199be6f699a" in final and "23.0/23.0 MB" in final
     assert "━" in final
+
+
+class Site:
+    """A local HTTP server answering each path from `pages` (status, headers, body) and
+    recording the Authorization header each path was sent with."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.seen: dict[str, str | None] = {}
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.seen[self.path] = self.headers.get("Authorization")
+                status, headers, body = site.pages.get(self.path, (404, {}, b"{}"))
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.do_GET()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+@pytest.fixture
+def sites() -> Iterator[tuple[Site, Site]]:
+    pair = (Site(), Site())
+    for site in pair:
+        threading.Thread(target=site.server.serve_forever, args=(0.01,), daemon=True).start()
+    yield pair
+    for site in pair:
+        site.server.shutdown()
+        site.server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("command", "body", "what"),
+    [
+        ("ls", b"<html>captive portal</html>", "/api/tags: not JSON"),
+        ("ls", b'{"x": 1}', "/api/tags: no 'models'"),
+        (
+            "ls",
+            b'{"models": [{"name": "a"}]}',
+            "/api/tags: no 'digest', 'size', 'modified_at'",
+        ),
+        ("ps", b'{"x": 1}', "/api/ps: no 'models'"),
+        ("ps", b'{"models": {"name": "a"}}', "/api/ps: 'models' is not a list"),
+        ("ps", b"[1, 2]", "/api/ps: not a JSON object"),
+    ],
+)
+def test_an_answer_that_is_not_the_gateways_is_one_line(
+    sites: tuple[Site, Site], command: str, body: bytes, what: str
+) -> None:
+    # A wrong port, a proxy's page or a captive portal used to give a 33- to 44-line traceback.
+    site = sites[0]
+    path = "/api/tags" if command == "ls" else "/api/ps"
+    site.pages[path] = (200, {"Content-Type": "text/html"}, body)
+    result = CliRunner().invoke(app, [command, "--url", site.url], env={"NO_COLOR": "1"})
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr == f"gateway: {site.url} did not answer as a gateway ({what})\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "path", "body", "what"),
+    [
+        (["pull", "m"], "/api/pull", b"<html></html>\n", "/api/pull: not JSON"),
+        (["pull", "m"], "/api/pull", b'["status"]\n', "/api/pull: not JSON objects"),
+        (["show", "m"], "/api/show", b"[]", "/api/show: not a JSON object"),
+    ],
+)
+def test_posts_that_get_an_answer_not_the_gateways_are_one_line(
+    sites: tuple[Site, Site], args: list[str], path: str, body: bytes, what: str
+) -> None:
+    site = sites[0]
+    site.pages[path] = (200, {}, body)
+    result = CliRunner().invoke(app, [*args, "--url", site.url], env={"NO_COLOR": "1"})
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"gateway: {site.url} did not answer as a gateway ({what})\n"
