@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 _TIMEOUT = 600.0
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class RemoteError(RuntimeError):
@@ -25,6 +27,47 @@ def _error_message(body: bytes, status: int) -> str:
     if isinstance(error, dict):  # OpenAI's shape
         error = error.get("message")
     return str(error) if error else f"HTTP {status}"
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        scheme = parts.scheme.lower()
+        return scheme, parts.hostname or "", parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    except ValueError:
+        return None
+
+
+def _key_may_follow(old_url: str, new_url: str) -> bool:
+    """The same origin, or the same host moving from http:80 to https:443 (as requests allows)."""
+    old, new = _origin(old_url), _origin(new_url)
+    if old is None or new is None:
+        return False
+    upgrade = old == ("http", new[1], 80) and new[::2] == ("https", 443)
+    return old == new or upgrade
+
+
+class _KeyKeepingRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib copies every header onto a redirect, Authorization included, to whatever host the
+    Location names: the key would go to a host the user never named. It is kept only for the
+    origin it was sent to; once dropped, later hops never have it."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and not _key_may_follow(req.full_url, new.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_KeyKeepingRedirects)
 
 
 class Remote:
@@ -52,7 +95,7 @@ class Remote:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
+            return _OPENER.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             raise RemoteError(_error_message(exc.read(), exc.code)) from None
         except (urllib.error.URLError, OSError) as exc:

@@ -1,9 +1,10 @@
 """The command line's shape: each subcommand's help lists its own options only; pull progress;
-what --url commands do with an answer that is not the gateway's."""
+what --url commands do with an answer that is not the gateway's, and with a redirect."""
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.cli.pull import PullProgress
+from gateway.client import Remote
 from gateway.settings import describe_settings
 
 SERVER_FLAGS = {flag for flag, *_ in describe_settings()}
@@ -158,3 +160,24 @@ def test_posts_that_get_an_answer_not_the_gateways_are_one_line(
     result = CliRunner().invoke(app, [*args, "--url", site.url], env={"NO_COLOR": "1"})
     assert result.exit_code == 2, result.output
     assert result.stderr == f"gateway: {site.url} did not answer as a gateway ({what})\n"
+
+
+def test_the_key_is_not_sent_to_another_host_a_redirect_names(sites: tuple[Site, Site]) -> None:
+    named, other = sites
+    tags = (200, {}, json.dumps({"models": []}).encode())
+    other.pages["/api/tags"] = tags
+    # Another port on the same address is another origin; localhost is another host name.
+    for target in (other.url, other.url.replace("127.0.0.1", "localhost")):
+        named.pages["/api/tags"] = (302, {"Location": target + "/api/tags"}, b"")
+        other.seen.clear()
+        assert Remote(named.url, "s3cret").get("/api/tags") == {"models": []}
+        assert named.seen["/api/tags"] == "Bearer s3cret"
+        assert other.seen == {"/api/tags": None}  # urllib used to copy it onto the redirect
+
+
+def test_the_key_follows_a_redirect_on_the_same_origin(sites: tuple[Site, Site]) -> None:
+    named = sites[0]
+    named.pages["/old/api/tags"] = (307, {"Location": "/api/tags"}, b"")
+    named.pages["/api/tags"] = (200, {}, b'{"models": []}')
+    assert Remote(named.url + "/old", "s3cret").get("/api/tags") == {"models": []}
+    assert named.seen == {"/old/api/tags": "Bearer s3cret", "/api/tags": "Bearer s3cret"}
