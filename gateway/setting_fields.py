@@ -120,8 +120,8 @@ def parse_budget(raw: str) -> str | None:
         percent = float(raw[:-1])
         if not 0 < percent <= 100:
             raise ValueError(f"a percentage must be within (0, 100], got {raw!r}")
-    else:
-        parse_bytes(raw)
+    elif parse_bytes(raw) == 0:  # "0B", "0GiB": no cap, as "0" is (not a zero budget)
+        return None
     return raw
 
 

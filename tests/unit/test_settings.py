@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.memory import resolve_budget
 from gateway.settings import Settings, SettingsError
 from gateway.units import parse_bytes, parse_duration, parse_go_duration
 
@@ -374,3 +375,12 @@ def test_image_allow_hosts_entries_that_would_never_match_are_refused(entry: str
     assert str(caught.value) == (
         f"GATEWAY_IMAGE_ALLOW_HOSTS: {entry!r} is neither a network nor a host name"
     )
+
+
+@pytest.mark.parametrize("raw", ["0", "0B", "0GiB", "0MiB", "0.0", " 0 "])
+def test_a_zero_memory_budget_means_no_cap(raw: str) -> None:
+    """The help says 0 = no cap: any spelling of zero bytes, not just "0", is uncapped (a zero
+    budget would refuse every second model and evict all others after each load)."""
+    settings = Settings.load({"GATEWAY_MAX_RAM": raw, "GATEWAY_MAX_VRAM": raw})
+    assert settings.max_ram is None and settings.max_vram is None
+    assert resolve_budget(settings.max_ram, 1 << 34) is None
