@@ -161,7 +161,9 @@ class Batcher:
 
     @property
     def queued(self) -> int:
-        return len(self._pending)
+        """Inputs waiting for clients that still wait (a departed client's stay in the queue
+        until the next batch is cut skips them)."""
+        return sum(1 for e in self._pending if not e.job.future.done())
 
     async def submit(self, items: Sequence[Item]) -> list[np.ndarray]:
         """Run `items` (possibly across several batches); results come back in order."""
@@ -169,10 +171,14 @@ class Batcher:
             return []
         if self._closed:
             raise Busy("the model was unloaded, please retry")
-        if self._pending and len(self._pending) + len(items) > self.max_queue:
-            self.stats.rejected += 1
-            metrics.queue_rejected(self.encoder.spec.name)
-            raise Busy(f"server busy, please try again ({len(self._pending)} inputs queued)")
+        if len(self._pending) + len(items) > self.max_queue:
+            # Departed clients' inputs wait in the queue until the next batch is cut: drop them
+            # before refusing anyone on their account (here only, not on every submit).
+            self._pending = [e for e in self._pending if not e.job.future.done()]
+            if self._pending and len(self._pending) + len(items) > self.max_queue:
+                self.stats.rejected += 1
+                metrics.queue_rejected(self.encoder.spec.name)
+                raise Busy(f"server busy, please try again ({len(self._pending)} inputs queued)")
         self._loop = asyncio.get_running_loop()
         job = _Job(self._loop.create_future(), [None] * len(items), len(items))
         self._pending.extend(_Entry(job, i, item) for i, item in enumerate(items))
