@@ -22,7 +22,7 @@ import numpy as np
 from gateway import metrics
 from gateway.encoders.base import AnyEncoder, Item
 from gateway.errors import Busy, GatewayError
-from gateway.memory import process_anonymous
+from gateway.memory import GrowthMeter, process_anonymous
 from gateway.redact import runtime_cause
 from gateway.run_overhead import DEFAULT_RUN_OVERHEAD_TOKENS, RunOverhead
 
@@ -135,6 +135,7 @@ class Batcher:
         measure_growth: bool = False,
         run_overhead: RunOverhead | None = None,
         bucket: Callable[[int], int] | None = None,
+        growth: GrowthMeter | None = None,
     ) -> None:
         self.encoder = encoder
         self.executor = executor
@@ -147,6 +148,7 @@ class Batcher:
         # (rows, padded length) shapes whose growth was measured: an arena grows when the shape
         # it runs is new, and reading /proc twice per run costs ~0.1 ms on the one-text path.
         self._measured_shapes: set[tuple[int, int]] = set()
+        self.growth = growth or GrowthMeter()  # the device's: shared by its models' batchers
         self.stats = BatchStats()
         self.run_overhead = run_overhead or RunOverhead(DEFAULT_RUN_OVERHEAD_TOKENS, "default")
         self.bucket = bucket
@@ -282,7 +284,7 @@ class Batcher:
         if measure:
             self._measured_shapes.add(shape)
             # The outputs are the requests' until they finish, not the runtime's arena.
-            grown = process_anonymous() - before - held_bytes(outputs)
+            grown = self.growth.charge(before, process_anonymous() - held_bytes(outputs))
             if grown > GROWTH_NOISE_BYTES:
                 self.stats.grown_bytes += grown
         return outputs, seconds

@@ -146,3 +146,30 @@ def resolve_budget(raw: str | None, total: int) -> int | None:
     if raw.endswith("%"):
         return int(total * float(raw[:-1]) / 100)
     return parse_bytes(raw)
+
+
+class GrowthMeter:
+    """How much of a run's anonymous-RSS growth to charge to its model's arena. Used on the
+    device thread only (runs, loads and unloads share it), one per device.
+
+    RSS is the whole process's: memory that other threads (request bodies, tokenizing) hold
+    when a run ends reads as growth too, and a raw delta charged per new shape adds that noise
+    up once per shape, for good. A runtime's arena only grows while its model is loaded, so its
+    growth lifts RSS to a new high, while other threads' memory comes and goes. Charging a run
+    only what RSS rises above the highest reading so far charges such transient memory at most
+    once: the total stays within about one burst of the arena's real growth, in either
+    direction, however many shapes run. An unload lowers RSS for real, so it resets the mark
+    (else later growth up to the old high would go uncharged).
+    """
+
+    def __init__(self) -> None:
+        self._high: int | None = None
+
+    def charge(self, before: int, after: int) -> int:
+        """Bytes to charge for a run that read `before` and `after` (outputs excluded)."""
+        high = before if self._high is None else self._high
+        self._high = max(high, after)
+        return min(after - before, after - high)
+
+    def reset(self) -> None:
+        self._high = None
