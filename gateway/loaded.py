@@ -16,7 +16,7 @@ from gateway.backends.vram import probe_vram_per_token, token_budget
 from gateway.batching import Batcher
 from gateway.budget import Resident
 from gateway.encoders import AnyEncoder, build_encoder
-from gateway.memory import Nvml, process_anonymous
+from gateway.memory import GrowthMeter, Nvml, process_anonymous
 from gateway.run_overhead import RunOverhead, run_overhead_at_load
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -43,6 +43,12 @@ class LoadedModel:
     compute: dict[str, object] = field(default_factory=dict)  # backend, precision, why
     expires_at: float | None = None
     expiry: asyncio.TimerHandle | None = None
+    keep_alive_arrival: int = -1  # arrival number of the request whose keep_alive is set
+
+    def set_keep_alive(self, seconds: float, arrival: int) -> None:
+        """The last request to arrive wins, as in Ollama, whatever order requests end in."""
+        if arrival > self.keep_alive_arrival:
+            self.keep_alive, self.keep_alive_arrival = seconds, arrival
 
     @property
     def memory_bytes(self) -> int:
@@ -124,6 +130,7 @@ async def load_model(
     settings: Settings,
     *,
     keep_alive: float,
+    growth: GrowthMeter | None = None,
 ) -> LoadedModel:
     """Build `spec`'s encoder on the device's worker, measured, with a Batcher around it."""
     loop = asyncio.get_running_loop()
@@ -158,6 +165,7 @@ async def load_model(
         bucket=partial(bucket_length, step=placement.bucket_step)
         if placement and placement.bucketed
         else None,
+        growth=growth,
     )
     model = LoadedModel(
         spec=spec,

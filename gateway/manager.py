@@ -19,21 +19,24 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import itertools
 import logging
 import math
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
 
 from gateway import budget, metrics
 from gateway.budget import GpuView, Limits, MemoryView, Resident
 from gateway.errors import Busy, GatewayError, StartupFailed
 from gateway.load_errors import load_error, missing_files_error, pull_error
+from gateway.load_failures import LoadFailures, files_state
 from gateway.loaded import LoadedModel, load_model
-from gateway.memory import Nvml, host_available, process_rss, release_free_heap, resolve_budget
-from gateway.memory import host_total as host_memory_total
+from gateway.memory import GrowthMeter, Nvml, host_available, process_rss, release_free_heap
 from gateway.pulling import Puller
 from gateway.registry import Registry
+from gateway.room import Room
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources import ModelStore, SourceError
@@ -48,26 +51,32 @@ class ModelUse:
     """`async with manager.use(spec) as (model, load_seconds)`. A class: @asynccontextmanager's
     generator costs ~10 us on every request."""
 
-    __slots__ = ("_keep_alive", "_manager", "_model", "_spec")
+    __slots__ = ("_arrival", "_keep_alive", "_manager", "_model", "_spec")
 
     def __init__(self, manager: ModelManager, spec: ModelSpec, keep_alive: float | None) -> None:
         self._manager = manager
         self._spec = spec
         self._keep_alive = keep_alive
+        self._arrival = next(manager.arrivals)
         self._model: LoadedModel | None = None
 
     async def __aenter__(self) -> tuple[LoadedModel, float]:
         model, load_seconds = await self._manager._acquire(self._spec)
-        keep_alive = self._keep_alive
-        if keep_alive is None:
-            keep_alive = self._manager.default_keep_alive(self._spec)
-        model.keep_alive = keep_alive
         self._model = model
         return model, load_seconds
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._model is not None:
             model, self._model = self._model, None
+            # A request refused Busy (queue full, model unloaded) was not served: as in Ollama,
+            # which refuses before scheduling, it does not become the last request.
+            if not isinstance(exc, Busy):
+                keep_alive = self._keep_alive
+                if keep_alive is None:
+                    keep_alive = self._manager.default_keep_alive(self._spec)
+                model.set_keep_alive(keep_alive, self._arrival)
             await self._manager._release(model)
 
 
@@ -89,14 +98,14 @@ class ModelManager:
         self.nvml = nvml or Nvml()
         # One worker per device: runs, loads and unloads never overlap.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
+        self.growth = GrowthMeter()  # arena growth per new batch shape, for every model here
+        self.arrivals = itertools.count()  # requests in order of arrival: whose keep_alive wins
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
-        self._measured: dict[str, int] = {}
         self._waiting: Counter[str] = Counter()
         self._load_lock = asyncio.Lock()
-        self._idle = asyncio.Condition()
-        self._room_waiters = 0  # loads waiting in _make_room for a model to go idle or away
-        self.load_failures: dict[str, str] = {}
+        self.room = Room(store, settings, self.nvml, self.device, self.residents, self._evict)
+        self.load_failures = LoadFailures()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -119,12 +128,7 @@ class ModelManager:
         return self.settings.keep_alive if per_model is None else per_model
 
     def limits(self) -> Limits:
-        """The budgets: RAM, and VRAM when NVML can tell the GPU's size (else GPU models are
-        budgeted as host memory)."""
-        ram = resolve_budget(self.settings.max_ram, host_memory_total())
-        gpu = self.nvml.memory() if self.device == "cuda" else None
-        vram = ram if gpu is None else resolve_budget(self.settings.max_vram, gpu.total)
-        return Limits(ram, vram, self.settings.max_loaded_models or None)
+        return self.room.limits()
 
     def budget(self) -> int | None:
         """Bytes the loaded models may use on this device; None when uncapped."""
@@ -149,15 +153,9 @@ class ModelManager:
             gpu=None if gpu is None else GpuView(gpu.total, gpu.used),
         )
 
-    def _footprint_key(self, spec: ModelSpec) -> str:
-        # Keyed by the model file, so aliases and entries sharing weights share a measurement.
-        return str(self.store.path_of(spec, "model").resolve())
-
     def estimate(self, spec: ModelSpec) -> int:
         """Memory a load of `spec` is expected to take, before it happens."""
-        measured = self._measured.get(self._footprint_key(spec))
-        file_bytes = self.store.size(spec) if measured is None else 0
-        return budget.estimate(measured, spec.memory_estimate_bytes, file_bytes)
+        return self.room.estimate(spec)
 
     # -- use -----------------------------------------------------------------------------------
 
@@ -182,8 +180,11 @@ class ModelManager:
             self._waiting[spec.name] += 1
             try:
                 await asyncio.shield(task)
-            finally:
+            except BaseException:  # the load failed, or this request was cancelled (client gone)
                 self._waiting[spec.name] -= 1
+                self._idle_if_unheld(spec.name)
+                raise
+            self._waiting[spec.name] -= 1
         model.in_flight += 1
         metrics.in_flight(spec.name, model.in_flight)
         model.last_used = time.time()
@@ -196,21 +197,39 @@ class ModelManager:
         model.last_used = time.time()
         if model.in_flight > 0 or self._loaded.get(model.spec.name) is not model:
             return
-        await self._wake_room_waiters()
+        await self.room.wake_waiters()
         if model.keep_alive == 0:
             await self.unload(model.spec.name, reason="keep_alive 0")
-        elif model.keep_alive != math.inf:
-            model.expires_at = time.time() + model.keep_alive
-            loop = asyncio.get_running_loop()
-            model.expiry = loop.call_later(
-                model.keep_alive,
-                lambda: loop.create_task(self._expire(model)),
-                context=contextvars.Context(),  # the expiry is no request's: no request ID
-            )
+        else:
+            self._start_expiry(model)
+
+    def _start_expiry(self, model: LoadedModel) -> None:
+        """Start `model`'s idle time: it unloads after its keep_alive unless a request takes
+        it first (_acquire cancels this)."""
+        if model.keep_alive == math.inf:
+            return
+        model.expires_at = time.time() + model.keep_alive
+        loop = asyncio.get_running_loop()
+        model.expiry = loop.call_later(
+            model.keep_alive,
+            lambda: loop.create_task(self._expire(model)),
+            context=contextvars.Context(),  # the expiry is no request's: no request ID
+        )
+
+    def _idle_if_unheld(self, name: str) -> None:
+        """A loaded model that no request holds or waits for goes idle, as at a release: the
+        requests it was loaded for left (cancelled) before they took it."""
+        model = self._loaded.get(name)
+        if model is None or model.busy or self._waiting[name] or model.expiry is not None:
+            return
+        self._start_expiry(model)
+        if self.room.waited_for:  # a load waiting for room may evict it now
+            asyncio.get_running_loop().create_task(self.room.wake_waiters())
 
     async def _expire(self, model: LoadedModel) -> None:
-        if not model.busy and self._loaded.get(model.spec.name) is model:
-            await self.unload(model.spec.name, reason="keep_alive expired")
+        name = model.spec.name
+        if not model.busy and not self._waiting[name] and self._loaded.get(name) is model:
+            await self.unload(name, reason="keep_alive expired")
 
     # -- load ----------------------------------------------------------------------------------
 
@@ -224,7 +243,11 @@ class ModelManager:
         elif missing:
             raise missing_files_error(spec, self.store, missing)
         async with self._load_lock:  # one load at a time, like Ollama
-            await self._make_room(spec)
+            files = files_state(self.store.paths(spec))
+            # Evicting healthy models for a load that failed, from these same files, would
+            # only make them reload after this one fails again: it loads if there is room.
+            failed = self.load_failures.unchanged(spec.name, files)
+            await self.room.make(spec, refuse=failed)
             try:
                 model = await load_model(
                     spec,
@@ -234,59 +257,21 @@ class ModelManager:
                     self.executor,
                     self.settings,
                     keep_alive=self.default_keep_alive(spec),
+                    growth=self.growth,
                 )
             except Exception as exc:
                 error = load_error(spec.name, exc)
-                self.load_failures[spec.name] = error.message
+                self.load_failures.record(spec.name, files, error)
                 metrics.model_load_failed(spec.name)
                 raise error from None
-            self.load_failures.pop(spec.name, None)
-            # Deltas measured in a busy process vary from load to load; budget by the largest.
-            key = self._footprint_key(spec)
-            self._measured[key] = max(model.load_bytes, self._measured.get(key, 0))
+            self.load_failures.forget(spec.name)
+            self.room.measured(spec, model.load_bytes)
             self._loaded[spec.name] = model
             metrics.model_loaded(spec.name, model.device, model.load_bytes, model.load_seconds)
             metrics.memory_budget(self.device, self.budget())
-            await self._enforce_budget(keep=model)
+            await self.room.enforce_budget(keep=spec.name)
+            self._idle_if_unheld(spec.name)  # every request it was loaded for has left
         return model
-
-    async def _make_room(self, spec: ModelSpec) -> None:
-        """Evict idle models until `spec` fits (gateway.budget decides); wait if all are busy."""
-        need = self.estimate(spec)
-        deadline = time.monotonic() + self.settings.memory_wait
-        while not budget.fits(self.residents(), need, self.device, self.limits()):
-            victim = budget.choose_victim(self.residents(), now=time.time())
-            if victim is not None:
-                await self.unload(victim.name, reason=f"making room for {spec.name}")
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._loaded:
-                raise self._no_room(spec, need)
-            self._room_waiters += 1
-            try:
-                async with self._idle:
-                    await asyncio.wait_for(self._idle.wait(), timeout=remaining)
-            except TimeoutError:
-                raise self._no_room(spec, need) from None
-            finally:
-                self._room_waiters -= 1
-
-    async def _enforce_budget(self, keep: LoadedModel) -> None:
-        """After a load measured more than estimated: evict idle models until within budget."""
-        while budget.over_budget(self.residents(), self.device, self.limits()):
-            victim = budget.choose_victim(
-                self.residents(), now=time.time(), device=self.device, exclude=keep.spec.name
-            )
-            if victim is None:
-                return
-            await self.unload(victim.name, reason=f"over budget after loading {keep.spec.name}")
-
-    def _no_room(self, spec: ModelSpec, need: int) -> Busy:
-        limits = self.limits()
-        message = budget.no_room_message(
-            spec.name, need, self.residents(), limits.budget(self.device), limits.max_models
-        )
-        return Busy(message, retry_after=5)
 
     # -- unload --------------------------------------------------------------------------------
 
@@ -302,8 +287,11 @@ class ModelManager:
         await asyncio.get_running_loop().run_in_executor(self.executor, self._free, model)
         log.info("unloaded %s (%s)", name, reason)
         metrics.model_unloaded(name, model.device, reason)
-        await self._wake_room_waiters()
+        await self.room.wake_waiters()
         return True
+
+    async def _evict(self, name: str, reason: str) -> bool:
+        return await self.unload(name, reason=reason)
 
     async def expire(self, name: str) -> None:
         """Ollama's unload request (`keep_alive: 0`, nothing to run): unload now if idle,
@@ -312,23 +300,16 @@ class ModelManager:
         if model is None:
             return
         if model.busy:
-            model.keep_alive = 0
+            model.set_keep_alive(0, next(self.arrivals))
         else:
             await self.unload(name, reason="unload requested")
 
-    async def _wake_room_waiters(self) -> None:
-        """A model went idle or away: loads waiting for room look again (skipped, as it is on
-        every request, when none waits)."""
-        if self._room_waiters:
-            async with self._idle:
-                self._idle.notify_all()
-
-    @staticmethod
-    def _free(model: LoadedModel) -> None:
+    def _free(self, model: LoadedModel) -> None:
         model.encoder.close()
         del model
         gc.collect()
         release_free_heap()
+        self.growth.reset()  # memory went back: later growth is measured from here
 
     async def preload(self) -> None:
         """Load the registry's `preload:` models; one that fails stops start-up (StartupFailed)."""
@@ -341,10 +322,16 @@ class ModelManager:
                 raise StartupFailed(f"preload: {exc.message}") from None
 
     async def close(self) -> None:
+        """At shutdown: refuse what is queued and let the device go without waiting for it. A
+        batch running there is not waited for (nor are sessions freed behind it): one batch can
+        outlast GATEWAY_SHUTDOWN_GRACE, and the process is exiting (uvicorn re-raises SIGTERM
+        once the lifespan ends, so nothing joins the device thread)."""
         for task in list(self._loading.values()):
             task.cancel()
         await asyncio.gather(*self._loading.values(), return_exceptions=True)
-        for name in list(self._loaded):
-            self._loaded[name].in_flight = 0
-            await self.unload(name, reason="shutdown")
-        self.executor.shutdown(wait=True)
+        for name, model in list(self._loaded.items()):
+            model.cancel_expiry()
+            await model.batcher.close()
+            log.info("unloaded %s (shutdown)", name)
+        self._loaded.clear()
+        self.executor.shutdown(wait=False, cancel_futures=True)

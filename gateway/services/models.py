@@ -103,7 +103,8 @@ class ModelAdmin:
         return [
             Loaded(
                 info=self.catalog.info(model.spec),
-                digest=self.catalog.digest(model.spec),
+                # The loaded weights' (hashed at load): never hash on the event loop here.
+                digest=model.digest,
                 device=model.device,
                 memory_bytes=model.memory_bytes,
                 keep_alive=model.keep_alive,

@@ -97,3 +97,53 @@ def test_sigterm_with_a_large_request_in_flight(
             assert response.headers["content-type"] == "application/json"
             assert "shutting down" in response.json()["error"]
         assert "Traceback" not in server.log()
+
+
+def test_a_batch_longer_than_the_grace_does_not_delay_the_exit(
+    default_model_dir: Path, tmp_path: Path
+) -> None:
+    """One batch of 128 texts of 256 tokens runs for many seconds on one thread, longer than the
+    3 s grace: its request is answered 503 and the process exits within the grace, without
+    waiting for the batch (the runtime cannot stop it; the process is exiting anyway)."""
+    grace = 3.0
+    texts = [f"held {i} " + "lorem ipsum dolor sit amet " * 60 for i in range(256)]
+    server = _serve(tmp_path, grace, drain_delay=0.0)
+    server.extra_env.update(
+        {
+            "GATEWAY_THREADS": "1",
+            "GATEWAY_MAX_BATCH_SIZE": "128",
+            "GATEWAY_MAX_BATCH_TOKENS": "32768",
+        }
+    )
+    with server:
+        assert server.process is not None
+        with server.client() as client:
+            client.post("/api/embed", json={"model": "all-minilm", "input": "warm"})
+        answer: dict[str, httpx.Response] = {}
+
+        def send() -> None:
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                answer["response"] = client.post(
+                    "/api/embed", json={"model": "all-minilm", "input": texts}
+                )
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        # Half the texts queued: the other half is the batch now running on the device.
+        deadline = time.monotonic() + 120
+        with server.client() as client:
+            while not any(
+                row.get("queued", 0) for row in client.get("/admin/models").json()["models"]
+            ):
+                assert time.monotonic() < deadline, "the request never reached the model"
+                time.sleep(0.02)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=120)
+        exited_after = time.monotonic() - signalled
+        sender.join(timeout=30)
+        print(f"grace {grace} s: exited {exited_after:.2f} s after SIGTERM")
+        # Slack for a busy machine; waiting for the batch takes several times the grace.
+        assert exited_after < grace + 2.5, f"exited {exited_after:.1f}s after SIGTERM"
+        assert answer["response"].status_code == 503
+        assert "Traceback" not in server.log()

@@ -1,0 +1,120 @@
+"""Room on the device for a load: the budgets, what a load is expected to take, and making room.
+
+gateway.budget decides on plain data (does a load fit, which idle model goes); this applies it to
+the loaded models: it evicts idle ones until a load fits, waits a bounded time for busy ones to go
+idle, and after a load that measured more than expected evicts until within budget again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from gateway import budget
+from gateway.budget import Limits, Resident
+from gateway.errors import Busy, GatewayError
+from gateway.memory import Nvml, resolve_budget
+from gateway.memory import host_total as host_memory_total
+from gateway.settings import Settings
+from gateway.sources import ModelStore
+from gateway.specs import ModelSpec
+
+# Unloads a model by name if it is idle ("reason" is logged); False if it is not loaded or busy.
+Unload = Callable[[str, str], Awaitable[bool]]
+
+
+class Room:
+    def __init__(
+        self,
+        store: ModelStore,
+        settings: Settings,
+        nvml: Nvml,
+        device: str,
+        residents: Callable[[], list[Resident]],
+        unload: Unload,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.nvml = nvml
+        self.device = device
+        self.residents = residents
+        self.unload = unload
+        self._measured: dict[str, int] = {}
+        self._idle = asyncio.Condition()
+        self._waiters = 0  # loads waiting for a model to go idle or away
+
+    def limits(self) -> Limits:
+        """The budgets: RAM, and VRAM when NVML can tell the GPU's size (else GPU models are
+        budgeted as host memory)."""
+        ram = resolve_budget(self.settings.max_ram, host_memory_total())
+        gpu = self.nvml.memory() if self.device == "cuda" else None
+        vram = ram if gpu is None else resolve_budget(self.settings.max_vram, gpu.total)
+        return Limits(ram, vram, self.settings.max_loaded_models or None)
+
+    def _footprint_key(self, spec: ModelSpec) -> str:
+        # Keyed by the model file, so aliases and entries sharing weights share a measurement.
+        return str(self.store.path_of(spec, "model").resolve())
+
+    def estimate(self, spec: ModelSpec) -> int:
+        """Memory a load of `spec` is expected to take, before it happens."""
+        measured = self._measured.get(self._footprint_key(spec))
+        file_bytes = self.store.size(spec) if measured is None else 0
+        return budget.estimate(measured, spec.memory_estimate_bytes, file_bytes)
+
+    def measured(self, spec: ModelSpec, load_bytes: int) -> None:
+        # Deltas measured in a busy process vary from load to load; budget by the largest.
+        key = self._footprint_key(spec)
+        self._measured[key] = max(load_bytes, self._measured.get(key, 0))
+
+    async def make(self, spec: ModelSpec, refuse: GatewayError | None = None) -> None:
+        """Evict idle models until `spec` fits (gateway.budget decides); wait if all are busy.
+        With `refuse`, evict nothing: raise it if `spec` does not fit as things are."""
+        need = self.estimate(spec)
+        deadline = time.monotonic() + self.settings.memory_wait
+        while not budget.fits(self.residents(), need, self.device, self.limits()):
+            if refuse is not None:
+                raise refuse
+            victim = budget.choose_victim(self.residents(), now=time.time())
+            if victim is not None:
+                await self.unload(victim.name, f"making room for {spec.name}")
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.residents():
+                raise self._no_room(spec, need)
+            self._waiters += 1
+            try:
+                async with self._idle:
+                    await asyncio.wait_for(self._idle.wait(), timeout=remaining)
+            except TimeoutError:
+                raise self._no_room(spec, need) from None
+            finally:
+                self._waiters -= 1
+
+    async def enforce_budget(self, keep: str) -> None:
+        """After a load measured more than estimated: evict idle models until within budget."""
+        while budget.over_budget(self.residents(), self.device, self.limits()):
+            victim = budget.choose_victim(
+                self.residents(), now=time.time(), device=self.device, exclude=keep
+            )
+            if victim is None:
+                return
+            await self.unload(victim.name, f"over budget after loading {keep}")
+
+    def _no_room(self, spec: ModelSpec, need: int) -> Busy:
+        limits = self.limits()
+        message = budget.no_room_message(
+            spec.name, need, self.residents(), limits.budget(self.device), limits.max_models
+        )
+        return Busy(message, retry_after=5)
+
+    @property
+    def waited_for(self) -> bool:
+        return self._waiters > 0
+
+    async def wake_waiters(self) -> None:
+        """A model went idle or away: loads waiting for room look again (skipped, as it is on
+        every request, when none waits)."""
+        if self._waiters:
+            async with self._idle:
+                self._idle.notify_all()

@@ -1,0 +1,256 @@
+"""ModelManager's lifecycle decisions with the loads faked (gateway.manager): what unloads a model
+nobody took, whose keep_alive counts, what a failed load may evict, and how shutdown treats a
+device thread that is still running. Loads are gated by events, so every step is ordered by the
+test, not by how fast this machine is."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from gateway import manager as manager_module
+from gateway.batching import BatchStats
+from gateway.catalog import Catalog
+from gateway.errors import Busy, ModelLoadError
+from gateway.loaded import LoadedModel
+from gateway.manager import ModelManager
+from gateway.pulling import Puller
+from gateway.registry import Registry
+from gateway.services.models import ModelAdmin
+from gateway.settings import Settings
+from gateway.sources import ModelStore
+from gateway.specs import ModelSpec
+from tools.models import minilm_entry, write_registry
+
+DEADLINE = 30.0  # far past anything these steps take, even on a loaded machine
+
+
+class FakeLoads:
+    """Stands in for gateway.loaded.load_model: loads wait for `gate`; models in `broken` fail."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.broken: set[str] = set()
+        self.count: dict[str, int] = {}
+
+    async def __call__(self, spec: ModelSpec, *args: object, **kwargs: Any) -> LoadedModel:
+        self.count[spec.name] = self.count.get(spec.name, 0) + 1
+        await self.gate.wait()
+        if spec.name in self.broken:
+            raise RuntimeError("cannot load model.onnx: protobuf parsing failed")
+        batcher = SimpleNamespace(stats=BatchStats(), close=_nothing)
+        encoder = SimpleNamespace(close=lambda: None)
+        return LoadedModel(
+            spec=spec,
+            encoder=encoder,  # type: ignore[arg-type]
+            batcher=batcher,  # type: ignore[arg-type]
+            device="cpu",
+            load_seconds=0.0,
+            load_bytes=1 << 20,
+            keep_alive=kwargs["keep_alive"],
+            digest=f"digest-of-{spec.name}",
+        )
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> FakeLoads:
+    fake = FakeLoads()
+    monkeypatch.setattr(manager_module, "load_model", fake)
+    return fake
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    entries = {}
+    for name in ("alpha", "beta", "bad"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"onnx " + name.encode())
+        (folder / "tokenizer.json").write_text("{}")
+        entries[name] = minilm_entry(folder)
+    return Registry.load(write_registry(tmp_path / "registry.yaml", entries))
+
+
+@pytest.fixture
+def build(registry: Registry, tmp_path: Path) -> Iterator[Callable[..., ModelManager]]:
+    made: list[ModelManager] = []
+
+    def make(**env: str) -> ModelManager:
+        store = ModelStore(tmp_path / "models", registry.base_dir)
+        settings = Settings.load({f"GATEWAY_{k.upper()}": v for k, v in env.items()})
+        runtime = SimpleNamespace(wants_cuda=False)
+        nvml = SimpleNamespace(memory=lambda: None)
+        made.append(ModelManager(registry, store, runtime, settings, Puller(store), nvml))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def spec(registry: Registry, name: str) -> ModelSpec:
+    return registry.resolve(name).spec
+
+
+async def poll(done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not done():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+async def serve(manager: ModelManager, model: ModelSpec, **kwargs: Any) -> None:
+    async with manager.use(model, **kwargs):
+        pass
+
+
+@pytest.mark.parametrize("leaves", ["while it loads", "as the load ends"])
+def test_a_model_loaded_for_requests_that_left_still_expires(
+    build: Callable[..., ModelManager], registry: Registry, loads: FakeLoads, leaves: str
+) -> None:
+    """Every request waiting for the load is cancelled (its client hung up): the model still
+    gets its idle time, and unloads when the default keep_alive runs out."""
+
+    async def run() -> None:
+        manager = build(keep_alive="50ms")
+        loads.gate.clear()
+        waiter = asyncio.create_task(serve(manager, spec(registry, "alpha"), keep_alive=600.0))
+        await poll(lambda: manager.is_loading("alpha"), "the load started")
+        await asyncio.sleep(0)  # the waiter counts itself as waiting for the load
+        if leaves == "while it loads":
+            waiter.cancel()
+        else:  # the load is done and the waiter is about to wake when it is cancelled
+            manager._loading["alpha"].add_done_callback(lambda _: waiter.cancel())
+        loads.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await poll(lambda: manager.get("alpha") is None, "alpha was never unloaded")
+        await manager.close()
+
+    asyncio.run(run())
+
+
+def test_a_refused_request_does_not_set_keep_alive(
+    build: Callable[..., ModelManager], registry: Registry, loads: FakeLoads
+) -> None:
+    """Refused Busy (the queue is full), a request was never served: the keep_alive of the last
+    request actually served stays (as in Ollama, which refuses before scheduling)."""
+
+    async def run() -> None:
+        manager = build()
+        alpha = spec(registry, "alpha")
+        async with manager.use(alpha, keep_alive=float("inf")):
+            with pytest.raises(Busy):
+                async with manager.use(alpha, keep_alive=0.0):
+                    raise Busy("server busy, please try again (80 inputs queued)")
+        model = manager.get("alpha")
+        assert model is not None, "unloaded by the refused request's keep_alive 0"
+        assert model.keep_alive == float("inf") and model.expires_at is None
+        await manager.close()
+
+    asyncio.run(run())
+
+
+def test_the_last_request_to_arrive_sets_keep_alive_whatever_order_they_end_in(
+    build: Callable[..., ModelManager], registry: Registry, loads: FakeLoads
+) -> None:
+    async def run() -> None:
+        manager = build()
+        alpha = spec(registry, "alpha")
+        first = manager.use(alpha, keep_alive=float("inf"))
+        await first.__aenter__()
+        async with manager.use(alpha, keep_alive=0.0):  # arrives last, ends first
+            pass
+        await first.__aexit__(None, None, None)
+        assert manager.get("alpha") is None, "keep_alive 0, the last request's, was ignored"
+        await manager.close()
+
+    asyncio.run(run())
+
+
+def test_a_load_that_failed_from_the_same_files_evicts_nothing(
+    build: Callable[..., ModelManager], registry: Registry, loads: FakeLoads
+) -> None:
+    async def run() -> None:
+        manager = build(max_loaded_models="1")
+        alpha, bad = spec(registry, "alpha"), spec(registry, "bad")
+        loads.broken.add("bad")
+        await serve(manager, alpha)
+        with pytest.raises(ModelLoadError):
+            await serve(manager, bad)  # the first failure: room was made, as for any load
+        await serve(manager, alpha)
+        for _ in range(3):
+            with pytest.raises(ModelLoadError) as refused:
+                await serve(manager, bad)
+            assert "protobuf parsing failed" in refused.value.message
+            assert [m.spec.name for m in manager.loaded()] == ["alpha"]
+        assert loads.count == {"alpha": 2, "bad": 1}
+        assert "protobuf parsing failed" in manager.load_failures["bad"]
+
+        # New files (a pull, a fix): the load is tried again, making room for it.
+        (manager.store.path_of(bad, "model")).write_bytes(b"a fixed model file")
+        loads.broken.clear()
+        await serve(manager, bad)
+        assert [m.spec.name for m in manager.loaded()] == ["bad"]
+        assert "bad" not in manager.load_failures
+        await manager.close()
+
+    asyncio.run(run())
+
+
+def test_close_does_not_wait_for_a_run_on_the_device(
+    build: Callable[..., ModelManager], registry: Registry, loads: FakeLoads
+) -> None:
+    """A batch on the device can outlast the shutdown grace: close() lets go of it."""
+    release = threading.Event()
+    threading.Timer(DEADLINE, release.set).start()  # never left hanging, whatever happens
+
+    async def run() -> None:
+        manager = build()
+        await serve(manager, spec(registry, "alpha"))
+        running = manager.executor.submit(release.wait)  # a long run on the device thread
+        await manager.close()
+        assert not release.is_set(), "close() waited for the run on the device"
+        assert manager.get("alpha") is None and not running.done()
+        release.set()
+        running.result(timeout=DEADLINE)
+
+    try:
+        asyncio.run(run())
+    finally:
+        release.set()
+
+
+def test_api_ps_reports_the_loaded_weights_digest_without_hashing(
+    build: Callable[..., ModelManager], registry: Registry, loads: FakeLoads
+) -> None:
+    """/api/ps runs on the event loop: it reports the digest taken at load, never hashing the
+    file again (which may have changed on disk since: it is not what is loaded)."""
+
+    async def run() -> None:
+        manager = build()
+        await serve(manager, spec(registry, "alpha"))
+        catalog = Catalog(registry, manager.store)
+
+        def no_hashing(_: ModelSpec) -> str:
+            raise AssertionError("/api/ps hashed a model file")
+
+        catalog.digest = no_hashing  # type: ignore[method-assign]
+        admin = ModelAdmin(registry, manager.store, catalog, manager, manager.puller, None)  # type: ignore[arg-type]
+        (row,) = admin.loaded()
+        assert row.digest == "digest-of-alpha"
+        await manager.close()
+
+    asyncio.run(run())
