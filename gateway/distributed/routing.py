@@ -17,22 +17,33 @@ from gateway.errors import ModelNotFound
 from gateway.registry import Registry
 from gateway.sources import ModelStore
 
-# Routes that run a model, and the model a body without `model` gets on each.
+# Routes that run a model, by how the model is chosen; every POST route of the app is in one
+# of these sets or in NO_MODEL_ROUTES (tests/unit/test_distributed_routing.py checks the app).
+# The body's `model`, else the registry's default model:
 EMBED_ROUTES = frozenset(
     {
         "/api/embed",
         "/api/embeddings",
         "/v1/embeddings",
-        "/embed",
-        "/txt/embed",
-        "/batch",
-        "/txt/batch",
+        "/embeddings",  # OpenAI's, unprefixed (Infinity)
+        "/v1/embed",  # Cohere
+        "/v2/embed",
+        "/embed_all",  # TEI
     }
 )
+# Shared by TEI and nomic-api-rs: TEI's body (it has `inputs`) may name a model; nomic-api-rs's
+# runs the default model.
+BY_BODY_ROUTES = frozenset({"/", "/embed"})
+# Native routes embed with a fixed model and take no `model` field.
+NATIVE_ROUTES = frozenset({"/txt/embed", "/batch", "/txt/batch"})
 IMAGE_ROUTES = frozenset({"/img/embed", "/img/batch"})
 RERANK_ROUTES = frozenset({"/v1/rerank", "/v2/rerank", "/rerank", "/api/rerank"})
-# Native routes embed with a fixed model and take no `model` field.
-NATIVE_ROUTES = frozenset({"/embed", "/txt/embed", "/batch", "/txt/batch"}) | IMAGE_ROUTES
+# POST routes that load no model: any replica answers them. /tokenize and /decode read only the
+# tokenizer; routing them would place (load) the model on a replica.
+NO_MODEL_ROUTES = frozenset(
+    {"/api/show", "/api/pull", "/api/chat", "/api/generate", "/img/stats", "/tokenize", "/decode"}
+)
+TEXT_ROUTES = EMBED_ROUTES | BY_BODY_ROUTES | NATIVE_ROUTES
 
 
 class ModelRouter:
@@ -44,17 +55,19 @@ class ModelRouter:
         self._defaults: dict[frozenset[str], Callable[[], str | None]] = {
             IMAGE_ROUTES: lambda: registry.default_image_model,
             RERANK_ROUTES: self._default_reranker,
-            EMBED_ROUTES: lambda: registry.default_model,
+            TEXT_ROUTES: lambda: registry.default_model,
         }
 
-    def model_for(self, path: str, body: bytes) -> str | None:
+    def model_for(self, path: str, body: bytes, method: str = "POST") -> str | None:
         """The model id to route by, or None for requests that run no model (or name an
         unknown one: any replica answers those with the right error)."""
+        if method.upper() != "POST":  # every route that runs a model is a POST
+            return None
         path = path.rstrip("/") or "/"
         routes = next((r for r in self._defaults if path in r), None)
         if routes is None:
             return None
-        named = None if path in NATIVE_ROUTES else _model_field(body)
+        named = None if path in NATIVE_ROUTES or path in IMAGE_ROUTES else _model_field(path, body)
         if named is None:
             return self._defaults[routes]()
         try:
@@ -71,6 +84,7 @@ class ModelRouter:
 
 class _NamesModel(msgspec.Struct):
     model: str | None = None
+    inputs: msgspec.Raw = msgspec.Raw(b"")  # present (not parsed) in TEI's body only
 
 
 # Decoding into a one-field struct skips the inputs without building them: a large body costs
@@ -78,11 +92,14 @@ class _NamesModel(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_NamesModel)
 
 
-def _model_field(body: bytes) -> str | None:
+def _model_field(path: str, body: bytes) -> str | None:
     if not body:
         return None
     try:
-        model = _decoder.decode(body).model
+        decoded = _decoder.decode(body)
     except msgspec.DecodeError:  # not JSON, not an object, or `model` not a string
         return None
+    if path in BY_BODY_ROUTES and not decoded.inputs:  # nomic-api-rs's body: the default model
+        return None
+    model = decoded.model
     return model if model and model.strip() else None

@@ -66,7 +66,7 @@ class GatewayIngress:
             scheme=scope.get("scheme", "http"),
             http_version=scope.get("http_version", "1.1"),
         )
-        model = self.router.model_for(forwarded.path, body)
+        model = self.router.model_for(forwarded.path, body, forwarded.method)
         handle = self.models if model is None else self.models.options(multiplexed_model_id=model)
         answer: ForwardedResponse = await handle.forward.remote(forwarded)
         response = Response(content=answer.body, status_code=answer.status)

@@ -49,6 +49,21 @@ def body(**fields: object) -> bytes:
         ("/api/tags", b"", None),
         ("/api/show", body(model="all-minilm"), None),
         ("/api/pull", body(model="nomic-embed-text"), None),
+        # OpenAI unprefixed, Cohere v1/v2 and TEI name the model in the body too.
+        ("/embeddings", body(model="nomic-embed-text", input="x"), "nomic-embed-text"),
+        ("/v1/embed", body(model="nomic-embed-text", texts=["x"]), "nomic-embed-text"),
+        ("/v2/embed", body(model="nomic-embed-text", texts=["x"]), "nomic-embed-text"),
+        ("/v1/embed", body(texts=["x"]), "all-minilm"),
+        ("/embed_all", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
+        ("/embed_all", body(inputs="x"), "all-minilm"),
+        # POST / and /embed: TEI's body (`inputs`) may name a model, nomic-api-rs's may not.
+        ("/embed", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
+        ("/", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
+        ("/", body(inputs="x"), "all-minilm"),
+        ("/", body(input="x", model="nomic-embed-text"), "all-minilm"),
+        # These read only the tokenizer: routing them would load the model.
+        ("/tokenize", body(model="nomic-embed-text", inputs="x"), None),
+        ("/decode", body(ids=[1]), None),
     ],
 )
 def test_model_for(
@@ -70,3 +85,25 @@ def test_rerank_without_a_model_follows_the_routes_default(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"present")
     assert router(registry, tmp_path).model_for("/api/rerank", request) == reranker.name
+
+
+def test_only_posts_run_models(registry: Registry, tmp_path: Path) -> None:
+    assert router(registry, tmp_path).model_for("/", b"", "GET") is None
+    assert router(registry, tmp_path).model_for("/api/embed", b"", "OPTIONS") is None
+
+
+def test_every_post_route_of_the_app_is_classified(tmp_path: Path) -> None:
+    """A POST route added to the app must be placed in one of routing's sets, or Ray's ingress
+    silently sends its requests to any replica (which then loads the model outside Serve's
+    count)."""
+    from gateway.api.app import create_app
+    from gateway.distributed import routing
+    from gateway.settings import Settings
+
+    app = create_app(Settings.load(environ={"GATEWAY_REGISTRY": str(REPO / "registry.yaml")}))
+    posts = {r.path for r in app.routes if "POST" in getattr(r, "methods", ())}
+    known = (
+        routing.TEXT_ROUTES | routing.IMAGE_ROUTES | routing.RERANK_ROUTES | routing.NO_MODEL_ROUTES
+    )
+    assert posts - known == set(), "unclassified POST routes"
+    assert known - posts == set(), "routes the app does not have"
