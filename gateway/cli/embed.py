@@ -20,6 +20,7 @@ from rich.table import Table
 
 from gateway.bulk.engines import Engine, LocalEngine, RemoteEngine
 from gateway.bulk.job import JobPlan, JobSummary, run_job
+from gateway.bulk.model_check import check_job_model, check_remote_images
 from gateway.bulk.output import OutputError, check_output
 from gateway.bulk.parts import JobMismatch, PartStore
 from gateway.bulk.records import RecordError, read_records
@@ -34,6 +35,7 @@ from gateway.cli.common import (
     local_settings,
     reported,
 )
+from gateway.client import Remote
 
 
 def _job_identity(source: Path, model: str, column: str | None, id_column: str | None,
@@ -50,6 +52,15 @@ def _job_identity(source: Path, model: str, column: str | None, id_column: str |
         "chunk_size": chunk_size,
         "truncate": truncate,
     }
+
+
+def _check_model(model: str, images: bool, url: str | None, api_key: str | None,
+                 registry: Path | None, models_dir: Path | None) -> None:  # fmt: skip
+    """Before any chunk is kept: the model exists, is here, and embeds what the input holds."""
+    if url is None:
+        check_job_model(local_settings(registry, models_dir), model, images=images)
+    elif images:
+        check_remote_images(Remote(url, api_key).post("/api/show", {"model": model}), model)
 
 
 def _print_summary(summary: JobSummary) -> None:
@@ -150,6 +161,7 @@ def register(app: typer.Typer) -> None:
             records = read_records(source, column=column, id_column=id_column)
             if not records.items:
                 fail(f"{source}: nothing to embed ({records.blank} blank texts)")
+            _check_model(model, records.images, url, api_key, registry, models_dir)
             parts = PartStore(output)
             job = _job_identity(source, model, column, id_column, chunk_size, truncate)
             parts.open(job, restart=restart)

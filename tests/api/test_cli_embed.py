@@ -274,3 +274,21 @@ def test_a_folder_of_images_matches_the_api(tmp_path: Path) -> None:
         np.linalg.norm(vectors, axis=1) * np.linalg.norm(expected, axis=1)
     )
     assert vectors.shape == (6, 1280) and cosine.min() >= 0.99999, cosine
+
+
+def test_a_folder_of_images_needs_an_image_model(server: GatewayServer, tmp_path: Path) -> None:
+    """A text model would embed each image's data URL as text: refused, in-process and with
+    --url, before anything is written."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "photo.png").write_bytes(encode(photo_like(0, 32, 32), "PNG"))
+    output = tmp_path / "images.npy"
+    for remote in ([], ["--url", server.url]):
+        command = [sys.executable, "-m", "gateway", "embed", str(images), "-m", MODEL,
+                   "-o", str(output), *remote]  # fmt: skip
+        result = subprocess.run(command, cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+        assert "a folder of images needs an image model" in result.stderr
+        assert list(tmp_path.glob("images.npy*")) == []
