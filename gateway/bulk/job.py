@@ -20,7 +20,7 @@ import numpy as np
 
 from gateway.bulk.engines import Engine
 from gateway.bulk.output import write_output
-from gateway.bulk.parts import PartStore
+from gateway.bulk.parts import JobMismatch, PartStore
 from gateway.bulk.records import Record, Records
 
 
@@ -65,6 +65,12 @@ def run_job(
     items = records.items
     chunks = math.ceil(len(items) / plan.chunk_size)
     done = {k for k in parts.done() if k < chunks}
+    for k in sorted(done):  # a chunk is reused by index: it must hold the same records
+        if parts.read_ids(k) != [r.id for r in _chunk(items, k, plan.chunk_size)]:
+            raise JobMismatch(
+                f"{parts.folder}: saved chunk {k} holds other records than the input has now "
+                "(it changed since the interrupted run); use --restart to start over"
+            )
     resumed = sum(len(_chunk(items, k, plan.chunk_size)) for k in done)
     started(len(items), resumed)
     began = time.perf_counter()

@@ -8,6 +8,7 @@ both are whole; a kill at any moment leaves only whole chunks and stray temporar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from gateway.bulk.records import Records
 
 _CHUNK = re.compile(r"chunk-(\d{6})\.npy")
 
@@ -31,6 +34,26 @@ def _write_atomic(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def job_identity(source: Path, records: Records, **options: object) -> dict[str, object]:
+    """What must not change between a run and its resumption: the input and the options.
+
+    A file is known by its size and mtime. A folder's own mtime changes only when an entry
+    directly in it is added or removed, so a folder of images is known by a digest of every
+    image's (path, size, mtime): one added in a subfolder, or edited in place, changes it.
+    """
+    stat = source.stat()
+    identity: dict[str, object] = {"input": str(source.resolve())}
+    if source.is_file():
+        identity |= {"input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
+    else:
+        digest = hashlib.sha256()
+        for record in records.items:  # sorted by path
+            file = Path(record.value).stat()
+            digest.update(f"{record.id}\0{file.st_size}\0{file.st_mtime_ns}\n".encode())
+        identity["input_files"] = f"{len(records.items)}:{digest.hexdigest()}"
+    return identity | options
 
 
 class PartStore:
@@ -72,6 +95,10 @@ class PartStore:
         _write_atomic(stem.with_suffix(".ids.json"), json.dumps(ids).encode())
         buffer = _npy_bytes(vectors)
         _write_atomic(stem.with_suffix(".npy"), buffer)
+
+    def read_ids(self, index: int) -> list[str]:
+        ids: list[str] = json.loads((self.folder / f"chunk-{index:06d}.ids.json").read_text())
+        return ids
 
     def read(self, index: int) -> tuple[list[str], np.ndarray]:
         stem = self.folder / f"chunk-{index:06d}"

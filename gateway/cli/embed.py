@@ -22,7 +22,7 @@ from gateway.bulk.engines import Engine, LocalEngine, RemoteEngine
 from gateway.bulk.job import JobPlan, JobSummary, run_job
 from gateway.bulk.model_check import check_job_model, check_remote_images
 from gateway.bulk.output import OutputError, check_output
-from gateway.bulk.parts import JobMismatch, PartStore
+from gateway.bulk.parts import JobMismatch, PartStore, job_identity
 from gateway.bulk.records import RecordError, read_records
 from gateway.cli.common import (
     ApiKeyOption,
@@ -36,22 +36,6 @@ from gateway.cli.common import (
     reported,
 )
 from gateway.client import Remote
-
-
-def _job_identity(source: Path, model: str, column: str | None, id_column: str | None,
-                  chunk_size: int, truncate: bool) -> dict[str, object]:  # fmt: skip
-    """What must not change between a run and its resumption."""
-    stat = source.stat()
-    return {
-        "input": str(source.resolve()),
-        "input_size": stat.st_size if source.is_file() else None,
-        "input_mtime_ns": stat.st_mtime_ns,
-        "model": model,
-        "column": column,
-        "id_column": id_column,
-        "chunk_size": chunk_size,
-        "truncate": truncate,
-    }
 
 
 def _check_model(model: str, images: bool, url: str | None, api_key: str | None,
@@ -163,7 +147,8 @@ def register(app: typer.Typer) -> None:
                 fail(f"{source}: nothing to embed ({records.blank} blank texts)")
             _check_model(model, records.images, url, api_key, registry, models_dir)
             parts = PartStore(output)
-            job = _job_identity(source, model, column, id_column, chunk_size, truncate)
+            job = job_identity(source, records, model=model, column=column, id_column=id_column,
+                               chunk_size=chunk_size, truncate=truncate)  # fmt: skip
             parts.open(job, restart=restart)
         except (OutputError, RecordError, JobMismatch) as exc:
             fail(str(exc))
@@ -187,6 +172,8 @@ def register(app: typer.Typer) -> None:
                 f"{parts.folder}: run the same command again to resume"
             )
             raise typer.Exit(130) from None
+        except JobMismatch as exc:
+            fail(str(exc))
         finally:
             engine.close()
         _print_summary(summary)
