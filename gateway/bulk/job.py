@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import mimetypes
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -22,6 +23,16 @@ from gateway.bulk.engines import Engine
 from gateway.bulk.output import write_output
 from gateway.bulk.parts import JobMismatch, PartStore
 from gateway.bulk.records import Record, Records
+from gateway.client import RemoteError
+from gateway.errors import GatewayError
+
+# The engine names an input by its place in the batch (input[35]): the user knows the record.
+_BATCH_INDEX = re.compile(r"\binput\[(\d+)\]")
+_API_HINT = "send truncate: true to cut it"
+
+
+class BatchFailed(RuntimeError):
+    """The engine refused a batch; the message names the record by its id, not its place."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +131,12 @@ def _embed_chunk(
     advanced: Callable[[int], None],
 ) -> np.ndarray:
     def one(batch: list[Record]) -> np.ndarray:
-        return engine.embed([prepare(r.value) for r in batch])
+        try:
+            return engine.embed([prepare(r.value) for r in batch])
+        except GatewayError as exc:
+            raise BatchFailed(in_records(exc.message, batch)) from None
+        except RemoteError as exc:
+            raise BatchFailed(in_records(str(exc), batch)) from None
 
     batches = [rows[i : i + plan.batch_size] for i in range(0, len(rows), plan.batch_size)]
     futures: dict[Future[np.ndarray], int] = {pool.submit(one, b): i for i, b in enumerate(batches)}
@@ -137,3 +153,13 @@ def _embed_chunk(
         for future in pending:
             future.cancel()
     return np.concatenate([r for r in results if r is not None])
+
+
+def in_records(message: str, batch: list[Record]) -> str:
+    """An engine's error about `batch`, with input[i] as the record's id and the CLI's flag."""
+
+    def record(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return f"record {batch[index].id!r}" if index < len(batch) else match.group(0)
+
+    return _BATCH_INDEX.sub(record, message).replace(_API_HINT, "pass --truncate to cut it")

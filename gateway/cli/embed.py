@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from gateway.bulk.engines import Engine, LocalEngine, RemoteEngine
-from gateway.bulk.job import JobPlan, JobSummary, run_job
+from gateway.bulk.job import BatchFailed, JobPlan, JobSummary, run_job
 from gateway.bulk.model_check import check_job_model, check_remote_images
 from gateway.bulk.output import OutputError, check_output
 from gateway.bulk.parts import JobMismatch, PartStore, job_identity
@@ -172,7 +172,7 @@ def register(app: typer.Typer) -> None:
                 f"{parts.folder}: run the same command again to resume"
             )
             raise typer.Exit(130) from None
-        except JobMismatch as exc:
+        except (BatchFailed, JobMismatch) as exc:
             fail(str(exc))
         finally:
             engine.close()

@@ -1,5 +1,5 @@
 """What `gateway embed` checks before and while it runs: the model can embed the input and is
-here, and a resumed job still has the same input."""
+here, a resumed job still has the same input, and an engine's error names the user's record."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.bulk.job import JobPlan, run_job
+from gateway.bulk.job import BatchFailed, JobPlan, run_job
 from gateway.bulk.model_check import check_job_model, check_remote_images
 from gateway.bulk.parts import JobMismatch, PartStore, job_identity
 from gateway.bulk.records import Record, Records, read_records
-from gateway.errors import InvalidRequest, ModelNotFound, UnsupportedInput
+from gateway.errors import InputTooLong, InvalidRequest, ModelNotFound, UnsupportedInput
 from gateway.settings import Settings
 from tools.models import minilm_entry, write_registry
 from tools.paths import REPO
@@ -107,3 +107,24 @@ def test_saved_chunks_of_other_records_are_not_reused(tmp_path: Path) -> None:
     engine = FixedEngine()
     assert run_job(same, engine, parts, output, plan).resumed == 2
     assert engine.seen == ["c.png"]
+
+
+class TooLongEngine(FixedEngine):
+    def embed(self, inputs: list[str]) -> np.ndarray:
+        raise InputTooLong(
+            "input[1] has 602 tokens, more than the context length of 512 tokens "
+            "(the input length exceeds the context length); send truncate: true to cut it"
+        )
+
+
+def test_an_engine_error_names_the_record_and_the_cli_flag(tmp_path: Path) -> None:
+    output = tmp_path / "out.npy"
+    parts = PartStore(output)
+    parts.open({"job": 1})
+    records = records_of([f"line{i}" for i in range(1, 11)])  # one batch
+    plan = JobPlan(chunk_size=1000, batch_size=64, concurrency=1)
+    with pytest.raises(BatchFailed) as failed:
+        run_job(records, TooLongEngine(), parts, output, plan)
+    message = str(failed.value)
+    assert message.startswith("record 'line2' has 602 tokens"), message  # batch 0, input 1
+    assert message.endswith("pass --truncate to cut it"), message
