@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import dataclasses
 import math
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -26,15 +27,29 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import ray
 
+from gateway.bulk.model_check import check_job_model
 from gateway.core import Gateway
 from gateway.distributed.cluster import start_local_or_join
+from gateway.distributed.corpus_files import (
+    CorpusFiles,
+    check_destination,
+    corpus_files,
+    parquet_files,
+)
 from gateway.errors import GatewayError
-from gateway.registry import Registry
 from gateway.services.types import EmbedRequest
 from gateway.settings import Settings
 
 EMBEDDING_COLUMN = "embedding"
 BLOCKS_PER_ACTOR = 4
+
+
+class CorpusDataError(ValueError):
+    """A row the job cannot embed. Raised in an actor, it reaches the driver only as text in
+    Ray's wrapper (Ray Data does not keep the cause), where `main` finds it by this name."""
+
+
+_DATA_ERROR = re.compile(rf"{CorpusDataError.__name__}: (.+)")
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,7 @@ class CorpusJob:
     actors: int = 2  # the pool: one loaded model per actor
     actor_cpus: float = 1.0
     batch_size: int = 256  # rows handed to an actor at once; the engine cuts its own runs
+    overwrite: bool = False  # replace an earlier run's Parquet files in `destination`
 
 
 @dataclass(frozen=True)
@@ -82,13 +98,15 @@ class CorpusEmbedder:
     def __call__(self, batch: pa.Table) -> pa.Table:
         column = batch.column(self.job.text_column)
         if column.null_count:
-            row = column.to_pylist().index(None)
-            raise ValueError(f"column {self.job.text_column!r} is null in a row (at {row})")
+            raise CorpusDataError(null_text(batch, self.job.text_column))
         texts = column.to_pylist()
-        parts = [
-            self._embed(texts[start : start + self.max_inputs])
-            for start in range(0, len(texts), self.max_inputs)
-        ]
+        try:
+            parts = [
+                self._embed(texts[start : start + self.max_inputs])
+                for start in range(0, len(texts), self.max_inputs)
+            ]
+        except GatewayError as exc:
+            raise CorpusDataError(exc.message) from None
         vectors = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
         width = vectors.shape[1]
         flat = pa.array(vectors.astype(np.float32, copy=False).ravel(), type=pa.float32())
@@ -120,38 +138,36 @@ def actor_settings(settings: Settings, job: CorpusJob) -> Settings:
     )
 
 
-def read_corpus(source: str, blocks: int) -> Any:
-    """A Ray Dataset of the source's rows, by the files' extension, in at least `blocks` blocks
-    (a small corpus read as one block would keep all but one actor idle)."""
-    suffixes = {p.suffix.lower() for p in _files_of(source)}
-    if suffixes <= {".parquet"}:
-        return ray.data.read_parquet(source, override_num_blocks=blocks)
-    if suffixes <= {".jsonl", ".json", ".ndjson"}:
-        return ray.data.read_json(source, override_num_blocks=blocks)
-    raise ValueError(f"{source}: expected .parquet or .jsonl files, found {sorted(suffixes)}")
+def null_text(batch: pa.Table, column: str) -> str:
+    """Which row has no text, by its other columns (an id), since a batch knows no position."""
+    row = batch.slice(batch.column(column).to_pylist().index(None), 1).to_pylist()[0]
+    named = ", ".join(f"{k}={str(v)[:80]}" for k, v in row.items() if k != column)
+    return f"column {column!r} is null in the row with {named or 'no other column'}"
 
 
-def _files_of(source: str) -> list[Path]:
-    path = Path(source)
-    if path.is_dir():
-        files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))]
-    elif path.exists():
-        files = [path]
-    else:
-        files = [Path(p) for p in sorted(Path().glob(source))]
-    if not files:
-        raise ValueError(f"{source}: no input files")
+def check_job(job: CorpusJob, settings: Settings) -> CorpusFiles:
+    """Everything the driver can check before Ray starts: input files, destination, model."""
+    files = corpus_files(job.source)
+    check_destination(job.destination, overwrite=job.overwrite)
+    check_job_model(settings, job.model, task=job.task, dimensions=job.dimensions)
     return files
+
+
+def read_corpus(files: CorpusFiles, blocks: int) -> Any:
+    """A Ray Dataset of exactly these files' rows, in at least `blocks` blocks (a small corpus
+    read as one block would keep all but one actor idle). No extension filter: they are checked."""
+    read = ray.data.read_parquet if files.format == "parquet" else ray.data.read_json
+    return read(files.paths, override_num_blocks=blocks, file_extensions=None)
 
 
 def embed_corpus(job: CorpusJob, settings: Settings | None = None) -> CorpusReport:
     """Run `job` on the connected Ray cluster (ray.init first, or a local one is started)."""
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy, SaveMode
 
     settings = actor_settings(settings or Settings.load(), job)
-    Registry.load(settings.registry).resolve(job.model)  # an unknown name fails here, not in actors
+    files = check_job(job, settings)  # bad input fails here, not in the actors
     started = time.perf_counter()
-    dataset = read_corpus(job.source, blocks=job.actors * BLOCKS_PER_ACTOR)
+    dataset = read_corpus(files, blocks=job.actors * BLOCKS_PER_ACTOR)
     if job.text_column not in dataset.schema().names:
         raise ValueError(f"{job.source}: no column {job.text_column!r} in {dataset.schema()}")
     # Blocks are sized by bytes, and a corpus's text is small for the compute it takes: left
@@ -166,10 +182,13 @@ def embed_corpus(job: CorpusJob, settings: Settings | None = None) -> CorpusRepo
         compute=ActorPoolStrategy(size=job.actors),
         num_cpus=job.actor_cpus,
     )
-    embedded.write_parquet(job.destination)
-    files = sorted(Path(job.destination).glob("*.parquet"))
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    return CorpusReport(rows, time.perf_counter() - started, job.destination, len(files))
+    before = parquet_files(job.destination)
+    # Checked empty (or Parquet only with overwrite); Ray's ERROR mode refuses even an empty one.
+    mode = SaveMode.OVERWRITE if job.overwrite else SaveMode.APPEND
+    embedded.write_parquet(job.destination, mode=mode)
+    written = sorted(parquet_files(job.destination) - before)  # this run's files only
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in written)
+    return CorpusReport(rows, time.perf_counter() - started, job.destination, len(written))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,9 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--task", default=None)
     parser.add_argument("--dimensions", type=int, default=None)
-    parser.add_argument("--actors", type=int, default=2, help="actors, each with the model")
-    parser.add_argument("--actor-cpus", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--actors", type=_positive(int), default=2, help="actors, each with the model"
+    )
+    parser.add_argument("--actor-cpus", type=_positive(float), default=1.0)
+    parser.add_argument("--batch-size", type=_positive(int), default=256)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run's Parquet files"
+    )
     parser.add_argument("--address", default=None, help="Ray cluster to join (default: local)")
     args = parser.parse_args(argv)
     job = CorpusJob(
@@ -199,17 +223,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         actors=args.actors,
         actor_cpus=args.actor_cpus,
         batch_size=args.batch_size,
+        overwrite=args.overwrite,
     )
     try:
         settings = Settings.load()
-        Registry.load(settings.registry).resolve(job.model)  # fail before starting Ray
-        start_local_or_join(args.address)
+        check_job(job, actor_settings(settings, job))  # fail before starting Ray
+        if not ray.is_initialized():
+            start_local_or_join(args.address)
         report = embed_corpus(job, settings)
+    except ray.exceptions.RayError as exc:  # before ValueError: Ray's wrappers may be both
+        found = _DATA_ERROR.search(str(exc))
+        ours = _cause(exc)
+        message = found.group(1) if found else _message(ours or exc)
+        print(f"embed_corpus: {message}", file=sys.stderr)
+        return 2 if found or ours is not None else 1
     except (ValueError, GatewayError) as exc:
-        print(f"embed_corpus: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        print(f"embed_corpus: {_message(exc)}", file=sys.stderr)
         return 2
     print(report.summary(), flush=True)
     return 0
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """The job's own error inside Ray's wrappers (RayTaskError.cause, `raise ... from`)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, GatewayError) or (
+            isinstance(current, ValueError) and not isinstance(current, ray.exceptions.RayError)
+        ):
+            return current
+        current = getattr(current, "cause", None) or current.__cause__
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    """One line: a GatewayError's message, else the last line of the text (Ray's own errors
+    end with their reason after a traceback)."""
+    if isinstance(exc, GatewayError):
+        return exc.message
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(raw: str) -> int | float:
+        value = kind(raw)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, not {raw}")
+        return value
+
+    return parse
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ two actors give the single-process server's vectors, row for row."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def test_parquet_corpus_matches_the_single_process_path(
     texts = generated_sentences(ROWS, seed=16)
     source = tmp_path / "corpus"
     source.mkdir()
-    for part, start in enumerate(range(0, ROWS, 1000)):  # three files: several read tasks
+    for part, start in enumerate(range(0, ROWS, 1000)):  # two files: several read tasks
         chunk = {"id": list(range(start, start + 1000)), "text": texts[start : start + 1000]}
         pq.write_table(pa.table(chunk), source / f"part-{part}.parquet")
     job = CorpusJob(
@@ -114,3 +115,44 @@ def test_jsonl_corpus_and_bad_jobs(
             CorpusJob(str(source), str(tmp_path / "y"), "no-such-model", text_column="body"),
             settings,
         )
+
+
+def test_globs_ndjson_reruns_and_null_rows(
+    ray_cluster: Any,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.distributed.corpus_files import CorpusError
+    from gateway.distributed.embed_corpus import CorpusJob, embed_corpus, main
+
+    texts = generated_sentences(200, seed=3)
+    folder = tmp_path / "js"
+    folder.mkdir()
+    for name, rows in (("a.jsonl", range(100)), ("b.ndjson", range(100, 200))):
+        lines = "".join(json.dumps({"id": i, "text": texts[i]}) + "\n" for i in rows)
+        (folder / name).write_text(lines)
+    out = tmp_path / "out"
+    job = CorpusJob(str(folder / "*"), str(out), MINILM_FP32, actors=1, actor_cpus=0.5)
+    assert embed_corpus(job, settings).rows == 200  # an absolute glob; .ndjson rows kept
+    with pytest.raises(CorpusError, match="not empty"):  # Ray would append a second copy
+        embed_corpus(job, settings)
+    report = embed_corpus(dataclasses.replace(job, overwrite=True), settings)
+    ids, _ = read_output(out)
+    assert report.rows == 200 and ids == list(range(200)), report
+
+    # A null text, found in an actor: one line naming the row, not Ray's traceback.
+    pq.write_table(pa.table({"id": [1, 2, 3], "text": ["a", None, "c"]}), tmp_path / "n.parquet")
+    for name, value in {
+        "GATEWAY_REGISTRY": str(settings.registry),
+        "GATEWAY_MODELS_DIR": str(settings.models_dir),
+        **EXACT_MODE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    code = main(
+        [str(tmp_path / "n.parquet"), str(tmp_path / "o"), "--model", MINILM_FP32,
+         "--actors", "1", "--actor-cpus", "0.5"]
+    )  # fmt: skip
+    last = capsys.readouterr().err.splitlines()[-1]  # after Ray Data's own log lines
+    assert (code, last) == (2, "embed_corpus: column 'text' is null in the row with id=2")
