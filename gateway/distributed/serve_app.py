@@ -70,7 +70,10 @@ class GatewayIngress:
         handle = self.models if model is None else self.models.options(multiplexed_model_id=model)
         answer: ForwardedResponse = await handle.forward.remote(forwarded)
         response = Response(content=answer.body, status_code=answer.status)
-        response.raw_headers = answer.headers  # as the app sent them, content-length included
+        # As the app sent them, content-length included, less X-Request-ID: Serve's proxy adds
+        # it (the same value: the proxy puts its ID on the request the app reads) and a second
+        # copy reads as "id, id" to clients.
+        response.raw_headers = [(k, v) for k, v in answer.headers if k.lower() != b"x-request-id"]
         return response
 
     async def _read_body(self, request: Request) -> bytes:

@@ -113,6 +113,15 @@ def test_requests_for_a_model_land_on_the_replica_that_holds_it(serve_url: str) 
                 replica, resident = post_embed(client, model)
                 assert replica == home[model], f"{model} left {home[model]} for {replica}"
                 assert model in resident and len(resident) <= PER_REPLICA, resident
+        # The other wire families name the model in the body too (Cohere, OpenAI unprefixed).
+        for model in MODELS:
+            for path, body in (("/v2/embed", {"texts": TEXTS[:2], "input_type": "search_query"}),
+                               ("/v1/embed", {"texts": TEXTS[:2]}),
+                               ("/embeddings", {"input": TEXTS[:2]})):  # fmt: skip
+                response = client.post(path, json={"model": model, **body})
+                assert response.status_code == 200, (path, response.text)
+                replica = response.headers["x-gateway-replica"]
+                assert replica == home[model], f"{path} {model}: {home[model]} -> {replica}"
 
 
 def test_more_models_than_slots_evict_and_reload(serve_url: str) -> None:
@@ -134,6 +143,10 @@ def test_more_models_than_slots_evict_and_reload(serve_url: str) -> None:
 def test_every_api_family_and_its_errors_go_through(serve_url: str) -> None:
     with httpx.Client(base_url=serve_url, timeout=60) as client:
         assert client.get("/").text == "Ollama is running"
+        # One X-Request-ID, as the single process sends: the client's, or a new one.
+        echoed = client.get("/api/version", headers={"X-Request-ID": "my-req-1"})
+        assert echoed.headers.get_list("x-request-id") == ["my-req-1"]
+        assert len(client.get("/api/version").headers.get_list("x-request-id")) == 1
         assert {m["name"] for m in client.get("/api/tags").json()["models"]} >= {
             "all-minilm:latest"
         }
