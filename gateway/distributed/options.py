@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.registry import Registry
-from gateway.settings import Settings
+from gateway.settings import Settings, settings_field_names
 from gateway.units import parse_bytes
 
 ENV_PREFIX = "GATEWAY_RAY_"
@@ -154,3 +154,36 @@ def _parse(name: str, raw: object) -> Any:
         return float(raw)  # type: ignore[arg-type]
     value = raw if isinstance(raw, int) else int(str(raw).strip())
     return value
+
+
+def settings_overrides(raw: object) -> dict[str, str]:
+    """A `serve run` config's `settings` mapping as the text Settings.load parses: a YAML list
+    joined with commas (`api_keys: [k1, k2]`), booleans as true/false. str() made a list
+    "['k1', 'k2']"; nested mappings, list items with commas and unknown names are errors."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise OptionsError("settings: expected a mapping of gateway settings by field name")
+    unknown = sorted(str(name) for name in raw if name not in settings_field_names())
+    if unknown:
+        raise OptionsError(f"settings: unknown gateway setting(s): {', '.join(unknown)}")
+    texts: dict[str, str] = {}
+    for name, value in raw.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            texts[name] = "true" if value else "false"
+        elif isinstance(value, list | tuple):
+            items = [str(item) for item in value]
+            if any(isinstance(item, list | tuple | Mapping) for item in value) or any(
+                "," in item for item in items
+            ):
+                raise OptionsError(
+                    f"settings.{name}: list items must be plain values without commas"
+                )
+            texts[name] = ",".join(items)
+        elif isinstance(value, Mapping):
+            raise OptionsError(f"settings.{name}: expected a value or a list, not a mapping")
+        else:
+            texts[name] = str(value)
+    return texts

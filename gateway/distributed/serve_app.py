@@ -30,7 +30,7 @@ from starlette.responses import Response
 
 from gateway.distributed.asgi import ForwardedRequest, ForwardedResponse
 from gateway.distributed.cluster import start_local_or_join
-from gateway.distributed.options import RayServeOptions
+from gateway.distributed.options import RayServeOptions, settings_overrides
 from gateway.distributed.replica import GatewayReplica
 from gateway.distributed.routing import ModelRouter
 from gateway.registry import Registry
@@ -125,8 +125,7 @@ def app_builder(args: dict[str, Any]) -> serve.Application:
     """For `serve run` and KubeRay: `args` are Ray options by field name (options.py), plus
     `settings`: a mapping of gateway settings by field name; the rest comes from GATEWAY_*."""
     args = dict(args or {})
-    raw_settings = {k: str(v) for k, v in (args.pop("settings", None) or {}).items()}
-    settings = Settings.load(overrides=raw_settings)
+    settings = Settings.load(overrides=settings_overrides(args.pop("settings", None)))
     return build_app(settings, RayServeOptions.load(overrides=args)).app
 
 

@@ -25,3 +25,13 @@ def test_app_builder_builds_the_config_application(monkeypatch: pytest.MonkeyPat
     assert app._bound_deployment.name == INGRESS_DEPLOYMENT
     with pytest.raises(ValueError, match="unknown Ray option"):
         app_builder({**args, "replicas": 2})
+
+
+def test_config_settings_lists_reach_the_replicas(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.distributed.serve_app import app_builder
+
+    monkeypatch.chdir(REPO)
+    settings = {"registry": "registry.yaml", "api_keys": ["k1", "k2"]}
+    app = app_builder({"min_replicas": 1, "max_replicas": 1, "settings": settings})
+    ingress_settings = app._bound_deployment.init_args[1]
+    assert ingress_settings.api_keys == ("k1", "k2")  # not ("['k1'", "'k2']")

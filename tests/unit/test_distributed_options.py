@@ -11,6 +11,7 @@ from gateway.distributed.options import (
     REPLICA_BASE_BYTES,
     OptionsError,
     RayServeOptions,
+    settings_overrides,
 )
 from gateway.registry import Registry
 from gateway.settings import Settings
@@ -100,3 +101,26 @@ def test_deployment_options_autoscale_on_queue_depth(registry: Registry) -> None
         settings, registry
     )
     assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
+
+
+def test_config_settings_keep_lists_and_refuse_what_they_cannot_mean() -> None:
+    # A serve-config.yaml `settings:` mapping, as YAML parses it.
+    texts = settings_overrides(
+        {"api_keys": ["k1", "k2"], "auto_pull": False, "max_inputs": 64, "registry": "r.yaml"}
+    )
+    assert texts == {
+        "api_keys": "k1,k2",
+        "auto_pull": "false",
+        "max_inputs": "64",
+        "registry": "r.yaml",
+    }
+    assert Settings.load(environ={}, overrides=texts).api_keys == ("k1", "k2")
+    assert settings_overrides(None) == {}
+    with pytest.raises(OptionsError, match=r"settings\.api_keys: expected a value or a list"):
+        settings_overrides({"api_keys": {"k1": 1}})
+    with pytest.raises(OptionsError, match="without commas"):
+        settings_overrides({"api_keys": ["a,b"]})
+    with pytest.raises(OptionsError, match=r"unknown gateway setting.*: api_key$"):
+        settings_overrides({"api_key": "k1"})
+    with pytest.raises(OptionsError, match="expected a mapping"):
+        settings_overrides(["api_keys"])
