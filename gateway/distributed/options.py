@@ -8,6 +8,7 @@ adds only what exists because there are several replicas.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 from gateway.registry import Registry
 from gateway.settings import Settings, settings_field_names
 from gateway.units import parse_bytes
+
+log = logging.getLogger("gateway.distributed")
 
 ENV_PREFIX = "GATEWAY_RAY_"
 # A replica's own footprint beyond its models: Python, Ray's worker, the app, ORT's runtime.
@@ -90,13 +93,21 @@ class RayServeOptions:
 
     def model_budget(self, settings: Settings, registry: Registry) -> int | None:
         """Bytes of models one replica may hold: the option, else the registry's estimates of
-        the `model_limit` largest models; None when neither says (then GATEWAY_MAX_RAM rules)."""
+        the `model_limit` largest models; None when neither says (then GATEWAY_MAX_RAM rules).
+
+        A model without an estimate could be the largest: a sum that counts it as 0 would make
+        the budget too small for `model_limit` models, so then the registry says nothing."""
         if self.replica_memory is not None:
             return self.replica_memory
-        estimates = sorted(
-            (b for spec in registry if (b := spec.memory_estimate_bytes) is not None),
-            reverse=True,
-        )
+        unestimated = [spec.name for spec in registry if spec.memory_estimate_bytes is None]
+        if unestimated:
+            log.warning(
+                "no memory_estimate for %s: replicas use GATEWAY_MAX_RAM as their model budget "
+                "(set GATEWAY_RAY_REPLICA_MEMORY, or the estimates, to size them)",
+                ", ".join(unestimated),
+            )
+            return None
+        estimates = sorted((spec.memory_estimate_bytes or 0 for spec in registry), reverse=True)
         return sum(estimates[: self.model_limit(settings)]) or None
 
     def replica_settings(self, settings: Settings, registry: Registry) -> Settings:

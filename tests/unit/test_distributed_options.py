@@ -3,7 +3,9 @@ autoscaling on queue depth."""
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from gateway.distributed.options import (
 )
 from gateway.registry import Registry
 from gateway.settings import Settings
+from tools.models import minilm_entry, write_registry
 from tools.paths import REPO
 
 MiB = 2**20
@@ -101,6 +104,26 @@ def test_deployment_options_autoscale_on_queue_depth(registry: Registry) -> None
         settings, registry
     )
     assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
+
+
+def test_a_model_without_an_estimate_leaves_the_budget_to_max_ram(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Counted as 0, the unestimated model made a budget of one model for two slots.
+    entries = {
+        "big": minilm_entry(tmp_path, memory_estimate="1200MiB"),
+        "small": minilm_entry(tmp_path),
+    }
+    registry = Registry.load(
+        write_registry(tmp_path / "registry.yaml", entries, default_model="big")
+    )
+    settings = Settings.load(environ={"GATEWAY_MAX_RAM": "3GiB"})
+    options = RayServeOptions(models_per_replica=2)
+    with caplog.at_level(logging.WARNING, logger="gateway.distributed"):
+        assert options.model_budget(settings, registry) is None
+    assert "no memory_estimate for small" in caplog.text
+    assert options.replica_settings(settings, registry).max_ram == "3GiB"
+    assert "memory" not in options.model_deployment_options(settings, registry)["ray_actor_options"]
 
 
 def test_config_settings_keep_lists_and_refuse_what_they_cannot_mean() -> None:
