@@ -27,5 +27,19 @@ def serve_on_ray(settings: Settings) -> int:
             print(MISSING_RAY, file=sys.stderr)
             return 2
         raise
-    run(settings, options)
+    import ray
+
+    try:
+        run(settings, options)
+    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:
+        # No cluster at GATEWAY_RAY_ADDRESS, a port in use, a replica that failed to start:
+        # Ray's message ends with the reason, after tracebacks of its own workers.
+        print(f"gateway: Ray Serve did not start: {last_line(exc)}", file=sys.stderr)
+        ray.shutdown()
+        return 1
     return 0
+
+
+def last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
