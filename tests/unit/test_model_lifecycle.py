@@ -57,6 +57,7 @@ class FakeLoads:
             load_bytes=1 << 20,
             keep_alive=kwargs["keep_alive"],
             digest=f"digest-of-{spec.name}",
+            cache_id=f"cache-id-of-{spec.name}",
         )
 
 
