@@ -28,6 +28,38 @@ def _serve(tmp_path: Path, grace: float, drain_delay: float) -> GatewayServer:
     return GatewayServer(registry=registry, env=env)
 
 
+class InFlight:
+    """One /api/embed request sent from a thread, held until the server reports `field` (e.g.
+    "queued") for a model: the signal then comes with the request in flight, not after a
+    fixed sleep."""
+
+    def __init__(self, server: GatewayServer, texts: list[str], field_names: tuple[str, ...]):
+        self.response: httpx.Response | None = None
+
+        def send() -> None:
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                self.response = client.post(
+                    "/api/embed", json={"model": "all-minilm", "input": texts}
+                )
+
+        self.sender = threading.Thread(target=send)
+        self.sender.start()
+        deadline = time.monotonic() + 120
+        with server.client() as client:
+            while not any(
+                row.get(name, 0)
+                for row in client.get("/admin/models").json()["models"]
+                for name in field_names
+            ):
+                assert time.monotonic() < deadline, "the request never reached the model"
+                time.sleep(0.02)
+
+    def answer(self) -> httpx.Response:
+        self.sender.join(timeout=30)
+        assert self.response is not None, "the request was never answered"
+        return self.response
+
+
 @pytest.mark.parametrize(
     ("sentences", "grace", "outcome"),
     # Long texts and a grace shorter than they take here: answered 503 near the grace's end.
@@ -48,26 +80,8 @@ def test_sigterm_with_a_large_request_in_flight(
             client.post(
                 "/api/embed", json={"model": "all-minilm", "input": "warm"}
             ).raise_for_status()
-        answer: dict[str, httpx.Response] = {}
-
-        def send() -> None:
-            with httpx.Client(base_url=server.url, timeout=120) as client:
-                answer["response"] = client.post(
-                    "/api/embed", json={"model": "all-minilm", "input": texts}
-                )
-
-        sender = threading.Thread(target=send)
-        sender.start()
-        # Signal once the server reports the request in flight, not after a fixed sleep.
-        deadline = time.monotonic() + 120
-        with server.client() as client:
-            while not any(
-                row.get("in_flight", 0) or row.get("queued", 0)
-                for row in client.get("/admin/models").json()["models"]
-            ):
-                assert time.monotonic() < deadline, "the request never reached the model"
-                time.sleep(0.02)
-        assert sender.is_alive(), "the request finished before the signal; make it larger"
+        request = InFlight(server, texts, ("in_flight", "queued"))
+        assert request.sender.is_alive(), "the request finished before the signal; make it larger"
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
 
@@ -82,8 +96,7 @@ def test_sigterm_with_a_large_request_in_flight(
 
         server.process.wait(timeout=grace + 30)
         exited_after = time.monotonic() - signalled
-        sender.join(timeout=30)
-        response = answer["response"]
+        response = request.answer()
         print(
             f"grace {grace} s: exited {exited_after:.2f} s after SIGTERM, "
             f"answer {response.status_code}"
@@ -119,31 +132,15 @@ def test_a_batch_longer_than_the_grace_does_not_delay_the_exit(
         assert server.process is not None
         with server.client() as client:
             client.post("/api/embed", json={"model": "all-minilm", "input": "warm"})
-        answer: dict[str, httpx.Response] = {}
-
-        def send() -> None:
-            with httpx.Client(base_url=server.url, timeout=120) as client:
-                answer["response"] = client.post(
-                    "/api/embed", json={"model": "all-minilm", "input": texts}
-                )
-
-        sender = threading.Thread(target=send)
-        sender.start()
         # Half the texts queued: the other half is the batch now running on the device.
-        deadline = time.monotonic() + 120
-        with server.client() as client:
-            while not any(
-                row.get("queued", 0) for row in client.get("/admin/models").json()["models"]
-            ):
-                assert time.monotonic() < deadline, "the request never reached the model"
-                time.sleep(0.02)
+        request = InFlight(server, texts, ("queued",))
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(timeout=120)
         exited_after = time.monotonic() - signalled
-        sender.join(timeout=30)
+        response = request.answer()
         print(f"grace {grace} s: exited {exited_after:.2f} s after SIGTERM")
         # Slack for a busy machine; waiting for the batch takes several times the grace.
         assert exited_after < grace + 2.5, f"exited {exited_after:.1f}s after SIGTERM"
-        assert answer["response"].status_code == 503
+        assert response.status_code == 503
         assert "Traceback" not in server.log()
