@@ -22,7 +22,7 @@ import numpy as np
 from gateway import metrics
 from gateway.encoders.base import AnyEncoder, Item
 from gateway.errors import Busy, GatewayError
-from gateway.memory import GrowthMeter, process_anonymous
+from gateway.memory import ArenaReading, GrowthMeter
 from gateway.redact import runtime_cause
 from gateway.run_overhead import DEFAULT_RUN_OVERHEAD_TOKENS, RunOverhead
 
@@ -132,7 +132,7 @@ class Batcher:
         max_batch_size: int,
         max_batch_tokens: int,
         max_queue: int,
-        measure_growth: bool = False,
+        arena: ArenaReading | None = None,
         run_overhead: RunOverhead | None = None,
         bucket: Callable[[int], int] | None = None,
         growth: GrowthMeter | None = None,
@@ -144,7 +144,7 @@ class Batcher:
         self.max_batch_size = max_batch_size if encoder.batch_invariant else 1
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
-        self.measure_growth = measure_growth
+        self.arena = arena  # None: growth is not measured
         # (rows, padded length) shapes whose growth was measured: an arena grows when the shape
         # it runs is new, and reading /proc twice per run costs ~0.1 ms on the one-text path.
         self._measured_shapes: set[tuple[int, int]] = set()
@@ -276,15 +276,16 @@ class Batcher:
         """
         longest = max(item.length for item in items)
         shape = (len(items), self.bucket(longest) if self.bucket else longest)
-        measure = self.measure_growth and shape not in self._measured_shapes
-        before = process_anonymous() if measure else 0
+        arena = self.arena if shape not in self._measured_shapes else None
+        before = arena.read() if arena else 0
         started = time.perf_counter()
         outputs = self.encoder.run(items)
         seconds = time.perf_counter() - started
-        if measure:
+        if arena:
             self._measured_shapes.add(shape)
             # The outputs are the requests' until they finish, not the runtime's arena.
-            grown = self.growth.charge(before, process_anonymous() - held_bytes(outputs))
+            after = arena.read() - (held_bytes(outputs) if arena.holds_outputs else 0)
+            grown = self.growth.charge(before, after)
             if grown > GROWTH_NOISE_BYTES:
                 self.stats.grown_bytes += grown
         return outputs, seconds

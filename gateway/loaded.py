@@ -16,7 +16,7 @@ from gateway.backends.vram import probe_vram_per_token, token_budget
 from gateway.batching import Batcher
 from gateway.budget import Resident
 from gateway.encoders import AnyEncoder, build_encoder
-from gateway.memory import GrowthMeter, Nvml, process_anonymous
+from gateway.memory import GrowthMeter, Nvml, arena_reading, process_anonymous
 from gateway.run_overhead import RunOverhead, run_overhead_at_load
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -160,7 +160,7 @@ async def load_model(
             nvml.memory() if device == "cuda" else None,
         ),
         max_queue=settings.max_queue,
-        measure_growth=device == "cpu",
+        arena=arena_reading(device, nvml),
         run_overhead=overhead,
         bucket=partial(bucket_length, step=placement.bucket_step)
         if placement and placement.bucketed

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.units import parse_bytes
@@ -136,6 +137,34 @@ class Nvml:
         except pynvml.NVMLError as exc:
             log.warning("NVML query failed: %s", exc)
             return None
+
+
+@dataclass(frozen=True)
+class ArenaReading:
+    """Where a model's runtime arena grows, read before and after a run of a new shape."""
+
+    read: Callable[[], int]
+    # Host outputs sit in RSS until their requests finish; they are not the arena's.
+    holds_outputs: bool
+
+
+def arena_reading(device: str, nvml: Nvml) -> ArenaReading | None:
+    """Anonymous RSS on the CPU. On CUDA, the device memory NVML reports for this process (the
+    whole device's used memory where per-process accounting is unavailable, as in some
+    containers); outputs come back to the host, so none of them is in it. None when NVML cannot
+    read the GPU: growth then goes unmeasured rather than guessed."""
+    if device == "cpu":
+        return ArenaReading(process_anonymous, holds_outputs=True)
+    if nvml.memory() is None:
+        return None
+
+    def device_memory() -> int:
+        view = nvml.memory()
+        if view is None:  # a failed query reads as no growth (GrowthMeter keeps its high mark)
+            return 0
+        return view.used if view.used_by_this_process is None else view.used_by_this_process
+
+    return ArenaReading(device_memory, holds_outputs=False)
 
 
 def resolve_budget(raw: str | None, total: int) -> int | None:

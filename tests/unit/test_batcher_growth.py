@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway import batching
 from gateway.backends import bucket_length
 from gateway.batching import Batcher
-from gateway.memory import GrowthMeter
+from gateway.memory import ArenaReading, GrowthMeter, arena_reading
 
 
 @dataclass(frozen=True)
@@ -37,18 +36,15 @@ class Encoder:
     ("bucket", "measured"),
     [(partial(bucket_length, step=8), 2), (None, 3)],  # 17 and 20 share the 24-token bucket
 )
-def test_growth_is_measured_once_per_padded_shape(
-    monkeypatch: pytest.MonkeyPatch, bucket: Any, measured: int
-) -> None:
+def test_growth_is_measured_once_per_padded_shape(bucket: Any, measured: int) -> None:
     reads: list[int] = []
-    monkeypatch.setattr(batching, "process_anonymous", lambda: reads.append(1) or 0)
     subject = Batcher(
         Encoder(),  # type: ignore[arg-type]
         ThreadPoolExecutor(1),
         max_batch_size=8,
         max_batch_tokens=10_000,
         max_queue=100,
-        measure_growth=True,
+        arena=ArenaReading(lambda: reads.append(1) or 0, holds_outputs=True),
         bucket=bucket,
     )
     for length in (17, 20, 17, 30):  # one at a time: each is a batch of one
@@ -76,13 +72,10 @@ class Process:
 
 
 @pytest.mark.parametrize("noise", [0, 50 << 20])
-def test_other_threads_memory_is_not_charged_to_the_model_once_per_shape(
-    monkeypatch: pytest.MonkeyPatch, noise: int
-) -> None:
+def test_other_threads_memory_is_not_charged_to_the_model_once_per_shape(noise: int) -> None:
     """40 new shapes grow the arena 400 MiB. Other threads holding 50 MiB at the end of each
     run used to add 50 MiB per shape (2.4 GiB in all): now at most one such burst is charged."""
     process = Process(noise)
-    monkeypatch.setattr(batching, "process_anonymous", process.anonymous)
     encoder = Encoder()
     encoder.run = process.run  # type: ignore[method-assign]
     subject = Batcher(
@@ -91,7 +84,7 @@ def test_other_threads_memory_is_not_charged_to_the_model_once_per_shape(
         max_batch_size=64,
         max_batch_tokens=100_000,
         max_queue=1000,
-        measure_growth=True,
+        arena=ArenaReading(process.anonymous, holds_outputs=True),
     )
     for length in range(1, 41):
         asyncio.run(subject.submit([Text(length)]))
@@ -106,3 +99,53 @@ def test_growth_after_an_unload_is_charged_in_full() -> None:
     assert meter.charge(before=1000, after=1500) == 500
     meter.reset()  # a model was unloaded: RSS fell to 600
     assert meter.charge(before=600, after=900) == 300
+
+
+@dataclass(frozen=True)
+class GpuView:
+    total: int
+    used: int
+    used_by_this_process: int | None
+
+
+class FakeNvml:
+    """A GPU whose runtime arena grows 64 MiB per new shape; other processes use 1 GiB."""
+
+    def __init__(self, per_process: bool) -> None:
+        self.arena = 0
+        self.per_process = per_process
+
+    def memory(self) -> GpuView:
+        mine = (2 << 30) + self.arena
+        return GpuView(80 << 30, (1 << 30) + mine, mine if self.per_process else None)
+
+    def run(self, items: list[Text]) -> list[np.ndarray]:
+        self.arena += 64 << 20
+        return [np.zeros(4096, dtype=np.float32) for _ in items]  # host outputs: not VRAM
+
+
+@pytest.mark.parametrize("per_process", [True, False])
+def test_cuda_arena_growth_is_read_from_nvml(per_process: bool) -> None:
+    """On CUDA a new shape's growth is device memory (NVML: this process's, else the device's),
+    so it counts in the VRAM budget; the host outputs are not subtracted from it."""
+    gpu = FakeNvml(per_process)
+    encoder = Encoder()
+    encoder.run = gpu.run  # type: ignore[method-assign]
+    subject = Batcher(
+        encoder,  # type: ignore[arg-type]
+        ThreadPoolExecutor(1),
+        max_batch_size=64,
+        max_batch_tokens=100_000,
+        max_queue=1000,
+        arena=arena_reading("cuda", gpu),  # type: ignore[arg-type]
+    )
+    for length in (8, 16, 8, 24):  # three shapes: 8 runs twice
+        asyncio.run(subject.submit([Text(length)] * 4))
+    assert subject.stats.grown_bytes == 3 * (64 << 20)
+
+
+def test_without_nvml_cuda_growth_is_not_measured() -> None:
+    no_gpu = SimpleNamespace(memory=lambda: None)
+    assert arena_reading("cuda", no_gpu) is None  # type: ignore[arg-type]
+    cpu = arena_reading("cpu", no_gpu)  # type: ignore[arg-type]
+    assert cpu is not None and cpu.holds_outputs
