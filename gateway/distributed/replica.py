@@ -22,6 +22,7 @@ from ray import serve
 from gateway.api.app import create_app
 from gateway.core import Gateway
 from gateway.distributed.asgi import ForwardedRequest, ForwardedResponse, Lifespan, call_app
+from gateway.distributed.routing import places_model
 from gateway.errors import GatewayError
 from gateway.manager import ModelManager
 from gateway.settings import Settings
@@ -92,7 +93,7 @@ class GatewayReplica:
 
     async def forward(self, request: ForwardedRequest) -> ForwardedResponse:
         model_id = serve.get_multiplexed_model_id()
-        if model_id:
+        if model_id and places_model(request.path):
             try:
                 await self.placed(model_id)
             except GatewayError as exc:

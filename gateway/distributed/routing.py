@@ -38,11 +38,12 @@ BY_BODY_ROUTES = frozenset({"/", "/embed"})
 NATIVE_ROUTES = frozenset({"/txt/embed", "/batch", "/txt/batch"})
 IMAGE_ROUTES = frozenset({"/img/embed", "/img/batch"})
 RERANK_ROUTES = frozenset({"/v1/rerank", "/v2/rerank", "/rerank", "/api/rerank"})
+# Ollama's unload request (`{model, keep_alive: 0}`; anything else there is refused): routed by
+# the body's model to the replica that holds it, which must not place (load) it first.
+UNLOAD_ROUTES = frozenset({"/api/generate", "/api/chat"})
 # POST routes that load no model: any replica answers them. /tokenize and /decode read only the
 # tokenizer; routing them would place (load) the model on a replica.
-NO_MODEL_ROUTES = frozenset(
-    {"/api/show", "/api/pull", "/api/chat", "/api/generate", "/img/stats", "/tokenize", "/decode"}
-)
+NO_MODEL_ROUTES = frozenset({"/api/show", "/api/pull", "/img/stats", "/tokenize", "/decode"})
 TEXT_ROUTES = EMBED_ROUTES | BY_BODY_ROUTES | NATIVE_ROUTES
 
 
@@ -64,12 +65,18 @@ class ModelRouter:
         if method.upper() != "POST":  # every route that runs a model is a POST
             return None
         path = path.rstrip("/") or "/"
+        if path in UNLOAD_ROUTES:  # no default model: an unload names the one it unloads
+            named = _model_field(path, body)
+            return None if named is None else self._known(named)
         routes = next((r for r in self._defaults if path in r), None)
         if routes is None:
             return None
         named = None if path in NATIVE_ROUTES or path in IMAGE_ROUTES else _model_field(path, body)
         if named is None:
             return self._defaults[routes]()
+        return self._known(named)
+
+    def _known(self, named: str) -> str | None:
         try:
             return self.registry.resolve(named).spec.name
         except ModelNotFound:
@@ -80,6 +87,12 @@ class ModelRouter:
         # default embedder (which ranks by cosine).
         preferred = self.registry.models[self.registry.default_rerank_model]
         return preferred.name if self.store.is_present(preferred) else self.registry.default_model
+
+
+def places_model(path: str) -> bool:
+    """Whether a request routed to a replica by its model should have the replica place (load)
+    that model first: all but an unload."""
+    return (path.rstrip("/") or "/") not in UNLOAD_ROUTES
 
 
 class _NamesModel(msgspec.Struct):

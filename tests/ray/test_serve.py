@@ -124,6 +124,24 @@ def test_requests_for_a_model_land_on_the_replica_that_holds_it(serve_url: str) 
                 assert replica == home[model], f"{path} {model}: {home[model]} -> {replica}"
 
 
+def test_ollamas_unload_reaches_the_replica_that_holds_the_model(serve_url: str) -> None:
+    """`ollama stop` sends /api/generate {model, keep_alive: 0}: it must land where the model is
+    and unload it there, and a model held nowhere is not loaded just to be unloaded."""
+    model = MODELS[0]
+    with httpx.Client(base_url=serve_url, timeout=60) as client:
+        home, resident = post_embed(client, model)
+        assert model in resident
+        time.sleep(PLACEMENT_PROPAGATION_SECONDS)
+        for path, extra in (("/api/generate", {}), ("/api/chat", {"messages": []})):
+            response = client.post(path, json={"model": model, "keep_alive": 0, **extra})
+            assert response.status_code == 200, response.text
+            assert response.json()["done_reason"] == "unload"
+            assert response.headers["x-gateway-replica"] == home, path
+            assert model not in response.headers["x-gateway-resident"].split(","), path
+        post_embed(client, model)  # back where it was, for the tests that follow
+        time.sleep(PLACEMENT_PROPAGATION_SECONDS)
+
+
 def test_more_models_than_slots_evict_and_reload(serve_url: str) -> None:
     names = [*MODELS, *COPIES]  # 5 models, 2 replicas x 2 slots
     with httpx.Client(base_url=serve_url, timeout=60) as client:

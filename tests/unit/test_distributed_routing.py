@@ -64,6 +64,11 @@ def body(**fields: object) -> bytes:
         # These read only the tokenizer: routing them would load the model.
         ("/tokenize", body(model="nomic-embed-text", inputs="x"), None),
         ("/decode", body(ids=[1]), None),
+        # Ollama's unload goes to the replica holding the model; no model named, any replica.
+        ("/api/generate", body(model="nomic-embed-text:latest", keep_alive=0), "nomic-embed-text"),
+        ("/api/chat", body(model="all-minilm", messages=[], keep_alive=0), "all-minilm"),
+        ("/api/generate", body(keep_alive=0), None),
+        ("/api/generate", body(model="no-such-model", keep_alive=0), None),
     ],
 )
 def test_model_for(
@@ -103,7 +108,11 @@ def test_every_post_route_of_the_app_is_classified(tmp_path: Path) -> None:
     app = create_app(Settings.load(environ={"GATEWAY_REGISTRY": str(REPO / "registry.yaml")}))
     posts = {r.path for r in app.routes if "POST" in getattr(r, "methods", ())}
     known = (
-        routing.TEXT_ROUTES | routing.IMAGE_ROUTES | routing.RERANK_ROUTES | routing.NO_MODEL_ROUTES
+        routing.TEXT_ROUTES
+        | routing.IMAGE_ROUTES
+        | routing.RERANK_ROUTES
+        | routing.UNLOAD_ROUTES
+        | routing.NO_MODEL_ROUTES
     )
     assert posts - known == set(), "unclassified POST routes"
     assert known - posts == set(), "routes the app does not have"
