@@ -45,7 +45,10 @@ class LoadFailures(Mapping[str, str]):
         return len(self._failed)
 
     def record(self, name: str, files: FilesState, error: GatewayError) -> None:
-        self._failed[name] = (files, error)
+        # A copy, never raised: the error itself is about to be raised, and would then hold the
+        # failed load's traceback and the exception it replaced, and through their frames the
+        # request's inputs, for as long as the failure is remembered.
+        self._failed[name] = (files, copy.copy(error))
 
     def forget(self, name: str) -> None:
         self._failed.pop(name, None)

@@ -255,3 +255,28 @@ def test_api_ps_reports_the_loaded_weights_digest_without_hashing(
         await manager.close()
 
     asyncio.run(run())
+
+
+def test_a_remembered_load_failure_holds_no_traceback() -> None:
+    """The error a failed load raises carries its traceback and the exception it replaced (and
+    through their frames the request's inputs); what is remembered must not."""
+    from gateway.load_failures import LoadFailures
+
+    failures = LoadFailures()
+    inputs = ["a large request body"] * 3
+
+    def fail_to_load(payload: list[str]) -> None:
+        try:
+            raise ValueError(f"bad graph for {len(payload)} inputs")
+        except ValueError:
+            error = ModelLoadError("model 'm' could not be loaded")
+            failures.record("m", (), error)
+            raise error from None
+
+    with pytest.raises(ModelLoadError) as raised:
+        fail_to_load(inputs)
+    assert raised.value.__traceback__ is not None and raised.value.__context__ is not None
+    remembered = failures.unchanged("m", ())
+    assert remembered is not None and remembered.message == "model 'm' could not be loaded"
+    stored = failures._failed["m"][1]
+    assert stored.__traceback__ is None and stored.__context__ is None
