@@ -5,6 +5,7 @@ defaults that the kind structs in gateway.specs override.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import msgspec
@@ -93,9 +94,9 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
     def tasks(self) -> tuple[str, ...]:
         return ()
 
-    def prefix_for(self, text: str, task: str | None) -> str:
-        """The task prefix put before `text`: none, unless the model has task prefixes."""
-        return ""
+    def prefixes_for(self, texts: Sequence[str], task: str | None) -> list[str]:
+        """The task prefix put before each of `texts`: none, unless the model has prefixes."""
+        return [""] * len(texts)
 
     @property
     def context_length(self) -> int | None:

@@ -9,6 +9,7 @@ struct, so code above the encoders never asks which kind a spec is.
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import msgspec
@@ -76,15 +77,18 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.prefixes)
 
-    def prefix_for(self, text: str, task: str | None) -> str:
-        """The task prefix to put before `text` (task None: the default task's). Empty when the
-        text already starts with one of the model's prefixes: Ollama adds none, so nomic's users
-        write "search_query: ..." themselves, and a second prefix would embed neither recipe.
-        That prefix also wins over a task the request names: it is what the text says."""
-        if any(prefix and text.startswith(prefix) for prefix in self.prefixes.values()):
-            return ""
+    def prefixes_for(self, texts: Sequence[str], task: str | None) -> list[str]:
+        """The task prefix to put before each of `texts` (task None: the default task's). Empty
+        for a text that already starts with one of the model's prefixes: Ollama adds none, so
+        nomic's users write "search_query: ..." themselves, and a second prefix would embed
+        neither recipe. That prefix also wins over a task the request names: it is what the
+        text says. All at once: a model without prefixes costs nothing per text."""
+        if not self.prefixes:
+            return [""] * len(texts)
+        own = tuple(prefix for prefix in self.prefixes.values() if prefix)
         task = task or self.default_task
-        return self.prefixes.get(task, "") if task else ""
+        added = self.prefixes.get(task, "") if task else ""
+        return ["" if text.startswith(own) else added for text in texts]
 
     @property
     def context_length(self) -> int | None:

@@ -163,8 +163,8 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
         self.output_name, self.output_is_pooled = pick_output(self.graph, spec.output, spec.name)
         self.lengths = TokenizerLengths(self.tokenizer)
 
-    def prefix_for(self, text: str, task: str | None) -> str:
-        return self.spec.prefix_for(text, task)
+    def prefixes_for(self, texts: Sequence[str], task: str | None) -> list[str]:
+        return self.spec.prefixes_for(texts, task)
 
     def token_limit(self, options: EncodeOptions) -> int:
         return options.limit or self.spec.max_tokens
@@ -175,12 +175,14 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
         task = options.task
         limit = self.token_limit(options)
         tokenizer = self.tokenizer if limit == self.spec.max_tokens else self.lengths.at(limit)
-        encodings = encode_texts(tokenizer, [self.prefix_for(t, task) + t for t in inputs])
+        prefixes = self.prefixes_for(inputs, task)
+        encodings = encode_texts(tokenizer, [p + t for p, t in zip(prefixes, inputs, strict=True)])
         return [TokenizedText.from_encoding(encoding) for encoding in encodings]
 
     def count_tokens(self, text: str, options: EncodeOptions) -> int:
         """The uncut length of `text` with its prefix, special tokens included."""
-        return self.lengths.count(self.prefix_for(text, options.task) + text)
+        (prefix,) = self.prefixes_for([text], options.task)
+        return self.lengths.count(prefix + text)
 
     def token_states(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
         """The graph's per-token hidden states, [tokens, hidden] per item (TEI's /embed_all)."""

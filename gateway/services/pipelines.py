@@ -122,10 +122,10 @@ class Pipelines:
         job."""
         if self.cache.enabled and options.limit in (None, embedder.token_limit(EncodeOptions())):
             # Keyed by the prefix put before each text, so by exactly what is embedded.
-            task = options.task
+            prefixes = embedder.prefixes_for(texts, options.task)
             keys = [
-                self.cache.key(model.cache_id, embedder.prefix_for(text, task), text)
-                for text in texts
+                self.cache.key(model.cache_id, prefix, text)
+                for prefix, text in zip(prefixes, texts, strict=True)
             ]
             found = self.cache.get_many(model.spec.name, keys)
         else:  # no hashing on the hot path for a cache that is off

@@ -96,7 +96,11 @@ class TokenService:
         spec = self._spec(model)
         task = check_task(spec, task)
         tokenizer = await asyncio.to_thread(self._tokenizer, spec)
-        return [_tokens(tokenizer, spec.prefix_for(text, task) + text, special) for text in texts]
+        prefixes = spec.prefixes_for(texts, task)
+        return [
+            _tokens(tokenizer, prefix + text, special)
+            for prefix, text in zip(prefixes, texts, strict=True)
+        ]
 
     async def decode(
         self, model: str | None, rows: Sequence[Sequence[int]], skip_special: bool

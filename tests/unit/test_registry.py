@@ -17,6 +17,7 @@ from gateway.registry import (
     RegistryError,
     TextModelSpec,
     canonical_name,
+    parse_entry,
     tagged_name,
 )
 from gateway.sources import parse_source
@@ -280,3 +281,15 @@ def test_name_helpers() -> None:
 
 
 # -- start-up -----------------------------------------------------------------------------------
+
+
+def test_task_prefixes_are_added_once() -> None:
+    """A text that starts with one of the model's prefixes is embedded as sent, whatever task
+    the request names; others get the task's prefix (the default task's when none is named)."""
+    shipped = yaml.safe_load((REPO / "registry.yaml").read_text())["models"]
+    nomic = parse_entry("nomic-embed-text", shipped["nomic-embed-text"])
+    texts = ["search_query: what is rust?", "what is rust?", "Search_query: x"]
+    assert nomic.prefixes_for(texts, None) == ["", "search_document: ", "search_document: "]
+    assert nomic.prefixes_for(texts, "query") == ["", "search_query: ", "search_query: "]
+    minilm = parse_entry("all-minilm", shipped["all-minilm"])
+    assert minilm.prefixes_for(texts, None) == ["", "", ""]
