@@ -75,7 +75,9 @@ def cut_to_tokens(
     """`documents` with each cut after its first `limit` tokens (special tokens not counted),
     at the character where that token ends; and the indices of those cut. Only a limit below
     the model's own length changes anything: the tokenizer stops there anyway."""
-    if limit is None:
+    # Cohere's default (4096) is past every model's length: no second tokenization for it.
+    truncation = tokenizer.truncation
+    if limit is None or (truncation is not None and limit >= truncation["max_length"]):
         return list(documents), []
     texts, cut = list(documents), []
     for index, encoding in enumerate(tokenizer.encode_batch(texts, add_special_tokens=False)):

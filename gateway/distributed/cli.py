@@ -41,5 +41,7 @@ def serve_on_ray(settings: Settings) -> int:
 
 
 def last_line(exc: BaseException) -> str:
+    """The last non-blank line of an error's text (Ray's end with the reason after the
+    tracebacks of its own workers), or its type's name."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__

@@ -29,6 +29,7 @@ import ray
 
 from gateway.bulk.model_check import check_job_model
 from gateway.core import Gateway
+from gateway.distributed.cli import last_line
 from gateway.distributed.cluster import start_local_or_join
 from gateway.distributed.corpus_files import (
     CorpusFiles,
@@ -261,10 +262,7 @@ def _cause(exc: BaseException) -> BaseException | None:
 def _message(exc: BaseException) -> str:
     """One line: a GatewayError's message, else the last line of the text (Ray's own errors
     end with their reason after a traceback)."""
-    if isinstance(exc, GatewayError):
-        return exc.message
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    return exc.message if isinstance(exc, GatewayError) else last_line(exc)
 
 
 def _positive(kind: type[int] | type[float]) -> Any:

@@ -110,3 +110,21 @@ def test_rerank_orders_by_raw_scores_where_relevance_saturates() -> None:
     relevance = relevance_from_logits(logits)
     assert relevance[0] == relevance[1] == 1.0
     assert RerankScores(logits, relevance, 0, []).top() == [1, 0, 2]
+
+
+def test_a_document_token_cap_past_the_models_length_tokenizes_nothing() -> None:
+    """max_tokens_per_doc at or past the tokenizer's own cut (Cohere's default is 4096) cannot
+    change a document: the documents are not tokenized a second time for it."""
+    from types import SimpleNamespace
+
+    from gateway.rerank import cut_to_tokens
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tokenized for a cap that cannot cut")
+
+    tokenizer = SimpleNamespace(truncation={"max_length": 256}, encode_batch=refuse)
+    documents = ["a", "b c"]
+    assert cut_to_tokens(tokenizer, documents, 4096) == (documents, [])  # type: ignore[arg-type]
+    assert cut_to_tokens(tokenizer, documents, 256) == (documents, [])  # type: ignore[arg-type]
+    with pytest.raises(AssertionError):
+        cut_to_tokens(tokenizer, documents, 255)  # type: ignore[arg-type]
