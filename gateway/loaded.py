@@ -106,6 +106,9 @@ def build_measured(
     gpu_before = nvml.memory() if device == "cuda" else None
     rss_before = process_anonymous()
     encoder = build_encoder(spec, store.paths(spec), runtime)
+    placement = session_placement(encoder)
+    if device == "cuda" and placement is not None and placement.device != "cuda":
+        gpu_before = None  # CUDA did not start (or OpenVINO): host memory is what it takes
     overhead = run_overhead_at_load(
         encoder, registry=spec.run_overhead_tokens, setting=pinned_overhead
     )
@@ -147,6 +150,11 @@ async def load_model(
         settings.run_overhead_tokens,
     )
     placement = session_placement(encoder)
+    if placement is not None and placement.device != device:
+        # Where the session really runs (a CUDA session that fell back to the CPU, an OpenVINO
+        # model beside CUDA ones): its memory counts there, and /api/ps reports no VRAM for it.
+        log.info("%s runs on %s, not %s: %s", spec.name, placement.device, device, placement.reason)
+        device = placement.device
     # Hashing a large file can take a second; never on the event loop.
     digest = await asyncio.to_thread(store.digest, spec)
     cache_id = await asyncio.to_thread(cache_identity, spec, store, placement)

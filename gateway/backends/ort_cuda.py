@@ -3,7 +3,12 @@
 fp16 graphs are converted once with onnxruntime's own float16 tool (it ships with the
 onnxruntime and onnxruntime-gpu wheels and needs the `onnx` package), keeping fp32 inputs and
 outputs so encoders see the same arrays, and cached next to the optimized fp32 graphs. A graph
-the tool cannot convert runs in fp32, and the placement says so.
+the tool cannot convert runs in fp32, and the placement says so; so does an fp16 graph that
+computes non-finite numbers for the load-time probe (probe.py: fp16 overflows to inf/NaN where
+fp32 does not). A session that ONNX Runtime did not put on the CUDA provider (no CUDA provider
+in this onnxruntime, or one that failed to start: cuDNN missing, no device) runs on the CPU, and
+its placement says device cpu and why, so /admin/models and /api/ps never report a GPU that is
+not used.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from gateway.backends.base import (
 )
 from gateway.backends.buckets import pad_for, trim_outputs
 from gateway.backends.ort_cpu import OrtCpuBackend, ProviderList, ort_graph_info
+from gateway.backends.probe import non_finite_outputs
+from gateway.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,8 @@ class CudaSession(BackendSession):
     def __init__(self, session: ort.InferenceSession, placement: Placement, path: Path) -> None:
         self.session = session
         self.placement = placement
-        self.on_gpu = CUDA_PROVIDER in session.get_providers()
+        # Where ONNX Runtime really put it: the CUDA provider first, or it runs on the CPU.
+        self.on_gpu = session.get_providers()[:1] == [CUDA_PROVIDER]
         self._info = ort_graph_info(session, path)
 
     def run(
@@ -138,7 +146,37 @@ class OrtCudaBackend(OrtCpuBackend):
 
     def load(self, path: Path, placement: Placement) -> BackendSession:
         graph, placement = self.graph_for(path, placement)
-        session = CudaSession(self.create(graph), placement, path)
-        if cuda_available() and not session.on_gpu:
-            log.warning("%s: the CUDA provider did not start; running on CPU", path.name)
+        session = self._session(graph, placement, path)
+        broken = non_finite_outputs(session)
+        if broken and graph != path:  # the fp16 conversion overflows: the fp32 graph instead
+            log.warning(
+                "%s: the fp16 graph computes non-finite %s for a probe input; running fp32",
+                path.name,
+                ", ".join(broken),
+            )
+            reason = (
+                f"{placement.reason}; fp16 gave non-finite {', '.join(broken)} for a probe "
+                "input, so fp32"
+            )
+            session = self._session(path, replace(placement, precision="fp32", reason=reason), path)
+            broken = non_finite_outputs(session)
+        if broken:
+            raise ModelLoadError(
+                f"ONNX Runtime ({session.placement.device}, {session.placement.precision}) "
+                f"computes non-finite {', '.join(broken)} for a probe input of {path.name}"
+            )
         return session
+
+    def _session(self, graph: Path, placement: Placement, path: Path) -> CudaSession:
+        """A session of `graph`, its placement saying where ONNX Runtime really runs it."""
+        created = self.create(graph)
+        providers = list(created.get_providers())
+        if providers[:1] != [CUDA_PROVIDER]:
+            if cuda_available():
+                why = f"the CUDA provider did not start (session providers: {providers})"
+                log.warning("%s: %s; running on the CPU", path.name, why)
+            else:  # a dry run (Runtime(assume_cuda=True)) on a CPU-only onnxruntime
+                why = "this onnxruntime has no CUDA provider (a dry run)"
+                log.info("%s: %s; the CUDA path's graph runs on the CPU", path.name, why)
+            placement = replace(placement, device="cpu", reason=f"{placement.reason}; but {why}")
+        return CudaSession(created, placement, path)
