@@ -77,7 +77,7 @@ def summarize(samples: Sequence[dict[str, Any]], bases: Sequence[str]) -> list[d
                 else None
                 for s in ok
             ),
-            "min_cos": min((s["min_cos"] for s in ok if s["min_cos"] is not None), default=None),
+            "min_cos": worst_cos(s["min_cos"] for s in ok if s["min_cos"] is not None),
             "texts": ok[0]["texts"] if ok else None,
         }
         for base in bases:
@@ -93,6 +93,19 @@ def summarize(samples: Sequence[dict[str, Any]], bases: Sequence[str]) -> list[d
                 row[key] = median(values)
         out.append(row)
     return out
+
+
+def agrees(min_cos: float, floor: float) -> bool:
+    """Whether a minimum cosine passes `floor`; False for NaN (non-finite vectors)."""
+    return min_cos >= floor
+
+
+def worst_cos(values: Iterable[float]) -> float | None:
+    """The smallest cosine, NaN if any is NaN (the builtin min skips a NaN that is not first)."""
+    present = list(values)
+    if not present:
+        return None
+    return math.nan if any(math.isnan(v) for v in present) else min(present)
 
 
 def _fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
@@ -130,7 +143,7 @@ def table(rows: Sequence[dict[str, Any]], min_cos: float) -> str:
         if r.get("mean_batch"):
             pad += f" (batch {r['mean_batch']:.1f})"
         cos = _fmt(r["min_cos"], 5)
-        if r["min_cos"] is not None and r["min_cos"] < min_cos:
+        if r["min_cos"] is not None and not agrees(r["min_cos"], min_cos):
             cos += " **DISAGREES**"
         cells = [
             r["label"],
@@ -336,9 +349,13 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
 
 
 def disagreements(result: dict[str, Any], min_cos: float) -> list[str]:
-    """Every sample whose vectors are further than `min_cos` from the reference system's."""
+    """Every sample whose vectors are further than `min_cos` from the reference system's, or
+    not finite (NaN fails, as does a NaN reference)."""
     bad = []
     for s in result["samples"]:
-        if s.get("min_cos") is not None and s["min_cos"] < min_cos:
-            bad.append(f"{s['model']}/{s['workload']} {s['label']} {s['load']}: {s['min_cos']:.5f}")
+        if s.get("min_cos") is not None and not agrees(s["min_cos"], min_cos):
+            line = f"{s['model']}/{s['workload']} {s['label']} {s['load']}: {s['min_cos']:.5f}"
+            if s.get("non_finite_rows"):
+                line += f" ({s['non_finite_rows']} vectors hold NaN or infinity)"
+            bad.append(line)
     return bad

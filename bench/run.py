@@ -308,22 +308,30 @@ class Run:
 
 def check_agreement(cell: list[dict[str, Any]]) -> None:
     """Set each sample's `min_cos`: its vectors against raw ORT's (else the first system's) for
-    the same texts, so a fast system that returns wrong vectors stands out."""
+    the same texts, so a fast system that returns wrong vectors stands out. A vector holding
+    NaN or infinity (in the sample or the reference) makes `min_cos` NaN, which every check
+    counts as a disagreement (`report.agrees`), and is counted in `non_finite_rows`."""
     with_vectors = [s for s in cell if "_vectors" in s]
     if not with_vectors:
         return
     reference = next((s for s in with_vectors if s["system"] == "raw"), with_vectors[0])
-    ref = reference["_vectors"]
+    ref = np.asarray(reference["_vectors"], dtype=np.float64)
+    ref_finite = bool(np.isfinite(ref).all())
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
     for s in with_vectors:
-        vectors = s.pop("_vectors")
+        vectors = np.asarray(s.pop("_vectors"), dtype=np.float64)
         s["agreement_reference"] = reference["system"]
         if vectors.shape != ref.shape:
             s["min_cos"] = -1.0
             s["error"] = f"returned {vectors.shape} vectors, expected {ref.shape}"
             continue
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        s["min_cos"] = float((vectors * ref).sum(axis=1).min())
+        s["non_finite_rows"] = int((~np.isfinite(vectors).all(axis=1)).sum())
+        if s["non_finite_rows"] or not ref_finite:
+            s["min_cos"] = float("nan")
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):  # a zero vector: NaN, disagrees
+            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+            s["min_cos"] = float((vectors * ref).sum(axis=1).min())
     if len(ref) > 1:
         # The check means something only if different texts are well below the floor
         # (random-weight models can map every text to nearly one vector).

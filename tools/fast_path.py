@@ -8,7 +8,7 @@ bucketed). Shared by tests/api/test_fast_path.py and bench/fast_path_numerics.py
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,9 @@ class Figures:
     min_cos_to_fp32: float
     max_score_diff: float | None = None
     per_width: dict[int, float] = field(default_factory=dict)
+    # Fast-path outputs (alone, in bucket batches, in one batch) holding NaN or infinity: any
+    # fails a check, and the figures above are NaN then (never a min or max that skipped one).
+    non_finite: int = 0
 
     def row(self) -> list[str]:
         widths = " ".join(f"{w}:{c:.6f}" for w, c in sorted(self.per_width.items()))
@@ -97,6 +100,7 @@ class Figures:
             f"{self.min_cos_to_fp32:.6f}",
             score,
             widths,
+            str(self.non_finite),
         ]
 
 
@@ -109,6 +113,7 @@ HEADER = [
     "min cos to ORT fp32",
     "max |score diff|",
     "min cos per width",
+    "non-finite outputs",
 ]
 
 
@@ -203,6 +208,16 @@ def _cos_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cosines
 
 
+def worst_max(values: Iterable[float]) -> float:
+    """The largest value, NaN if any is NaN (the builtin max skips a NaN that is not first)."""
+    return float(np.max(np.asarray(list(values), dtype=np.float64)))
+
+
+def worst_min(values: Iterable[float]) -> float:
+    """The smallest value, NaN if any is NaN."""
+    return float(np.min(np.asarray(list(values), dtype=np.float64)))
+
+
 def _vectors(encoder: AnyEncoder, raw: list[np.ndarray]) -> list[np.ndarray]:
     """What parity is judged on: pooled vectors for text embedders (their raw outputs are
     per-token rows), per-token vectors for ColBERT, the outputs themselves otherwise."""
@@ -227,21 +242,22 @@ def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
     mixed = _flat(encoder.run(items))  # one batch of everything, padded to the longest
     expected = _vectors(reference, _flat(reference.run(items)))
     vectors = _vectors(encoder, alone)
-    max_abs = max(float(np.abs(a - b).max()) for a, b in zip(alone, batched, strict=True))
-    one_minus_cos = max(
+    max_abs = worst_max(float(np.abs(a - b).max()) for a, b in zip(alone, batched, strict=True))
+    one_minus_cos = worst_max(
         float(1 - _cos_rows(a, b).min()) for a, b in zip(alone, batched, strict=True)
     )
-    unbucketed = max(float(np.abs(a - b).max()) for a, b in zip(alone, mixed, strict=True))
+    unbucketed = worst_max(float(np.abs(a - b).max()) for a, b in zip(alone, mixed, strict=True))
     figures = Figures(
         case.kind,
         f"{placement.backend} {placement.precision}",
         max_abs,
         one_minus_cos,
         unbucketed,
-        min(float(_cos_rows(a, b).min()) for a, b in zip(vectors, expected, strict=True)),
+        worst_min(float(_cos_rows(a, b).min()) for a, b in zip(vectors, expected, strict=True)),
+        non_finite=sum(not np.isfinite(a).all() for a in [*alone, *batched, *mixed]),
     )
     if case.kind == "cross-encoder":
-        figures.max_score_diff = max(
+        figures.max_score_diff = worst_max(
             float(np.abs(a - b).max()) for a, b in zip(vectors, expected, strict=True)
         )
     for width in case.widths:

@@ -80,6 +80,7 @@ def test_openvino_fp32_is_batch_invariant_with_buckets(
 def check(case: Case, fast: Runtime) -> None:
     figures = measure(case, fast, Runtime(device="cpu", threads=2))
     label = f"{case.kind} on {figures.placement}"
+    assert figures.non_finite == 0, label
     assert figures.max_abs_alone_vs_batch <= MAX_BATCH_DIFF, label
     if case.kind == "cross-encoder":
         assert figures.max_score_diff is not None
