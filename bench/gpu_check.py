@@ -1,16 +1,26 @@
 """`make gpu-check`: the CUDA path, checked end to end on a machine with an NVIDIA GPU.
 
-One run, one JSON report (bench/results/gpu-check-<time>.json), under 6 minutes:
+One run, one JSON report (bench/results/gpu-check-<time>.json), in under 6 minutes counted from
+the start, the install included (the start time survives the re-start; every subprocess and
+step is bounded by what is left; a run past 360 s fails):
   1. install: swaps onnxruntime for the `gpu` extra (onnxruntime-gpu with CUDA/cuDNN wheels,
      onnx) in this venv, then starts itself again;
-  2. parity and batch invariance of every model kind (the test suite's exports) on the CUDA
+  2. environment: the CUDA provider listed, NVML answering, `auto` placing on cuda;
+  3. parity and batch invariance of every model kind (the test suite's exports) on the CUDA
      placement `auto` picks (fp16) and on CUDA fp32, against the CPU exact mode (ORT fp32);
-  3. throughput of MiniLM on short sentences: the raw backend in-process (CUDA fp16, CUDA
-     fp32, CPU fp32) and through the gateway (8 clients x 32 texts), GPU vs CPU;
-  4. VRAM eviction: a gateway whose GATEWAY_MAX_VRAM fits the larger of two models but not
+  4. throughput of MiniLM on short sentences: the raw backend in-process (CUDA fp16, CUDA
+     fp32, CPU ORT fp32) and through the gateway (8 clients x 32 texts), GPU vs CPU `auto`;
+  5. VRAM eviction: a gateway whose GATEWAY_MAX_VRAM fits the larger of two models but not
      both; loading the second must evict the first, with NVML's figures recorded.
-`--cpu-dry-run` runs the same steps here without a GPU: no install, CUDA placements on the
-CPU-only onnxruntime (fp16 graphs run on the CPU), the host-memory budget for step 4.
+Every row names the device that ran it (bench/gpu_steps.py), and on a GPU run any CUDA-labelled
+figure that did not run on CUDA, any NaN or infinity, is a failure (bench/gpu_verdicts.py).
+
+`--cpu-dry-run` checks the logic here without a GPU: no install; the CUDA placements on the
+CPU-only onnxruntime (fp16 graphs converted and run on the CPU, which the placements report as
+device cpu); a "gpu" gateway that takes the CUDA path (bench/dry_cuda_gateway.py) and must
+report that the CPU ran it; the host-memory budget for step 5. Not covered without a GPU (the
+report's `dry_run_not_covered` says so): IO binding, CUDA speed, NVML's VRAM token budget,
+GATEWAY_MAX_VRAM accounting and /api/ps size_vram.
 """
 
 from __future__ import annotations
@@ -18,17 +28,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from bench import gpu_steps
+from bench.gpu_verdicts import TOTAL_S, deadline_problems
+
 REPO = Path(__file__).resolve().parents[1]
-DEADLINE_S = 330  # the whole check must end within 6 minutes, installs included
-MIN_COSINE, MAX_SCORE_DIFF, MAX_BATCH_DIFF = 0.999, 1e-2, 1e-5
+STARTED_ENV = "GPU_CHECK_STARTED_AT"  # time.time() at the first start, across the re-start
+REPORT_RESERVE_S = 10  # kept for writing the report after the last step
+MIN_STEP_S = 20  # a step with less left than this is skipped (and fails the check)
+DRY_RUN_NOT_COVERED = [
+    "CUDA kernels, IO binding and CUDA speed (sessions run on the CPU-only onnxruntime)",
+    "NVML: the VRAM token budget, GATEWAY_MAX_VRAM accounting, /api/ps size_vram "
+    "(tests/unit/test_vram_budget.py and test_budget.py test them with a fake NVML)",
+]
 
 
 def log(message: str) -> None:
@@ -42,162 +63,102 @@ def gpu_present() -> bool:
         return False
 
 
-def install_gpu_extra() -> None:
+def started_at() -> float:
+    """When this check started: inherited through the re-start, else now (and passed on)."""
+    started = float(os.environ.get(STARTED_ENV) or time.time())
+    os.environ[STARTED_ENV] = repr(started)
+    return started
+
+
+def install_gpu_extra(deadline: float) -> None:
     """onnxruntime and onnxruntime-gpu own the same files: remove the CPU wheel, then add the
-    GPU one (pip cannot express "instead of")."""
+    GPU one (pip cannot express "instead of"). Each pip call gets what is left before
+    `deadline` (raises subprocess.TimeoutExpired past it)."""
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]["gpu"]
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "uninstall", "-y", "onnxruntime"], check=False)
-    subprocess.run([*pip, "install", *extra, "nvidia-ml-py"], check=True, timeout=240)
-    subprocess.run([*pip, "install", "--force-reinstall", "--no-deps", extra[0]], check=True)
+    for command, check in (
+        ([*pip, "uninstall", "-y", "onnxruntime"], False),
+        ([*pip, "install", *extra, "nvidia-ml-py"], True),
+        ([*pip, "install", "--force-reinstall", "--no-deps", extra[0]], True),
+    ):
+        subprocess.run(command, check=check, timeout=max(deadline - time.time(), 1))
+
+
+class StepTimeout(BaseException):
+    """Raised in the main thread when a step runs past the check's deadline (a BaseException,
+    so that no `except Exception` inside a step swallows it)."""
 
 
 class Report:
-    def __init__(self, dry_run: bool) -> None:
-        self.started = time.monotonic()
+    def __init__(
+        self, dry_run: bool, started: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.started = started
+        self.clock = clock
         self.data: dict[str, Any] = {"dry_run": dry_run, "steps": {}, "failures": []}
+        if dry_run:
+            self.data["dry_run_not_covered"] = DRY_RUN_NOT_COVERED
+
+    def left(self) -> float:
+        """Seconds a step may still take, keeping REPORT_RESERVE_S to write the report."""
+        return self.started + TOTAL_S - REPORT_RESERVE_S - self.clock()
 
     def step(self, name: str, action: Callable[[], dict[str, Any]]) -> None:
-        left = DEADLINE_S - (time.monotonic() - self.started)
-        if left < 20:
+        left = self.left()
+        if left < MIN_STEP_S:
             self.data["steps"][name] = {"skipped": f"out of time ({left:.0f} s left)"}
             self.data["failures"].append(f"{name}: skipped, out of time")
             return
         log(f"{name} ...")
-        began = time.monotonic()
+        began = self.clock()
         try:
-            result = action()
-        except Exception as exc:
+            with _watchdog(left):
+                result = action()
+        except (Exception, StepTimeout) as exc:
             result = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             self.data["failures"].append(f"{name}: {result['error'][:300]}")
-        result["seconds"] = round(time.monotonic() - began, 1)
+        result["seconds"] = round(self.clock() - began, 1)
         self.data["steps"][name] = result
         for problem in result.get("problems", []):
             self.data["failures"].append(f"{name}: {problem}")
         log(f"{name}: {result.get('error') or 'done'} ({result['seconds']} s)")
 
-
-def environment() -> dict[str, Any]:
-    import onnxruntime as ort
-
-    from gateway.memory import Nvml
-    from gateway.runtime import Runtime
-
-    gpu = Nvml().memory()
-    runtime = Runtime(device="auto", backend="auto", precision="auto")
-    try:
-        smi = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
-        gpus = smi.stdout.strip() if smi.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        gpus = None
-    return {
-        "onnxruntime": ort.__version__,
-        "providers": ort.get_available_providers(),
-        "nvidia_smi": gpus,
-        "nvml": None if gpu is None else gpu.__dict__,
-        "default_placement": runtime.describe()["default_placement"],
-    }
+    def finish(self) -> None:
+        total = self.clock() - self.started
+        self.data["total_seconds"] = round(total, 1)
+        self.data["failures"] += deadline_problems(total)
 
 
-def cuda_runtime(dry_run: bool, precision: str) -> Any:
-    from gateway.runtime import Runtime
+class _watchdog:
+    """Interrupts the main thread (SIGALRM) `seconds` from now: a step cannot outlast the
+    deadline. Servers a step started are stopped by its own `finally`."""
 
-    return Runtime(device="cuda", backend="auto", precision=precision, assume_cuda=dry_run)
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
+    def __enter__(self) -> None:
+        def expire(signum: int, frame: FrameType | None) -> None:
+            raise StepTimeout(f"cut at the deadline ({TOTAL_S} s from the start)")
 
-def parity(dry_run: bool, quick: bool) -> dict[str, Any]:
-    from bench.fast_path_numerics import all_cases
-    from gateway.runtime import Runtime
+        self.previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, max(self.seconds, 0.001))
 
-    exact = Runtime(device="cpu")
-    rows, problems = [], []
-    # --quick (the dry run's own test): one text kind and the reranker, fp16 only.
-    cases = all_cases(("minilm fp32", "cross-encoder"), 12) if quick else all_cases()
-    for case in cases:
-        for precision in ("auto",) if quick else ("auto", "fp32"):
-            figures = measure_case(case, cuda_runtime(dry_run, precision), exact)
-            rows.append(figures.__dict__)
-            label = f"{case.kind} {figures.placement}"
-            if figures.max_abs_alone_vs_batch > MAX_BATCH_DIFF:
-                problems.append(f"{label}: alone vs batch {figures.max_abs_alone_vs_batch:.1e}")
-            if case.kind == "cross-encoder":
-                if (figures.max_score_diff or 0) > MAX_SCORE_DIFF:
-                    problems.append(f"{label}: scores off by {figures.max_score_diff:.1e}")
-            elif min([figures.min_cos_to_fp32, *figures.per_width.values()]) < MIN_COSINE:
-                problems.append(f"{label}: min cos {figures.min_cos_to_fp32:.6f}")
-    return {"rows": rows, "problems": problems}
+    def __exit__(self, *exc: object) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
 
 
-def measure_case(case: Any, fast: Any, exact: Any) -> Any:
-    from tools.fast_path import measure
-
-    return measure(case, fast, exact)
-
-
-def raw_throughput(dry_run: bool, texts: list[str]) -> dict[str, Any]:
-    from bench.models import load_model
-    from gateway.encoders import TextEncoder, build_encoder
-    from gateway.encoders.base import EncodeOptions
-    from gateway.registry import parse_entry
-    from gateway.runtime import Runtime
-    from tools.models import minilm_entry
-
-    model = load_model("minilm")
-    spec = parse_entry("minilm", minilm_entry(model.folder, max_tokens=256))
-    paths = {"model": model.onnx, "tokenizer": model.tokenizer}
-    runtimes = {
-        "cuda fp16": cuda_runtime(dry_run, "auto"),
-        "cuda fp32": cuda_runtime(dry_run, "fp32"),
-        "cpu ort fp32": Runtime(device="cpu"),
-    }
-    out: dict[str, Any] = {"texts": len(texts)}
-    for name, runtime in runtimes.items():
-        encoder = build_encoder(spec, paths, runtime)
-        assert isinstance(encoder, TextEncoder)
-        items = sorted(encoder.prepare(texts, EncodeOptions()), key=lambda item: item.length)
-        batch = 32 if "cpu" in name else 128
-        encoder.run(items[:batch])  # warm-up
-        started = time.perf_counter()
-        for start in range(0, len(items), batch):
-            encoder.run(items[start : start + batch])
-        out[name] = round(len(items) / (time.perf_counter() - started), 1)
-    out["x_cuda_fp16_over_cpu"] = round(out["cuda fp16"] / out["cpu ort fp32"], 2)
-    return out
-
-
-def gateway_throughput(dry_run: bool, texts: list[str]) -> dict[str, Any]:
-    from bench.load import OLLAMA, run_load
-    from bench.models import load_model
-    from bench.servers import Gateway
-
-    model = load_model("minilm")
-    device = "cpu" if dry_run else "cuda"
-    out: dict[str, Any] = {"texts": len(texts), "load": "8x32"}
-    workdir = Path(os.environ.get("TMPDIR", "/tmp"))
-    for name, env in (
-        ("gpu", {"GATEWAY_DEVICE": device, "GATEWAY_BACKEND": "auto", "GATEWAY_PRECISION": "auto"}),
-        ("cpu", {"GATEWAY_DEVICE": "cpu", "GATEWAY_BACKEND": "auto", "GATEWAY_PRECISION": "auto"}),
-    ):
-        server = Gateway(model, workdir, {"GATEWAY_CACHE_BYTES": "0", **env})
-        server.start()
-        try:
-            run_load(server.url, OLLAMA, model.served_name, texts[:64], clients=8, per_request=8)
-            result = run_load(
-                server.url, OLLAMA, model.served_name, texts, clients=8, per_request=32
-            )
-            out[name] = round(len(texts) / result.wall_s, 1)
-        finally:
-            server.stop()
-    out["x_gpu_over_cpu"] = round(out["gpu"] / out["cpu"], 2)
-    return out
-
-
-def eviction(dry_run: bool) -> dict[str, Any]:
-    from bench.gpu_eviction import eviction_scenario
-
-    return eviction_scenario(dry_run)
+def write(report: Report, output: Path | None) -> int:
+    report.finish()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output = output or REPO / "bench" / "results" / f"gpu-check-{stamp}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report.data, indent=1, default=str))
+    print(json.dumps({k: v for k, v in report.data.items() if k != "steps"}, indent=1))
+    print(f"report: {output}")
+    return 1 if report.data["failures"] else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,11 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     dry = args.cpu_dry_run
+    started = started_at()
     if not dry and not gpu_present():
         log("no NVIDIA GPU here (nvidia-smi -L failed); use --cpu-dry-run to check the logic")
         return 2
     if not dry and not args.installed:
-        install_gpu_extra()
+        try:
+            install_gpu_extra(started + TOTAL_S - REPORT_RESERVE_S - MIN_STEP_S)
+        except (subprocess.SubprocessError, OSError) as exc:
+            report = Report(dry, started)
+            report.data["failures"].append(f"install: {type(exc).__name__}: {exc}"[:500])
+            return write(report, args.output)
         os.execv(
             sys.executable, [sys.executable, "-m", "bench.gpu_check", "--installed", *sys.argv[1:]]
         )
@@ -222,20 +189,19 @@ def main(argv: list[str] | None = None) -> int:
 
     count = args.sentences or (16 if args.quick else 48 if dry else 512)
     texts = list(build_workloads(load_model("minilm").tokenizer)["sentences"].take(count).texts)
-    report = Report(dry)
-    report.step("environment", environment)
-    report.step("parity", lambda: parity(dry, args.quick))
-    report.step("raw_throughput", lambda: raw_throughput(dry, texts))
-    report.step("gateway_throughput", lambda: gateway_throughput(dry, texts))
+    report = Report(dry, started)
+    report.step("environment", lambda: gpu_steps.environment(dry))
+    report.step("parity", lambda: gpu_steps.parity(dry, args.quick))
+    report.step("raw_throughput", lambda: gpu_steps.raw_throughput(dry, texts))
+    report.step("gateway_throughput", lambda: gpu_steps.gateway_throughput(dry, texts))
     report.step("vram_eviction", lambda: eviction(dry))
-    report.data["total_seconds"] = round(time.monotonic() - report.started, 1)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    output = args.output or REPO / "bench" / "results" / f"gpu-check-{stamp}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report.data, indent=1, default=str))
-    print(json.dumps({k: v for k, v in report.data.items() if k != "steps"}, indent=1))
-    print(f"report: {output}")
-    return 1 if report.data["failures"] else 0
+    return write(report, args.output)
+
+
+def eviction(dry_run: bool) -> dict[str, Any]:
+    from bench.gpu_eviction import eviction_scenario
+
+    return eviction_scenario(dry_run)
 
 
 if __name__ == "__main__":

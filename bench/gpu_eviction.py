@@ -102,6 +102,9 @@ def eviction_scenario(dry_run: bool) -> dict[str, Any]:
         problems.append(
             f"no eviction: {FIRST} {after[FIRST]['state']}, {SECOND} {after[SECOND]['state']}"
         )
+    device = (after[SECOND].get("compute") or {}).get("device")
+    if not dry_run and device != "cuda":
+        problems.append(f"{SECOND} runs on {device}, not cuda: {after[SECOND].get('compute')}")
     if not dry_run and not any(row.get("size_vram") for row in seen.ps.get("models", [])):
         problems.append("/api/ps reports no VRAM for the loaded model")
     return {

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -133,7 +134,13 @@ class ProcessServer:
 class Gateway:
     """The real `gateway serve` (tools.gateway_server.GatewayServer) serving one local export."""
 
-    def __init__(self, model: BenchModel, workdir: Path, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        model: BenchModel,
+        workdir: Path,
+        env: Mapping[str, str],
+        command: Sequence[str] | None = None,
+    ) -> None:
         entry = minilm_entry(
             model.folder,
             dim=model.dim,
@@ -153,6 +160,7 @@ class Gateway:
             models_dir=CACHE / "gateway-models",
             env=settings,
             startup_timeout=120,
+            command=command,
         )
         self.name = "gateway"
 
@@ -182,12 +190,18 @@ class Gateway:
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.server.log().splitlines()[-lines:])
 
-    def stats(self, model: str) -> dict[str, float]:
-        """The batcher's counters from GET /admin/models (cumulative since the model loaded)."""
+    def row(self, model: str) -> dict[str, Any]:
+        """The model's row of GET /admin/models (its compute placement, memory, counters)."""
         rows = httpx.get(self.url + "/admin/models", timeout=30).json()["models"]
-        row = next(r for r in rows if r["name"] == model)
+        row: dict[str, Any] = next(r for r in rows if r["name"] == model)
+        return row
+
+    def stats(self, model: str) -> dict[str, Any]:
+        """The batcher's counters (cumulative since the model loaded) and where the model
+        runs (`compute`: backend, device, precision and why, as `auto` chose them)."""
+        row = self.row(model)
         keys = ("batches", "items", "padding_ratio", "real_tokens", "padded_tokens", "busy_seconds")
-        return {k: row.get(k, 0) for k in keys}
+        return {**{k: row.get(k, 0) for k in keys}, "compute": row.get("compute", {})}
 
 
 def loop_server(model: BenchModel, workdir: Path) -> ProcessServer:

@@ -84,6 +84,8 @@ class Figures:
     min_cos_to_fp32: float
     max_score_diff: float | None = None
     per_width: dict[int, float] = field(default_factory=dict)
+    device: str = ""  # where the session really ran (its placement: backends/ort_cuda.py)
+    providers: list[str] = field(default_factory=list)  # the session's, in ONNX Runtime's order
     # Fast-path outputs (alone, in bucket batches, in one batch) holding NaN or infinity: any
     # fails a check, and the figures above are NaN then (never a min or max that skipped one).
     non_finite: int = 0
@@ -226,6 +228,11 @@ def _vectors(encoder: AnyEncoder, raw: list[np.ndarray]) -> list[np.ndarray]:
     return raw
 
 
+def _providers(encoder: AnyEncoder) -> list[str]:
+    session = getattr(encoder, "session", None)
+    return list(session.get_providers()) if session is not None else []
+
+
 def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
     """Parity to the exact mode and alone-vs-batch invariance of one kind on `fast`."""
     reference = build_encoder(case.spec, case.paths, exact)
@@ -249,11 +256,13 @@ def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
     unbucketed = worst_max(float(np.abs(a - b).max()) for a, b in zip(alone, mixed, strict=True))
     figures = Figures(
         case.kind,
-        f"{placement.backend} {placement.precision}",
+        f"{placement.backend} {placement.precision} on {placement.device}",
         max_abs,
         one_minus_cos,
         unbucketed,
         worst_min(float(_cos_rows(a, b).min()) for a, b in zip(vectors, expected, strict=True)),
+        device=placement.device,
+        providers=_providers(encoder),
         non_finite=sum(not np.isfinite(a).all() for a in [*alone, *batched, *mixed]),
     )
     if case.kind == "cross-encoder":

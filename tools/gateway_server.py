@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -36,6 +36,7 @@ class GatewayServer:
         models_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 180.0,  # generous: only a server that never starts fails
+        command: Sequence[str] | None = None,  # instead of `python -m gateway serve`
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -43,6 +44,7 @@ class GatewayServer:
         self.models_dir = models_dir or REPO / "models"
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
+        self.command = list(command or [sys.executable, "-m", "gateway", "serve"])
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = registry.parent / f"gateway-{self.port}.log"
 
@@ -65,7 +67,7 @@ class GatewayServer:
         # The child writes through its own copy of the descriptor; ours closes at once.
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "serve"],
+                self.command,
                 env=env,
                 cwd=REPO,
                 stdout=log,

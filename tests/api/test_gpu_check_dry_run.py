@@ -1,6 +1,6 @@
 """`make gpu-check`'s logic without a GPU: the --cpu-dry-run takes the CUDA placements on the
-CPU-only onnxruntime (fp16 graphs converted and run on the CPU), measures parity, throughput
-and a memory-budget eviction, and writes its one JSON report."""
+CPU-only onnxruntime (fp16 graphs converted and run on the CPU, and reported as run there),
+measures parity, throughput and a memory-budget eviction, and writes its one JSON report."""
 
 from __future__ import annotations
 
@@ -26,11 +26,21 @@ def test_gpu_check_dry_run_writes_a_passing_report(tmp_path: Path) -> None:
         "environment", "parity", "raw_throughput", "gateway_throughput", "vram_eviction"
     }  # fmt: skip
     placements = {row["placement"] for row in steps["parity"]["rows"]}
-    assert placements == {"onnxruntime fp16"}  # the CUDA path's fp16 graphs, run on the CPU
+    # The CUDA path's fp16 graphs, which the CPU ran: every row says so.
+    assert placements == {"onnxruntime fp16 on cpu"}
+    assert all(row["providers"][:1] == ["CPUExecutionProvider"] for row in steps["parity"]["rows"])
     cross = next(r for r in steps["parity"]["rows"] if r["kind"] == "cross-encoder")
     assert cross["max_score_diff"] <= 1e-2
-    assert all(steps["raw_throughput"][k] > 0 for k in ("cuda fp16", "cuda fp32", "cpu ort fp32"))
-    assert steps["gateway_throughput"]["gpu"] > 0 and steps["gateway_throughput"]["cpu"] > 0
+    raw = steps["raw_throughput"]["rows"]
+    assert all(raw[k]["texts_per_s"] > 0 for k in ("cuda fp16", "cuda fp32", "cpu ort fp32"))
+    assert raw["cuda fp16"]["placement"] == "onnxruntime fp16 on cpu"
+    gateways = steps["gateway_throughput"]["rows"]
+    assert gateways["gpu"]["texts_per_s"] > 0 and gateways["cpu"]["texts_per_s"] > 0
+    # The "gpu" gateway took the CUDA path (fp16 on the CUDA backend) and reports the CPU ran it.
+    gpu = gateways["gpu"]["compute"]
+    assert (gpu["device"], gpu["precision"]) == ("cpu", "fp16"), gpu
+    assert "no CUDA provider" in gpu["reason"]
+    assert report["dry_run_not_covered"] and report["total_seconds"] <= 360
     evict = steps["vram_eviction"]
     assert evict["evicted"] is True and evict["budget_setting"] == "GATEWAY_MAX_RAM"
     assert evict["states_after"] == {"evict-minilm": "ready", "evict-nomic": "loaded"}

@@ -94,7 +94,7 @@ class FakeEncoder:
 
     def __init__(self, nan_item: int | None) -> None:
         placement = Placement("onnxruntime", "cpu", "fp32", "test")
-        self.session = SimpleNamespace(placement=placement)
+        self.session = SimpleNamespace(placement=placement, get_providers=lambda: ["CPU"])
         self.nan_item = nan_item
 
     def run(self, items: list[int]) -> list[np.ndarray]:
