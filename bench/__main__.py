@@ -108,11 +108,11 @@ def sizes(args: argparse.Namespace) -> dict[str, dict[str, int]]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.torch_spin:
-        # The gateway's ONNX Runtime threads never spin when idle (allow_spinning=0); torch's
-        # OpenMP threads do by default, and when another process holds a core that makes a
-        # short torch call 20-50x slower (8 ms -> 200-400 ms measured here). PASSIVE is the
-        # same policy for torch, for sentence-transformers here and for Infinity's server (it
-        # inherits the environment). It must be set before torch is first imported.
+        # Torch's OpenMP threads spin while idle by default, and when another process holds a
+        # core that makes a short torch call 20-50x slower (8 ms -> 200-400 ms measured here).
+        # PASSIVE makes them sleep, for sentence-transformers here and for Infinity's server
+        # (it inherits the environment). The ONNX Runtime rows do spin (GATEWAY_SPIN's
+        # default): the policies differ, see bench/README.md. Set before torch is imported.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     run = Run(args)
     try:

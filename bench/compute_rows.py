@@ -45,12 +45,13 @@ class OpenVinoEmbedder(OrtEmbedder):
 
 
 class FastEmbed(System):
-    """fastembed's TextEmbedding in a worker process of its own venv (bench/fastembed_worker.py)."""
+    """fastembed's TextEmbedding in a worker process of its own venv (bench/fastembed_worker.py),
+    given the texts sorted by length like every in-process row (its padding ratio recorded)."""
 
     key = "fastembed"
 
     def __init__(self, model: BenchModel, python: Path, threads: int, batch_size: int) -> None:
-        self.label = f"(f) fastembed in-process (own venv), bs{batch_size}"
+        self.label = f"(f) fastembed in-process (own venv), length-sorted bs{batch_size}"
         self.batch_size = batch_size
         self.folder = Path(tempfile.mkdtemp(prefix="bench-fastembed-"))
         # fastembed reads the tokenizer's side files next to the ONNX file.
@@ -93,7 +94,8 @@ class FastEmbed(System):
         )
         total = time.perf_counter() - started
         wall = float(answer["wall_s"])  # type: ignore[arg-type]
-        return Measured(wall, np.load(out), extra={"ipc_s": total - wall})
+        extra = {"ipc_s": total - wall, "padding_ratio": answer["padding_ratio"]}
+        return Measured(wall, np.load(out), extra=extra)
 
     def single(self, text: str, times: int) -> list[float]:
         answer = self._ask({"op": "single", "text": text, "times": times})
