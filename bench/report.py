@@ -79,6 +79,9 @@ def summarize(samples: Sequence[dict[str, Any]], bases: Sequence[str]) -> list[d
             ),
             "min_cos": worst_cos(s["min_cos"] for s in ok if s["min_cos"] is not None),
             "texts": ok[0]["texts"] if ok else None,
+            "agreement_reference": next(
+                (s["agreement_reference"] for s in ok if s.get("agreement_reference")), None
+            ),
         }
         for base in bases:
             ratios = []
@@ -122,7 +125,11 @@ def table(rows: Sequence[dict[str, Any]], min_cos: float) -> str:
     )
     head = ["system", "load", "texts/s", "tok/s", "p50 ms", "p99 ms"]
     head += [f"x gw {b}" for b in bases]
-    head += ["cpu/wall srv+cli (others)", "cpu ms/text (srv loop)", "pad", "min cos"]
+    references = sorted(
+        {str(r["agreement_reference"]) for r in rows if r.get("agreement_reference")}
+    )
+    cos_head = f"min cos vs {', '.join(references)}" if references else "min cos (no reference)"
+    head += ["cpu/wall srv+cli (others)", "cpu ms/text (srv loop)", "pad", cos_head]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if r["reps"] == 0:
@@ -199,68 +206,6 @@ def latency_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-# The issue's targets for the gateway's fast path: (gateway row, its load, row, that row's load,
-# at least). BATCHED is 8x32 as fitted to the workload; a row's load None means in-process. The
-# raw backend of the 64x1 target is raw OpenVINO bf16: what `auto` runs on AMX/AVX512-BF16 CPUs;
-# that target is shown for both clients (aiohttp, and the lean one that costs the cores less).
-BATCHED = "batched"
-TARGETS = {
-    "sentences": (
-        (GATEWAY, BATCHED, "st", None, 2.5),
-        (GATEWAY, BATCHED, "raw", None, 2.0),
-        (GATEWAY, BATCHED, "infinity", "8x32", 2.5),
-        (GATEWAY, "64x1", "raw-ov-bf16", None, 0.9),
-        (LEAN, "64x1", "raw-ov-bf16", None, 0.9),
-    ),
-    "passages": ((GATEWAY, BATCHED, "st", None, 2.0),),
-}
-# One short text at one client: the gateway's p50 over the raw backend's, at most.
-LATENCY_TARGET = ("raw-ov-bf16", 1.3)
-
-
-def rep_ratio(
-    samples: Sequence[dict[str, Any]], ours: tuple[str, str | None], theirs: tuple[str, str | None]
-) -> float | None:
-    """Median over reps of (system, load) `ours`' texts/s over `theirs`' in the same rep."""
-    rates: dict[tuple[str, str | None], dict[int, float]] = {ours: {}, theirs: {}}
-    for s in samples:
-        key = (s["system"], s["load"])
-        if key in rates and not s["error"]:
-            rates[key][s["rep"]] = s["texts_per_s"]
-    return median(
-        rates[ours][rep] / rates[theirs][rep] for rep in rates[ours] if rates[theirs].get(rep)
-    )
-
-
-def target_lines(workload: str, samples: Sequence[dict[str, Any]], batched: str) -> list[str]:
-    """Each target's gateway row over the target row, from the per-rep ratios."""
-    out = []
-    for gateway, gateway_load, system, load, goal in TARGETS.get(workload, ()):
-        base = batched if gateway_load == BATCHED else gateway_load
-        name = f"{gateway} {base} / {system}"
-        ratio = rep_ratio(samples, (gateway, base), (system, base if load else None))
-        if ratio is None:
-            out.append(f"- {name}: not measured")
-            continue
-        verdict = "met" if ratio >= goal else "NOT met"
-        out.append(f"- {name}: {ratio:.2f}x (target >= {goal}x: {verdict})")
-    return out
-
-
-def latency_target_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
-    system, most = LATENCY_TARGET
-    p50 = {r["system"]: r["p50_ms"] for r in rows if r["reps"]}
-    out = []
-    for gateway in (GATEWAY, LEAN):
-        if gateway not in p50 or system not in p50:
-            out.append(f"- {gateway} p50 / {system} p50: not measured")
-            continue
-        ratio = p50[gateway] / p50[system]
-        verdict = "met" if ratio <= most else "NOT met"
-        out.append(f"- {gateway} p50 / {system} p50: {ratio:.2f}x (target <= {most}x: {verdict})")
-    return out
-
-
 def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> None:
     """The tables of a run, from its result dict, on stdout."""
     out = []
@@ -302,7 +247,19 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
         "server's first thread, uvicorn's event loop). pad = padded/real tokens (gateway: "
         "from /admin/models)."
     )
+    from bench.targets import describe, latency_target_lines, raw_backend, target_lines
+
     for key, cells in result["cells"].items():
+        chosen = result["models"][key].get("gateway_compute", {})
+        compute = chosen.get(GATEWAY)
+        if chosen:
+            out.append(f"\n{key}: the gateway's compute, as /admin/models reports it:")
+            for system, placement in chosen.items():
+                out.append(f"- {system}: {describe(placement)} ({placement.get('reason')})")
+            out.append(
+                f"- raw backend of `gateway` (the 64x1 and one-text targets' baseline): "
+                f"{raw_backend(compute) or 'none measured for it'}"
+            )
         for name, cell in cells.items():
             w = cell["workload"]
             out.append(
@@ -321,7 +278,7 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
                 out.append(efficiency_table(cell["efficiency"], result["gemm_peaks_gflops"]))
             base = cell["baselines"][-1]
             samples = [s for s in result["samples"] if s["model"] == key and s["workload"] == name]
-            lines = target_lines(name, samples, base)
+            lines = target_lines(name, samples, base, compute)
             if lines:
                 out.append("\nTargets (ratios per rep, median):\n" + "\n".join(lines))
             cross = next(
@@ -342,7 +299,8 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
                 )
         out.append(f"\n## {key}: one short text ({short_text!r}), 1 client")
         out.append(latency_table(result["latency"][key]))
-        out.append("\nTargets:\n" + "\n".join(latency_target_lines(result["latency"][key])))
+        lines = latency_target_lines(result["latency"][key], compute)
+        out.append("\nTargets:\n" + "\n".join(lines))
     for note in result["notes"]:
         out.append(f"\nnote: {note}")
     print("\n".join(out), flush=True)

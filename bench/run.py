@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 
 from bench import report
+from bench.agreement import check_agreement
 from bench.corpora import Workload, build_workloads
 from bench.environment import machine_info, versions
 from bench.lineup import GATEWAY_VARIANTS, Lineup
@@ -155,7 +156,10 @@ class Run:
                 time.sleep(PAUSE_S)
                 cell.append(self.measure(model, workload, system, load, rep))
                 self.load_trace.append(os.getloadavg()[0])
-        check_agreement(cell)
+        note = check_agreement(cell)
+        if note:
+            log(note)
+            self.notes.append(note)
         return cell
 
     def run_latency(self, model: BenchModel, systems: Sequence[System]) -> None:
@@ -238,10 +242,17 @@ class Run:
                     }
                 self.run_latency(model, systems)
                 for system in systems:
-                    if isinstance(system, GatewaySystem) and system.key == "gateway":
-                        # Cumulative since the gateway (last) started: a summary, not a measure.
-                        with contextlib.suppress(httpx.HTTPError):
-                            stats = system.gateway.stats(model.served_name)
+                    if not isinstance(system, GatewaySystem) or system.key.endswith(
+                        ("-lean", "-openai")
+                    ):
+                        continue
+                    # Cumulative since the gateway (last) started: a summary, not a measure.
+                    with contextlib.suppress(httpx.HTTPError, StopIteration):
+                        stats = system.gateway.stats(model.served_name)
+                        # What `auto` (or the variant's setting) chose: the targets' raw row.
+                        compute = models_info[key].setdefault("gateway_compute", {})
+                        compute[system.key] = stats.pop("compute")
+                        if system.key == "gateway":
                             models_info[key]["gateway_stats_end"] = stats
             finally:
                 for system in systems:
@@ -304,37 +315,3 @@ class Run:
             tail = server.log_tail(5)
             if "Traceback" in tail or "ERROR" in tail:
                 self.notes.append(f"{server.name} log ({server.log_path}) ends with:\n{tail}")
-
-
-def check_agreement(cell: list[dict[str, Any]]) -> None:
-    """Set each sample's `min_cos`: its vectors against raw ORT's (else the first system's) for
-    the same texts, so a fast system that returns wrong vectors stands out. A vector holding
-    NaN or infinity (in the sample or the reference) makes `min_cos` NaN, which every check
-    counts as a disagreement (`report.agrees`), and is counted in `non_finite_rows`."""
-    with_vectors = [s for s in cell if "_vectors" in s]
-    if not with_vectors:
-        return
-    reference = next((s for s in with_vectors if s["system"] == "raw"), with_vectors[0])
-    ref = np.asarray(reference["_vectors"], dtype=np.float64)
-    ref_finite = bool(np.isfinite(ref).all())
-    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
-    for s in with_vectors:
-        vectors = np.asarray(s.pop("_vectors"), dtype=np.float64)
-        s["agreement_reference"] = reference["system"]
-        if vectors.shape != ref.shape:
-            s["min_cos"] = -1.0
-            s["error"] = f"returned {vectors.shape} vectors, expected {ref.shape}"
-            continue
-        s["non_finite_rows"] = int((~np.isfinite(vectors).all(axis=1)).sum())
-        if s["non_finite_rows"] or not ref_finite:
-            s["min_cos"] = float("nan")
-            continue
-        with np.errstate(invalid="ignore", divide="ignore"):  # a zero vector: NaN, disagrees
-            vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-            s["min_cos"] = float((vectors * ref).sum(axis=1).min())
-    if len(ref) > 1:
-        # The check means something only if different texts are well below the floor
-        # (random-weight models can map every text to nearly one vector).
-        cross = float(np.median((ref[:-1] * ref[1:]).sum(axis=1)))
-        for s in cell:
-            s["cross_text_cos_median"] = cross

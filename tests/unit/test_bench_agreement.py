@@ -120,3 +120,30 @@ def test_fast_path_figures_are_nan_when_one_output_is(
     assert not figures.max_abs_alone_vs_batch <= 1e-5
     if kind == "cross-encoder":
         assert figures.max_score_diff is not None and not figures.max_score_diff <= 1e-2
+
+
+def test_without_raw_the_reference_is_never_a_gateway_row() -> None:
+    cell, _ = _cell()
+    cell = [s for s in cell if s["system"] not in ("raw", "raw-ov-bf16")]  # gateway, st
+    cell[0]["_vectors"] = cell[1]["_vectors"] * 2  # agrees with st
+    assert check_agreement(cell) is None
+    assert {s["agreement_reference"] for s in cell} == {"st"}
+
+
+def test_only_gateway_rows_are_not_checked_against_themselves() -> None:
+    cell, ref = _cell()
+    cell = [_sample("gateway", ref, "8x32"), _sample("gateway-openai", ref, "8x32")]
+    note = check_agreement(cell)
+    assert note is not None and "NOT checked" in note
+    assert all(s["min_cos"] is None and s["agreement_reference"] is None for s in cell)
+
+
+def test_the_table_names_the_agreement_reference() -> None:
+    cell, _ = _cell()
+    check_agreement(cell)
+    for s in cell:
+        s.update(texts=8, tokens=80, wall_s=1.0, texts_per_s=8.0, tokens_per_s=80.0)
+        s.update(p50_ms=None, p99_ms=None, client_cpu_s=1.0, server_cpu_s=None, others_cpu_s=0.0)
+        s.update(extra={})
+    rows = report.summarize(cell, [])
+    assert "| min cos vs raw |" in report.table(rows, 0.999)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report import latency_target_lines, rep_ratio, target_lines
+from bench.targets import latency_target_lines, rep_ratio, target_lines
+
+OV_BF16 = {"backend": "openvino", "device": "cpu", "precision": "bf16", "reason": "auto: AMX"}
+ORT_FP32 = {"backend": "onnxruntime", "device": "cpu", "precision": "fp32", "reason": "auto"}
 
 
 def _sample(system: str, load: str | None, rep: int, rate: float, error: str | None = None):
@@ -25,14 +28,14 @@ def test_each_target_uses_its_own_gateway_row_and_load() -> None:
         *_rates("infinity", "8x32", 200.0, 200.0, 200.0),
         *_rates("raw-ov-bf16", None, 300.0, 300.0, 300.0),
     ]
-    assert target_lines("sentences", samples, "8x32") == [
+    assert target_lines("sentences", samples, "8x32", OV_BF16) == [
         "- gateway 8x32 / st: 4.00x (target >= 2.5x: met)",
         "- gateway 8x32 / raw: 1.67x (target >= 2.0x: NOT met)",
         "- gateway 8x32 / infinity: 2.00x (target >= 2.5x: NOT met)",
         "- gateway 64x1 / raw-ov-bf16: 0.80x (target >= 0.9x: NOT met)",
         "- gateway-lean 64x1 / raw-ov-bf16: 0.95x (target >= 0.9x: met)",
     ]
-    assert target_lines("passages", [], "8x8") == ["- gateway 8x8 / st: not measured"]
+    assert target_lines("passages", [], "8x8", OV_BF16) == ["- gateway 8x8 / st: not measured"]
 
 
 def test_ratios_are_taken_per_rep_then_the_median() -> None:
@@ -61,8 +64,39 @@ def test_latency_targets_compare_both_clients_with_the_raw_backend() -> None:
         {"system": "raw-ov-bf16", "p50_ms": 2.0, "reps": 3},
         {"system": "raw", "p50_ms": 1.0, "reps": 3},
     ]
-    assert latency_target_lines(rows) == [
+    assert latency_target_lines(rows, OV_BF16) == [
         "- gateway p50 / raw-ov-bf16 p50: 1.30x (target <= 1.3x: met)",
         "- gateway-lean p50 / raw-ov-bf16 p50: 1.40x (target <= 1.3x: NOT met)",
     ]
-    assert all("not measured" in line for line in latency_target_lines(rows[:1]))
+    assert all("not measured" in line for line in latency_target_lines(rows[:1], OV_BF16))
+
+
+def test_the_raw_backend_is_the_row_of_what_the_gateway_chose() -> None:
+    """`auto` without OpenVINO (or on a CPU without bf16) runs ORT fp32: the 64x1 and latency
+    targets then compare with raw ORT, not with raw OpenVINO bf16."""
+    samples = [
+        *_rates("gateway", "64x1", 90.0),
+        *_rates("raw", None, 100.0),
+        *_rates("raw-ov-bf16", None, 300.0),
+    ]
+    lines = target_lines("sentences", samples, "8x32", ORT_FP32)
+    assert "- gateway 64x1 / raw: 0.90x (target >= 0.9x: met)" in lines
+    rows = [
+        {"system": "gateway", "p50_ms": 1.2, "reps": 3},
+        {"system": "raw", "p50_ms": 1.0, "reps": 3},
+        {"system": "raw-ov-bf16", "p50_ms": 0.5, "reps": 3},
+    ]
+    assert latency_target_lines(rows, ORT_FP32)[0] == (
+        "- gateway p50 / raw p50: 1.20x (target <= 1.3x: met)"
+    )
+
+
+def test_a_gateway_compute_no_raw_row_runs_is_not_compared_with_the_wrong_one() -> None:
+    samples = [*_rates("gateway", "64x1", 90.0), *_rates("raw-ov-bf16", None, 100.0)]
+    cuda = {"backend": "onnxruntime", "device": "cuda", "precision": "fp16"}
+    for compute in (cuda, None):
+        lines = target_lines("sentences", samples, "8x32", compute)
+        raw_lines = [line for line in lines if "64x1" in line]
+        assert raw_lines and all("no raw row runs: not measured" in line for line in raw_lines)
+        rows = [{"system": "gateway", "p50_ms": 1.0, "reps": 1}]
+        assert "no raw row runs" in latency_target_lines(rows, compute)[0]
