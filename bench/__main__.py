@@ -97,6 +97,14 @@ def _pick(raw: str, known: Sequence[str], what: str) -> list[str]:
     return picked
 
 
+# These tables check pooled vectors of two text models only; the other kinds are elsewhere.
+FAST_PATH_NUMERICS = (
+    "Not in these tables: cos to fp32 for every model kind (nomic text at all widths, vision, "
+    "ColBERT per token, cross-encoder scores) and alone-vs-batch invariance per precision: "
+    "`.venv/bin/python -m bench.fast_path_numerics` (about 20 s; bench/README.md)."
+)
+
+
 def sizes(args: argparse.Namespace) -> dict[str, dict[str, int]]:
     out = {}
     for model in args.models:
@@ -127,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=1))
     report.print_report(result, args.min_cos, SHORT_TEXT)
+    print(f"\n{FAST_PATH_NUMERICS}")
     print(f"\nJSON: {output}")
     bad = report.disagreements(result, args.min_cos)
     # Infinity is a peer: its failures are reported in the tables, they do not fail the bench.
