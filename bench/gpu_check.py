@@ -42,7 +42,8 @@ from bench import gpu_steps
 from bench.gpu_verdicts import TOTAL_S, deadline_problems
 
 REPO = Path(__file__).resolve().parents[1]
-STARTED_ENV = "GPU_CHECK_STARTED_AT"  # time.time() at the first start, across the re-start
+# time.time() at the start, across the re-start; `make gpu-check` sets it before its setup-test.
+STARTED_ENV = "GPU_CHECK_STARTED_AT"
 REPORT_RESERVE_S = 10  # kept for writing the report after the last step
 MIN_STEP_S = 20  # a step with less left than this is skipped (and fails the check)
 DRY_RUN_NOT_COVERED = [
