@@ -57,7 +57,8 @@ WORKDIR /app
 # Dependencies first (no package code, a stub README), so a code change reuses this layer. NVIDIA's
 # wheels keep their libraries in site-packages: ld.so.conf.d makes the loader find them. The CPU
 # image carries OpenVINO, so `auto` picks the bf16 fast path on AMX/AVX512-BF16 hosts (ONNX
-# Runtime fp32 elsewhere), as `make serve` does.
+# Runtime fp32 elsewhere), as `make serve` does. Both images carry the openai-tokens extra
+# (bpe-openai), as `make serve` does, so LangChain's OpenAIEmbeddings works with its defaults.
 COPY pyproject.toml ./
 RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url \
     set -eu; \
@@ -67,7 +68,7 @@ RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url \
     python3 -m venv /venv; \
     /venv/bin/pip install --quiet --upgrade pip; \
     if [ "$RUNTIME" = gpu ]; then \
-      /venv/bin/pip install --quiet /app; \
+      /venv/bin/pip install --quiet '/app[openai-tokens]'; \
       /venv/bin/pip uninstall --quiet -y onnxruntime; \
       if [ "$CUDA_WHEELS" = 1 ]; then \
         /venv/bin/pip install --quiet "$ORT_GPU" "onnxruntime-gpu[cuda,cudnn]"; \
@@ -77,7 +78,7 @@ RUN --mount=type=secret,id=pip_cert --mount=type=secret,id=pip_index_url \
         /venv/bin/pip install --quiet "$ORT_GPU"; \
       fi; \
     else \
-      /venv/bin/pip install --quiet '/app[openvino]'; \
+      /venv/bin/pip install --quiet '/app[openvino,openai-tokens]'; \
     fi; \
     /venv/bin/pip uninstall --quiet -y embedding-gateway
 ENV PATH=/venv/bin:$PATH

@@ -9,9 +9,10 @@ export GATEWAY_MODELS_DIR
 	docker-check clean
 
 # Extras `make serve` installs: OpenVINO is the CPU fast path that `auto` picks (bf16 on AMX or
-# AVX512-BF16 CPUs, 2.2x ONNX Runtime fp32 in `make bench`). `make serve EXTRAS=` leaves it out
-# (delete $(BIN)/.installed to reinstall with other extras).
-EXTRAS ?= openvino
+# AVX512-BF16 CPUs, 2.2x ONNX Runtime fp32 in `make bench`); openai-tokens (bpe-openai, ~75 MB)
+# decodes the tiktoken ids LangChain's OpenAIEmbeddings sends by default. `make serve EXTRAS=`
+# leaves both out (delete $(BIN)/.installed to reinstall with other extras).
+EXTRAS ?= openvino,openai-tokens
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.$(if $(EXTRAS),[$(EXTRAS)])'
