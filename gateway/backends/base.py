@@ -126,7 +126,8 @@ class Backend(ABC):
 
     @abstractmethod
     def describe(self) -> dict[str, object]:
-        """Versions and settings, for /api/info."""
+        """Versions and settings. Nothing serves this yet: `runtime` in GET /info comes from
+        Runtime.describe() (there is no /api/info)."""
 
 
 def file_cache_key(path: Path, *versions: str) -> str:
