@@ -43,8 +43,9 @@ pull: setup
 	$(BIN)/gateway pull $(MODEL)
 
 ## Set up the test environment; lint, type-check, then the unit layer (seconds), then the rest
-## (tests/api: real server on loopback; tests/parity: reference implementations). tests/deploy
-## needs a Docker engine and ~6 minutes: `make docker-check` runs it.
+## (tests/api: real server on loopback; tests/parity: reference implementations; tests/ray: Ray
+## Serve and Ray Data). tests/deploy needs a Docker engine and ~6 minutes: `make docker-check`
+## runs it. Needs Python 3.11+, Node.js 20+ with npm, apt (promtool) and network for pip/npm/apt.
 # promtool checks deploy/prometheus.yml and every dashboard query (tests/unit/test_deploy_config.py):
 # Debian's prometheus package, unpacked under .cache (no service is installed or started).
 PROMTOOL := .cache/prometheus/usr/bin/promtool
