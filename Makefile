@@ -76,7 +76,8 @@ format: setup-test
 	$(BIN)/ruff check --fix gateway tests bench tools
 
 ## Benchmark the gateway against raw ONNX Runtime, sentence-transformers, Infinity and an
-## Ollama-style server (~15 min; the first run also builds Infinity's venv). See bench/README.md.
+## Ollama-style server (812 s, about 14 min, in the last full run: d8ef56f on the 2-core machine;
+## the first run also builds Infinity's venv). See bench/README.md.
 ## Options: make bench BENCH_ARGS="--quick" (or --models minilm --systems gateway,loop ...).
 bench: setup-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
