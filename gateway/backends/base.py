@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import mmap
 import os
 import re
 from abc import ABC, abstractmethod
@@ -30,6 +29,7 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8", "fp16")
 # Ops whose activation scale is computed over the whole input tensor, i.e. over every row of a
 # batch: a text's vector then depends on what it was batched with.
 DYNAMIC_QUANT_OPS = (b"DynamicQuantizeLinear", b"DynamicQuantizeMatMul", b"DynamicQuantizeLSTM")
+SCAN_CHUNK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,19 @@ def uses_dynamic_quantization(path: Path) -> bool:
     """True when the graph quantizes activations dynamically.
 
     Op types are stored as plain strings in the ONNX protobuf, so scanning the bytes finds them
-    without parsing (or depending on) the onnx package.
+    without parsing (or depending on) the onnx package. Read in chunks, never mapped: a file
+    truncated while a mapping is read raises SIGBUS, which kills the whole server (a model file
+    cut during its load did); a read just ends early.
     """
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return any(data.find(op) != -1 for op in DYNAMIC_QUANT_OPS)
+    overlap = max(len(op) for op in DYNAMIC_QUANT_OPS) - 1
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(SCAN_CHUNK_BYTES):
+            window = tail + chunk
+            if any(op in window for op in DYNAMIC_QUANT_OPS):
+                return True
+            tail = window[-overlap:]
+    return False
 
 
 @dataclass(frozen=True)

@@ -216,3 +216,19 @@ def test_dynamically_quantized_graphs_are_never_padded() -> None:
         assert (asked.backend, asked.bucketed) == ("openvino", False)
     on_gpu = place("auto", "auto", cuda=True, flags=AMX, openvino=True, dynamic_quantization=True)
     assert (on_gpu.device, on_gpu.bucketed) == ("cuda", False)
+
+
+@pytest.mark.parametrize("offset", range(0, 12))
+def test_the_dynamic_quantization_scan_finds_ops_across_read_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offset: int
+) -> None:
+    """The graph is read in chunks (a mapping would turn a file cut mid-scan into SIGBUS): an op
+    name split across two chunks is still found."""
+    from gateway.backends import base
+
+    monkeypatch.setattr(base, "SCAN_CHUNK_BYTES", 8)
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"x" * offset + b"DynamicQuantizeMatMul" + b"y" * 5)
+    assert base.uses_dynamic_quantization(graph)
+    graph.write_bytes(b"x" * offset + b"DynamicQuantizeMatMu" + b"y" * 5)
+    assert not base.uses_dynamic_quantization(graph)
