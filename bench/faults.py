@@ -281,7 +281,12 @@ def run(workdir: Path) -> list[Row]:
                         rows.append(broken_while_loading(server.url, victim_file, how, delay))
                 rows.append(corrupt_among_good(server.url))
             except httpx.HTTPError:
-                print("the main server stopped answering; its log ends:\n" + server.log()[-3000:])
+                code = server.process.poll() if server.process else None
+                status = "is still running" if code is None else f"exited with {code}"
+                print(
+                    f"the main server stopped answering and {status} (-7 is SIGBUS, -9 SIGKILL); "
+                    "its log ends:\n" + server.log()[-3000:]
+                )
                 raise
             main_log = server.log()
             exit_code = server.process.poll() if server.process else None
