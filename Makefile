@@ -9,7 +9,7 @@ export GATEWAY_MODELS_DIR
 	docker-check clean
 
 # Extras `make serve` installs: OpenVINO is the CPU fast path that `auto` picks (bf16 on AMX or
-# AVX512-BF16 CPUs, 2.2x ONNX Runtime fp32 in `make bench`); openai-tokens (bpe-openai, ~75 MB)
+# AVX512-BF16 CPUs: the gateway 2.9x its ONNX Runtime fp32 mode at 8x32 in `make bench`); openai-tokens (bpe-openai, ~75 MB)
 # decodes the tiktoken ids LangChain's OpenAIEmbeddings sends by default. `make serve EXTRAS=`
 # leaves both out (delete $(BIN)/.installed to reinstall with other extras).
 EXTRAS ?= openvino,openai-tokens
@@ -76,7 +76,7 @@ format: setup-test
 	$(BIN)/ruff check --fix gateway tests bench tools
 
 ## Benchmark the gateway against raw ONNX Runtime, sentence-transformers, Infinity and an
-## Ollama-style server (812 s, about 14 min, in the last full run: d8ef56f on the 2-core machine;
+## Ollama-style server (695 s, about 12 min, in the last full run: 569a487 on the 2-core machine;
 ## the first run also builds Infinity's venv). See bench/README.md.
 ## Options: make bench BENCH_ARGS="--quick" (or --models minilm --systems gateway,loop ...).
 bench: setup-test
