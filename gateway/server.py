@@ -45,23 +45,21 @@ class GatewayUvicorn(uvicorn.Server):
         self.settings = settings
         self.drain = drain
         self._timers: list[asyncio.TimerHandle] = []
-        self.interrupted = False  # SIGINT stopped it: run_server ends the process
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        """As uvicorn's, less its re-raising of SIGINT once the server has stopped: inside
-        asyncio's runner that is a KeyboardInterrupt (a logged traceback of the cancelled
-        lifespan), then an exit that waits for a batch still running on the device thread, past
-        the grace. run_server exits at once instead, as SIGTERM's re-raise does."""
+        """As uvicorn's, but a SIGINT ends the process where uvicorn would re-raise it, once
+        the server has stopped (its lifespan shutdown included), as SIGTERM's re-raise does.
+        Re-raised, SIGINT became a KeyboardInterrupt inside asyncio's runner (a logged traceback
+        of the cancelled lifespan), and the exit then waited for every worker thread: a batch on
+        the device thread, a pull in the default executor, past the grace."""
         with super().capture_signals():
             try:
                 yield
             finally:
                 if signal.SIGINT in self._captured_signals:
-                    self.interrupted = True
-                    self._captured_signals[:] = [
-                        sig for sig in self._captured_signals if sig != signal.SIGINT
-                    ]
+                    logging.shutdown()
+                    os._exit(128 + signal.SIGINT)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.drain.draining:  # a second signal: stop waiting
@@ -146,9 +144,6 @@ def run_server(settings: Settings) -> None:
         if isinstance(error, StartupFailed):
             raise error from None  # `gateway serve` prints one `gateway: ...` line, exit 2
         raise
-    if server.interrupted:  # shut down gracefully; nothing is left but a batch on the device
-        logging.shutdown()
-        os._exit(128 + signal.SIGINT)
 
 
 def quiet_startup_failure(app: Litestar, asgi: ASGIApp) -> ASGIApp:

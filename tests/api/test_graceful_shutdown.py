@@ -3,6 +3,9 @@ process exits within the configured grace."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import random
 import signal
 import threading
 import time
@@ -14,6 +17,8 @@ import pytest
 from tests.support.models import NO_CACHE, bundled_registry_in
 from tools.corpus import generated_sentences
 from tools.gateway_server import GatewayServer
+from tools.hf_server import LocalHub
+from tools.models import write_registry
 
 TEXTS = 2000
 
@@ -146,3 +151,61 @@ def test_a_batch_longer_than_the_grace_does_not_delay_the_exit(
         assert response.status_code == 503
         assert code == (-signal.SIGTERM if sig == signal.SIGTERM else 128 + signal.SIGINT)
         assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stalled_pull_does_not_delay_the_exit(tmp_path: Path, sig: signal.Signals) -> None:
+    """A pull runs in a worker thread that no signal can stop; the hub here stalls its download.
+    SIGTERM and Ctrl-C's SIGINT both exit within the grace; SIGINT's exit used to wait for the
+    pull's thread (for as long as the download hung)."""
+    grace = 3.0
+    model_bytes = random.Random(11).randbytes(12 << 20)
+    with LocalHub() as hub:
+        commit = hub.commit(
+            "acme/stalled", {"onnx/model.onnx": model_bytes, "tokenizer.json": b"{}"}
+        )
+        entry = {
+            "kind": "text",
+            "source": f"hf://acme/stalled@{commit}",
+            "files": {
+                "model": {
+                    "path": "onnx/model.onnx",
+                    "sha256": hashlib.sha256(model_bytes).hexdigest(),
+                },
+                "tokenizer": "tokenizer.json",
+            },
+            "dim": 4,
+        }
+        registry = write_registry(tmp_path / "registry.yaml", {"stalled": entry})
+        env = {
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "GATEWAY_SHUTDOWN_GRACE": f"{grace}s",
+            "GATEWAY_DRAIN_DELAY": "0s",
+        }
+        hub.stall_next_download("model.onnx", after_bytes=11 << 20)
+        server = GatewayServer(registry=registry, models_dir=tmp_path / "models", env=env)
+        with server:
+            assert server.process is not None
+
+            def pull() -> None:
+                # The server goes away mid-stream: an error here is expected.
+                with (
+                    httpx.Client(base_url=server.url, timeout=120) as client,
+                    contextlib.suppress(httpx.HTTPError),
+                ):
+                    client.post("/api/pull", json={"model": "stalled"})
+
+            threading.Thread(target=pull, daemon=True).start()
+            deadline = time.monotonic() + 60
+            while not any((tmp_path / "models").rglob("*.incomplete")):
+                assert time.monotonic() < deadline, "the pull never started writing"
+                time.sleep(0.05)
+            time.sleep(0.5)  # the stalled part: the hub now sends nothing more
+            signalled = time.monotonic()
+            server.process.send_signal(sig)
+            server.process.wait(timeout=120)
+            exited_after = time.monotonic() - signalled
+        print(f"grace {grace} s: exited {exited_after:.2f} s after {sig.name} during a pull")
+        assert exited_after < grace + 2.5, f"exited {exited_after:.1f}s after {sig.name}"
