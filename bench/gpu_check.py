@@ -31,6 +31,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Callable
@@ -73,18 +74,27 @@ def started_at() -> float:
 
 def install_gpu_extra(deadline: float) -> None:
     """onnxruntime and onnxruntime-gpu own the same files: remove the CPU wheel, then add the
-    GPU one (pip cannot express "instead of"). Each pip call gets what is left before
-    `deadline` (raises subprocess.TimeoutExpired past it)."""
+    GPU one (pip cannot express "instead of"). The download, the slow part, is bounded by
+    `deadline` (raises subprocess.TimeoutExpired past it) and changes nothing installed; the
+    swap then installs from the downloaded files and is never cut, since a venv left with
+    neither wheel breaks `make serve` and `make test` until someone repairs it by hand."""
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
         "optional-dependencies"
     ]["gpu"]
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    for command, check in (
-        ([*pip, "uninstall", "-y", "onnxruntime"], False),
-        ([*pip, "install", *extra, "nvidia-ml-py"], True),
-        ([*pip, "install", "--force-reinstall", "--no-deps", extra[0]], True),
-    ):
-        subprocess.run(command, check=check, timeout=max(deadline - time.time(), 1))
+    with tempfile.TemporaryDirectory(prefix="gpu-wheels-") as wheels:
+        subprocess.run(
+            [*pip, "download", "--dest", wheels, *extra, "nvidia-ml-py"],
+            check=True,
+            timeout=max(deadline - time.time(), 1),
+        )
+        local = [*pip, "install", "--no-index", "--find-links", wheels]
+        for command, check in (
+            ([*local, *extra, "nvidia-ml-py"], True),
+            ([*pip, "uninstall", "-y", "onnxruntime"], False),
+            ([*local, "--force-reinstall", "--no-deps", extra[0]], True),
+        ):
+            subprocess.run(command, check=check)
 
 
 class StepTimeout(BaseException):
