@@ -277,14 +277,16 @@ class Batcher:
         longest = max(item.length for item in items)
         shape = (len(items), self.bucket(longest) if self.bucket else longest)
         arena = self.arena if shape not in self._measured_shapes else None
-        before = arena.read() if arena else 0
+        before = arena.read() if arena else None
         started = time.perf_counter()
         outputs = self.encoder.run(items)
         seconds = time.perf_counter() - started
         if arena:
             self._measured_shapes.add(shape)
+            after = arena.read()
+        if arena and before is not None and after is not None:
             # The outputs are the requests' until they finish, not the runtime's arena.
-            after = arena.read() - (held_bytes(outputs) if arena.holds_outputs else 0)
+            after -= held_bytes(outputs) if arena.holds_outputs else 0
             grown = self.growth.charge(before, after)
             if grown > GROWTH_NOISE_BYTES:
                 self.stats.grown_bytes += grown

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
@@ -133,7 +134,7 @@ async def load_model(
     settings: Settings,
     *,
     keep_alive: float,
-    growth: GrowthMeter | None = None,
+    growth: Mapping[str, GrowthMeter] | None = None,
 ) -> LoadedModel:
     """Build `spec`'s encoder on the device's worker, measured, with a Batcher around it."""
     loop = asyncio.get_running_loop()
@@ -173,7 +174,7 @@ async def load_model(
         bucket=partial(bucket_length, step=placement.bucket_step)
         if placement and placement.bucketed
         else None,
-        growth=growth,
+        growth=growth[device] if growth else None,
     )
     model = LoadedModel(
         spec=spec,

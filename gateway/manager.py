@@ -98,7 +98,8 @@ class ModelManager:
         self.nvml = nvml or Nvml()
         # One worker per device: runs, loads and unloads never overlap.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
-        self.growth = GrowthMeter()  # arena growth per new batch shape, for every model here
+        # Arena growth per new batch shape, one meter per memory (host RSS, the GPU's).
+        self.growth = {"cpu": GrowthMeter(), "cuda": GrowthMeter()}
         self.arrivals = itertools.count()  # requests in order of arrival: whose keep_alive wins
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
@@ -269,7 +270,8 @@ class ModelManager:
             self._loaded[spec.name] = model
             metrics.model_loaded(spec.name, model.device, model.load_bytes, model.load_seconds)
             metrics.memory_budget(self.device, self.budget())
-            await self.room.enforce_budget(keep=spec.name)
+            # On the device it really runs on (a CUDA session can fall back to the CPU).
+            await self.room.enforce_budget(keep=spec.name, device=model.device)
             self._idle_if_unheld(spec.name)  # every request it was loaded for has left
         return model
 
@@ -305,11 +307,12 @@ class ModelManager:
             await self.unload(name, reason="unload requested")
 
     def _free(self, model: LoadedModel) -> None:
+        device = model.device
         model.encoder.close()
         del model
         gc.collect()
         release_free_heap()
-        self.growth.reset()  # memory went back: later growth is measured from here
+        self.growth[device].reset()  # memory went back: later growth counts from here
 
     async def preload(self) -> None:
         """Load the registry's `preload:` models; one that fails stops start-up (StartupFailed)."""

@@ -143,7 +143,7 @@ class Nvml:
 class ArenaReading:
     """Where a model's runtime arena grows, read before and after a run of a new shape."""
 
-    read: Callable[[], int]
+    read: Callable[[], int | None]  # None: this reading failed (no growth is charged)
     # Host outputs sit in RSS until their requests finish; they are not the arena's.
     holds_outputs: bool
 
@@ -158,10 +158,10 @@ def arena_reading(device: str, nvml: Nvml) -> ArenaReading | None:
     if nvml.memory() is None:
         return None
 
-    def device_memory() -> int:
+    def device_memory() -> int | None:
         view = nvml.memory()
-        if view is None:  # a failed query reads as no growth (GrowthMeter keeps its high mark)
-            return 0
+        if view is None:  # a failed query: the run is not charged (a 0 would charge it all)
+            return None
         return view.used if view.used_by_this_process is None else view.used_by_this_process
 
     return ArenaReading(device_memory, holds_outputs=False)
@@ -188,7 +188,8 @@ class GrowthMeter:
     only what RSS rises above the highest reading so far charges such transient memory at most
     once: the total stays within about one burst of the arena's real growth, in either
     direction, however many shapes run. An unload lowers RSS for real, so it resets the mark
-    (else later growth up to the old high would go uncharged).
+    (else later growth up to the old high would go uncharged). One per reading: host RSS and a
+    GPU's memory are different scales, and a mark from one would misjudge the other.
     """
 
     def __init__(self) -> None:

@@ -91,11 +91,13 @@ class Room:
             finally:
                 self._waiters -= 1
 
-    async def enforce_budget(self, keep: str) -> None:
-        """After a load measured more than estimated: evict idle models until within budget."""
-        while budget.over_budget(self.residents(), self.device, self.limits()):
+    async def enforce_budget(self, keep: str, device: str | None = None) -> None:
+        """After a load measured more than estimated: evict idle models until `device`'s budget
+        (the loaded model's, where it really runs; default this manager's) is kept."""
+        device = device or self.device
+        while budget.over_budget(self.residents(), device, self.limits()):
             victim = budget.choose_victim(
-                self.residents(), now=time.time(), device=self.device, exclude=keep
+                self.residents(), now=time.time(), device=device, exclude=keep
             )
             if victim is None:
                 return

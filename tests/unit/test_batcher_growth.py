@@ -149,3 +149,37 @@ def test_without_nvml_cuda_growth_is_not_measured() -> None:
     assert arena_reading("cuda", no_gpu) is None  # type: ignore[arg-type]
     cpu = arena_reading("cpu", no_gpu)  # type: ignore[arg-type]
     assert cpu is not None and cpu.holds_outputs
+
+
+class FlakyNvml(FakeNvml):
+    """Fails (None, as NVML's wrapper answers a failed query) the query numbered `fail_at`."""
+
+    def __init__(self) -> None:
+        super().__init__(per_process=True)
+        self.queries = 0
+        self.fail_at = 0
+
+    def memory(self) -> GpuView:  # type: ignore[override]
+        self.queries += 1
+        return None if self.queries == self.fail_at else super().memory()  # type: ignore[return-value]
+
+
+def test_a_failed_nvml_read_charges_nothing() -> None:
+    """A failed read is no reading: read as 0, the process's whole GPU memory was charged as
+    one shape's growth."""
+    gpu = FlakyNvml()
+    arena = arena_reading("cuda", gpu)  # type: ignore[arg-type]
+    assert arena is not None
+    gpu.fail_at = gpu.queries + 1  # the reading before the run fails
+    encoder = Encoder()
+    encoder.run = gpu.run  # type: ignore[method-assign]
+    subject = Batcher(
+        encoder,  # type: ignore[arg-type]
+        ThreadPoolExecutor(1),
+        max_batch_size=64,
+        max_batch_tokens=100_000,
+        max_queue=1000,
+        arena=arena,
+    )
+    asyncio.run(subject.submit([Text(8)]))
+    assert subject.stats.grown_bytes == 0  # read as 0, all 2 GiB of it counted as growth

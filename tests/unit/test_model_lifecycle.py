@@ -6,6 +6,7 @@ test, not by how fast this machine is."""
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,9 +41,11 @@ class FakeLoads:
         self.gate.set()
         self.broken: set[str] = set()
         self.count: dict[str, int] = {}
+        self.kwargs: dict[str, Any] = {}  # the last load's
 
     async def __call__(self, spec: ModelSpec, *args: object, **kwargs: Any) -> LoadedModel:
         self.count[spec.name] = self.count.get(spec.name, 0) + 1
+        self.kwargs = kwargs
         await self.gate.wait()
         if spec.name in self.broken:
             raise RuntimeError("cannot load model.onnx: protobuf parsing failed")
@@ -280,3 +283,48 @@ def test_a_remembered_load_failure_holds_no_traceback() -> None:
     assert remembered is not None and remembered.message == "model 'm' could not be loaded"
     stored = failures._failed["m"][1]
     assert stored.__traceback__ is None and stored.__context__ is None
+
+
+def test_host_and_gpu_memory_have_their_own_growth_meters(
+    loads: FakeLoads, build: Callable[..., ModelManager], registry: Registry
+) -> None:
+    """RSS and a GPU's memory are different scales: one high mark for both misjudged growth (a
+    CUDA model's 600 MiB charged as -1.6 GiB after a CPU model ran). A load gets both meters
+    (it picks the one of the device it ends up on), and an unload resets only its device's."""
+    mib = 1 << 20
+
+    async def run() -> None:
+        manager = build()
+        await serve(manager, spec(registry, "alpha"), keep_alive=math.inf)
+        growth = loads.kwargs["growth"]
+        assert set(growth) == {"cpu", "cuda"} and growth["cpu"] is not growth["cuda"]
+        assert growth["cpu"].charge(3000 * mib, 3050 * mib) == 50 * mib
+        assert growth["cuda"].charge(900 * mib, 1500 * mib) == 600 * mib
+        assert await manager.unload("alpha", reason="test")  # a CPU model: host memory went back
+        assert growth["cpu"].charge(2000 * mib, 2100 * mib) == 100 * mib  # measured afresh
+        assert growth["cuda"].charge(1000 * mib, 1200 * mib) < 0  # still under its high mark
+
+    asyncio.run(run())
+
+
+def test_a_model_that_runs_on_the_cpu_of_a_cuda_gateway_counts_against_ram(
+    loads: FakeLoads, registry: Registry, tmp_path: Path
+) -> None:
+    """A CUDA session that fell back to the CPU (or an OpenVINO model beside CUDA ones) is a
+    CPU model: after its load the RAM budget is enforced, not the GPU's it was expected on."""
+
+    async def run() -> None:
+        store = ModelStore(tmp_path / "models", registry.base_dir)
+        settings = Settings.load({"GATEWAY_MAX_RAM": "1MiB"})  # each fake model takes 1 MiB
+        runtime = SimpleNamespace(wants_cuda=True)
+        nvml = SimpleNamespace(memory=lambda: None)
+        manager = ModelManager(registry, store, runtime, settings, Puller(store), nvml)  # type: ignore[arg-type]
+        try:
+            assert manager.device == "cuda"
+            await serve(manager, spec(registry, "alpha"), keep_alive=math.inf)
+            await serve(manager, spec(registry, "beta"), keep_alive=math.inf)
+            assert [m.spec.name for m in manager.loaded()] == ["beta"]  # 2 MiB > 1 MiB of RAM
+        finally:
+            manager.executor.shutdown(wait=False, cancel_futures=True)
+
+    asyncio.run(run())
