@@ -95,7 +95,11 @@ class GatewayReplica:
         model_id = serve.get_multiplexed_model_id()
         if model_id and places_model(request.path):
             try:
-                await self.placed(model_id)
+                held = await self.placed(model_id)
+                if self.gateway.manager.get(held.name) is None:
+                    # Serve still lists it (it has no call to drop one id) but a request's
+                    # keep_alive 0 unloaded it: place it again, kept until Serve evicts it.
+                    await self._place(model_id)
             except GatewayError as exc:
                 # The app meets the same error below and answers it in its API's shape.
                 log.info("replica %s: %s not placed: %s", self.replica_id, model_id, exc.message)
