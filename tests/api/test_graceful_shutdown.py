@@ -4,7 +4,6 @@ process exits within the configured grace."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import random
 import signal
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.hub_cli import hub_model_entry
 from tests.support.models import NO_CACHE, bundled_registry_in
 from tools.corpus import generated_sentences
 from tools.gateway_server import GatewayServer
@@ -161,21 +161,7 @@ def test_a_stalled_pull_does_not_delay_the_exit(tmp_path: Path, sig: signal.Sign
     grace = 3.0
     model_bytes = random.Random(11).randbytes(12 << 20)
     with LocalHub() as hub:
-        commit = hub.commit(
-            "acme/stalled", {"onnx/model.onnx": model_bytes, "tokenizer.json": b"{}"}
-        )
-        entry = {
-            "kind": "text",
-            "source": f"hf://acme/stalled@{commit}",
-            "files": {
-                "model": {
-                    "path": "onnx/model.onnx",
-                    "sha256": hashlib.sha256(model_bytes).hexdigest(),
-                },
-                "tokenizer": "tokenizer.json",
-            },
-            "dim": 4,
-        }
+        entry = hub_model_entry(hub, "acme/stalled", model_bytes)
         registry = write_registry(tmp_path / "registry.yaml", {"stalled": entry})
         env = {
             "HF_ENDPOINT": hub.endpoint,

@@ -6,7 +6,6 @@ download resumes within a pull, tests/api/test_sources.py, but not across pulls.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from gateway.registry import Registry
 from gateway.sources import ModelStore
-from tests.support.hub_cli import hub_cli_env
+from tests.support.hub_cli import hub_cli_env, hub_model_entry
 from tools.hf_server import LocalHub
 from tools.models import write_registry
 from tools.paths import REPO
@@ -35,21 +34,7 @@ def test_killed_pull_is_not_trusted_and_the_next_pull_restarts_cleanly(tmp_path:
     # huggingface_hub writes 10 MiB chunks: stalling after 11 MiB leaves 10 MiB on disk.
     model_bytes = random.Random(7).randbytes(12 * MIB)
     with LocalHub() as hub:
-        commit = hub.commit(
-            "acme/big-embed", {"onnx/model.onnx": model_bytes, "tokenizer.json": b"{}"}
-        )
-        entry = {
-            "kind": "text",
-            "source": f"hf://acme/big-embed@{commit}",
-            "files": {
-                "model": {
-                    "path": "onnx/model.onnx",
-                    "sha256": hashlib.sha256(model_bytes).hexdigest(),
-                },
-                "tokenizer": "tokenizer.json",
-            },
-            "dim": 4,
-        }
+        entry = hub_model_entry(hub, "acme/big-embed", model_bytes)
         registry = write_registry(tmp_path / "registry.yaml", {"big": entry})
         spec = Registry.load(registry).resolve("big").spec
         store = ModelStore(tmp_path / "models", tmp_path)

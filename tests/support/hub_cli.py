@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -20,3 +21,18 @@ def hub_cli_env(root: Path, hub: LocalHub) -> dict[str, str]:
         HF_ENDPOINT=hub.endpoint,
     )
     return env
+
+
+def hub_model_entry(hub: LocalHub, repo: str, model_bytes: bytes) -> dict[str, object]:
+    """Commit `model_bytes` as a model's graph (and an empty tokenizer) to `repo` on the hub,
+    and return a registry entry that pulls that commit, checksum pinned."""
+    commit = hub.commit(repo, {"onnx/model.onnx": model_bytes, "tokenizer.json": b"{}"})
+    return {
+        "kind": "text",
+        "source": f"hf://{repo}@{commit}",
+        "files": {
+            "model": {"path": "onnx/model.onnx", "sha256": hashlib.sha256(model_bytes).hexdigest()},
+            "tokenizer": "tokenizer.json",
+        },
+        "dim": 4,
+    }

@@ -32,6 +32,20 @@ class Encoder:
         return [np.zeros(4, dtype=np.float32) for _ in items]
 
 
+def metered(run: Any, arena: ArenaReading | None) -> Batcher:
+    """A batcher whose encoder runs `run`, measuring growth with `arena`."""
+    encoder = Encoder()
+    encoder.run = run  # type: ignore[method-assign]
+    return Batcher(
+        encoder,  # type: ignore[arg-type]
+        ThreadPoolExecutor(1),
+        max_batch_size=64,
+        max_batch_tokens=100_000,
+        max_queue=1000,
+        arena=arena,
+    )
+
+
 @pytest.mark.parametrize(
     ("bucket", "measured"),
     [(partial(bucket_length, step=8), 2), (None, 3)],  # 17 and 20 share the 24-token bucket
@@ -76,16 +90,7 @@ def test_other_threads_memory_is_not_charged_to_the_model_once_per_shape(noise: 
     """40 new shapes grow the arena 400 MiB. Other threads holding 50 MiB at the end of each
     run used to add 50 MiB per shape (2.4 GiB in all): now at most one such burst is charged."""
     process = Process(noise)
-    encoder = Encoder()
-    encoder.run = process.run  # type: ignore[method-assign]
-    subject = Batcher(
-        encoder,  # type: ignore[arg-type]
-        ThreadPoolExecutor(1),
-        max_batch_size=64,
-        max_batch_tokens=100_000,
-        max_queue=1000,
-        arena=ArenaReading(process.anonymous, holds_outputs=True),
-    )
+    subject = metered(process.run, ArenaReading(process.anonymous, holds_outputs=True))
     for length in range(1, 41):
         asyncio.run(subject.submit([Text(length)]))
     real = 400 << 20
@@ -129,16 +134,7 @@ def test_cuda_arena_growth_is_read_from_nvml(per_process: bool) -> None:
     """On CUDA a new shape's growth is device memory (NVML: this process's, else the device's),
     so it counts in the VRAM budget; the host outputs are not subtracted from it."""
     gpu = FakeNvml(per_process)
-    encoder = Encoder()
-    encoder.run = gpu.run  # type: ignore[method-assign]
-    subject = Batcher(
-        encoder,  # type: ignore[arg-type]
-        ThreadPoolExecutor(1),
-        max_batch_size=64,
-        max_batch_tokens=100_000,
-        max_queue=1000,
-        arena=arena_reading("cuda", gpu),  # type: ignore[arg-type]
-    )
+    subject = metered(gpu.run, arena_reading("cuda", gpu))  # type: ignore[arg-type]
     for length in (8, 16, 8, 24):  # three shapes: 8 runs twice
         asyncio.run(subject.submit([Text(length)] * 4))
     assert subject.stats.grown_bytes == 3 * (64 << 20)
@@ -171,15 +167,6 @@ def test_a_failed_nvml_read_charges_nothing() -> None:
     arena = arena_reading("cuda", gpu)  # type: ignore[arg-type]
     assert arena is not None
     gpu.fail_at = gpu.queries + 1  # the reading before the run fails
-    encoder = Encoder()
-    encoder.run = gpu.run  # type: ignore[method-assign]
-    subject = Batcher(
-        encoder,  # type: ignore[arg-type]
-        ThreadPoolExecutor(1),
-        max_batch_size=64,
-        max_batch_tokens=100_000,
-        max_queue=1000,
-        arena=arena,
-    )
+    subject = metered(gpu.run, arena)
     asyncio.run(subject.submit([Text(8)]))
     assert subject.stats.grown_bytes == 0  # read as 0, all 2 GiB of it counted as growth
