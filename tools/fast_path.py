@@ -133,7 +133,7 @@ def _paths(spec: AnySpec, folder: Path) -> dict[str, Path]:
 
 def text_case(kind: str, entry: dict[str, Any], folder: Path, texts: Sequence[str]) -> Case:
     spec = parse_entry(kind, entry)
-    widths = getattr(spec, "allowed_dimensions", [])
+    widths = spec.output_widths  # the advertised Matryoshka widths (none: not resizable)
     layer_norm = bool(getattr(spec, "layer_norm", False))
     return Case(kind, spec, _paths(spec, folder), _text_items(texts), widths, layer_norm)
 

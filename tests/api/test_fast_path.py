@@ -87,6 +87,9 @@ def check(case: Case, fast: Runtime) -> None:
         assert figures.max_score_diff <= MAX_SCORE_DIFF, label
     else:
         assert figures.min_cos_to_fp32 >= MIN_COSINE, label
+    # Every advertised Matryoshka width is measured (nomic's 768..64; none elsewhere).
+    assert set(figures.per_width) == set(case.widths), label
+    assert case.widths or case.kind != "nomic-text", "nomic's widths were not checked"
     for width, cosine in figures.per_width.items():
         assert cosine >= MIN_COSINE, f"{label} at width {width}"
 
