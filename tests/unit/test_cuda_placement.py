@@ -96,6 +96,22 @@ def _no_fp16(monkeypatch: pytest.MonkeyPatch, backend: OrtCudaBackend) -> None:
     monkeypatch.setattr(backend, "graph_for", lambda path, placement: (path, placement))
 
 
+def _fp16_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fp32_broken: bool
+) -> tuple[OrtCudaBackend, Path]:
+    """A CUDA backend whose fp16 conversion computes inf/NaN (and the fp32 graph too, if
+    `fp32_broken`)."""
+    made = {
+        "model-fp16.onnx": FakeOrt([CUDA_PROVIDER], broken=True),
+        "model.onnx": FakeOrt([CUDA_PROVIDER], broken=fp32_broken),
+    }
+    backend, graph = _backend(tmp_path, monkeypatch, made, listed=True)
+    fp16 = tmp_path / "model-fp16.onnx"
+    fp16.write_bytes(b"fp16")
+    monkeypatch.setattr(backend, "graph_for", lambda path, placement: (fp16, placement))
+    return backend, graph
+
+
 def test_a_session_on_the_cuda_provider_keeps_its_cuda_placement(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,12 +156,7 @@ def test_a_dry_run_without_a_cuda_provider_says_the_cpu_ran_it(
 def test_an_fp16_graph_with_non_finite_outputs_falls_back_to_fp32(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made = {"model-fp16.onnx": FakeOrt([CUDA_PROVIDER], broken=True)}
-    made["model.onnx"] = FakeOrt([CUDA_PROVIDER])
-    backend, graph = _backend(tmp_path, monkeypatch, made, listed=True)
-    fp16 = tmp_path / "model-fp16.onnx"
-    fp16.write_bytes(b"fp16")
-    monkeypatch.setattr(backend, "graph_for", lambda path, placement: (fp16, placement))
+    backend, graph = _fp16_backend(tmp_path, monkeypatch, fp32_broken=False)
     placement = backend.load(graph, CUDA_FP16).placement
     assert (placement.device, placement.precision) == ("cuda", "fp32")
     assert "non-finite last_hidden_state" in placement.reason
@@ -154,12 +165,7 @@ def test_an_fp16_graph_with_non_finite_outputs_falls_back_to_fp32(
 def test_a_graph_non_finite_in_fp32_too_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made = {"model-fp16.onnx": FakeOrt([CUDA_PROVIDER], broken=True)}
-    made["model.onnx"] = FakeOrt([CUDA_PROVIDER], broken=True)
-    backend, graph = _backend(tmp_path, monkeypatch, made, listed=True)
-    fp16 = tmp_path / "model-fp16.onnx"
-    fp16.write_bytes(b"fp16")
-    monkeypatch.setattr(backend, "graph_for", lambda path, placement: (fp16, placement))
+    backend, graph = _fp16_backend(tmp_path, monkeypatch, fp32_broken=True)
     with pytest.raises(ModelLoadError, match="non-finite last_hidden_state"):
         backend.load(graph, CUDA_FP16)
 
