@@ -42,6 +42,7 @@ class LoadedModel:
     last_used: float = field(default_factory=time.time)
     in_flight: int = 0
     compute: dict[str, object] = field(default_factory=dict)  # backend, precision, why
+    budgeted_bytes: int = 0  # memory_bytes when the budget was last enforced for it
     expires_at: float | None = None
     expiry: asyncio.TimerHandle | None = None
     keep_alive_arrival: int = -1  # arrival number of the request whose keep_alive is set

@@ -196,7 +196,16 @@ class ModelManager:
         model.in_flight -= 1
         metrics.in_flight(model.spec.name, model.in_flight)
         model.last_used = time.time()
-        if model.in_flight > 0 or self._loaded.get(model.spec.name) is not model:
+        if self._loaded.get(model.spec.name) is not model:
+            return
+        if model.memory_bytes > model.budgeted_bytes:
+            # The arena grew on a new shape: a load's check could not see that, so idle models
+            # go now rather than the device staying over its budget until the next load.
+            model.budgeted_bytes = model.memory_bytes
+            await self.room.enforce_budget(
+                keep=model.spec.name, device=model.device, cause="the growth of"
+            )
+        if model.in_flight > 0:
             return
         await self.room.wake_waiters()
         if model.keep_alive == 0:
@@ -271,6 +280,7 @@ class ModelManager:
             metrics.model_loaded(spec.name, model.device, model.load_bytes, model.load_seconds)
             metrics.memory_budget(self.device, self.budget())
             # On the device it really runs on (a CUDA session can fall back to the CPU).
+            model.budgeted_bytes = model.memory_bytes
             await self.room.enforce_budget(keep=spec.name, device=model.device)
             self._idle_if_unheld(spec.name)  # every request it was loaded for has left
         return model

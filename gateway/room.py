@@ -91,9 +91,12 @@ class Room:
             finally:
                 self._waiters -= 1
 
-    async def enforce_budget(self, keep: str, device: str | None = None) -> None:
-        """After a load measured more than estimated: evict idle models until `device`'s budget
-        (the loaded model's, where it really runs; default this manager's) is kept."""
+    async def enforce_budget(
+        self, keep: str, device: str | None = None, cause: str = "loading"
+    ) -> None:
+        """After a load measured more than estimated, or `keep`'s arena grew: evict idle models
+        until `device`'s budget (`keep`'s, where it really runs; default this manager's) is
+        kept. `cause` words the unload's log line: over budget after {cause} {keep}."""
         device = device or self.device
         while budget.over_budget(self.residents(), device, self.limits()):
             victim = budget.choose_victim(
@@ -101,7 +104,7 @@ class Room:
             )
             if victim is None:
                 return
-            await self.unload(victim.name, f"over budget after loading {keep}")
+            await self.unload(victim.name, f"over budget after {cause} {keep}")
 
     def _no_room(self, spec: ModelSpec, need: int) -> Busy:
         limits = self.limits()

@@ -328,3 +328,28 @@ def test_a_model_that_runs_on_the_cpu_of_a_cuda_gateway_counts_against_ram(
             manager.executor.shutdown(wait=False, cancel_futures=True)
 
     asyncio.run(run())
+
+
+def test_arena_growth_past_the_budget_evicts_an_idle_model_when_the_request_ends(
+    loads: FakeLoads, build: Callable[..., ModelManager], registry: Registry
+) -> None:
+    """A load's budget check sees the footprint measured at load; the arena grows later, on a
+    shape's first run. When that growth takes the device over its budget, idle models go as
+    the request ends, not at the next load: the model that grew stays, even alone over it."""
+    mib = 1 << 20
+
+    async def run() -> None:
+        manager = build(max_ram="2.5MiB")  # each fake model takes 1 MiB at load
+        alpha, beta = spec(registry, "alpha"), spec(registry, "beta")
+        await serve(manager, alpha, keep_alive=math.inf)
+        await serve(manager, beta, keep_alive=math.inf)
+        assert sorted(m.spec.name for m in manager.loaded()) == ["alpha", "beta"]
+        async with manager.use(beta) as (model, _):
+            model.batcher.stats.grown_bytes += mib  # its first run at a new shape
+        assert [m.spec.name for m in manager.loaded()] == ["beta"]
+        async with manager.use(beta) as (model, _):
+            model.batcher.stats.grown_bytes += 2 * mib  # alone and over: nothing to evict
+        assert [m.spec.name for m in manager.loaded()] == ["beta"]
+        assert manager.used() == 4 * mib
+
+    asyncio.run(run())
