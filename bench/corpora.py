@@ -1,7 +1,7 @@
 """The two workloads, built deterministically from text that ships with Python (no downloads).
 
 - sentences: 2,000 English sentences (and a few short paragraphs) from the docstrings of a fixed
-  list of stdlib modules, the Zen of Python and Python's LICENSE, as in perf-baseline.md;
+  list of stdlib modules, the Zen of Python and Python's LICENSE (mean ~30 tokens);
 - passages: 300 passages of 240-256 tokens, consecutive sentences of the same pool joined until
   the next one would pass 256 tokens ([CLS] and [SEP] included), so no system truncates them.
 
@@ -178,7 +178,7 @@ def build_workloads(tokenizer_json: Path) -> dict[str, Workload]:
     pool = _sentences()
     rng = random.Random(SEED)
     # Mostly single sentences, some short paragraphs (2-5 neighbours): lengths then spread like
-    # perf-baseline.md's corpus (mean ~30 tokens, long tail), which is what padding costs.
+    # a short-sentence corpus (mean ~30 tokens, long tail), which is what padding costs.
     starts = sorted(rng.sample(range(len(pool) - 5), N_SENTENCES))
     spans = rng.choices((1, 2, 3, 5), weights=(70, 15, 10, 5), k=N_SENTENCES)
     sentences = [" ".join(pool[i : i + k]) for i, k in zip(starts, spans, strict=True)]

@@ -1,6 +1,6 @@
 """How far each row is from the machine's physical limit.
 
-Method (reference/perf-baseline.md section 6): a BERT-style encoder costs, per sequence of S
+Method: a BERT-style encoder costs, per sequence of S
 tokens, S * (2 * W + 4 * H * L * S) FLOPs, W being the encoder's matmul weights
 (L * (4 H^2 + 2 H I)) and 4 H L S^2 the attention products. "Useful" GFLOP/s counts real
 tokens only (no padding) over wall time. The peaks are measured at the start of the run on the

@@ -51,7 +51,7 @@ class OrtEmbedder:
         )
         self.input_names = {i.name for i in self.session.get_inputs()}
         self.tokenizer = Tokenizer.from_file(str(tokenizer_json))
-        # The shipped tokenizer.json pads to 128 and truncates at 128 (perf-baseline.md pitfall 1).
+        # The shipped tokenizer.json pads to 128 and truncates at 128.
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=max_tokens)
         self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0

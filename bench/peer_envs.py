@@ -2,7 +2,7 @@
 
 Their requirements clash with the gateway's test environment (fastembed wants
 huggingface-hub < 2, transformers 5 wants >= 2.4; Infinity pins its own transformers), so each
-gets a venv under .cache/bench-venvs/. Infinity follows reference/perf-baseline.md section 2:
+gets a venv under .cache/bench-venvs/. Infinity gets
 the pinned CPU torch first, so that resolving infinity's extras cannot pull a CUDA build, then
 `infinity-emb[torch,optimum,server]` (never `[all]`). A failed install is remembered in the
 venv folder with its reason, so every later bench run reports it quickly instead of repeating

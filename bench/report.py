@@ -2,7 +2,7 @@
 
 Ratios are taken per rep (a system's rate over the gateway's rate in the same rep, measured
 seconds apart) and then the median over reps: host contention moves absolute numbers by up to 2x
-between minutes on these machines (perf-baseline.md section 1), much less so ratios.
+between minutes on shared 2-core machines, much less so ratios.
 """
 
 from __future__ import annotations

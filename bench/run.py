@@ -3,7 +3,8 @@ the vectors agree, and collect everything into one JSON-ready dict.
 
 For each model the servers start once (gateway, the one-at-a-time loop, Infinity) and the
 in-process systems load once; then for each workload every (system, load) runs once per rep, in
-an order rotated from rep to rep, with a short pause between runs (perf-baseline.md section 1).
+an order rotated from rep to rep, with a short pause between runs (host contention drifts
+from minute to minute; rotating spreads it over every system).
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def loop_server(model: BenchModel, workdir: Path) -> ProcessServer:
 def infinity_server(model: BenchModel, python: Path, workdir: Path) -> ProcessServer:
     """Infinity's torch engine on the sentence-transformers folder, as its docs deploy on CPU.
 
-    - `--pooling-method mean`: its `auto` picks CLS for some folders (perf-baseline.md pitfall 5);
+    - `--pooling-method mean`: its `auto` picks CLS for some folders;
     - `--no-vector-disk-cache`: by default it caches results on disk, and repeated reps of the
       same inputs would then be answered from the cache;
     - `--no-model-warmup`: the bench warms every system up itself, the same way;

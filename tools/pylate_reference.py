@@ -145,8 +145,8 @@ def export(module: torch.nn.Module, path: Path, output: str, with_types: bool, s
     args = tuple(sample[name] for name in names)
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes[output] = {0: "batch", 1: "sequence"}
-    # The legacy (TorchScript) exporter: 0.3 s against ~8 s for dynamo, same numbers
-    # (reference-recipes.md, Part 1); parity with PyLate is what the tests check anyway.
+    # The legacy (TorchScript) exporter: 0.3 s against ~8 s for dynamo, same numbers;
+    # parity with PyLate is what the tests check anyway.
     torch.onnx.export(
         module.eval(),
         args,

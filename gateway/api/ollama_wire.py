@@ -1,8 +1,8 @@
 """Ollama's wire types, field for field as ollama/ollama serves them, and their converters.
 
-See reference/api-contracts.md section 1. Ollama's `capabilities` list is derived from what an
-encoder can do: "embedding" for any embedder, "vision" for image models, "rerank" for models
-that score pairs.
+Fields and defaults follow the Ollama server's source (api/types.go). Ollama's `capabilities`
+list is derived from what an encoder can do: "embedding" for any embedder, "vision" for image
+models, "rerank" for models that score pairs.
 """
 
 from __future__ import annotations

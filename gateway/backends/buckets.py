@@ -2,7 +2,7 @@
 
 OpenVINO picks kernels by shape: a text padded to 23 tokens and the same text padded to 40
 gave vectors 2e-3 apart, while at one padded length the result did not depend on the other
-rows (reference/perf-baseline.md, addendum; re-measured for every model kind in the tests).
+rows (measured on AMX CPUs, and re-measured for every model kind in the tests).
 So a bucketed backend pads every sequence to the bucket of the batch's longest member, and the
 batcher draws each batch from one bucket: a text then sees the same padded length alone and in
 any batch. Steps grow with length, keeping the added padding to about 1/8 of the bucket.

@@ -3,9 +3,10 @@
 - CUDA (onnxruntime-gpu with a GPU): ONNX Runtime's CUDA provider, fp16 where the graph
   converts (tensor cores; fp32 accumulation), fp32 on request.
 - A CPU with AMX-BF16 or AVX512-BF16 and OpenVINO installed: OpenVINO bf16 (3.1x
-  sentence-transformers on short sentences, cos 0.99998 to fp32: reference/perf-baseline.md).
+  sentence-transformers on short sentences, cos 0.99998 to fp32, measured on
+  the 2-core Sapphire Rapids machines `make bench` runs on).
 - Any other CPU with OpenVINO: OpenVINO fp32 (2.1x ONNX Runtime on the bundled int8-weight graph,
-  perf-baseline addendum). Without OpenVINO: ONNX Runtime fp32.
+  same machines). Without OpenVINO: ONNX Runtime fp32.
 - `precision: fp32` with `backend: auto` means the exact mode: ONNX Runtime fp32, whose results
   are bit-identical whatever the batch.
 - Cross-encoders on `auto` stay fp32 (OpenVINO): in bf16 the test reranker's scores moved by

@@ -3,7 +3,7 @@
 `python -m bench --quick` runs for real (the gateway and the one-at-a-time loop as servers,
 httpx clients, raw ONNX Runtime and sentence-transformers in-process) on all-MiniLM-L6-v2 with a
 handful of texts; Infinity is left out because it needs its own venv. Speed is not asserted
-(DESIGN.md: benchmarks measure, tests do not time); sanity is: every row ran, the numbers are
+(benchmarks measure, tests do not time); sanity is: every row ran, the numbers are
 consistent with each other, and every system returned the same vectors as raw ONNX Runtime.
 """
 

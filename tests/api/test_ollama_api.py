@@ -2,7 +2,7 @@
 
 Values are checked, not just shapes: client vectors equal the raw-HTTP ones, and those sit at the
 cosines measured for all-MiniLM's int8 weights outside this project
-(reference/offline-models.md A1: cat/kitten 0.6059, cat/stock 0.0773).
+(cat/kitten 0.6059, cat/stock 0.0773).
 """
 
 from __future__ import annotations

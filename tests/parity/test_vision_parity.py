@@ -7,8 +7,7 @@ gateway.media.decode_image -> VisionEncoder.prepare -> ONNX Runtime -> finish.
 The reference is handed the RGB image that each decoding rule should produce, computed
 independently in tests/support/vision_cases.py (numpy palette lookups, alpha compositing onto
 white, 16-bit scaling, np.rot90 for EXIF orientation), so the rules are pinned whatever
-transformers version is installed (transformers 5.3 drops alpha, 5.23 composites onto white;
-reference-recipes.md, Part 2).
+transformers version is installed (transformers 5.3 drops alpha, 5.23 composites onto white).
 """
 
 from __future__ import annotations

