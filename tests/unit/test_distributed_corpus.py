@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.distributed.corpus_files import CorpusError, check_destination, corpus_files
+from gateway.distributed.corpus_files import (
+    CorpusError,
+    check_destination,
+    corpus_files,
+    discard,
+    publish,
+    staging_folder,
+)
 from gateway.distributed.embed_corpus import main
 from tools.paths import REPO
 
@@ -56,6 +63,30 @@ def test_a_destination_with_an_earlier_run_is_refused_unless_overwritten(tmp_pat
     touch(out / "notes.txt")  # not an earlier run's output: never deleted
     with pytest.raises(CorpusError, match=r"also holds 'notes\.txt'"):
         check_destination(str(out), overwrite=True)
+
+
+def test_a_run_replaces_the_earlier_output_only_once_it_is_written(tmp_path: Path) -> None:
+    """Ray's overwrite mode emptied the folder before the first row: a failed or stopped run
+    lost the earlier output. Now a run writes into a staging folder inside the destination."""
+    out = tmp_path / "out"
+    earlier = [touch(out / "a_000.parquet"), touch(out / "a_001.parquet")]
+    failed = staging_folder(str(out))
+    touch(failed / "b_000.parquet")
+    discard(failed)  # a failed run: the earlier output as it was
+    assert sorted(out.iterdir()) == earlier
+    killed = staging_folder(str(out))  # a run killed mid-write leaves its folder behind
+    touch(killed / "c_000.parquet")
+    check_destination(str(out), overwrite=True)  # ...which later runs' checks pass over
+    staging = staging_folder(str(out))
+    (staging / "d_000.parquet").write_text("new")
+    assert publish(staging, str(out)) == [out / "d_000.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [killed.name, "d_000.parquet"]
+    assert (out / "d_000.parquet").read_text() == "new"
+    new = tmp_path / "new" / "out"  # a destination that does not exist yet
+    staging = staging_folder(str(new))
+    touch(staging / "e_000.parquet")
+    assert publish(staging, str(new)) == [new / "e_000.parquet"]
+    assert [p.name for p in new.iterdir()] == ["e_000.parquet"]
 
 
 @pytest.mark.parametrize(
