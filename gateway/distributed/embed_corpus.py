@@ -246,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = found.group(1) if found else _message(ours or exc)
         print(f"embed_corpus: {message}", file=sys.stderr)
         return 2 if found or ours is not None else 1
+    except ConnectionError as exc:  # --address: nothing answers there (cluster.py), or none found
+        print(f"embed_corpus: {last_line(exc)}", file=sys.stderr)
+        return 2
     except (ValueError, GatewayError) as exc:
         print(f"embed_corpus: {_message(exc)}", file=sys.stderr)
         return 2

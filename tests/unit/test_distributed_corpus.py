@@ -17,6 +17,7 @@ from gateway.distributed.corpus_files import (
     staging_folder,
 )
 from gateway.distributed.embed_corpus import main
+from tools.gateway_server import free_port
 from tools.paths import REPO
 
 
@@ -123,3 +124,25 @@ def test_bad_jobs_are_one_line_before_ray(
     assert err.startswith("embed_corpus: ") and err.count("\n") == 1, err
     assert message in err, err
     assert not ray.is_initialized(), "the job was refused before Ray started"
+
+
+def test_an_address_nothing_answers_at_is_one_line_before_ray(
+    default_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ray.init retried such an address for minutes, logging each try; now one line at once."""
+    import ray
+
+    monkeypatch.setenv("GATEWAY_REGISTRY", str(REPO / "registry.yaml"))
+    monkeypatch.setenv("GATEWAY_MODELS_DIR", str(default_model_dir.parent))
+    source = tmp_path / "corpus.jsonl"
+    source.write_text('{"text": "hello"}\n')
+    address = f"127.0.0.1:{free_port()}"
+    flags = ["--model", "all-minilm", "--address", address]
+    assert main([str(source), str(tmp_path / "out"), *flags]) == 2
+    assert capsys.readouterr().err == (
+        f"embed_corpus: no Ray cluster answers at {address}: Connection refused\n"
+    )
+    assert not ray.is_initialized()
