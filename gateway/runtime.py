@@ -16,7 +16,7 @@ from typing import Any
 import onnxruntime as ort
 
 from gateway.backends import Backend, BackendSession, GraphInfo, Placement, TensorInfo
-from gateway.backends.base import BACKEND_CHOICES, PRECISION_CHOICES, uses_dynamic_quantization
+from gateway.backends.base import BACKEND_CHOICES, check_precision, uses_dynamic_quantization
 from gateway.backends.ort_cpu import OrtCpuBackend, OrtOptions
 from gateway.backends.ort_cuda import OrtCudaBackend, cuda_available
 from gateway.backends.selection import PlacementError, cpu_flags, place
@@ -75,8 +75,10 @@ class Runtime:
             raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
         if backend not in BACKEND_CHOICES:
             raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}")
-        if precision not in PRECISION_CHOICES:
-            raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}")
+        try:
+            check_precision(precision)
+        except ValueError as exc:
+            raise ValueError(f"precision: {exc}") from None
         self.device = device
         self.threads = threads or physical_cores()
         self.cache_dir = cache_dir

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.backends.base import check_precision
 from gateway.setting_fields import SettingsError as SettingsError  # re-exported
 from gateway.setting_fields import (
     bytes_at_least,
@@ -32,6 +33,12 @@ from gateway.setting_fields import (
     setting,
 )
 from gateway.units import parse_bytes, parse_duration
+
+
+def parse_precision(raw: str) -> str:
+    """auto, fp32, bf16 or fp16; int8 is refused with the reason (it used to start the server,
+    then fail every model load with a 500)."""
+    return check_precision(raw.strip().lower())
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,7 @@ class Settings:
     )
     precision: str = setting(
         "GATEWAY_PRECISION",
-        one_of("auto", "fp32", "bf16", "int8", "fp16"),
+        parse_precision,
         "compute precision: auto (bf16 on AMX/AVX512-BF16 CPUs, fp16 on CUDA), fp32 (exact), "
         "bf16, fp16 (CUDA); a model's registry entry may override it",
         "auto",

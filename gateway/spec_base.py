@@ -10,6 +10,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
+from gateway.backends.base import check_precision
 from gateway.units import parse_bytes, parse_duration
 
 # A registry fact as /api/show lists it.
@@ -56,6 +57,7 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
     run_overhead_tokens: float | None = None
     # Compute; the process-wide GATEWAY_BACKEND / GATEWAY_PRECISION apply when omitted.
     backend: Literal["auto", "onnxruntime", "openvino"] | None = None
+    # "int8" parses so that __post_init__ can say why it is refused.
     precision: Literal["auto", "fp32", "bf16", "int8", "fp16"] | None = None
 
     required_files: ClassVar[tuple[str, ...]] = ("model",)
@@ -67,6 +69,11 @@ class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_fie
         for role, ref in self.files.items():
             if ref.source is None and self.source is None:
                 raise ValueError(f"files.{role} has no source and the model has none")
+        if self.precision is not None:
+            try:
+                check_precision(self.precision)
+            except ValueError as exc:
+                raise ValueError(f"precision: {exc}") from None
         if self.keep_alive is not None:
             parse_duration(self.keep_alive)
         if self.memory_estimate is not None:

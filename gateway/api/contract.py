@@ -45,7 +45,7 @@ class ErrorResponse(msgspec.Struct):
 
 class TeiErrorResponse(msgspec.Struct):
     """TEI's error: what is wrong, and its kind (Validation, Empty, Overloaded, Backend,
-    Unhealthy)."""
+    Unhealthy; Unauthorized and Forbidden for a refused key)."""
 
     error: str
     error_type: TeiErrorType

@@ -5,7 +5,8 @@
 - Ollama, the native routes, Infinity rerank and /admin: {"error": "message"}, a full
   queue a 503;
 - TEI's routes: {"error": "message", "error_type": ...} with TEI's statuses (validation 422,
-  empty input 400, full queue 429 Overloaded, failed inference 424 Backend, 503 Unhealthy).
+  empty input 400, full queue 429 Overloaded, failed inference 424 Backend, 503 Unhealthy;
+  a missing or wrong key 401 Unauthorized, a refused scope or origin 403 Forbidden).
   /embed, POST / and /rerank are shared with other families: the body decides, as in the routes
   (`request_family`), and where it was never read, the path (`path_family`).
 `describe` reduces any exception (domain errors, Litestar's own) to what a client needs to
@@ -50,7 +51,11 @@ OPENAI_PREFIXES = ("/v1/", "/v2/", "/embeddings", "/models")
 TEI_PATHS = ("/embed_all", "/tokenize", "/decode")
 TEI_BODY_KEY = {"/embed": "inputs", "/": "inputs", "/rerank": "texts"}
 Family = Literal["openai", "ollama", "tei"]
-TeiErrorType = Literal["Validation", "Empty", "Overloaded", "Backend", "Unhealthy"]
+# TEI's own kinds, and two of ours for its key check: TEI's --api-key refusal is a bare 401
+# without a body, so it has no kind to copy, and a missing key is not a validation error.
+TeiErrorType = Literal[
+    "Validation", "Empty", "Overloaded", "Backend", "Unhealthy", "Unauthorized", "Forbidden"
+]
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,10 @@ def _tei_status(exc: Exception, info: ErrorInfo) -> tuple[int, TeiErrorType]:
         return 424, "Backend"
     if info.status == 503:
         return 503, "Unhealthy"
+    if info.status == 401:
+        return 401, "Unauthorized"
+    if info.status == 403:
+        return 403, "Forbidden"
     return info.status, "Backend" if info.status >= 500 else "Validation"
 
 

@@ -3,8 +3,12 @@
 - `POST /v1/rerank`: Cohere v1 and Jina (`query`, `documents` as strings or `{text, ...}`
   objects with optional `rank_fields`, `top_n`, `return_documents`). The response carries
   Cohere's `id`/`meta` and Jina's `model`/`usage`; documents come back as `{"text": ...}` (or as
-  the object that was sent).
-- `POST /v2/rerank`: Cohere v2 (`model` required, `documents` strings or objects).
+  the object that was sent). `return_documents` left out is Jina's documented default, true,
+  except from Cohere's own SDK (its `X-Fern-SDK-Name: cohere` header), which gets Cohere v1's
+  documented false; other Cohere-shaped callers get documents they may read past (an optional
+  field in Cohere's response), where a Jina client would miss them.
+- `POST /v2/rerank`: Cohere v2 (`model` required, `documents` strings or objects); documents
+  only with `return_documents: true`, Cohere's default.
 - `POST /rerank`: Infinity's shape (`document` as a plain string, `object: "rerank"`), or TEI's
   (`texts` in, a bare `[{index, score, text?}]` list out) when the body has `texts`.
 - `POST /api/rerank`: the n8n Ollama rerank node (`model`, `query`, `documents`, `top_k`).
@@ -89,13 +93,20 @@ async def ranked(rerank: RerankService, request: AnyRequest, query: RerankReques
     return await unless_disconnected(request.receive, rerank.rerank(query))
 
 
+def documents_by_default(request: AnyRequest, api_version: str) -> bool:
+    """`return_documents` where the body leaves it out: Jina's default (true) on /v1/rerank,
+    which Jina's clients share with Cohere v1's; Cohere's (false) for Cohere's SDK and on v2."""
+    from_cohere_sdk = request.headers.get("x-fern-sdk-name", "").lower() == "cohere"
+    return api_version == "1" and not from_cohere_sdk
+
+
 def cohere_response(
-    result: RerankResult, body: CohereBody, model: str, api_version: str
+    result: RerankResult, body: CohereBody, model: str, api_version: str, documents: bool
 ) -> CohereResponse:
     scores = scores_of(result, body.raw_scores)
     results = [
         CohereResult(index=i, relevance_score=scores[i])
-        if not body.return_documents
+        if not documents
         else CohereResult(
             index=i, relevance_score=scores[i], document=returned_document(body.documents[i])
         )
@@ -151,7 +162,11 @@ class CohereController(Controller):
             document_tokens=data.max_tokens_per_doc,
         )
         result = await ranked(rerank, request, query)
-        body = cohere_response(result, data, named_model(data.model) or result.spec.name, version)
+        documents = data.return_documents
+        if documents is None:
+            documents = documents_by_default(request, version)
+        model = named_model(data.model) or result.spec.name
+        body = cohere_response(result, data, model, version, documents)
         return with_truncated(body, result.truncated, result.query_truncated)
 
 

@@ -15,7 +15,8 @@ class CohereBody(msgspec.Struct):
     documents: list[Document]
     model: str | None = None
     top_n: int | None = None
-    return_documents: bool = False
+    # Absent: the route's default (documents_by_default in gateway.api.rerank).
+    return_documents: bool | None = None
     rank_fields: list[str] | None = None
     max_chunks_per_doc: int | None = None
     # Cohere v2 (default 4096): each document cut to this many of its tokens before ranking.

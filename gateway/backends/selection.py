@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from gateway.backends.base import Placement
+from gateway.backends.base import INT8_REFUSED, Placement
 from gateway.backends.openvino_cpu import openvino_installed
 
 BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
@@ -29,11 +29,6 @@ BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 AMX_BUCKET_STEP = 16
 # Kinds whose outputs bf16 moves past the gateway's bounds (bench/fast_path_numerics.py).
 BF16_AUTO_EXCLUDED = {"cross-encoder": "bf16 moved reranker scores by 2.1e-2 (bound 1e-2)"}
-INT8_REFUSED = (
-    "static int8 needs a calibrated graph, which this gateway does not build yet; dynamic "
-    "int8 is refused because it is not batch-invariant. A graph with int8 weights (such as "
-    "the bundled all-minilm) runs as given with precision fp32 or bf16"
-)
 
 
 class PlacementError(ValueError):
@@ -85,7 +80,7 @@ def _place(
     kind: str | None,
 ) -> Placement:
     openvino = openvino_installed() if openvino is None else openvino
-    if precision == "int8":
+    if precision == "int8":  # refused where it is set (settings, registry); a caller's slip
         raise PlacementError(INT8_REFUSED)
     if backend == "openvino" and not openvino:
         raise PlacementError("backend openvino: the package is missing (pip install '.[openvino]')")

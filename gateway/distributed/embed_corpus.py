@@ -35,7 +35,9 @@ from gateway.distributed.corpus_files import (
     CorpusFiles,
     check_destination,
     corpus_files,
-    parquet_files,
+    discard,
+    publish,
+    staging_folder,
 )
 from gateway.errors import GatewayError
 from gateway.services.types import EmbedRequest
@@ -183,11 +185,15 @@ def embed_corpus(job: CorpusJob, settings: Settings | None = None) -> CorpusRepo
         compute=ActorPoolStrategy(size=job.actors),
         num_cpus=job.actor_cpus,
     )
-    before = parquet_files(job.destination)
-    # Checked empty (or Parquet only with overwrite); Ray's ERROR mode refuses even an empty one.
-    mode = SaveMode.OVERWRITE if job.overwrite else SaveMode.APPEND
-    embedded.write_parquet(job.destination, mode=mode)
-    written = sorted(parquet_files(job.destination) - before)  # this run's files only
+    # Into a new staging folder (APPEND: Ray's ERROR mode refuses even an empty one, and its
+    # OVERWRITE empties the destination before the first row), published once all is written.
+    staging = staging_folder(job.destination)
+    try:
+        embedded.write_parquet(str(staging), mode=SaveMode.APPEND)
+    except BaseException:
+        discard(staging)
+        raise
+    written = publish(staging, job.destination)
     rows = sum(pq.ParquetFile(f).metadata.num_rows for f in written)
     return CorpusReport(rows, time.perf_counter() - started, job.destination, len(written))
 
@@ -210,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--actor-cpus", type=_positive(float), default=1.0)
     parser.add_argument("--batch-size", type=_positive(int), default=256)
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier run's Parquet files"
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run's Parquet files (once this run's are all written)",
     )
     parser.add_argument("--address", default=None, help="Ray cluster to join (default: local)")
     args = parser.parse_args(argv)
@@ -238,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = found.group(1) if found else _message(ours or exc)
         print(f"embed_corpus: {message}", file=sys.stderr)
         return 2 if found or ours is not None else 1
+    except ConnectionError as exc:  # --address: nothing answers there (cluster.py), or none found
+        print(f"embed_corpus: {last_line(exc)}", file=sys.stderr)
+        return 2
     except (ValueError, GatewayError) as exc:
         print(f"embed_corpus: {_message(exc)}", file=sys.stderr)
         return 2

@@ -112,7 +112,7 @@ def test_missing_or_wrong_key_is_401_in_each_family(
             assert response.headers["www-authenticate"] == "Bearer"
         # A path TEI shares: the body is not read, and TEI's shape is Ollama's plus error_type.
         response = client.post("/embed", json={"input": "hi"})
-        assert_tei_error(response, 401, "Validation", "key")
+        assert_tei_error(response, 401, "Unauthorized", "key")
         assert response.headers["www-authenticate"] == "Bearer"
         assert_ollama_error(client.get("/api/tags"), 401, "key")
         assert_ollama_error(client.get("/info"), 401, "key")
@@ -196,7 +196,7 @@ def test_a_foreign_pages_simple_requests_do_no_work(server: GatewayServer) -> No
         embedded = client.post("/v1/embeddings", content=b'{"model": "all-minilm", "input": "x"}')
         assert_openai_error(embedded, 403, "not allowed", code="origin_not_allowed")
         tei = client.post("/embed", content=b'{"inputs": "x"}')
-        assert_tei_error(tei, 403, "Validation", "not allowed")
+        assert_tei_error(tei, 403, "Forbidden", "not allowed")
         # An empty Origin is no origin (not a browser's cross-origin request), as in Ollama.
         assert client.get("/api/ps", headers={"Origin": ""}).status_code == 200
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway.backends.base import INT8_REFUSED
 from tests.api.test_cli import run_gateway
 from tools.gateway_server import free_port
 
@@ -28,12 +29,12 @@ def write_registry(tmp_path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-def serve(tmp_path: Path, registry: Path, **env: str) -> Any:
-    """`gateway serve` on a free port with `registry` and a models folder of its own."""
+def serve(tmp_path: Path, registry: Path, *args: str, **env: str) -> Any:
+    """`gateway serve` on a free port with `registry`, a models folder of its own and `args`."""
     models = str(tmp_path / "models")
     port = str(free_port())
     return run_gateway("serve", "--port", port, "--registry", str(registry), "--models-dir", models,
-                       **env)  # fmt: skip
+                       *args, **env)  # fmt: skip
 
 
 def assert_one_line(result: Any, message: str) -> None:
@@ -124,3 +125,26 @@ def test_a_host_that_does_not_resolve_stops_start_up_by_name(
     assert "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"gateway: {origin}: cannot resolve 'not-a-host.invalid' ("), last
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "origin"),
+    [((), {"GATEWAY_PRECISION": "int8"}, "GATEWAY_PRECISION"),
+     (("--precision", "INT8"), {}, "--precision")],
+)  # fmt: skip
+def test_int8_precision_stops_start_up_with_the_reason(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], origin: str
+) -> None:
+    # It used to start, then answer every model load with a 500 (placement refuses int8).
+    path = write_registry(tmp_path, {"models": {"m": text_entry("weights")}})
+    result = serve(tmp_path, path, *args, **env)
+    assert_one_line(result, f"gateway: {origin}: {INT8_REFUSED}")
+
+
+def test_a_registry_entry_with_int8_precision_is_refused(tmp_path: Path) -> None:
+    entry = {**text_entry("weights"), "precision": "int8"}
+    path = write_registry(tmp_path, {"models": {"q": entry}})
+    assert_one_line(
+        run_gateway("ls", "--registry", str(path)),
+        f"gateway: {path}: model 'q': precision: {INT8_REFUSED}",
+    )

@@ -332,6 +332,21 @@ def test_cohere_v2_older_sdk_fields(client: httpx.Client) -> None:
     assert_openai_error(response, 400, "model", param="model")
 
 
+def test_jina_gets_documents_unless_it_says_not(co: cohere.Client, client: httpx.Client) -> None:
+    """Jina's API documents return_documents default true (it was false here); Cohere documents
+    false, which its SDK still gets (test_cohere_v1_client), and so does /v2/rerank."""
+    objects = [{"text": TOPIC_DOCUMENTS[0], "id": "a"}, TOPIC_DOCUMENTS[1]]
+    body = {"model": PROXY, "query": TOPICS[1][0], "documents": objects}
+    results = post(client, "/v1/rerank", body)["results"]
+    assert [r["index"] for r in results] == [1, 0]
+    assert [r["document"] for r in results] == [{"text": TOPIC_DOCUMENTS[1]}, objects[0]]
+    plain = post(client, "/v1/rerank", {**body, "return_documents": False})["results"]
+    assert all("document" not in r for r in plain)
+    assert all("document" not in r for r in post(client, "/v2/rerank", body)["results"])
+    from_sdk = co.rerank(model=PROXY, query=TOPICS[1][0], documents=TOPIC_DOCUMENTS[:2])
+    assert all(r.document is None for r in from_sdk.results)
+
+
 @pytest.mark.parametrize("model", [MINILM, PROXY, CROSS])
 def test_cohere_max_tokens_per_doc(client: httpx.Client, model: str) -> None:
     """Each document is cut to its first max_tokens_per_doc tokens (WordPiece: "spiders",

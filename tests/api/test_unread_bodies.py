@@ -50,7 +50,7 @@ def test_a_missing_key_on_a_shared_path_is_tei_shaped(
     keyed: GatewayServer, path: str, body: dict[str, object]
 ) -> None:
     response = httpx.post(keyed.url + path, json=body)
-    assert_tei_error(response, 401, "Validation", "missing API key")
+    assert_tei_error(response, 401, "Unauthorized", "missing API key")
     assert response.headers["www-authenticate"] == "Bearer"
 
 

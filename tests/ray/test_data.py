@@ -141,6 +141,16 @@ def test_globs_ndjson_reruns_and_null_rows(
     report = embed_corpus(dataclasses.replace(job, overwrite=True), settings)
     ids, _ = read_output(out)
     assert report.rows == 200 and ids == list(range(200)), report
+    # An overwrite that fails part-way keeps the earlier output whole (Ray's own overwrite mode
+    # emptied the folder before the first row was embedded).
+    broken = tmp_path / "broken.jsonl"
+    rows = [*texts[:150], None]
+    broken.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(rows)))
+    failing = dataclasses.replace(job, source=str(broken), overwrite=True)
+    with pytest.raises(Exception, match="is null"):
+        embed_corpus(failing, settings)
+    ids, _ = read_output(out)
+    assert ids == list(range(200)) and all(p.suffix == ".parquet" for p in out.iterdir())
 
     # A null text, found in an actor: one line naming the row, not Ray's traceback.
     pq.write_table(pa.table({"id": [1, 2, 3], "text": ["a", None, "c"]}), tmp_path / "n.parquet")

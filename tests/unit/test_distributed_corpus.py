@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.distributed.corpus_files import CorpusError, check_destination, corpus_files
+from gateway.distributed.corpus_files import (
+    CorpusError,
+    check_destination,
+    corpus_files,
+    discard,
+    publish,
+    staging_folder,
+)
 from gateway.distributed.embed_corpus import main
+from tools.gateway_server import free_port
 from tools.paths import REPO
 
 
@@ -58,6 +66,30 @@ def test_a_destination_with_an_earlier_run_is_refused_unless_overwritten(tmp_pat
         check_destination(str(out), overwrite=True)
 
 
+def test_a_run_replaces_the_earlier_output_only_once_it_is_written(tmp_path: Path) -> None:
+    """Ray's overwrite mode emptied the folder before the first row: a failed or stopped run
+    lost the earlier output. Now a run writes into a staging folder inside the destination."""
+    out = tmp_path / "out"
+    earlier = [touch(out / "a_000.parquet"), touch(out / "a_001.parquet")]
+    failed = staging_folder(str(out))
+    touch(failed / "b_000.parquet")
+    discard(failed)  # a failed run: the earlier output as it was
+    assert sorted(out.iterdir()) == earlier
+    killed = staging_folder(str(out))  # a run killed mid-write leaves its folder behind
+    touch(killed / "c_000.parquet")
+    check_destination(str(out), overwrite=True)  # ...which later runs' checks pass over
+    staging = staging_folder(str(out))
+    (staging / "d_000.parquet").write_text("new")
+    assert publish(staging, str(out)) == [out / "d_000.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [killed.name, "d_000.parquet"]
+    assert (out / "d_000.parquet").read_text() == "new"
+    new = tmp_path / "new" / "out"  # a destination that does not exist yet
+    staging = staging_folder(str(new))
+    touch(staging / "e_000.parquet")
+    assert publish(staging, str(new)) == [new / "e_000.parquet"]
+    assert [p.name for p in new.iterdir()] == ["e_000.parquet"]
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -92,3 +124,25 @@ def test_bad_jobs_are_one_line_before_ray(
     assert err.startswith("embed_corpus: ") and err.count("\n") == 1, err
     assert message in err, err
     assert not ray.is_initialized(), "the job was refused before Ray started"
+
+
+def test_an_address_nothing_answers_at_is_one_line_before_ray(
+    default_model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ray.init retried such an address for minutes, logging each try; now one line at once."""
+    import ray
+
+    monkeypatch.setenv("GATEWAY_REGISTRY", str(REPO / "registry.yaml"))
+    monkeypatch.setenv("GATEWAY_MODELS_DIR", str(default_model_dir.parent))
+    source = tmp_path / "corpus.jsonl"
+    source.write_text('{"text": "hello"}\n')
+    address = f"127.0.0.1:{free_port()}"
+    flags = ["--model", "all-minilm", "--address", address]
+    assert main([str(source), str(tmp_path / "out"), *flags]) == 2
+    assert capsys.readouterr().err == (
+        f"embed_corpus: no Ray cluster answers at {address}: Connection refused\n"
+    )
+    assert not ray.is_initialized()

@@ -48,7 +48,7 @@ DOCUMENTED: dict[str, list[tuple[str, Any]]] = {
     "spin": [("True", True), ("false", False)],
     "device": [("auto", "auto"), ("cuda", "cuda"), ("cpu", "cpu")],
     "backend": [(value, value) for value in ("auto", "onnxruntime", "openvino")],
-    "precision": [(value, value) for value in ("auto", "fp32", "bf16", "int8", "fp16")],
+    "precision": [(value, value) for value in ("auto", "fp32", "bf16", "fp16")],
     "graph_cache": [("True", True), ("no", False)],
     "max_inputs": [("2048", 2048)],
     "max_input_chars": [("200000", 200_000)],

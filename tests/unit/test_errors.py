@@ -27,6 +27,7 @@ from gateway.api.errors import (
     render_error,
     request_family,
 )
+from gateway.auth.guard import Forbidden
 from gateway.batching import InferenceError
 from gateway.errors import (
     Busy,
@@ -180,6 +181,8 @@ TEI_CASES: list[tuple[Exception, int, str]] = [
     (ShuttingDown("shutting down"), 503, "Unhealthy"),
     (ModelNotFound("model 'x' not found"), 404, "Validation"),
     (ModelLoadError("cannot load model.onnx"), 500, "Backend"),
+    (Unauthorized("invalid API key"), 401, "Unauthorized"),
+    (Forbidden("this API key's scope does not allow /tokenize"), 403, "Forbidden"),
 ]
 
 
@@ -258,5 +261,6 @@ def test_connection_refusals_on_tei_paths_have_tei_shape(path: str) -> None:
 def test_unauthorized_on_a_shared_path_is_tei_shaped_at_its_status(path: str) -> None:
     """render_error and the TEI handler see no body here (the guard refuses before reading)."""
     status, headers, body = rendered(path, Unauthorized("missing API key"))
-    assert (status, body) == (401, {"error": "missing API key", "error_type": "Validation"})
+    # Not "Validation" (it was): TEI's own 401 has no body, so no kind to copy.
+    assert (status, body) == (401, {"error": "missing API key", "error_type": "Unauthorized"})
     assert headers["www-authenticate"] == "Bearer"
