@@ -107,6 +107,9 @@ def test_data_urls_and_raw_base64() -> None:
         ("data:image/png;base64,!!!!", "expected an http(s) URL"),
         ("file:///etc/passwd", "unsupported image reference scheme 'file'"),
         ("ftp://example.com/a.png", "unsupported image reference scheme 'ftp'"),
+        # Was "unsupported image reference scheme 'https'", as if https were not accepted.
+        ("https:/example.com/a.png", "malformed image URL: expected https://host/path"),
+        ("HTTP:\\\\example.com\\a.png", "malformed image URL: expected http://host/path"),
         ("not an image at all", "expected an http(s) URL"),
         ("abcde", "truncated"),
         ("A" * 40, None),  # valid base64, refused later as not an image
