@@ -71,7 +71,7 @@ class ImagePolicy:
     # Scans (SOS segments) in a JPEG: libjpeg walks every block of the image once per scan, so
     # a progressive file of a few KB with thousands of empty scans costs minutes of CPU.
     # Encoders write 1 (baseline) to about 10-20 (progressive); 100 bounds the worst case at a
-    # few times an ordinary decode.
+    # few times an ordinary decode (libtiff refuses JPEG-in-TIFF strips past 100 scans too).
     max_jpeg_scans: int = 100
 
     def __post_init__(self) -> None:
