@@ -100,6 +100,14 @@ class Remote:
             raise RemoteError(_error_message(exc.read(), exc.code)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if data is not None and isinstance(reason, (BrokenPipeError, ConnectionResetError)):
+                # The server answered (413) and closed before reading the whole body; urllib
+                # only sees the broken connection.
+                raise RemoteError(
+                    f"the gateway at {self.url} closed the connection while a "
+                    f"{len(data) / 1e6:.1f} MB request was being sent: a body over the server's "
+                    "limit (GATEWAY_MAX_BODY_BYTES) is refused so; send fewer inputs per request"
+                ) from None
             raise RemoteError(f"cannot reach the gateway at {self.url}: {reason}") from None
 
     def not_gateway(self, what: str) -> RemoteError:

@@ -35,11 +35,18 @@ class BatchFailed(RuntimeError):
     """The engine refused a batch; the message names the record by its id, not its place."""
 
 
+# Most data-URL text in one request of images: a server refuses bodies over its
+# GATEWAY_MAX_BODY_BYTES (64 MiB by default), and `concurrency` requests are in flight at once.
+# An image larger than this on its own still goes, alone.
+MAX_REQUEST_IMAGE_BYTES = 16 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class JobPlan:
     chunk_size: int = 1024
     batch_size: int = 64
     concurrency: int = 4
+    max_request_bytes: int = MAX_REQUEST_IMAGE_BYTES  # images only
 
 
 @dataclass
@@ -58,8 +65,38 @@ class JobSummary:
 
 
 def image_data_url(path: str) -> str:
+    return f"{_data_url_prefix(path)}{base64.b64encode(Path(path).read_bytes()).decode()}"
+
+
+def _data_url_prefix(path: str) -> str:
     kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return f"data:{kind};base64,{base64.b64encode(Path(path).read_bytes()).decode()}"
+    return f"data:{kind};base64,"
+
+
+def image_data_url_size(path: str) -> int:
+    """The length of `image_data_url(path)`, from the file's size (nothing is read)."""
+    return len(_data_url_prefix(path)) + 4 * -(-Path(path).stat().st_size // 3)
+
+
+def batches_of(
+    rows: list[Record], batch_size: int, max_bytes: int | None = None,
+    size: Callable[[Record], int] = lambda row: 0,
+) -> list[list[Record]]:  # fmt: skip
+    """Consecutive batches of at most `batch_size` rows and, when `max_bytes` is given, at
+    most `max_bytes` of `size` (a row larger than that on its own makes a batch alone)."""
+    if max_bytes is None:
+        return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    batches: list[list[Record]] = []
+    current: list[Record] = []
+    held = 0
+    for row in rows:
+        weight = size(row)
+        if current and (len(current) == batch_size or held + weight > max_bytes):
+            batches.append(current)
+            current, held = [], 0
+        current.append(row)
+        held += weight
+    return [*batches, current] if current else batches
 
 
 def run_job(
@@ -86,13 +123,20 @@ def run_job(
     started(len(items), resumed)
     began = time.perf_counter()
     prepare = image_data_url if records.images else (lambda value: value)
+
+    def batches(rows: list[Record]) -> list[list[Record]]:
+        if not records.images:
+            return batches_of(rows, plan.batch_size)
+        return batches_of(rows, plan.batch_size, plan.max_request_bytes,
+                          lambda row: image_data_url_size(row.value))  # fmt: skip
+
     pool = ThreadPoolExecutor(plan.concurrency, thread_name_prefix="bulk")
     try:
         for k in range(chunks):
             if k in done:
                 continue
             rows = _chunk(items, k, plan.chunk_size)
-            vectors = _embed_chunk(rows, engine, pool, plan, prepare, advanced)
+            vectors = _embed_chunk(batches(rows), engine, pool, prepare, advanced)
             parts.write(k, [r.id for r in rows], vectors)
     finally:
         # On Ctrl-C or an error, do not wait for batches whose chunk will not be saved.
@@ -123,10 +167,9 @@ def _chunk(items: list[Record], index: int, size: int) -> list[Record]:
 
 
 def _embed_chunk(
-    rows: list[Record],
+    batches: list[list[Record]],
     engine: Engine,
     pool: ThreadPoolExecutor,
-    plan: JobPlan,
     prepare: Callable[[str], str],
     advanced: Callable[[int], None],
 ) -> np.ndarray:
@@ -138,7 +181,6 @@ def _embed_chunk(
         except RemoteError as exc:
             raise BatchFailed(in_records(str(exc), batch)) from None
 
-    batches = [rows[i : i + plan.batch_size] for i in range(0, len(rows), plan.batch_size)]
     futures: dict[Future[np.ndarray], int] = {pool.submit(one, b): i for i, b in enumerate(batches)}
     results: list[np.ndarray | None] = [None] * len(batches)
     pending = set(futures)

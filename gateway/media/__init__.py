@@ -3,13 +3,23 @@
 The service's entry point is `read_images`: it turns a request's image references into whatever
 `convert` makes of each decoded RGB image (an encoder's prepared item, say), fetching URLs
 concurrently on the event loop and decoding in worker threads.
+
+Decoding runs in its own pool (`in_decoder_thread`), one thread per CPU, never in asyncio's
+default executor: that one also tokenizes long texts and finishes large outputs, and a few image
+requests (a 50 MP picture is seconds of decoding) would otherwise queue every text request
+behind their decodes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import os
+import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
 
 from PIL import Image
 
@@ -40,6 +50,7 @@ __all__ = [
     "decode_image",
     "fetch_image",
     "image_stats",
+    "in_decoder_thread",
     "looks_like_url",
     "open_image",
     "parse_image_ref",
@@ -50,6 +61,32 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+_decoders: ThreadPoolExecutor | None = None
+_decoders_lock = threading.Lock()
+
+
+def decoder_threads() -> int:
+    """One decoding thread per CPU this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _decoder_pool() -> ThreadPoolExecutor:
+    global _decoders
+    with _decoders_lock:
+        if _decoders is None:
+            _decoders = ThreadPoolExecutor(decoder_threads(), thread_name_prefix="image-decode")
+        return _decoders
+
+
+async def in_decoder_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """asyncio.to_thread, on the image decoding pool (context variables travel along)."""
+    call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(_decoder_pool(), call)
 
 
 async def read_image_bytes(
@@ -97,7 +134,7 @@ async def read_images(
         async with gate:
             try:
                 data = await read_image_bytes(reference, fetch=fetch, image=image, param=where)
-                return await asyncio.to_thread(decode, data, where)
+                return await in_decoder_thread(decode, data, where)
             except GatewayError as exc:
                 exc.message = f"{where}: {exc.message}"
                 exc.args = (exc.message,)

@@ -3,6 +3,9 @@
 Rules (each is tested):
 - Formats: JPEG (and MPO), PNG, WebP, GIF, BMP, TIFF, recognised by their magic bytes; the
   first frame of an animation or multi-page file.
+- JPEG scans: at most `ImagePolicy.max_jpeg_scans` SOS segments in the (first) image, counted
+  from the markers before decoding: libjpeg's cost is scans x blocks, so a small progressive
+  file with thousands of empty scans would otherwise hold a decoding thread for minutes.
 - Size: width and height at least 1, width x height at most `ImagePolicy.max_pixels`, checked
   from the header before any pixel is decoded (so a decompression bomb costs nothing). Pillow's
   own bomb check is tied to the same limit (`apply_pixel_limit`): it guards the few allocations
@@ -36,6 +39,10 @@ DEFAULT_IMAGE_POLICY = ImagePolicy()
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 WHITE = (255, 255, 255, 255)
 _HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+# The next JPEG marker: 0xFF and a byte that is not 0x00 (a stuffed 0xFF in entropy-coded data),
+# a restart marker (RSTn, inside a scan) or 0xFF (fill before a marker).
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_SOS, _EOI, _TEM = 0xDA, 0xD9, 0x01
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "JPEG"),
     (b"\x89PNG\r\n\x1a\n", "PNG"),
@@ -85,6 +92,14 @@ def load_image(
         raise InvalidImage(
             "not a supported image: expected JPEG, PNG, WebP, GIF, BMP or TIFF data", param=param
         )
+    if kind == "JPEG":
+        scans = jpeg_scans(data, stop_after=policy.max_jpeg_scans)
+        if scans > policy.max_jpeg_scans:
+            raise InvalidImage(
+                f"the JPEG has more than the {policy.max_jpeg_scans} scans (progressive passes) "
+                "allowed",
+                param=param,
+            )
     try:
         image = Image.open(io.BytesIO(data), formats=sorted(policy.formats))
         check_size(image.size, policy, param=param)
@@ -116,6 +131,32 @@ def open_image(
 ) -> Image.Image:
     """Decode and check one image; oriented, 8 bits per channel, transparency kept."""
     return to_8bit(orient(load_image(data, policy, param=param)))
+
+
+def jpeg_scans(data: bytes, *, stop_after: int) -> int:
+    """The scans (SOS segments) of the first image of a JPEG stream, counted up to
+    `stop_after + 1`, walking the markers as libjpeg does: a segment is skipped by its length (so
+    a thumbnail inside APP1 does not count), a scan's entropy-coded data and any junk between
+    segments up to the next marker, and counting ends at the first EOI (an MPO's second
+    picture is not decoded)."""
+    scans, pos = 0, 2
+    while (found := _NEXT_MARKER.search(data, pos)) is not None:
+        pos = found.start()
+        marker = data[pos + 1]
+        if marker == _EOI:
+            break
+        if marker == _TEM:  # the one standalone marker the search does not skip
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            break  # libjpeg refuses it; Pillow will say so
+        pos += 2 + length
+        if marker == _SOS:
+            scans += 1
+            if scans > stop_after:
+                break
+    return scans
 
 
 def header_size(data: bytes, kind: str) -> tuple[int, int] | None:

@@ -68,10 +68,15 @@ class ImagePolicy:
     max_bytes: int = 20 * MiB
     # Pillow decoder names (camera MPO files open through the JPEG one).
     formats: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
+    # Scans (SOS segments) in a JPEG: libjpeg walks every block of the image once per scan, so
+    # a progressive file of a few KB with thousands of empty scans costs minutes of CPU.
+    # Encoders write 1 (baseline) to about 10-20 (progressive); 100 bounds the worst case at a
+    # few times an ordinary decode (libtiff refuses JPEG-in-TIFF strips past 100 scans too).
+    max_jpeg_scans: int = 100
 
     def __post_init__(self) -> None:
-        if self.max_pixels < 1 or self.max_bytes < 1:
-            raise ValueError("max_pixels and max_bytes must be positive")
+        if self.max_pixels < 1 or self.max_bytes < 1 or self.max_jpeg_scans < 1:
+            raise ValueError("max_pixels, max_bytes and max_jpeg_scans must be positive")
 
 
 @dataclass(frozen=True)

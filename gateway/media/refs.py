@@ -44,6 +44,11 @@ def parse_image_ref(value: str, *, max_bytes: int, param: str = "input") -> Imag
         return ImageRef(data=_parse_data_url(value, max_bytes=max_bytes, param=param))
     # Base64 never contains ':', so "name:" can only be another URL scheme (file:, ftp:, ...).
     scheme = _SCHEME.match(value)
+    if scheme and scheme.group(1).lower() in ("http", "https"):  # "https:/host", "http:\\host"
+        raise InvalidImage(
+            f"malformed image URL: expected {scheme.group(1).lower()}://host/path after the scheme",
+            param=param,
+        )
     if scheme:
         raise InvalidImage(
             f"unsupported image reference scheme {scheme.group(1)!r}: send an http(s) URL, "

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from gateway.media import FetchPolicy, ImagePolicy, ImageStats, image_stats, read_image_bytes
+from gateway.media import (
+    FetchPolicy,
+    ImagePolicy,
+    ImageStats,
+    image_stats,
+    in_decoder_thread,
+    read_image_bytes,
+)
 from gateway.media.stats import check_averaging_method
 
 
@@ -19,6 +24,6 @@ class ImageStatsService:
         raw = await read_image_bytes(
             content, fetch=self.fetch_policy, image=self.image_policy, param="content"
         )
-        return await asyncio.to_thread(
+        return await in_decoder_thread(
             image_stats, raw, averaging_method=averaging_method, policy=self.image_policy
         )

@@ -33,7 +33,7 @@ from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
 from tests.support.api import assert_ollama_error, assert_openai_error, ollama_embed, openai_embed
-from tests.support.bad_images import png_header, real_bomb
+from tests.support.bad_images import many_scans_jpeg, png_header, real_bomb
 from tests.support.color_reference import seed_reference
 from tests.support.image_api import (
     VISION_DIMENSIONS,
@@ -712,6 +712,7 @@ BAD_NAMES = [
     "truncated-jpeg",
     "random-bytes",
     "zero-by-zero",
+    "jpeg-many-scans",
 ]
 
 
@@ -729,6 +730,8 @@ def bad_images() -> dict[str, tuple[bytes, str]]:
         "truncated-jpeg": (SERVED_JPEG.data[: len(SERVED_JPEG.data) * 2 // 3], "truncated"),
         "random-bytes": (noise, "not a supported image"),
         "zero-by-zero": (png_header(0, 0), "no pixels (0x0)"),
+        # 16 KB that libjpeg would spend seconds on (scans x pixels), for nothing but CPU.
+        "jpeg-many-scans": (many_scans_jpeg(1000, 1000, 2000), "more than the 100 scans"),
     }
 
 

@@ -10,7 +10,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gateway.bulk.job import JobPlan, run_job
+from gateway.bulk.job import (
+    JobPlan,
+    batches_of,
+    image_data_url,
+    image_data_url_size,
+    run_job,
+)
 from gateway.bulk.output import OutputError, check_output, ids_path, read_output, write_output
 from gateway.bulk.parts import JobMismatch, PartStore
 from gateway.bulk.records import RecordError, Records, read_records
@@ -152,3 +158,45 @@ def test_a_failed_run_resumes_with_only_the_missing_chunks(tmp_path: Path) -> No
     assert ids == [str(i) for i in range(1, 11)]
     assert vectors[:, 0].tolist() == [len(f"text number {i}") for i in range(10)]
     assert not parts.folder.exists()
+
+
+class RequestRecorder:
+    """Records each request's inputs; answers one row per input."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[str]] = []
+
+    def embed(self, inputs: list[str]) -> np.ndarray:
+        self.requests.append(list(inputs))
+        return np.ones((len(inputs), 2), dtype=np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def test_image_requests_stay_under_a_byte_budget(tmp_path: Path) -> None:
+    """Images were batched by count only: 64 photos of a few MB made bodies of hundreds of MB,
+    which a server refuses (64 MiB by default; the CLI then said 'Broken pipe')."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    sizes = [300, 500, 200, 2000, 100, 100, 100, 900]  # bytes; one is over the budget alone
+    for i, size in enumerate(sizes):
+        (folder / f"p{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(size - 8))
+    records = read_records(folder)
+    output = tmp_path / "out.npy"
+    plan = JobPlan(chunk_size=100, batch_size=3, concurrency=1, max_request_bytes=1200)
+    engine = RequestRecorder()
+    parts = PartStore(output)
+    parts.open({"job": 1})
+    summary = run_job(records, engine, parts, output, plan)
+    assert summary.embedded == len(sizes)
+    for path in sorted(folder.iterdir()):
+        assert image_data_url_size(str(path)) == len(image_data_url(str(path)))
+    sent = [[len(url) for url in request] for request in engine.requests]
+    assert [len(request) for request in sent] == [2, 1, 1, 3, 1]  # consecutive, in order
+    assert all(sum(request) <= 1200 or len(request) == 1 for request in sent), sent
+    assert [url for request in engine.requests for url in request] == [
+        image_data_url(str(folder / f"p{i}.png")) for i in range(len(sizes))
+    ]
+    # Texts are batched by count alone, as before.
+    assert batches_of(records.items, 3) == [records.items[i : i + 3] for i in (0, 3, 6)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.cli.pull import PullProgress
-from gateway.client import Remote
+from gateway.client import Remote, RemoteError
 from gateway.settings import describe_settings
 
 SERVER_FLAGS = {flag for flag, *_ in describe_settings()}
@@ -181,3 +182,29 @@ def test_the_key_follows_a_redirect_on_the_same_origin(sites: tuple[Site, Site])
     named.pages["/api/tags"] = (200, {}, b'{"models": []}')
     assert Remote(named.url + "/old", "s3cret").get("/api/tags") == {"models": []}
     assert named.seen == {"/old/api/tags": "Bearer s3cret", "/api/tags": "Bearer s3cret"}
+
+
+def test_a_body_refused_mid_upload_is_named_as_such() -> None:
+    """A server answers 413 and closes before reading a body over its limit; the CLI said
+    'cannot reach the gateway: [Errno 32] Broken pipe', as if the server were down."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def refuse() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n"
+                               b"Connection: close\r\n\r\n")  # fmt: skip
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(RemoteError) as caught:
+            Remote(url, timeout=30).post("/api/embed", {"input": ["x" * 20_000_000]})
+    finally:
+        thread.join(10)
+        listener.close()
+    message = str(caught.value)
+    assert "closed the connection while a 20.0 MB request was being sent" in message, message
+    assert "GATEWAY_MAX_BODY_BYTES" in message

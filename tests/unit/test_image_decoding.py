@@ -1,4 +1,5 @@
-"""Decoding details of gateway.media.decode: high-depth transparency and the pixel limit."""
+"""Decoding details of gateway.media.decode: high-depth transparency, the pixel limit and the
+JPEG scan limit."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from PIL import Image
 
 from gateway.core import Gateway
 from gateway.media import ImagePolicy, InvalidImage, apply_pixel_limit, decode_image, image_stats
-from gateway.media.decode import load_image, open_image
+from gateway.media.decode import jpeg_scans, load_image, open_image
 from gateway.settings import Settings
-from tests.support.bad_images import png_header
+from tests.support.bad_images import jpeg_segments, many_scans_jpeg, png_header
+from tools.vision import encode, photo_like
 
 
 def sixteen_bit_grey_png(values: np.ndarray, transparent: int) -> bytes:
@@ -128,3 +130,51 @@ def test_the_gateway_applies_its_configured_limit(tmp_path: Path, pillow_limit: 
     })  # fmt: skip
     Gateway.build(settings)
     assert Image.MAX_IMAGE_PIXELS == 150_000_000  # Pillow refuses above twice this
+
+
+# -- the JPEG scan limit -------------------------------------------------------------------------
+
+
+def test_ordinary_jpegs_are_within_the_scan_limit() -> None:
+    photo = photo_like(3, 96, 64)
+    for image, options, scans in [
+        (photo, {}, 1),
+        (photo, {"progressive": True}, 10),
+        (photo.convert("L"), {"progressive": True}, 6),
+        (photo.convert("CMYK"), {"progressive": True}, 18),
+    ]:
+        data = encode(image, "JPEG", **options)
+        assert jpeg_scans(data, stop_after=100) == scans, (image.mode, options)
+        assert open_image(data).size == (96, 64)
+
+
+def test_the_scan_count_follows_libjpegs_walk() -> None:
+    limit = ImagePolicy().max_jpeg_scans
+    # A progressive thumbnail inside APP1 is skipped with its segment.
+    thumbnail = encode(photo_like(4, 32, 24), "JPEG", progressive=True)
+    app1 = b"Exif\x00\x00" + thumbnail
+    plain = encode(photo_like(5, 96, 64), "JPEG", progressive=True)
+    with_thumbnail = plain[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + plain[2:]
+    assert jpeg_scans(with_thumbnail, stop_after=limit) == 10
+    assert open_image(with_thumbnail).size == (96, 64)
+    # An MPO's later pictures are not decoded, so they do not count.
+    out = io.BytesIO()
+    photo_like(6, 40, 30).save(out, "MPO", save_all=True, append_images=[photo_like(7, 40, 30)] * 2)
+    assert jpeg_scans(out.getvalue(), stop_after=limit) == 1
+    # Junk between segments: libjpeg skips it (with a warning) and decodes every scan.
+    assert jpeg_scans(many_scans_jpeg(64, 64, 200, junk=b"\x00junk"), stop_after=1000) == 206
+    # Counting stops one past the limit.
+    assert jpeg_scans(many_scans_jpeg(64, 64, 10_000), stop_after=limit) == limit + 1
+
+
+def test_scans_up_to_the_limit_decode_and_one_more_is_refused() -> None:
+    policy = ImagePolicy(max_jpeg_scans=50)
+    base = len([m for m, _ in jpeg_segments(many_scans_jpeg(64, 48, 0)) if m == 0xDA])
+    assert open_image(many_scans_jpeg(64, 48, 50 - base), policy).size == (64, 48)
+    with pytest.raises(InvalidImage, match="more than the 50 scans"):
+        open_image(many_scans_jpeg(64, 48, 51 - base), policy)
+    # /img/stats decodes through the same check.
+    with pytest.raises(InvalidImage, match="more than the 50 scans"):
+        image_stats(many_scans_jpeg(64, 48, 51 - base), policy=policy)
+    with pytest.raises(ValueError, match="max_jpeg_scans"):
+        ImagePolicy(max_jpeg_scans=0)

@@ -28,7 +28,7 @@ from gateway.media import (
     parse_image_ref,
 )
 from gateway.media.fetch import address_allowed, non_public_reason
-from tests.support.bad_images import png_header, real_bomb
+from tests.support.bad_images import many_scans_jpeg, png_header, real_bomb
 from tests.support.color_reference import seed_reference
 from tests.support.vision_cases import CASES, Case
 from tools.vision import encode, photo_like
@@ -107,6 +107,9 @@ def test_data_urls_and_raw_base64() -> None:
         ("data:image/png;base64,!!!!", "expected an http(s) URL"),
         ("file:///etc/passwd", "unsupported image reference scheme 'file'"),
         ("ftp://example.com/a.png", "unsupported image reference scheme 'ftp'"),
+        # Was "unsupported image reference scheme 'https'", as if https were not accepted.
+        ("https:/example.com/a.png", "malformed image URL: expected https://host/path"),
+        ("HTTP:\\\\example.com\\a.png", "malformed image URL: expected http://host/path"),
         ("not an image at all", "expected an http(s) URL"),
         ("abcde", "truncated"),
         ("A" * 40, None),  # valid base64, refused later as not an image
@@ -141,6 +144,7 @@ def test_inline_size_is_checked_before_decoding() -> None:
         ("random-bytes", "not a supported image"),
         ("png-signature-then-noise", "PNG data is corrupt"),
         ("empty", "empty (0 bytes)"),
+        ("jpeg-many-scans", "the JPEG has more than the 100 scans (progressive passes) allowed"),
     ],
 )
 def test_bad_images_get_a_clear_error(name: str, message: str) -> None:
@@ -154,6 +158,8 @@ def test_bad_images_get_a_clear_error(name: str, message: str) -> None:
         "random-bytes": lambda: rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(),
         "png-signature-then-noise": lambda: PNG[:8] + rng.integers(0, 256, 500, np.uint8).tobytes(),
         "empty": lambda: b"",
+        # 2000 scans of 1000x1000: 1 s of libjpeg per 300 scans, 16 KB.
+        "jpeg-many-scans": lambda: many_scans_jpeg(1000, 1000, 2000),
     }[name]()
     started = time.monotonic()
     with pytest.raises(InvalidImage, match=re.escape(message)) as caught:
