@@ -4,11 +4,11 @@
   objects with optional `rank_fields`, `top_n`, `return_documents`). The response carries
   Cohere's `id`/`meta` and Jina's `model`/`usage`; documents come back as `{"text": ...}` (or as
   the object that was sent). `return_documents` left out is Jina's documented default, true,
-  except from Cohere's own SDK (its `X-Fern-SDK-Name: cohere` header), which gets Cohere v1's
+  except from Cohere's own SDKs (their `X-Fern-SDK-Name` header), which get Cohere v1's
   documented false; other Cohere-shaped callers get documents they may read past (an optional
   field in Cohere's response), where a Jina client would miss them.
 - `POST /v2/rerank`: Cohere v2 (`model` required, `documents` strings or objects); documents
-  only with `return_documents: true`, Cohere's default.
+  only with `return_documents: true` (left out, Cohere's default: false).
 - `POST /rerank`: Infinity's shape (`document` as a plain string, `object: "rerank"`), or TEI's
   (`texts` in, a bare `[{index, score, text?}]` list out) when the body has `texts`.
 - `POST /api/rerank`: the n8n Ollama rerank node (`model`, `query`, `documents`, `top_k`).
@@ -93,10 +93,14 @@ async def ranked(rerank: RerankService, request: AnyRequest, query: RerankReques
     return await unless_disconnected(request.receive, rerank.rerank(query))
 
 
+COHERE_SDKS = frozenset({"cohere", "cohere-ai"})
+
+
 def documents_by_default(request: AnyRequest, api_version: str) -> bool:
     """`return_documents` where the body leaves it out: Jina's default (true) on /v1/rerank,
     which Jina's clients share with Cohere v1's; Cohere's (false) for Cohere's SDK and on v2."""
-    from_cohere_sdk = request.headers.get("x-fern-sdk-name", "").lower() == "cohere"
+    # Cohere's Python SDK names itself "cohere", its JavaScript SDK "cohere-ai".
+    from_cohere_sdk = request.headers.get("x-fern-sdk-name", "").lower() in COHERE_SDKS
     return api_version == "1" and not from_cohere_sdk
 
 

@@ -345,6 +345,9 @@ def test_jina_gets_documents_unless_it_says_not(co: cohere.Client, client: httpx
     assert all("document" not in r for r in post(client, "/v2/rerank", body)["results"])
     from_sdk = co.rerank(model=PROXY, query=TOPICS[1][0], documents=TOPIC_DOCUMENTS[:2])
     assert all(r.document is None for r in from_sdk.results)
+    # Cohere's JavaScript SDK (cohere-ai) names itself differently: Cohere's default too.
+    from_js_sdk = client.post("/v1/rerank", json=body, headers={"X-Fern-SDK-Name": "cohere-ai"})
+    assert all("document" not in r for r in from_js_sdk.json()["results"])
 
 
 @pytest.mark.parametrize("model", [MINILM, PROXY, CROSS])
