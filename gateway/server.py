@@ -130,13 +130,10 @@ def run_server(settings: Settings) -> None:
     """Serve until a signal; returns after a graceful shutdown."""
     raise_fd_limit(settings.max_connections + SPARE_FDS)
     drain = Drain()
-    app = create_app(settings)
-    app.state.drain = drain
+    app = create_app(settings, drain=drain)
     keys = app.state.auth.ring
     signal.signal(signal.SIGHUP, lambda sig, frame: keys.request_reload())
-    server = GatewayUvicorn(
-        uvicorn_config(settings, quiet_startup_failure(app, drain.wrap(app))), settings, drain
-    )
+    server = GatewayUvicorn(uvicorn_config(settings, quiet_startup_failure(app)), settings, drain)
     try:
         server.run()
     except SystemExit:  # uvicorn's exit code 3 when the lifespan's start-up fails
@@ -146,14 +143,14 @@ def run_server(settings: Settings) -> None:
         raise
 
 
-def quiet_startup_failure(app: Litestar, asgi: ASGIApp) -> ASGIApp:
+def quiet_startup_failure(app: Litestar) -> ASGIApp:
     """A preload failure is reported once, in one line, by `gateway serve`: Litestar's
     traceback of it (the lifespan's failure message, which uvicorn logs) is left out."""
 
     # Any: Litestar's ASGI types leave out the lifespan scope and its messages.
     async def guarded(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
-            await asgi(scope, receive, send)
+            await app(scope, receive, send)
             return
 
         async def quiet(message: Any) -> None:
@@ -163,6 +160,6 @@ def quiet_startup_failure(app: Litestar, asgi: ASGIApp) -> ASGIApp:
 
         # uvicorn has been told; run_server raises it once the server has stopped.
         with contextlib.suppress(StartupFailed):
-            await asgi(scope, receive, quiet)
+            await app(scope, receive, quiet)
 
     return guarded

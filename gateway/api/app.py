@@ -23,6 +23,7 @@ from gateway.api.admin import admin_router
 from gateway.api.bodies import refuse_bad_bodies
 from gateway.api.cohere_embed import cohere_embed_router
 from gateway.api.contract import make_exact
+from gateway.api.draining import Drain
 from gateway.api.errors import render_error
 from gateway.api.fast_lane import with_fast_lane
 from gateway.api.native import native_router
@@ -85,8 +86,14 @@ def _json_not_found(response: Response[Any]) -> Response[Any]:
     return response
 
 
-def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
-    """Build the app; the gateway's models are released when the app shuts down."""
+def create_app(
+    settings: Settings, gateway: Gateway | None = None, *, drain: Drain | None = None
+) -> Litestar:
+    """Build the app; the gateway's models are released when the app shuts down.
+
+    `drain` (gateway serve's) answers the requests still working when the shutdown grace runs
+    out; it goes inside the request observer, so that their 503 is the status counted and
+    logged, and carries the request's X-Request-ID."""
     gw = gateway or Gateway.build(settings)
     services = gw.services
 
@@ -151,6 +158,9 @@ def create_app(settings: Settings, gateway: Gateway | None = None) -> Litestar:
     with_origin_gate(app, cors, bound_to=settings.host)
     if settings.fast_lane:
         with_fast_lane(app, services.embedding, app.state.auth, settings.max_body_bytes)
+    if drain is not None:
+        app.state.drain = drain  # readiness reads it (gateway/api/probes.py)
+        app.asgi_handler = drain.wrap(app.asgi_handler)
     observed(app, access_log=settings.access_log)
     make_exact(app)
     return app

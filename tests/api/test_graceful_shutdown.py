@@ -38,13 +38,19 @@ class InFlight:
     "queued") for a model: the signal then comes with the request in flight, not after a
     fixed sleep."""
 
-    def __init__(self, server: GatewayServer, texts: list[str], field_names: tuple[str, ...]):
+    def __init__(
+        self,
+        server: GatewayServer,
+        texts: list[str],
+        field_names: tuple[str, ...],
+        headers: dict[str, str] | None = None,
+    ):
         self.response: httpx.Response | None = None
 
         def send() -> None:
             with httpx.Client(base_url=server.url, timeout=120) as client:
                 self.response = client.post(
-                    "/api/embed", json={"model": "all-minilm", "input": texts}
+                    "/api/embed", json={"model": "all-minilm", "input": texts}, headers=headers
                 )
 
         self.sender = threading.Thread(target=send)
@@ -123,7 +129,9 @@ def test_a_batch_longer_than_the_grace_does_not_delay_the_exit(
 ) -> None:
     """One batch of 128 texts of 256 tokens runs for many seconds on one thread, longer than the
     3 s grace: its request is answered 503 and the process exits within the grace, without
-    waiting for the batch (the runtime cannot stop it; the process is exiting anyway)."""
+    waiting for the batch (the runtime cannot stop it; the process is exiting anyway). The 503
+    is what the access log (and /metrics) count for it, with its X-Request-ID: the drain's
+    answer once went out beside the request observer, which logged a 500 and sent no ID."""
     grace = 3.0
     texts = [f"held {i} " + "lorem ipsum dolor sit amet " * 60 for i in range(256)]
     server = _serve(tmp_path, grace, drain_delay=0.0)
@@ -132,14 +140,16 @@ def test_a_batch_longer_than_the_grace_does_not_delay_the_exit(
             "GATEWAY_THREADS": "1",
             "GATEWAY_MAX_BATCH_SIZE": "128",
             "GATEWAY_MAX_BATCH_TOKENS": "32768",
+            "GATEWAY_ACCESS_LOG": "true",
         }
     )
+    request_id = f"drained-{sig.name}"
     with server:
         assert server.process is not None
         with server.client() as client:
             client.post("/api/embed", json={"model": "all-minilm", "input": "warm"})
         # Half the texts queued: the other half is the batch now running on the device.
-        request = InFlight(server, texts, ("queued",))
+        request = InFlight(server, texts, ("queued",), headers={"X-Request-ID": request_id})
         signalled = time.monotonic()
         server.process.send_signal(sig)  # Ctrl-C's SIGINT too: once an exit that waited for it
         code = server.process.wait(timeout=120)
@@ -149,6 +159,8 @@ def test_a_batch_longer_than_the_grace_does_not_delay_the_exit(
         # Slack for a busy machine; waiting for the batch takes several times the grace.
         assert exited_after < grace + 2.5, f"exited {exited_after:.1f}s after {sig.name}"
         assert response.status_code == 503
+        assert response.headers["x-request-id"] == request_id
+        assert f"[{request_id}] POST /api/embed 503 " in server.log()
         assert code == (-signal.SIGTERM if sig == signal.SIGTERM else 128 + signal.SIGINT)
         assert "Traceback" not in server.log()
 
