@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import hashlib
 import logging
@@ -141,8 +142,10 @@ async def load_model(
     loop = asyncio.get_running_loop()
     device = "cuda" if runtime.wants_cuda else "cpu"
     started = time.perf_counter()
+    # In the request's context: the runtime's lines about this load carry its request ID.
     encoder, footprint, overhead, per_token = await loop.run_in_executor(
         executor,
+        contextvars.copy_context().run,
         build_measured,
         spec,
         store,

@@ -8,6 +8,7 @@ its outcome, and the files are written once (two writers would race on the same 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,8 @@ class Puller:
                 job.done.set_result(None)
 
         # A thread of the default pool: downloads must not hold the device's worker.
-        work = loop.run_in_executor(None, self.store.pull, spec, report)
+        # In the context of the request that started it: the pull's log lines carry its ID.
+        pull = contextvars.copy_context().run
+        work = loop.run_in_executor(None, pull, self.store.pull, spec, report)
         work.add_done_callback(finished)
         return job

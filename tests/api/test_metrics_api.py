@@ -48,6 +48,7 @@ FAMILIES = [
     "gateway_image_fetches",
 ]
 RERANK_DOCS = ["a cat sat", "stock prices fell", "the dog barked"]
+BROKEN_ID = "load-test-broken-model"
 
 
 @dataclass
@@ -91,9 +92,17 @@ class Load:
 @pytest.fixture(scope="module")
 def load(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
     folder = tmp_path_factory.mktemp("metrics")
+    broken = folder / "broken-model"  # a model file no runtime can read: every load fails
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"not an ONNX graph")
+    (broken / "tokenizer.json").write_bytes((default_model_dir / "tokenizer.json").read_bytes())
     registry = write_registry(
         folder / "registry.yaml",
-        {"minilm-a": minilm_entry(default_model_dir), "minilm-b": minilm_entry(default_model_dir)},
+        {
+            "minilm-a": minilm_entry(default_model_dir),
+            "minilm-b": minilm_entry(default_model_dir),
+            "broken": minilm_entry(broken),
+        },
         default_model="minilm-a",
     )
     env = {
@@ -136,6 +145,9 @@ def load(default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         # 3. keep_alive 0 unloads minilm-b when the request ends.
         call("ollama", "minilm-b", "POST", "/api/embed",
              json={"model": "minilm-b", "input": SECRET_TEXT, "keep_alive": 0})  # fmt: skip
+        # 3b. a model whose load fails (nothing is loaded now, so nothing is evicted for it).
+        call("ollama", "broken", "POST", "/api/embed", json={"model": "broken", "input": "x"},
+             headers={**AUTH, "X-Request-ID": BROKEN_ID})  # fmt: skip
         # 4. two reranks on minilm-a (loads it again; query and documents skip the cache).
         for _ in range(2):
             call("rerank", "minilm-a", "POST", "/v1/rerank",
@@ -175,6 +187,7 @@ def test_request_counts_equal_requests_sent(load: Load) -> None:
     assert expected[("ollama", "", "404")] == 1
     assert expected[("ollama", "", "401")] == 1
     assert expected[("native", "", "400")] == 2  # the refused image URL, POST / with {}
+    assert expected[("ollama", "broken", "500")] == 1  # its load failed
     counted = {
         (dict(key)["route"], dict(key)["model"], dict(key)["status"]): value
         for key, value in load.scrape.matching("gateway_requests_total").items()
@@ -228,6 +241,10 @@ def test_loads_unloads_evictions_and_memory(load: Load) -> None:
     assert s.value("gateway_model_evictions_total", model="minilm-a", reason="make_room") == 1
     assert s.value("gateway_model_unloads_total", model="minilm-b", reason="keep_alive_zero") == 1
     assert not s.matching("gateway_model_evictions_total", model="minilm-b")
+    assert s.value("gateway_model_loads_total", model="broken", outcome="failure") == 1
+    assert not s.matching("gateway_model_loads_total", model="broken", outcome="success")
+    assert not s.matching("gateway_model_load_duration_seconds_count", model="broken")
+    assert not s.matching("gateway_model_memory_bytes", model="broken")
     # minilm-a is loaded (int8 MiniLM: tens of MiB measured), minilm-b is not.
     assert s.value("gateway_model_memory_bytes", model="minilm-a", device="ram") > 10 * 2**20
     assert s.value("gateway_model_memory_bytes", model="minilm-a", device="ram") < 2**30
@@ -264,6 +281,11 @@ def test_logs_are_json_with_request_ids_and_no_secrets(load: Load) -> None:
     messages = [r["message"] for r in first]
     assert any(m.startswith("loaded minilm-a") for m in messages), messages
     assert any(m.startswith("POST /api/embed 200") for m in messages), messages
+    # The runtime's warning about the failed load, written on the device's worker thread, is
+    # the request's line too (it once carried "-": the thread ran outside the request).
+    broken = [r["message"] for r in records if r["request_id"] == BROKEN_ID]
+    assert any(m.startswith("cannot load ") for m in broken), broken
+    assert any(m.startswith("POST /api/embed 500") for m in broken), broken
     access = [r for r in records if r["logger"] == "gateway.access"]
     assert len(access) >= sum(load.sent.values())
     assert all(r["request_id"] != "-" for r in access)

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.pulling import Puller
 from gateway.registry import parse_entry
+from gateway.request_context import begin, current_request_id, end
 from gateway.sources import ModelStore, SourceError
 
 SPEC = parse_entry(
@@ -121,3 +122,28 @@ def test_a_cancelled_caller_does_not_cancel_the_pull() -> None:
 
     run(scenario())
     assert store.calls == ["m"]
+
+
+def test_the_pull_thread_runs_in_the_request_that_started_it() -> None:
+    """The store's log lines (`pulled <file> from <source>`) are written on a worker thread:
+    they carry the ID of the request that started the pull, not '-'."""
+    store = GatedStore()
+    store.release.set()
+    seen: list[str] = []
+    original = store.pull
+
+    def pull(spec: Any, progress: Any = None) -> Any:
+        seen.append(current_request_id())
+        return original(spec, progress)
+
+    store.pull = pull  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        _, token = begin("pull-request-7")
+        try:
+            await Puller(store).pull(SPEC)
+        finally:
+            end(token)
+
+    run(scenario())
+    assert seen == ["pull-request-7"]
