@@ -241,3 +241,13 @@ def test_repeat_throttle_counts_what_it_held(monkeypatch: pytest.MonkeyPatch) ->
     clock[0] += 10
     alone = record("busy.")
     assert throttle.filter(alone) and alone.getMessage() == "busy."
+
+
+@pytest.mark.parametrize("seconds", [0.0002, 0.0004, 0.0008])
+def test_latency_buckets_resolve_sub_millisecond_requests(seconds: float) -> None:
+    """A cache hit or a one-text fast-lane answer takes tenths of a millisecond: each such
+    latency must fall in a bucket of its own size, not all into one 0-1 ms bucket (which left
+    histogram_quantile to make up every quantile below 1 ms)."""
+    for histogram in (metrics.REQUEST_SECONDS, metrics.BATCH_SECONDS):
+        bounds = [b for b in histogram._upper_bounds if b >= seconds]  # type: ignore[attr-defined]
+        assert bounds[0] <= 2.5 * seconds, (histogram._name, bounds[:3])  # type: ignore[attr-defined]
