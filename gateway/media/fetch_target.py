@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from gateway.logs import loggable
 from gateway.media.policy import (
     FetchPolicy,
     ForbiddenURL,
@@ -103,6 +104,12 @@ def address_allowed(ip: IPAddress, policy: FetchPolicy) -> bool:
     return non_public_reason(ip) is None
 
 
+def loggable_url(url: str) -> str:
+    """`url` for a log line: no query or fragment (a presigned URL's signature, a token), and
+    escaped like any other text from a request."""
+    return loggable(url.split("#", 1)[0].split("?", 1)[0])
+
+
 async def resolve(target: FetchTarget, policy: FetchPolicy) -> list[str]:
     """The checked addresses to dial for `target` (one DNS lookup, never repeated)."""
     try:
@@ -128,8 +135,9 @@ async def resolve(target: FetchTarget, policy: FetchPolicy) -> list[str]:
             if address_allowed(address, policy):
                 continue
             reason = non_public_reason(address) or "not allowed"
-            log.info("refused image URL %s: %s resolves to %s (%s)", target.url, target.host,
-                     address, reason)  # fmt: skip
+            # Without the query: a signed URL's signature there is a credential.
+            log.info("refused image URL %s: %s resolves to %s (%s)", loggable_url(target.url),
+                     target.host, address, reason)  # fmt: skip
             # Name the address only when the client wrote it: resolving internal names for
             # strangers would leak the network's layout.
             where = (

@@ -3,10 +3,14 @@ non-transitional), and the allow-list matching them in either form."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 
 from gateway.media import FetchPolicy, InvalidImage
-from gateway.media.fetch_target import parse_target
+from gateway.media.fetch_target import parse_target, resolve
+from gateway.media.policy import ForbiddenURL
 
 
 @pytest.mark.parametrize(
@@ -59,3 +63,13 @@ def test_allow_list_entries_match_in_unicode_or_idna_form() -> None:
 def test_an_invalid_allow_list_entry_is_named() -> None:
     with pytest.raises(ValueError, match=r"allow-listed host 'a\\u200db.com' is not a valid"):
         FetchPolicy.with_allow_list(["a\u200db.com"])
+
+
+def test_a_refused_urls_log_line_leaves_out_its_query(caplog: pytest.LogCaptureFixture) -> None:
+    """A presigned URL carries its signature in the query string: a credential, which the log
+    line about a refused address must not keep (the client's 403 may echo its own URL)."""
+    url = "http://10.1.2.3/bucket/cat.png?X-Amz-Signature=5ec2e7c0ffee&token=abc#frag"
+    with caplog.at_level(logging.INFO, logger="gateway.media.fetch"), pytest.raises(ForbiddenURL):
+        asyncio.run(resolve(parse_target(url, FetchPolicy()), FetchPolicy()))
+    assert "refused image URL http://10.1.2.3/bucket/cat.png:" in caplog.text
+    assert "5ec2e7c0ffee" not in caplog.text and "token=abc" not in caplog.text
