@@ -168,7 +168,9 @@ def parse_target(url: str, policy: FetchPolicy) -> FetchTarget:
         raise InvalidImage(
             f"image URL host {parts.hostname!r} is not a valid name: {exc}"
         ) from None
-    port = port or _DEFAULT_PORTS[scheme]
+    if port == 0:  # urlsplit reads ":0" as 0, which `port or default` would turn into 80/443
+        raise InvalidImage("malformed image URL: port 0 is not a port a server listens on")
+    port = _DEFAULT_PORTS[scheme] if port is None else port
     if policy.allowed_ports is not None and port not in policy.allowed_ports:
         raise ForbiddenURL(f"image URL port {port} is not allowed")
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")

@@ -226,6 +226,10 @@ def test_url_shape_rules(server: ImageServer) -> None:
         fetch(server.url("/img.png\r\nX-Injected: 1"), policy())
     with pytest.raises(InvalidImage, match="no host"):
         fetch("http:///img.png", policy())
+    # Port 0 is malformed, not "the default port": it was dialled on 80 (or 443).
+    for url in ("http://127.0.0.1:0/img.png", "https://example.com:0/a.png"):
+        with pytest.raises(InvalidImage, match="malformed image URL: port 0"):
+            fetch(url, policy())
 
 
 # -- https: the pinned address, verified against the URL's name ------------------------------------
