@@ -215,6 +215,12 @@ def test_a_redirect_to_a_private_address_is_refused(
     assert fetch(server.url("/to?u=" + other_loopback.url("/img.png")), opened) == PNG
 
 
+def test_accept_names_only_formats_the_gateway_decodes(server: ImageServer) -> None:
+    """A negotiating server (an image CDN) answers what Accept allows: with `image/*` it chose
+    AVIF, which the gateway cannot decode; the formats listed one by one get the PNG."""
+    assert fetch(server.url("/negotiated"), policy()) == PNG
+
+
 def test_url_shape_rules(server: ImageServer) -> None:
     with pytest.raises(InvalidImage, match="credentials"):
         fetch(server.url("/img.png").replace("://", "://user:pw@"), policy())
