@@ -286,6 +286,21 @@ def test_read_images_mixes_kinds_and_names_the_failing_input(server: ImageServer
     assert caught.value.message.startswith("input[1]: ")
 
 
+def test_read_images_fetches_each_distinct_url_once(server: ImageServer) -> None:
+    """64 copies of one URL are one fetch (and one decode); every input still gets its image, in
+    order, and a failing repeated URL is named by its first position."""
+    png, jpg = server.url("/img.png?dedup"), server.url("/img.jpg?dedup")
+    refs = [png] * 40 + [jpg] + [png] * 23
+    before = len(server.requests)
+    images = asyncio.run(read_images(refs, fetch=policy(), image=ImagePolicy(),
+                                     convert=lambda im: im.size))  # fmt: skip
+    assert images == [(64, 48)] * 40 + [(80, 60)] + [(64, 48)] * 23
+    assert sorted(server.requests[before:]) == ["/img.jpg?dedup", "/img.png?dedup"]
+    bad = [png, server.url("/missing"), png, server.url("/missing")]
+    with pytest.raises(ImageFetchError, match=r"^input\[1\]: .*HTTP 404"):
+        asyncio.run(read_images(bad, fetch=policy(), image=ImagePolicy()))
+
+
 # -- decoding limits ------------------------------------------------------------------------------
 
 
