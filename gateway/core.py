@@ -63,6 +63,11 @@ class Gateway:
             connect_timeout=settings.image_connect_timeout,
             total_timeout=settings.image_fetch_timeout,
             max_redirects=settings.image_max_redirects,
+            allowed_ports=(
+                None
+                if settings.image_allow_ports is None
+                else frozenset(settings.image_allow_ports)
+            ),
             ca_file=settings.image_ca_file,
         )
         embedding = EmbeddingService(registry, manager, settings, cache, fetch_policy, image_policy)

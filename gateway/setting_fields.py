@@ -99,6 +99,18 @@ def parse_hosts_and_networks(raw: str) -> tuple[str, ...]:
     return items
 
 
+def parse_ports(raw: str) -> tuple[int, ...] | None:
+    """Comma-separated TCP ports (1-65535), or '*' for any port (None)."""
+    if raw.strip() == "*":
+        return None
+    ports: list[int] = []
+    for item in parse_list(raw):
+        if not item.isdigit() or not 0 < int(item) < 65536:
+            raise ValueError(f"expected ports from 1 to 65535 or '*', got {item!r}")
+        ports.append(int(item))
+    return tuple(sorted(set(ports)))
+
+
 def bytes_at_least(low: int) -> Callable[[str], int]:
     """A size (6GiB, 1000) of at least `low` bytes: a limit of 0 must not mean "no limit"."""
 

@@ -28,6 +28,7 @@ from gateway.setting_fields import (
     parse_host,
     parse_hosts_and_networks,
     parse_list,
+    parse_ports,
     parse_run_overhead,
     public_view_of,
     setting,
@@ -232,6 +233,14 @@ class Settings:
         parse_hosts_and_networks,
         "hosts or CIDR networks image URLs may reach even if private (default: public only)",
         (),
+    )
+    image_allow_ports: tuple[int, ...] | None = setting(
+        "GATEWAY_IMAGE_ALLOW_PORTS",
+        parse_ports,
+        "ports an image URL may use when GATEWAY_IMAGE_ALLOW_HOSTS does not open its host "
+        "(allow-listed hosts and networks may use any port); * for any port",
+        (80, 443, 8080, 8443),
+        shown="80,443,8080,8443",
     )
     image_ca_file: str | None = setting(
         "GATEWAY_IMAGE_CA_FILE",

@@ -29,10 +29,12 @@ from gateway.runtime import GraphInfo, Runtime, TensorInfo
 from gateway.specs import ImageModelSpec
 
 __all__ = [
+    "ImagePreparer",
     "PreparedImage",
     "Preprocessing",
     "VisionEncoder",
     "finish",
+    "image_preparer",
     "parse_preprocessor_config",
     "resize_and_crop",
     "to_pixels",
@@ -54,6 +56,32 @@ class PreparedImage:
 
     pixels: np.ndarray
     length: int
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePreparer:
+    """Decoded image -> the graph's pixels. It needs the spec and the preprocessor config only,
+    not the ONNX session: a request prepares its images before it takes the model."""
+
+    preprocessing: Preprocessing
+    layout: PixelFormat
+    length: int
+
+    def __call__(self, image: Image.Image) -> PreparedImage:
+        """Blocking: call from a worker thread."""
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        square = resize_and_crop(image, self.preprocessing)
+        return PreparedImage(to_pixels(square, self.preprocessing, self.layout), self.length)
+
+
+def image_preparer(spec: ImageModelSpec, preprocessor: Path | None) -> ImagePreparer:
+    """The preparer of `spec` from its files (ModelLoadError if the config is unusable). The
+    layout is the registry's pixel_format, which a load checks against the graph's input."""
+    preprocessing = load_preprocessing(spec, preprocessor)
+    return ImagePreparer(
+        preprocessing, spec.pixel_format, (preprocessing.crop_size // PATCH) ** 2 + 1
+    )
 
 
 def finish(vectors: np.ndarray, *, dimensions: int, normalize: bool) -> np.ndarray:
@@ -156,7 +184,8 @@ class VisionEncoder(Encoder[Image.Image, PreparedImage, np.ndarray]):
 
     def __init__(self, spec: ImageModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
         self.spec = spec
-        self.preprocessing = load_preprocessing(spec, paths.get("preprocessor"))
+        self.preparer = image_preparer(spec, paths.get("preprocessor"))
+        self.preprocessing = self.preparer.preprocessing
         self.session, self.graph = runtime.load(paths["model"])
         self.pixel_input = detect_pixel_input(self.graph, spec, self.preprocessing.crop_size)
         self.output_name, self.output_is_pooled = pick_image_output(self.graph, spec)
@@ -166,7 +195,7 @@ class VisionEncoder(Encoder[Image.Image, PreparedImage, np.ndarray]):
                 f"model {spec.name}: output {self.output_name!r} is {width} wide but dim is "
                 f"{spec.dim}"
             )
-        self.item_length = (self.preprocessing.crop_size // PATCH) ** 2 + 1
+        self.item_length = self.preparer.length
 
     @property
     def layout(self) -> PixelFormat:
@@ -174,10 +203,7 @@ class VisionEncoder(Encoder[Image.Image, PreparedImage, np.ndarray]):
 
     def prepare_image(self, image: Image.Image) -> PreparedImage:
         """One decoded image -> the graph's pixels (blocking: call from a worker thread)."""
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        square = resize_and_crop(image, self.preprocessing)
-        return PreparedImage(to_pixels(square, self.preprocessing, self.layout), self.item_length)
+        return self.preparer(image)
 
     def prepare(self, inputs: Sequence[Image.Image], options: EncodeOptions) -> list[PreparedImage]:
         return [self.prepare_image(image) for image in inputs]

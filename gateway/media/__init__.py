@@ -113,7 +113,8 @@ async def read_images(
     param: str = "input",
     indices: Sequence[int] | None = None,
 ) -> list[T]:
-    """Fetch, decode and convert every reference, in order; a failure names its index.
+    """Fetch, decode and convert every reference, in order; a failure names its index. A
+    reference repeated in the list is read once and its result repeated.
 
     `indices` are the references' positions in the client's input list (for error messages),
     when the images are only some of its inputs.
@@ -140,4 +141,11 @@ async def read_images(
                 exc.args = (exc.message,)
                 raise
 
-    return await gather_or_cancel(one(i, ref) for i, ref in enumerate(references))
+    # Each distinct reference is fetched and decoded once, named by its first position; its
+    # result serves every position that repeats it.
+    first: dict[str, int] = {}
+    for i, ref in enumerate(references):
+        first.setdefault(ref, i)
+    done = await gather_or_cancel(one(i, ref) for ref, i in first.items())
+    by_reference = dict(zip(first, done, strict=True))
+    return [by_reference[ref] for ref in references]

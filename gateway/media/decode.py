@@ -54,6 +54,17 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
+# The media type of each format the decoder accepts (Pillow's names, as ImagePolicy.formats).
+MEDIA_TYPES: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+}
+
+
 def apply_pixel_limit(policy: ImagePolicy) -> None:
     """Make Pillow refuse exactly what `policy` refuses: its error fires above twice
     MAX_IMAGE_PIXELS. Process-wide, so call it once where the policy is built, before decoding."""

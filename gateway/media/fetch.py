@@ -27,7 +27,7 @@ import httpcore
 
 from gateway import metrics
 from gateway.errors import GatewayError
-from gateway.media.decode import sniff_format
+from gateway.media.decode import MEDIA_TYPES, sniff_format
 from gateway.media.fetch_target import (
     FetchTarget,
     IPAddress,
@@ -40,6 +40,7 @@ from gateway.media.fetch_target import (
 from gateway.media.policy import FetchPolicy, ForbiddenURL, ImageFetchError, InvalidImage
 
 __all__ = [
+    "ACCEPT",
     "REDIRECT_STATUSES",
     "TOLERATED_TYPES",
     "FetchTarget",
@@ -57,6 +58,9 @@ __all__ = [
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 TOLERATED_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 _SNIFF_BYTES = 16
+# The formats the decoder takes, one by one: with `image/*` a negotiating server (an image CDN)
+# may choose AVIF or JPEG XL, which the gateway cannot decode.
+ACCEPT = ", ".join(MEDIA_TYPES.values())
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ async def _get(
     headers = [
         (b"Host", target.host_header.encode("ascii")),
         (b"User-Agent", policy.user_agent.encode("latin-1")),
-        (b"Accept", b"image/*"),
+        (b"Accept", ACCEPT.encode("ascii")),
         # Compressed transfer would let a small download inflate past the cap.
         (b"Accept-Encoding", b"identity"),
         (b"Connection", b"close"),

@@ -1,10 +1,12 @@
 """Where an image fetch may go: URL parsing and policy-checked address resolution (SSRF guard).
 
 This module owns the first two steps of each hop of gateway.media.fetch: parsing the URL
-ourselves into a `FetchTarget` (http/https only, no credentials, optional port allow-list, IDNA
-2008 host), and resolving its host once, where every address it resolves to must be public unicast
-(IPv4 embedded in IPv6 included) unless the host or the address is allow-listed; one bad address
-refuses the URL, so there are no "public + private" tricks. The checked addresses it returns are
+ourselves into a `FetchTarget` (http/https only, no credentials, IDNA 2008 host), and resolving
+its host once, where every address it resolves to must be public unicast (IPv4 embedded in IPv6
+included) unless the host or the address is allow-listed; one bad address refuses the URL, so
+there are no "public + private" tricks. A destination the allow-list does not open must also use
+one of the policy's ports (80, 443, 8080, 8443 by default), so a URL naming the gateway host's
+own public address cannot reach its other services. The checked addresses it returns are
 the only ones the fetch then dials.
 """
 
@@ -94,14 +96,20 @@ def non_public_reason(ip: IPAddress) -> str | None:
     return None
 
 
-def address_allowed(ip: IPAddress, policy: FetchPolicy) -> bool:
+def address_opened(ip: IPAddress, policy: FetchPolicy) -> bool:
+    """Whether the allow-list's networks hold `ip` (as written, or the IPv4 it maps)."""
     candidates: list[IPAddress] = [ip]
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         candidates.append(ip.ipv4_mapped)
-    for network in policy.allow_networks:
-        if any(c.version == network.version and c in network for c in candidates):
-            return True
-    return non_public_reason(ip) is None
+    return any(
+        c.version == network.version and c in network
+        for network in policy.allow_networks
+        for c in candidates
+    )
+
+
+def address_allowed(ip: IPAddress, policy: FetchPolicy) -> bool:
+    return address_opened(ip, policy) or non_public_reason(ip) is None
 
 
 def loggable_url(url: str) -> str:
@@ -149,6 +157,18 @@ async def resolve(target: FetchTarget, policy: FetchPolicy) -> list[str]:
                 f"image URL host '{target.host}' is not allowed: {where}; only public "
                 "addresses can be fetched unless the gateway's allow-list opens them"
             )
+    ports = policy.allowed_ports
+    if (
+        ports is not None
+        and target.port not in ports
+        and not policy.host_allowed(target.host)
+        and not all(address_opened(address, policy) for address in addresses)
+    ):
+        raise ForbiddenURL(
+            f"image URL port {target.port} is not allowed for a public host: only "
+            f"{', '.join(map(str, sorted(ports)))} (GATEWAY_IMAGE_ALLOW_PORTS); hosts and "
+            "networks on the gateway's allow-list may use any port"
+        )
     return [str(address) for address in addresses]
 
 
@@ -176,9 +196,9 @@ def parse_target(url: str, policy: FetchPolicy) -> FetchTarget:
         raise InvalidImage(
             f"image URL host {parts.hostname!r} is not a valid name: {exc}"
         ) from None
-    port = port or _DEFAULT_PORTS[scheme]
-    if policy.allowed_ports is not None and port not in policy.allowed_ports:
-        raise ForbiddenURL(f"image URL port {port} is not allowed")
+    if port == 0:  # urlsplit reads ":0" as 0, which `port or default` would turn into 80/443
+        raise InvalidImage("malformed image URL: port 0 is not a port a server listens on")
+    port = _DEFAULT_PORTS[scheme] if port is None else port
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
     query = quote(parts.query, safe="/%:@!$&'()*+,;=-._~?") if parts.query else ""
     return FetchTarget(url, scheme, host, port, path + ("?" + query if query else ""))

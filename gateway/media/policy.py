@@ -102,8 +102,9 @@ class FetchPolicy:
     user_agent: str = "embedding-gateway/0.1 (image fetch)"
     # How many URLs of one request are fetched at the same time.
     concurrency: int = 4
-    # None: any port.
-    allowed_ports: frozenset[int] | None = None
+    # Ports a URL may use when the allow-list does not open its destination (the allow-list's
+    # hosts and networks may use any port); None: any port.
+    allowed_ports: frozenset[int] | None = frozenset({80, 443, 8080, 8443})
     _hosts: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -2,9 +2,9 @@
 
 `Pipelines.texts` embeds some of a request's inputs with a text embedder, serving repeated
 inputs from the embedding cache of pooled vectors (pooled before post-processing, so one entry
-serves every width and normalization). `Pipelines.images` fetches, decodes and prepares images,
-then embeds them. Both hold the model through the manager only while it runs, and finish off
-the event loop when the arrays are large.
+serves every width and normalization). `Pipelines.images` fetches, decodes and prepares images
+before it takes the model, then embeds them. Both hold the model through the manager only while
+it runs, and finish off the event loop when the arrays are large.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from gateway.cache import CachedEmbedding, EmbeddingCache
 from gateway.encoders import EncodeOptions
@@ -164,16 +165,27 @@ class Pipelines:
         request: EmbedRequest,
     ) -> Part:
         references = [inputs[i].reference for i in indices]
-        async with self.models.use(spec, request.keep_alive) as (model, load_seconds):
-            embedder = image_embedder(model.encoder)
-            items = await read_images(
+
+        async def read(convert: Callable[[Image.Image], Any]) -> list[Any]:
+            return await read_images(
                 references,
                 fetch=self.fetch_policy,
                 image=self.image_policy,
-                convert=embedder.prepare_image,
+                convert=convert,
                 param=request.input_param,
                 indices=indices if request.input_listed else None,
             )
+
+        # Fetch, decode and prepare before taking the model: slow URLs (seconds each, a
+        # request's worth queued behind the fetch concurrency) must not keep it in flight
+        # (not evictable, its keep_alive not running) while it does nothing.
+        prepare = await self.models.image_preparer(spec)
+        if prepare is not None:
+            items = await read(prepare)
+        async with self.models.use(spec, request.keep_alive) as (model, load_seconds):
+            embedder = image_embedder(model.encoder)
+            if prepare is None:  # the model's files came with this load: prepare with it
+                items = await read(embedder.prepare_image)
             raw = await model.batcher.submit(items)
         vectors = await finish_off_loop(embedder.finish, raw, options)
         check_finite(vectors)

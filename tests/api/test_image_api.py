@@ -21,6 +21,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -612,6 +613,34 @@ def test_slow_bodies_time_out(gateway: GatewayServer, images: ImageServer, path:
     # Gave up at its deadline: not before it, and long before the slow bodies would end (30 s
     # of drip, 60 s of stall) - the slack is for a busy machine, not for a missed deadline.
     assert FETCH_TIMEOUT * 0.9 <= elapsed < FETCH_TIMEOUT + 10
+
+
+def in_flight(server: GatewayServer, model: str) -> float:
+    line = f'gateway_model_in_flight{{model="{model}"}} '
+    text = httpx.get(server.url + "/metrics", timeout=30).text
+    return float(next(row for row in text.splitlines() if row.startswith(line))[len(line) :])
+
+
+def test_the_model_is_not_held_while_urls_are_fetched(
+    gateway: GatewayServer, images: ImageServer
+) -> None:
+    """A request takes the model after its images are fetched and prepared: while a slow URL
+    drips, the (loaded) model is not in flight, so it stays evictable and its keep_alive runs."""
+    with gateway.client() as client:
+        assert client.post(
+            "/api/embed", json={"model": VISION, "input": images.url("/img.png")}
+        ).is_success
+        slow = images.url("/slow?held")
+        with ThreadPoolExecutor(1) as pool:
+            body = {"model": VISION, "input": [images.url("/img.png"), slow]}
+            answer = pool.submit(client.post, "/api/embed", json=body)
+            deadline = time.monotonic() + FETCH_TIMEOUT
+            while "/slow?held" not in images.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "/slow?held" in images.requests
+            time.sleep(0.5)  # the other image is fetched and prepared by now
+            assert in_flight(gateway, VISION) == 0
+            assert_ollama_error(answer.result(), 400, "input[1]: ")
 
 
 def test_redirects_to_private_addresses_are_refused(

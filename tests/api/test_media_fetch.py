@@ -215,17 +215,33 @@ def test_a_redirect_to_a_private_address_is_refused(
     assert fetch(server.url("/to?u=" + other_loopback.url("/img.png")), opened) == PNG
 
 
+def test_accept_names_only_formats_the_gateway_decodes(server: ImageServer) -> None:
+    """A negotiating server (an image CDN) answers what Accept allows: with `image/*` it chose
+    AVIF, which the gateway cannot decode; the formats listed one by one get the PNG."""
+    assert fetch(server.url("/negotiated"), policy()) == PNG
+
+
 def test_url_shape_rules(server: ImageServer) -> None:
     with pytest.raises(InvalidImage, match="credentials"):
         fetch(server.url("/img.png").replace("://", "://user:pw@"), policy())
-    with pytest.raises(ForbiddenURL, match="port"):
-        fetch(server.url("/img.png"), policy(allowed_ports=frozenset({80, 443})))
+    # A public host (the literal needs no DNS) on a port outside the default 80, 443, 8080, 8443
+    # is refused before any connection, also as a redirect's target; the allow-listed test
+    # server is on a random port, which only the allow-list opens.
+    public = "http://93.184.215.14:6379/img.png"
+    for url in (public, server.url("/to?u=" + public)):
+        with pytest.raises(ForbiddenURL, match="port 6379 is not allowed for a public host"):
+            fetch(url, policy())
+    assert fetch(server.url("/img.png"), policy(allowed_ports=frozenset({443}))) == PNG
     with pytest.raises(InvalidImage, match="does not fetch image URLs"):
         fetch(server.url("/img.png"), policy(enabled=False))
     with pytest.raises(InvalidImage, match="control characters"):
         fetch(server.url("/img.png\r\nX-Injected: 1"), policy())
     with pytest.raises(InvalidImage, match="no host"):
         fetch("http:///img.png", policy())
+    # Port 0 is malformed, not "the default port": it was dialled on 80 (or 443).
+    for url in ("http://127.0.0.1:0/img.png", "https://example.com:0/a.png"):
+        with pytest.raises(InvalidImage, match="malformed image URL: port 0"):
+            fetch(url, policy())
 
 
 # -- https: the pinned address, verified against the URL's name ------------------------------------
@@ -274,6 +290,21 @@ def test_read_images_mixes_kinds_and_names_the_failing_input(server: ImageServer
         asyncio.run(read_images(bad, fetch=policy(), image=ImagePolicy()))
     assert caught.value.param == "input[1]"
     assert caught.value.message.startswith("input[1]: ")
+
+
+def test_read_images_fetches_each_distinct_url_once(server: ImageServer) -> None:
+    """64 copies of one URL are one fetch (and one decode); every input still gets its image, in
+    order, and a failing repeated URL is named by its first position."""
+    png, jpg = server.url("/img.png?dedup"), server.url("/img.jpg?dedup")
+    refs = [png] * 40 + [jpg] + [png] * 23
+    before = len(server.requests)
+    images = asyncio.run(read_images(refs, fetch=policy(), image=ImagePolicy(),
+                                     convert=lambda im: im.size))  # fmt: skip
+    assert images == [(64, 48)] * 40 + [(80, 60)] + [(64, 48)] * 23
+    assert sorted(server.requests[before:]) == ["/img.jpg?dedup", "/img.png?dedup"]
+    bad = [png, server.url("/missing"), png, server.url("/missing")]
+    with pytest.raises(ImageFetchError, match=r"^input\[1\]: .*HTTP 404"):
+        asyncio.run(read_images(bad, fetch=policy(), image=ImagePolicy()))
 
 
 # -- decoding limits ------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ Routes (GET):
   /fake.png                   HTML sent as image/png
   /missing                    404
   /gzip.png                   the PNG with Content-Encoding: gzip
+  /negotiated                 an image CDN's format negotiation: AVIF when the Accept header
+                              allows it (image/avif, image/* or */*), else the PNG
   /declared-huge              Content-Length of 1 GiB, then a 2 s pause before any body byte
   /endless                    a PNG signature, then zero bytes as fast as the client reads
                               (no Content-Length, ends when the connection closes or at 256 MiB)
@@ -35,6 +37,8 @@ CHUNK = 64 * 1024
 # /declared-huge waits this long before its first body byte: a refusal sooner read no body.
 DECLARED_PAUSE = 20.0
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The start of an AVIF file (ISO BMFF `ftyp` box, brand avif): a format the gateway cannot decode.
+AVIF = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(64)
 
 
 class ImageServer:
@@ -130,6 +134,14 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
                 self.reply(b"<html><body>not an image</body></html>" * 4, "image/png")
             elif path == "/gzip.png":
                 self.reply(gzip.compress(server.png), "image/png", Content_Encoding="gzip")
+            elif path == "/negotiated":
+                accept = [
+                    part.split(";")[0].strip() for part in self.headers.get("Accept", "").split(",")
+                ]
+                if {"image/avif", "image/*", "*/*"} & set(accept):
+                    self.reply(AVIF, "image/avif", Vary="Accept")
+                else:
+                    self.reply(server.png, "image/png", Vary="Accept")
             elif path == "/missing":
                 self.send_error(404)
             elif path == "/declared-huge":

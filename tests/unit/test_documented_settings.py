@@ -62,6 +62,11 @@ DOCUMENTED: dict[str, list[tuple[str, Any]]] = {
     "image_max_pixels": [("50000000", 50_000_000)],
     "image_fetch": [("True", True), ("false", False)],
     "image_allow_hosts": [("10.0.0.0/8,images.internal", ("10.0.0.0/8", "images.internal"))],
+    "image_allow_ports": [
+        ("80,443,8080,8443", (80, 443, 8080, 8443)),
+        ("443, 8443", (443, 8443)),
+        ("*", None),
+    ],
     "image_ca_file": [("/etc/ssl/internal.pem", "/etc/ssl/internal.pem")],
     "image_connect_timeout": [("5s", 5.0), ("2.5", 2.5)],
     "image_fetch_timeout": [("20s", 20.0), ("1m", 60.0)],

@@ -27,7 +27,8 @@ from gateway.media import (
     image_stats,
     parse_image_ref,
 )
-from gateway.media.fetch import address_allowed, non_public_reason
+from gateway.media.decode import MEDIA_TYPES
+from gateway.media.fetch import ACCEPT, address_allowed, non_public_reason
 from tests.support.bad_images import many_scans_jpeg, png_header, real_bomb
 from tests.support.color_reference import seed_reference
 from tests.support.vision_cases import CASES, Case
@@ -287,3 +288,10 @@ def test_decoding_rule_gives_the_expected_rgb(case: Case) -> None:
     # Alpha compositing rounds in Pillow's integer arithmetic: at most one level off numpy's.
     tolerance = 1 if "transparent" in case.name or "rgba" in case.name else 0
     assert np.abs(got - case.reference).max() <= tolerance
+
+
+def test_fetch_accepts_exactly_the_decoded_formats() -> None:
+    """The fetcher's Accept header lists the decoder's formats, no wildcard a server could
+    answer with AVIF."""
+    assert set(MEDIA_TYPES) == ImagePolicy().formats
+    assert ACCEPT.split(", ") == list(MEDIA_TYPES.values()) and "*" not in ACCEPT

@@ -131,6 +131,13 @@ def test_image_allow_hosts_entries_that_would_never_match_are_refused(entry: str
     )
 
 
+@pytest.mark.parametrize("raw", ["0", "65536", "http", "443-8443", "-1"])
+def test_image_allow_ports_are_ports_or_a_star(raw: str) -> None:
+    with pytest.raises(SettingsError, match="GATEWAY_IMAGE_ALLOW_PORTS: expected ports from 1"):
+        Settings.load({"GATEWAY_IMAGE_ALLOW_PORTS": f"443,{raw}"})
+    assert Settings.load({}).image_allow_ports == (80, 443, 8080, 8443)
+
+
 @pytest.mark.parametrize("raw", ["0", "0B", "0GiB", "0MiB", "0.0", " 0 "])
 def test_a_zero_memory_budget_means_no_cap(raw: str) -> None:
     """The help says 0 = no cap: any spelling of zero bytes, not just "0", is uncapped (a zero
