@@ -24,18 +24,12 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
-
-from PIL import Image
 
 from gateway import budget, metrics
 from gateway.budget import GpuView, Limits, MemoryView, Resident
-from gateway.encoders.views import image_embedder
-from gateway.encoders.vision import image_preparer
-from gateway.errors import Busy, GatewayError, ModelLoadError, StartupFailed
+from gateway.errors import Busy, GatewayError, StartupFailed
 from gateway.load_errors import load_error, missing_files_error, pull_error
 from gateway.load_failures import LoadFailures, files_state
 from gateway.loaded import LoadedModel, load_model
@@ -46,7 +40,7 @@ from gateway.room import Room
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.sources import ModelStore, SourceError
-from gateway.specs import ImageModelSpec, ModelSpec
+from gateway.specs import ModelSpec
 
 __all__ = ["LoadedModel", "ModelManager"]
 
@@ -110,8 +104,6 @@ class ModelManager:
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
         self._waiting: Counter[str] = Counter()
-        # Image preparers read from models' files while they were not loaded, by files state.
-        self._preparers: dict[str, tuple[object, Callable[[Image.Image], Any]]] = {}
         self._load_lock = asyncio.Lock()
         self.room = Room(store, settings, self.nvml, self.device, self.residents, self._evict)
         self.load_failures = LoadFailures()
@@ -175,28 +167,6 @@ class ModelManager:
         the last request's value wins; None means the model's default.
         """
         return ModelUse(self, spec, keep_alive)
-
-    async def image_preparer(self, spec: ModelSpec) -> Callable[[Image.Image], Any] | None:
-        """How `spec` turns a decoded image into its input, known without holding the model, so
-        a request fetches and prepares its images before it takes it: the loaded encoder's,
-        else one read from the model's files. None when they are not here yet (the load pulls
-        them) or cannot be read (the load then says why)."""
-        model = self._loaded.get(spec.name)
-        if model is not None:
-            return image_embedder(model.encoder).prepare_image
-        if not isinstance(spec, ImageModelSpec) or self.store.missing(spec):
-            return None
-        paths = self.store.paths(spec)
-        state = files_state(paths)
-        known = self._preparers.get(spec.name)
-        if known is not None and known[0] == state:
-            return known[1]
-        try:
-            preparer = await asyncio.to_thread(image_preparer, spec, paths.get("preprocessor"))
-        except ModelLoadError:
-            return None
-        self._preparers[spec.name] = (state, preparer)
-        return preparer
 
     async def _acquire(self, spec: ModelSpec) -> tuple[LoadedModel, float]:
         started = time.perf_counter()

@@ -24,6 +24,7 @@ from gateway.errors import EmptyInput
 from gateway.manager import LoadedModel, ModelManager
 from gateway.media import FetchPolicy, ImagePolicy, read_images
 from gateway.services.checks import check_finite, too_long
+from gateway.services.image_preparers import ImagePreparers
 from gateway.services.types import EmbedRequest
 from gateway.specs import ModelSpec
 
@@ -77,6 +78,7 @@ class Pipelines:
         image_policy: ImagePolicy,
     ) -> None:
         self.models = models
+        self.preparers = ImagePreparers(models)
         self.cache = cache
         self.fetch_policy = fetch_policy
         self.image_policy = image_policy
@@ -179,7 +181,7 @@ class Pipelines:
         # Fetch, decode and prepare before taking the model: slow URLs (seconds each, a
         # request's worth queued behind the fetch concurrency) must not keep it in flight
         # (not evictable, its keep_alive not running) while it does nothing.
-        prepare = await self.models.image_preparer(spec)
+        prepare = await self.preparers.get(spec)
         if prepare is not None:
             items = await read(prepare)
         async with self.models.use(spec, request.keep_alive) as (model, load_seconds):
