@@ -43,7 +43,7 @@ class Room:
         self._measured: dict[str, int] = {}
         self._idle = asyncio.Condition()
         self._waiters = 0  # loads waiting for a model to go idle or away
-        # Devices left over budget because every other model was busy: why (for the log line).
+        # Devices left over budget while other models were busy: why (for the unload's log line).
         self._left_over: dict[str, str] = {}
 
     def limits(self) -> Limits:
@@ -115,8 +115,15 @@ class Room:
                 self.residents(), now=time.time(), device=device, exclude=keep
             )
             if victim is None:
-                # Every other model is busy (or pinned): the next to go idle looks again.
-                self._left_over[device] = reason
+                # Models busy now may go once idle: the next release looks again. (Alone, or
+                # beside pinned models only, nothing would change: no release pays for a look.)
+                if any(
+                    r.busy and not r.pinned and r.name != keep and r.device == device
+                    for r in self.residents()
+                ):
+                    self._left_over[device] = reason
+                else:
+                    self._left_over.pop(device, None)
                 return
             await self.unload(victim.name, reason)
         self._left_over.pop(device, None)
