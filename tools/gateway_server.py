@@ -33,17 +33,22 @@ def listens(pid: int, port: int) -> bool | None:
     """Whether process `pid` holds a socket listening on loopback TCP `port` (None where /proc
     cannot tell): a 200 on the port may come from another process that took it meanwhile."""
     try:
-        inodes = set()
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            with open(table) as rows:
-                for row in list(rows)[1:]:
-                    fields = row.split()
-                    if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                        inodes.add(f"socket:[{fields[9]}]")
-        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        with open("/proc/net/tcp") as rows:  # the gateway listens on 127.0.0.1: IPv4
+            listening = {
+                f"socket:[{fields[9]}]"
+                for fields in (row.split() for row in list(rows)[1:])
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
+            }
+        fds = os.listdir(f"/proc/{pid}/fd")
     except (OSError, IndexError, ValueError):
         return None
-    return bool(inodes & held)
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+                return True
+        except OSError:  # closed since the listing (the listing's own descriptor, for one)
+            continue
+    return False
 
 
 # Settings of the exact compute mode (ONNX Runtime fp32): what in-process engines in tests use
