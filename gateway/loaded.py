@@ -18,7 +18,7 @@ from gateway.backends.vram import probe_vram_per_token, token_budget
 from gateway.batching import Batcher
 from gateway.budget import Resident
 from gateway.encoders import AnyEncoder, build_encoder
-from gateway.memory import GrowthMeter, Nvml, arena_reading, process_anonymous
+from gateway.memory import GrowthMeter, Nvml, arena_reading, process_anonymous, release_free_heap
 from gateway.run_overhead import RunOverhead, run_overhead_at_load
 from gateway.runtime import Runtime
 from gateway.settings import Settings
@@ -107,6 +107,7 @@ def build_measured(
     arena) and measure the memory all that took. Returns (encoder, bytes, run overhead, VRAM
     bytes a batch token costs: GPU only, see backends/vram.py)."""
     gpu_before = nvml.memory() if device == "cuda" else None
+    release_free_heap()  # both readings of a trimmed heap: see the footprint's below
     rss_before = process_anonymous()
     encoder = build_encoder(spec, store.paths(spec), runtime)
     placement = session_placement(encoder)
@@ -116,6 +117,11 @@ def build_measured(
         encoder, registry=spec.run_overhead_tokens, setting=pinned_overhead
     )
     per_token = probe_vram_per_token(encoder, nvml) if gpu_before is not None else None
+    # glibc keeps the pages the load's scratch (parsing, graph rewrites) freed resident until
+    # trimmed: read untrimmed, a load into a trimmed heap counted 50-90 MiB of them for MiniLM
+    # (first in a process, or after an unload trimmed it) and one into a heap left with free
+    # pages did not, and the budget keeps the largest load measured.
+    release_free_heap()
     footprint = max(process_anonymous() - rss_before, 0)
     if gpu_before is not None and (gpu_after := nvml.memory()) is not None:
         mine_before = gpu_before.used_by_this_process

@@ -211,6 +211,9 @@ class ModelManager:
         if model.keep_alive == 0:
             await self.unload(model.spec.name, reason="keep_alive 0")
         else:
+            # Growth (or a load) that passed the budget while the other models were busy: an
+            # idle one goes now, rather than the device staying over with all of them idle.
+            await self.room.enforce_left_over(keep=model.spec.name, device=model.device)
             self._start_expiry(model)
 
     def _start_expiry(self, model: LoadedModel) -> None:

@@ -43,6 +43,8 @@ class Room:
         self._measured: dict[str, int] = {}
         self._idle = asyncio.Condition()
         self._waiters = 0  # loads waiting for a model to go idle or away
+        # Devices left over budget while other models were busy: why (for the unload's log line).
+        self._left_over: dict[str, str] = {}
 
     def limits(self) -> Limits:
         """The budgets: RAM, and VRAM when NVML can tell the GPU's size (else GPU models are
@@ -98,13 +100,33 @@ class Room:
         until `device`'s budget (`keep`'s, where it really runs; default this manager's) is
         kept. `cause` words the unload's log line: over budget after {cause} {keep}."""
         device = device or self.device
+        await self._evict_while_over(keep, device, f"over budget after {cause} {keep}")
+
+    async def enforce_left_over(self, keep: str, device: str) -> None:
+        """`keep` went idle: if its device was left over budget when no model could go (all
+        the others were busy), evict idle ones now. Cheap when nothing was left over."""
+        reason = self._left_over.get(device)
+        if reason is not None:
+            await self._evict_while_over(keep, device, reason)
+
+    async def _evict_while_over(self, keep: str, device: str, reason: str) -> None:
         while budget.over_budget(self.residents(), device, self.limits()):
             victim = budget.choose_victim(
                 self.residents(), now=time.time(), device=device, exclude=keep
             )
             if victim is None:
+                # Models busy now may go once idle: the next release looks again. (Alone, or
+                # beside pinned models only, nothing would change: no release pays for a look.)
+                if any(
+                    r.busy and not r.pinned and r.name != keep and r.device == device
+                    for r in self.residents()
+                ):
+                    self._left_over[device] = reason
+                else:
+                    self._left_over.pop(device, None)
                 return
-            await self.unload(victim.name, f"over budget after {cause} {keep}")
+            await self.unload(victim.name, reason)
+        self._left_over.pop(device, None)
 
     def _no_room(self, spec: ModelSpec, need: int) -> Busy:
         limits = self.limits()

@@ -21,9 +21,43 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The port free_port() found is free only when it looked: between then and the gateway's bind
+# (seconds of start-up on a busy machine) another process can take it, a listener or just an
+# outgoing connection's local port. The gateway then exits at start-up with this in its log, and
+# is started again on another port.
+PORT_TAKEN = "address already in use"
+START_ATTEMPTS = 3
+
+
+def listens(pid: int, port: int) -> bool | None:
+    """Whether process `pid` holds a socket listening on loopback TCP `port` (None where /proc
+    cannot tell): a 200 on the port may come from another process that took it meanwhile."""
+    try:
+        with open("/proc/net/tcp") as rows:  # the gateway listens on 127.0.0.1: IPv4
+            listening = {
+                f"socket:[{fields[9]}]"
+                for fields in (row.split() for row in list(rows)[1:])
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A"
+            }
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (OSError, IndexError, ValueError):
+        return None
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+                return True
+        except OSError:  # closed since the listing (the listing's own descriptor, for one)
+            continue
+    return False
+
+
 # Settings of the exact compute mode (ONNX Runtime fp32): what in-process engines in tests use
 # too, so that their vectors compare with a test server's to the last bit.
 EXACT_MODE = {"GATEWAY_BACKEND": "onnxruntime", "GATEWAY_PRECISION": "fp32"}
+
+
+class PortTaken(RuntimeError):
+    """Another process took the gateway's port before the gateway bound it."""
 
 
 class GatewayServer:
@@ -38,17 +72,31 @@ class GatewayServer:
         startup_timeout: float = 180.0,  # generous: only a server that never starts fails
         command: Sequence[str] | None = None,  # instead of `python -m gateway serve`
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.registry = registry
         self.models_dir = models_dir or REPO / "models"
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.command = list(command or [sys.executable, "-m", "gateway", "serve"])
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = registry.parent / f"gateway-{self.port}.log"
+        self._pick_port()
+
+    def _pick_port(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.registry.parent / f"gateway-{self.port}.log"
 
     def __enter__(self) -> GatewayServer:
+        deadline = time.monotonic() + self.startup_timeout
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                return self._start(deadline)
+            except PortTaken:
+                if attempt == START_ATTEMPTS:
+                    raise
+                self._pick_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, deadline: float) -> GatewayServer:
         env = {
             **os.environ,
             "GATEWAY_HOST": "127.0.0.1",
@@ -73,15 +121,19 @@ class GatewayServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited at start-up:\n{self.log()}")
+                output = self.log()
+                if PORT_TAKEN in output:
+                    raise PortTaken(f"port {self.port} was taken before the gateway bound it")
+                raise RuntimeError(f"gateway exited at start-up:\n{output}")
             try:
-                if httpx.get(self.url + "/", timeout=1).status_code == 200:
-                    return self
+                answered = httpx.get(self.url + "/", timeout=1).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.1)
+                answered = False
+            if answered and listens(self.process.pid, self.port) is not False:
+                return self
+            time.sleep(0.1)  # not up yet, or another process answered on the port
         self.__exit__(None, None, None)
         raise RuntimeError(f"gateway did not start in {self.startup_timeout}s:\n{self.log()}")
 

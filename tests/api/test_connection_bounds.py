@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import selectors
 import socket
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,11 +34,16 @@ def _open_slow_connections(port: int, count: int) -> dict[socket.socket, float]:
     """Sockets that sent half a request line plus a header, never the blank line."""
     opened: dict[socket.socket, float] = {}
     for index in range(count):
+        # Read before connecting: the server's deadline starts at its accept (or the request's
+        # first byte), never before this. Read after, it could start first: the server accepts
+        # while this process waits for a core, and closes looked early by that wait (2.99 s
+        # was seen for a 3 s timeout on the busy machine, against 0.05 s of slack).
+        connecting = time.monotonic()
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         # Alternate the two slowloris shapes: nothing at all, and headers that never end.
         if index % 2:
             sock.sendall(b"POST /api/embed HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
-        opened[sock] = time.monotonic()
+        opened[sock] = connecting
         sock.setblocking(False)
     return opened
 
@@ -103,8 +109,12 @@ def test_header_incomplete_connections_are_closed_while_requests_stay_fast(
             f"{sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms, "
             f"max {max(latencies) * 1000:.0f} ms"
         )
-        # At most one outlier: the shared machine may schedule something else once.
-        assert sorted(latencies)[-2] < 0.2, latencies
+        # Served at their usual pace (tens of ms here), not behind the slow connections: a
+        # request held until they time out takes seconds. At most one outlier, and a bound on
+        # the rest that a busy machine's scheduling stays under (the largest reached 0.17 s
+        # under `make test-contended` with other suites running, against a bound of 0.2 s).
+        assert statistics.median(latencies) < 0.2, latencies
+        assert sorted(latencies)[-2] < HEADER_TIMEOUT / 3, latencies
     finally:
         for sock in opened:
             sock.close()

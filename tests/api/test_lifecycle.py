@@ -42,14 +42,16 @@ def embed(client: httpx.Client, model: str, text: str = "hello", **extra: object
 
 @pytest.fixture(scope="module")
 def footprint(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> int:
-    """Measured memory of one model after serving a request (the median of three), from a
+    """Measured memory of one model after serving a request (the largest of three), from a
     server with no budget.
 
     This is what the budget counts: the load's footprint plus what the runtime's arena grew by
-    on the first run (tens of MiB for MiniLM, not in `load_bytes`). Budgets set from
+    on new shapes (not in `load_bytes`). Budgets set from
     `load_bytes` alone let one model's own growth pass a 1.3-model budget. Loads of the same
-    files measure within about +-15% of each other, so budgets below are set where that noise
-    cannot change how many models fit.
+    files measure up to ~3% above their usual size and at times up to ~30% below it, never far
+    above: the largest of three is what a budget must hold. (A median of three, two of them
+    low, made a budget that a budget server's ordinary load passed alone.) The budgets below
+    are set where that noise cannot change how many models fit.
     """
     directory = tmp_path_factory.mktemp("footprint")
     registry = three_model_registry(directory, default_model_dir)
@@ -57,7 +59,8 @@ def footprint(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path)
         for name in MODELS:
             assert embed(client, name).status_code == 200
         sizes = sorted(m["memory_bytes"] for m in admin(client)["models"])
-    return sizes[1]
+    print(f"footprints: {[round(size / 2**20) for size in sizes]} MiB")
+    return sizes[-1]
 
 
 def budgeted_server(directory: Path, model_dir: Path, env: dict[str, str]) -> GatewayServer:
@@ -69,9 +72,11 @@ def budgeted_server(directory: Path, model_dir: Path, env: dict[str, str]) -> Ga
 def budget_server(
     tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path, footprint: int
 ) -> Iterator[GatewayServer]:
-    """A host-memory budget of about two models: three never fit, so models get evicted."""
+    """A host-memory budget of about two models: three never fit, so models get evicted (a
+    load is estimated at the largest load measured, and a model's memory is at most ~30% below
+    the largest footprint: three need 2.4 of them or more)."""
     directory = tmp_path_factory.mktemp("budget")
-    env = {"GATEWAY_MAX_RAM": str(int(footprint * 2.2))}
+    env = {"GATEWAY_MAX_RAM": str(int(footprint * 2.1))}
     with budgeted_server(directory, default_model_dir, env) as server:
         yield server
 
@@ -80,7 +85,8 @@ def budget_server(
 def one_model_server(
     tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path, footprint: int
 ) -> Iterator[GatewayServer]:
-    """A host-memory budget of 1.3 models: two never fit, whatever the noise."""
+    """A host-memory budget of 1.3 models: one always fits, two never do (1.7 at the lowest),
+    whatever the noise."""
     directory = tmp_path_factory.mktemp("one")
     env = {"GATEWAY_MAX_RAM": str(int(footprint * 1.3))}
     with budgeted_server(directory, default_model_dir, env) as server:

@@ -8,9 +8,11 @@ import hashlib
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -63,6 +65,40 @@ def wait_for(condition: object, what: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
+WAITING = "waiting for another process's pull of big"
+
+
+class Drained:
+    """Reads a running process's stdout and stderr as they come (no pipe fills up), so a test
+    can wait for a line while the process runs on."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, into), daemon=True)
+            for stream, into in ((process.stdout, self._out), (process.stderr, self._err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            into.append(line)
+
+    def stdout(self) -> str:
+        return "".join(self._out)
+
+    def finish(self, timeout: float) -> tuple[str, str]:
+        self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=timeout)
+        return "".join(self._out), "".join(self._err)
+
+
 def stalled(hub: LocalHub) -> bool:
     return any(r.filename == "model.onnx" for r in hub.downloads())
 
@@ -85,14 +121,17 @@ def test_two_processes_pulling_one_model_share_one_download(tmp_path: Path, hub:
     )
     assert removed.returncode == 2, removed.stderr
     assert removed.stderr.strip() == "gateway: model 'big' is being pulled by another process"
-    time.sleep(2)  # the second pull is waiting by now, not downloading
+    # The stall is released only once the second pull says it waits: a fixed sleep here let a
+    # slow start-up (seconds of imports on a busy machine) arrive after the first pull ended.
+    second_output = Drained(second)
+    wait_for(lambda: WAITING in second_output.stdout(), "the second pull to wait for the first")
     assert second.poll() is None
     hub.released.set()
     _, first_err = first.communicate(timeout=120)
-    second_out, second_err = second.communicate(timeout=120)
+    second_out, second_err = second_output.finish(timeout=120)
     assert first.returncode == 0, first_err
     assert second.returncode == 0, second_err
-    assert "waiting for another process's pull of big" in second_out
+    assert WAITING in second_out
     assert (tmp_path / "models" / "big" / "model.onnx").read_bytes() == MODEL
     # One download from the start (the stall ends by dropping the connection, and the first
     # pull resumes with a Range request); the second pull found the file in place.

@@ -353,3 +353,29 @@ def test_arena_growth_past_the_budget_evicts_an_idle_model_when_the_request_ends
         assert manager.used() == 4 * mib
 
     asyncio.run(run())
+
+
+def test_growth_past_the_budget_while_the_other_model_is_busy_evicts_when_it_goes_idle(
+    loads: FakeLoads, build: Callable[..., ModelManager], registry: Registry
+) -> None:
+    """Arena growth takes the device over its budget while the only other model has a request
+    in flight: nothing may go then. When that request ends the device is still over, with both
+    idle, and an idle model goes (the least recently used). The manager used to enforce the
+    budget only for the model that grew, so the device stayed over it (tests/api's
+    test_concurrent_clients_over_three_models_stay_correct saw that under load)."""
+    mib = 1 << 20
+
+    async def run() -> None:
+        manager = build(max_ram="2.5MiB")  # each fake model takes 1 MiB at load
+        alpha, beta = spec(registry, "alpha"), spec(registry, "beta")
+        await serve(manager, alpha, keep_alive=math.inf)
+        await serve(manager, beta, keep_alive=math.inf)
+        async with manager.use(alpha):  # busy: not evictable while beta grows
+            async with manager.use(beta) as (model, _):
+                model.batcher.stats.grown_bytes += mib  # beta's first run at a new shape
+            assert sorted(m.spec.name for m in manager.loaded()) == ["alpha", "beta"]
+        assert [m.spec.name for m in manager.loaded()] == ["alpha"]  # beta was used less lately
+        assert manager.used() <= (manager.budget() or 0)
+        await manager.close()
+
+    asyncio.run(run())
