@@ -6,13 +6,17 @@ Everything else asks an encoder class (or a loaded encoder) what it can do throu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from PIL import Image
 
 from gateway.encoders.base import AnyEncoder, Capability
 from gateway.encoders.cross import CrossEncoder
 from gateway.encoders.late import LateInteractionEncoder
 from gateway.encoders.text import TextEncoder
-from gateway.encoders.vision import VisionEncoder
+from gateway.encoders.vision import VisionEncoder, image_preparer
 from gateway.runtime import Runtime
 from gateway.specs import CrossEncoderSpec, ImageModelSpec, LateModelSpec, ModelSpec, TextModelSpec
 
@@ -22,6 +26,13 @@ ENCODERS: dict[type[ModelSpec], type[AnyEncoder]] = {
     ImageModelSpec: VisionEncoder,
     LateModelSpec: LateInteractionEncoder,
     CrossEncoderSpec: CrossEncoder,
+}
+
+# Kinds whose inputs can be prepared from the model's files before it loads (images: a request
+# fetches and prepares them first, and takes the model only to run them).
+Prepare = Callable[[Image.Image], Any]
+PREPARERS: dict[type[ModelSpec], Callable[[Any, dict[str, Path]], Prepare]] = {
+    ImageModelSpec: lambda spec, paths: image_preparer(spec, paths.get("preprocessor")),
 }
 
 
@@ -42,3 +53,10 @@ def build_encoder(spec: ModelSpec, paths: dict[str, Path], runtime: Runtime) -> 
     runtime = runtime.for_model(spec)  # the model's own backend/precision, if it sets them
     cls = encoder_class(spec)
     return cls(spec, paths, runtime)  # type: ignore[call-arg]
+
+
+def image_preparer_from_files(spec: ModelSpec, paths: dict[str, Path]) -> Prepare | None:
+    """How `spec` turns a decoded image into its input, read from its files without loading it
+    (blocking; ModelLoadError if they are unusable); None for kinds that take no images."""
+    make = PREPARERS.get(type(spec))
+    return None if make is None else make(spec, paths)

@@ -10,19 +10,14 @@ same.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
-from PIL import Image
-
+from gateway.encoders.base import Capability
+from gateway.encoders.kinds import Prepare, capabilities_of, image_preparer_from_files
 from gateway.encoders.views import image_embedder
-from gateway.encoders.vision import image_preparer
 from gateway.errors import ModelLoadError
 from gateway.load_failures import files_state
 from gateway.manager import ModelManager
-from gateway.specs import ImageModelSpec, ModelSpec
-
-Prepare = Callable[[Image.Image], Any]
+from gateway.specs import ModelSpec
 
 
 class ImagePreparers:
@@ -38,7 +33,7 @@ class ImagePreparers:
         if model is not None:
             return image_embedder(model.encoder).prepare_image
         store = self.models.store
-        if not isinstance(spec, ImageModelSpec) or store.missing(spec):
+        if Capability.EMBED_IMAGE not in capabilities_of(spec) or store.missing(spec):
             return None
         paths = store.paths(spec)
         state = files_state(paths)
@@ -46,8 +41,10 @@ class ImagePreparers:
         if known is not None and known[0] == state:
             return known[1]
         try:
-            prepare = await asyncio.to_thread(image_preparer, spec, paths.get("preprocessor"))
+            prepare = await asyncio.to_thread(image_preparer_from_files, spec, paths)
         except ModelLoadError:
+            return None
+        if prepare is None:
             return None
         self._read[spec.name] = (state, prepare)
         return prepare
