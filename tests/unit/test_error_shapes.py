@@ -106,3 +106,13 @@ def test_a_wrong_method_names_the_allowed_ones(
     assert response.status_code == 405, response.text
     named = {m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()}
     assert allowed <= named, response.headers
+
+
+def test_decoding_no_ids_is_tei_empty(client: TestClient[Any]) -> None:
+    """`ids: []` was a 422 saying ids "must be a list of token ids", which it is; TEI's kind for
+    an empty request is Empty (400), as /tokenize answers `inputs: []`."""
+    response = client.post("/decode", json={"ids": []})
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": "ids cannot be empty", "error_type": "Empty"}
+    tokenize = client.post("/tokenize", json={"inputs": []})
+    assert tokenize.status_code == 400 and tokenize.json()["error_type"] == "Empty"
