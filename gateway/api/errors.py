@@ -216,6 +216,9 @@ def error_answer(exc: Exception, body: bytes | None, family: Family) -> ErrorAns
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, UnsupportedEncoding):  # the codings it does take (RFC 9110 15.5.16)
         headers["Accept-Encoding"] = "identity"
+    if isinstance(exc, MethodNotAllowedException) and exc.headers:
+        # The router names the path's methods in Allow, which a 405 must carry (RFC 9110 15.5.6)
+        headers.update(exc.headers)
     if family == "tei":
         status, error_type = _tei_status(exc, info)
         document: dict[str, object] = {"error": info.message, "error_type": error_type}

@@ -223,6 +223,8 @@ class TeiController(Controller):
     async def decode(
         self, data: JSONBody[DecodeBody], tokens: NamedDependency[TokenService]
     ) -> list[str]:
+        if not data.ids:  # TEI's Empty, as for /tokenize's inputs (not "must be a list")
+            raise EmptyInput("ids cannot be empty", param="ids")
         rows = token_rows(data.ids, param="ids")
         if rows is None:
             raise InvalidRequest("ids must be a list of token ids, or a list of them", param="ids")

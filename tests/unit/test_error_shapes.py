@@ -86,3 +86,33 @@ def test_a_model_without_files_is_not_found_with_a_pull_hint(client: TestClient[
     response = client.post("/v1/embeddings", json={"model": "tiny", "input": "x"})
     assert response.status_code == 404 and openai_shaped(response.json()), response.text
     assert response.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/api/embed", {"POST", "OPTIONS"}),
+        ("PUT", "/v1/embeddings", {"POST", "OPTIONS"}),
+        ("TRACE", "/embed", {"POST", "OPTIONS"}),
+        ("POST", "/v1/models", {"GET", "OPTIONS"}),
+        ("DELETE", "/health", {"GET", "OPTIONS"}),
+    ],
+)
+def test_a_wrong_method_names_the_allowed_ones(
+    client: TestClient[Any], method: str, path: str, allowed: set[str]
+) -> None:
+    """A 405 must carry Allow (RFC 9110 15.5.6); the family's handler used to drop it."""
+    response = client.request(method, path)
+    assert response.status_code == 405, response.text
+    named = {m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()}
+    assert allowed <= named, response.headers
+
+
+def test_decoding_no_ids_is_tei_empty(client: TestClient[Any]) -> None:
+    """`ids: []` was a 422 saying ids "must be a list of token ids", which it is; TEI's kind for
+    an empty request is Empty (400), as /tokenize answers `inputs: []`."""
+    response = client.post("/decode", json={"ids": []})
+    assert response.status_code == 400, response.text
+    assert response.json() == {"error": "ids cannot be empty", "error_type": "Empty"}
+    tokenize = client.post("/tokenize", json={"inputs": []})
+    assert tokenize.status_code == 400 and tokenize.json()["error_type"] == "Empty"
