@@ -26,6 +26,7 @@ from gateway.api.contract import make_exact
 from gateway.api.draining import Drain
 from gateway.api.errors import render_error
 from gateway.api.fast_lane import with_fast_lane
+from gateway.api.head import with_head_as_get
 from gateway.api.native import native_router
 from gateway.api.observe import REQUEST_ID_HEADER, metrics_router, observed, refresher
 from gateway.api.ollama import ollama_router
@@ -158,6 +159,7 @@ def create_app(
     with_origin_gate(app, cors, bound_to=settings.host)
     if settings.fast_lane:
         with_fast_lane(app, services.embedding, app.state.auth, settings.max_body_bytes)
+    with_head_as_get(app)
     if drain is not None:
         app.state.drain = drain  # readiness reads it (gateway/api/probes.py)
         app.asgi_handler = drain.wrap(app.asgi_handler)
