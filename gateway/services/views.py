@@ -127,7 +127,7 @@ class RegistryModelView(msgspec.Struct):
     dimensions: list[int] | None = None
 
 
-SettingValue = str | int | float | bool | list[str] | None
+SettingValue = str | int | float | bool | list[str | int] | None
 
 
 class InfoView(msgspec.Struct):
