@@ -89,6 +89,12 @@ class Figures:
     # Fast-path outputs (alone, in bucket batches, in one batch) holding NaN or infinity: any
     # fails a check, and the figures above are NaN then (never a min or max that skipped one).
     non_finite: int = 0
+    # The largest |output| alone: raw outputs (a text model's per-token states) can reach
+    # several units, where a fixed 1e-5 is tens of fp32 ulps; checks scale by it past 1.
+    raw_scale: float = 1.0
+    # Alone vs batch on what a client gets: a text model's vectors at every width (pooled, post-
+    # processed, normalized); for other kinds their outputs, as above.
+    max_abs_served: float = 0.0
 
     def row(self) -> list[str]:
         widths = " ".join(f"{w}:{c:.6f}" for w, c in sorted(self.per_width.items()))
@@ -97,6 +103,8 @@ class Figures:
             self.kind,
             self.placement,
             f"{self.max_abs_alone_vs_batch:.2e}",
+            f"{self.raw_scale:.2f}",
+            f"{self.max_abs_served:.2e}",
             f"{self.one_minus_cos_alone_vs_batch:.2e}",
             f"{self.max_abs_unbucketed:.2e}",
             f"{self.min_cos_to_fp32:.6f}",
@@ -110,6 +118,8 @@ HEADER = [
     "kind",
     "backend/precision",
     "alone vs batch, max abs",
+    "max |output|",
+    "served vectors alone vs batch, max abs",
     "alone vs batch, 1-cos",
     "one batch of all lengths, max abs",
     "min cos to ORT fp32",
@@ -233,6 +243,24 @@ def _providers(encoder: AnyEncoder) -> list[str]:
     return list(session.get_providers()) if session is not None else []
 
 
+def served_difference(
+    case: Case, encoder: AnyEncoder, alone: list[np.ndarray], batched: list[np.ndarray]
+) -> float | None:
+    """Alone vs batch on a text model's served vectors, the worst over its widths (None for
+    other kinds, whose outputs are what they serve)."""
+    if not isinstance(encoder, TextEncoder):
+        return None
+    pooled_alone, pooled_batched = encoder.pool(alone), encoder.pool(batched)
+    worst = 0.0
+    for width in case.widths or (pooled_alone.shape[1],):
+        a, b = (
+            postprocess(p, layer_norm=case.layer_norm, dimensions=width, normalize=True)
+            for p in (pooled_alone, pooled_batched)
+        )
+        worst = max(worst, worst_max([float(np.abs(a - b).max())]))
+    return worst
+
+
 def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
     """Parity to the exact mode and alone-vs-batch invariance of one kind on `fast`."""
     reference = build_encoder(case.spec, case.paths, exact)
@@ -265,6 +293,9 @@ def measure(case: Case, fast: Runtime, exact: Runtime) -> Figures:
         providers=_providers(encoder),
         non_finite=sum(not np.isfinite(a).all() for a in [*alone, *batched, *mixed]),
     )
+    figures.raw_scale = worst_max(float(np.abs(a).max()) for a in alone)
+    served = served_difference(case, encoder, alone, batched)
+    figures.max_abs_served = max_abs if served is None else served
     if case.kind == "cross-encoder":
         figures.max_score_diff = worst_max(
             float(np.abs(a - b).max()) for a, b in zip(vectors, expected, strict=True)

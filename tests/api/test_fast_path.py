@@ -81,7 +81,11 @@ def check(case: Case, fast: Runtime) -> None:
     figures = measure(case, fast, Runtime(device="cpu", threads=2))
     label = f"{case.kind} on {figures.placement}"
     assert figures.non_finite == 0, label
-    assert figures.max_abs_alone_vs_batch <= MAX_BATCH_DIFF, label
+    # Raw outputs are judged relative to their size past 1 (the tiny nomic's per-token states
+    # reach 6.2: on an AVX2-only CPU OpenVINO fp32 moved them 2.1e-5, about 30 ulps, while its
+    # served vectors moved 2.1e-7); what a client gets, absolutely.
+    assert figures.max_abs_alone_vs_batch <= MAX_BATCH_DIFF * max(1.0, figures.raw_scale), label
+    assert figures.max_abs_served <= MAX_BATCH_DIFF, label
     if case.kind == "cross-encoder":
         assert figures.max_score_diff is not None
         assert figures.max_score_diff <= MAX_SCORE_DIFF, label
