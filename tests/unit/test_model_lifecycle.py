@@ -330,6 +330,18 @@ def test_a_model_that_runs_on_the_cpu_of_a_cuda_gateway_counts_against_ram(
     asyncio.run(run())
 
 
+async def alpha_and_beta_loaded(
+    build: Callable[..., ModelManager], registry: Registry
+) -> tuple[ModelManager, ModelSpec, ModelSpec]:
+    """A manager with room for two and a half fake models (1 MiB each at load), both loaded."""
+    manager = build(max_ram="2.5MiB")
+    alpha, beta = spec(registry, "alpha"), spec(registry, "beta")
+    await serve(manager, alpha, keep_alive=math.inf)
+    await serve(manager, beta, keep_alive=math.inf)
+    assert sorted(m.spec.name for m in manager.loaded()) == ["alpha", "beta"]
+    return manager, alpha, beta
+
+
 def test_arena_growth_past_the_budget_evicts_an_idle_model_when_the_request_ends(
     loads: FakeLoads, build: Callable[..., ModelManager], registry: Registry
 ) -> None:
@@ -339,11 +351,7 @@ def test_arena_growth_past_the_budget_evicts_an_idle_model_when_the_request_ends
     mib = 1 << 20
 
     async def run() -> None:
-        manager = build(max_ram="2.5MiB")  # each fake model takes 1 MiB at load
-        alpha, beta = spec(registry, "alpha"), spec(registry, "beta")
-        await serve(manager, alpha, keep_alive=math.inf)
-        await serve(manager, beta, keep_alive=math.inf)
-        assert sorted(m.spec.name for m in manager.loaded()) == ["alpha", "beta"]
+        manager, _, beta = await alpha_and_beta_loaded(build, registry)
         async with manager.use(beta) as (model, _):
             model.batcher.stats.grown_bytes += mib  # its first run at a new shape
         assert [m.spec.name for m in manager.loaded()] == ["beta"]
@@ -366,10 +374,7 @@ def test_growth_past_the_budget_while_the_other_model_is_busy_evicts_when_it_goe
     mib = 1 << 20
 
     async def run() -> None:
-        manager = build(max_ram="2.5MiB")  # each fake model takes 1 MiB at load
-        alpha, beta = spec(registry, "alpha"), spec(registry, "beta")
-        await serve(manager, alpha, keep_alive=math.inf)
-        await serve(manager, beta, keep_alive=math.inf)
+        manager, alpha, beta = await alpha_and_beta_loaded(build, registry)
         async with manager.use(alpha):  # busy: not evictable while beta grows
             async with manager.use(beta) as (model, _):
                 model.batcher.stats.grown_bytes += mib  # beta's first run at a new shape
