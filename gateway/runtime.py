@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from gateway.backends.base import BACKEND_CHOICES, check_precision, uses_dynamic
 from gateway.backends.ort_cpu import OrtCpuBackend, OrtOptions
 from gateway.backends.ort_cuda import OrtCudaBackend, cuda_available
 from gateway.backends.selection import PlacementError, cpu_flags, place
+from gateway.concurrency import allowed_cpus
 from gateway.errors import ModelLoadError
 from gateway.redact import runtime_cause
 
@@ -38,10 +38,7 @@ def physical_cores() -> int:
     """Physical cores of this machine (logical CPUs when the topology cannot be read)."""
     cores: set[tuple[str, str]] = set()
     base = Path("/sys/devices/system/cpu")
-    try:
-        allowed = os.sched_getaffinity(0)
-    except AttributeError:  # not on Linux
-        allowed = set(range(os.cpu_count() or 1))
+    allowed = allowed_cpus()
     for cpu in allowed:
         topology = base / f"cpu{cpu}" / "topology"
         try:

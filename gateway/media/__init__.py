@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ from typing import ParamSpec, TypeVar
 
 from PIL import Image
 
-from gateway.concurrency import gather_or_cancel
+from gateway.concurrency import allowed_cpus, gather_or_cancel
 from gateway.errors import GatewayError
 from gateway.media.decode import apply_pixel_limit, decode_image, open_image, sniff_format, to_rgb
 from gateway.media.fetch import FetchedImage, fetch_image
@@ -69,10 +68,7 @@ _decoders_lock = threading.Lock()
 
 def decoder_threads() -> int:
     """One decoding thread per CPU this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return max(1, len(allowed_cpus()))
 
 
 def _decoder_pool() -> ThreadPoolExecutor:
