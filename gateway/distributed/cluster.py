@@ -46,6 +46,19 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         raise ConnectionError(f"no Ray cluster answers at {address}: {reason}") from None
 
 
+def check_port_free(host: str, port: int) -> None:
+    """RuntimeError naming host:port where a listener already holds it. Ray's HTTP proxy would
+    fail on it too, but only after the cluster started, and its workers' tracebacks reach the
+    terminal before the reason does."""
+    try:  # SO_REUSEADDR as uvicorn binds: a port in TIME_WAIT is free to it
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as exc:  # create_server's strerror repeats the address: the errno's text
+        reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+        raise RuntimeError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 def _bootstrap(address: str) -> tuple[str, int] | None:
     """The (host, port) ray.init would connect to for `address`, or None."""
     if address.startswith("ray://"):

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.distributed.asgi import ForwardedRequest, ForwardedResponse
-from gateway.distributed.cluster import start_local_or_join
+from gateway.distributed.cluster import check_port_free, start_local_or_join
 from gateway.distributed.options import RayServeOptions, settings_overrides
 from gateway.distributed.replica import GatewayReplica
 from gateway.distributed.routing import ModelRouter
@@ -131,6 +131,8 @@ def app_builder(args: dict[str, Any]) -> serve.Application:
 
 def run(settings: Settings, options: RayServeOptions, *, blocking: bool = True) -> Layout:
     """`gateway serve --ray`: join (or start) a Ray cluster, serve on settings.host:port."""
+    if options.address is None:  # the proxy binds on this machine
+        check_port_free(settings.host, settings.port)
     if not ray.is_initialized():
         start_local_or_join(options.address)
     serve.start(http_options={"host": settings.host, "port": settings.port})

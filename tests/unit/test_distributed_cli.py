@@ -90,3 +90,18 @@ def test_check_reachable_bounds_the_wait(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ConnectionError, match=r"at 10\.1\.2\.3:6379: no connection within 2\.5 s"):
         cluster.check_reachable("10.1.2.3:6379", timeout=2.5)
     cluster.check_reachable("local")  # nothing to probe: Ray starts or finds one itself
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_check_port_free_names_a_busy_port(host: str) -> None:
+    import socket
+
+    from gateway.distributed.cluster import check_port_free
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(RuntimeError) as refused:
+            check_port_free(host, port)
+        assert str(refused.value) == f"cannot listen on {host}:{port}: Address already in use"
+    check_port_free(host, port)  # released: free again, and the check holds nothing
+    check_port_free(host, port)
