@@ -22,7 +22,7 @@ from tests.support.api import assert_ollama_error, assert_openai_error
 from tests.support.models import MINILM_FP32, NO_CACHE, NOMIC
 from tests.support.reference import cosines
 from tools.corpus import SENTENCES
-from tools.gateway_server import EXACT_MODE, GatewayServer, free_port
+from tools.gateway_server import EXACT_MODE, START_ATTEMPTS, GatewayServer, free_port
 from tools.paths import REPO
 
 pytestmark = pytest.mark.timeout(240)
@@ -59,8 +59,7 @@ def serve_url(ray_cluster: Any, multi_model_registry: Path) -> Iterator[str]:
         replica_cpus=0.5,
         ingress_cpus=0.25,
     )
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = start_serve_on_a_free_port(serve)
     layout = build_app(settings, options)
     assert layout.model_options["num_replicas"] == REPLICAS
     serve.run(layout.app, name=APP_NAME, route_prefix="/")
@@ -68,6 +67,21 @@ def serve_url(ray_cluster: Any, multi_model_registry: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
+
+
+def start_serve_on_a_free_port(serve: Any) -> int:
+    """serve.start on a port free_port() found; another process may take it before Ray's proxy
+    binds it (as tools.gateway_server retries a gateway): then shut down and try another."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            return port
+        except RuntimeError as exc:
+            if "Failed to bind" not in str(exc) or attempt == START_ATTEMPTS:
+                raise
+            serve.shutdown()
+    raise AssertionError("unreachable")
 
 
 def embed_via_ollama(url: str, model: str) -> np.ndarray:
