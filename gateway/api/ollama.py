@@ -27,7 +27,7 @@ from gateway.api.ollama_wire import (
     keep_alive_seconds,
 )
 from gateway.api.responses import embedded, float_json
-from gateway.api.tei import EmbedAnswer, embed_by_body
+from gateway.api.tei import EmbedAnswer, root_answer
 from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, Services
 
 # The Ollama release whose API this gateway mirrors; clients gate features on it.
@@ -55,8 +55,8 @@ class OllamaController(Controller):
     )
     async def root_post(
         self, request: AnyRequest, embedding: NamedDependency[EmbeddingService]
-    ) -> EmbedAnswer:
-        return await embed_by_body(request, embedding)
+    ) -> EmbedAnswer | Response[list[float]]:
+        return await root_answer(request, embedding)
 
     @get("/api/version", opt=PUBLIC)
     async def version(self) -> VersionResponse:

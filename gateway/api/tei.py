@@ -9,6 +9,11 @@ gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, wh
   true (the gateway's default; TEI's comes from its --auto-truncate flag).
 - `/embed_all` `{inputs, truncate, prompt_name}` answers `[[[f32]]]`: per-token hidden states of a
   text model, or the token vectors of a ColBERT model.
+- `/similarity` `{inputs: {source_sentence, sentences}, parameters: {truncate, prompt_name}}`
+  answers `[f32]`: the cosine of each sentence's vector with the source sentence's (the Hugging
+  Face sentence-similarity task; POST / takes the same body, as TEI's does). Truncated
+  sentences are named in X-Truncated-Inputs by their index in `sentences`, a truncated source
+  by X-Truncated-Query: true.
 - `/tokenize` `{inputs, add_special_tokens=true, prompt_name}` answers
   `[[{id, text, special, start, stop}]]` (start, stop: UTF-8 byte offsets, as TEI's); `/decode`
   `{ids, skip_special_tokens=true}` answers `[str]`. Both read the model's tokenizer.json only:
@@ -17,6 +22,7 @@ gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, wh
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 import msgspec
@@ -60,6 +66,23 @@ class TeiEmbedAllBody(msgspec.Struct):
     truncate: bool | None = None
     truncation_direction: str = "right"
     prompt_name: str | None = None
+    model: str | None = None
+
+
+class SimilarityInputs(msgspec.Struct):
+    source_sentence: str
+    sentences: list[str]
+
+
+class SimilarityParameters(msgspec.Struct):
+    truncate: bool | None = None
+    truncation_direction: str = "right"
+    prompt_name: str | None = None
+
+
+class TeiSimilarityBody(msgspec.Struct):
+    inputs: SimilarityInputs
+    parameters: SimilarityParameters | None = None
     model: str | None = None
 
 
@@ -148,6 +171,55 @@ async def tei_embed_answer(
     return float_json(result.vectors), result
 
 
+async def tei_similarity_answer(
+    data: TeiSimilarityBody, embedding: EmbeddingService, receive: Receive
+) -> Response[list[float]]:
+    """POST /similarity: the source sentence and the sentences embedded in one request (one
+    batch, so each vector is what /embed gives it), then the cosine of each with the source."""
+    parameters = data.parameters or SimilarityParameters()
+    check_direction(parameters.truncation_direction)
+    sentences = data.inputs.sentences
+    if not sentences:
+        raise EmptyInput("inputs.sentences cannot be empty", param="inputs.sentences")
+    if data.inputs.source_sentence == "":
+        raise EmptyInput("inputs.source_sentence is empty", param="inputs.source_sentence")
+    if "" in sentences:
+        where = f"inputs.sentences[{sentences.index('')}]"
+        raise EmptyInput(f"{where} is empty", param="inputs.sentences")
+    task = task_of(parameters.prompt_name)
+    truncate = True if parameters.truncate is None else parameters.truncate
+
+    def request(texts: list[str], param: str) -> EmbedRequest:
+        return EmbedRequest(
+            model=data.model or embedding.default_model,
+            inputs=[TextInput(text) for text in texts],
+            task=task,
+            truncate=truncate,
+            normalize=True,
+            input_param=param,
+            input_listed=param == "inputs.sentences",
+        )
+
+    # Two requests, so that errors name the field (the dynamic batcher runs them together).
+    work = asyncio.gather(
+        embedding.embed(request([data.inputs.source_sentence], "inputs.source_sentence")),
+        embedding.embed(request(sentences, "inputs.sentences")),
+    )
+    source, others = await unless_disconnected(receive, work)
+    if others.matrices is not None:  # a ColBERT model: no single vector to compare
+        raise InvalidRequest(
+            f"model {others.spec.name!r} gives token vectors, not one vector per sentence",
+            param="model",
+        )
+    cosines = others.vectors @ source.vectors[0]  # the vectors are unit length
+    return with_truncated(float_json(cosines), others.truncated, bool(source.truncated))
+
+
+def is_tei_similarity_body(raw: Any) -> bool:
+    """POST / takes TEI's sentence-similarity body too: its `inputs` is an object."""
+    return isinstance(raw, dict) and isinstance(raw.get("inputs"), dict)
+
+
 # TEI's bare list of vectors, or nomic-api-rs's object: the body decides.
 EmbedAnswer = Response[list[list[float]] | EmbedResponse]
 
@@ -161,9 +233,25 @@ def is_tei_embed_body(raw: Any) -> bool:
 async def embed_by_body(
     request: Request[Any, Any, Any], embedding: EmbeddingService
 ) -> EmbedAnswer:
-    """POST /embed (and POST /, as TEI, which huggingface_hub's InferenceClient posts to when
-    given the server's URL): TEI's body has `inputs`, nomic-api-rs's has `input`."""
+    """POST /embed: TEI's body has `inputs`, nomic-api-rs's has `input`."""
+    return await _embed_decoded(await json_body(request), request, embedding)
+
+
+async def root_answer(
+    request: Request[Any, Any, Any], embedding: EmbeddingService
+) -> EmbedAnswer | Response[list[float]]:
+    """POST /, as TEI answers it (huggingface_hub's InferenceClient posts there when given the
+    server's URL): /embed's two bodies, or a sentence-similarity body."""
     raw = await json_body(request)
+    if is_tei_similarity_body(raw):
+        body = convert(raw, TeiSimilarityBody)
+        return await tei_similarity_answer(body, embedding, request.receive)
+    return await _embed_decoded(raw, request, embedding)
+
+
+async def _embed_decoded(
+    raw: Any, request: Request[Any, Any, Any], embedding: EmbeddingService
+) -> EmbedAnswer:
     if is_tei_embed_body(raw):
         vectors, result = await tei_embed_answer(
             convert(raw, TeiEmbedBody), embedding, request.receive
@@ -181,6 +269,15 @@ class TeiController(Controller):
         self, request: Request[Any, Any, Any], embedding: NamedDependency[EmbeddingService]
     ) -> EmbedAnswer:
         return await embed_by_body(request, embedding)
+
+    @post("/similarity", status_code=200, summary="Cosine of sentences with a source (TEI)")
+    async def similarity(
+        self,
+        data: JSONBody[TeiSimilarityBody],
+        embedding: NamedDependency[EmbeddingService],
+        request: Request[Any, Any, Any],
+    ) -> Response[list[float]]:
+        return await tei_similarity_answer(data, embedding, request.receive)
 
     @post("/embed_all", status_code=200, summary="Token vectors of each input (TEI)")
     async def embed_all(

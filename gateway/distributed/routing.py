@@ -29,6 +29,7 @@ EMBED_ROUTES = frozenset(
         "/v1/embed",  # Cohere
         "/v2/embed",
         "/embed_all",  # TEI
+        "/similarity",  # TEI
     }
 )
 # Shared by TEI and nomic-api-rs: TEI's body (it has `inputs`) may name a model; nomic-api-rs's

@@ -108,5 +108,7 @@ def test_llama_index_both(server: GatewayServer, vectors: np.ndarray) -> None:
 def test_huggingface_hub_feature_extraction(server: GatewayServer, vectors: np.ndarray) -> None:
     client = InferenceClient(model=server.url)  # posts TEI's {"inputs": ...} to the URL itself
     same(client.feature_extraction(TEXTS[0]), vectors[:1], "huggingface_hub", "feature_extraction")
+    scores = client.sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:])
+    assert scores == pytest.approx(list(vectors[1:] @ vectors[0]), abs=1e-6), scores
     cut = client.feature_extraction(TEXTS[1], dimensions=64, normalize=True)
     assert cut.shape == (1, 64)

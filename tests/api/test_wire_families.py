@@ -150,6 +150,44 @@ def test_tei_batches_are_refused_as_tei_refuses_them(client: httpx.Client) -> No
     assert len(post(client, "/embed_all", {"inputs": " "})) == 1
 
 
+def test_tei_similarity_is_the_cosine_with_the_source(
+    client: httpx.Client, vectors: np.ndarray
+) -> None:
+    """/similarity (and POST /, as TEI) answer each sentence's cosine with the source sentence,
+    the vectors being the ones /api/embed gives; bad bodies get TEI's errors."""
+    body = {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS}}
+    expected = vectors @ vectors[0]
+    for path in ("/similarity", "/"):
+        scores = post(client, path, body)
+        assert isinstance(scores, list) and len(scores) == 3, (path, scores)
+        np.testing.assert_allclose(scores, expected, atol=1e-6)
+    assert abs(scores[0] - 1.0) < 1e-6 and scores[2] < scores[0]
+    prompt = post(client, "/similarity", {**body, "parameters": {"prompt_name": "query"}})
+    assert len(prompt) == 3  # all-minilm has no prefixes: a task changes nothing
+    np.testing.assert_allclose(prompt, expected, atol=1e-6)
+    long = {"source_sentence": "word " * 600, "sentences": ["short", "word " * 600]}
+    cut = client.post("/similarity", json={"inputs": long})
+    assert cut.status_code == 200, cut.text
+    assert cut.headers["x-truncated-inputs"] == "1"  # by index in `sentences`
+    assert cut.headers["x-truncated-query"] == "true"  # the source
+    whole = {"truncate": False}
+    refused = client.post("/similarity", json={"inputs": long, "parameters": whole})
+    assert_tei_error(refused, 422, "Validation", "inputs.source_sentence has 602 tokens")
+    long["source_sentence"] = "short"
+    refused = client.post("/similarity", json={"inputs": long, "parameters": whole})
+    assert_tei_error(refused, 422, "Validation", "inputs.sentences[1] has 602 tokens")
+    sources = {"source_sentence": TEXTS[0]}
+    for path in ("/similarity", "/"):
+        empty = client.post(path, json={"inputs": {**sources, "sentences": []}})
+        assert_tei_error(empty, 400, "Empty", "inputs.sentences cannot be empty")
+        blank = client.post(path, json={"inputs": {**sources, "sentences": ["a", ""]}})
+        assert_tei_error(blank, 400, "Empty", "inputs.sentences[1] is empty")
+        missing = client.post(path, json={"inputs": sources})
+        assert_tei_error(missing, 422, "Validation", "sentences")
+    unknown = client.post("/similarity", json={**body, "model": "no-such-model"})
+    assert unknown.status_code == 404, unknown.text
+
+
 # -- Cohere embed --------------------------------------------------------------------------------
 
 
