@@ -7,6 +7,7 @@ keeps the full text.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import PurePath
 
 from gateway.errors import (
@@ -39,6 +40,27 @@ def missing_files_error(spec: ModelSpec, store: ModelStore, roles: list[str]) ->
         f"model '{spec.name}': {names} missing, pull it again "
         f"(gateway pull {spec.name}, or POST /api/pull)"
     )
+
+
+# How running out of memory reads in what a runtime raises: Python's MemoryError aside, ONNX
+# Runtime ("Failed to allocate memory", CUDA's "out of memory" and cuBLAS/cuDNN ALLOC_FAILED)
+# and OpenVINO (std::bad_alloc) raise RuntimeErrors that only their text tells apart.
+_OUT_OF_MEMORY = re.compile(
+    r"failed to allocate|bad[_ ]alloc|out of memory|cudaErrorMemoryAllocation|ALLOC_FAILED",
+    re.IGNORECASE,
+)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from, says memory ran out."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain of causes, bounded
+        if seen is None:
+            return False
+        if isinstance(seen, MemoryError) or _OUT_OF_MEMORY.search(str(seen)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def load_error(name: str, exc: Exception) -> GatewayError:

@@ -30,7 +30,7 @@ from types import TracebackType
 from gateway import budget, metrics
 from gateway.budget import GpuView, Limits, MemoryView, Resident
 from gateway.errors import Busy, GatewayError, StartupFailed
-from gateway.load_errors import load_error, missing_files_error, pull_error
+from gateway.load_errors import load_error, missing_files_error, out_of_memory, pull_error
 from gateway.load_failures import LoadFailures, files_state
 from gateway.loaded import LoadedModel, load_model
 from gateway.memory import GrowthMeter, Nvml, host_available, process_rss, release_free_heap
@@ -262,20 +262,26 @@ class ModelManager:
             failed = self.load_failures.unchanged(spec.name, files)
             await self.room.make(spec, refuse=failed)
             try:
-                model = await load_model(
-                    spec,
-                    self.store,
-                    self.runtime,
-                    self.nvml,
-                    self.executor,
-                    self.settings,
-                    keep_alive=self.default_keep_alive(spec),
-                    growth=self.growth,
+                model = await self.room.retry_out_of_memory(
+                    spec.name,
+                    lambda: load_model(
+                        spec,
+                        self.store,
+                        self.runtime,
+                        self.nvml,
+                        self.executor,
+                        self.settings,
+                        keep_alive=self.default_keep_alive(spec),
+                        growth=self.growth,
+                    ),
                 )
             except Exception as exc:
-                error = load_error(spec.name, exc)
-                self.load_failures.record(spec.name, files, error)
                 metrics.model_load_failed(spec.name)
+                error = load_error(spec.name, exc)
+                if out_of_memory(exc) and self._loaded:  # busy or pinned models may let go
+                    short = f"{error.message} (other models hold memory now)"
+                    raise Busy(short, retry_after=5) from None
+                self.load_failures.record(spec.name, files, error)
                 raise error from None
             self.load_failures.forget(spec.name)
             self.room.measured(spec, model.load_bytes)

@@ -8,17 +8,23 @@ idle, and after a load that measured more than expected evicts until within budg
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from gateway import budget
 from gateway.budget import Limits, Resident
 from gateway.errors import Busy, GatewayError
+from gateway.load_errors import out_of_memory
 from gateway.memory import Nvml, resolve_budget
 from gateway.memory import host_total as host_memory_total
 from gateway.settings import Settings
 from gateway.sources import ModelStore
 from gateway.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Unloads a model by name if it is idle ("reason" is logged); False if it is not loaded or busy.
 Unload = Callable[[str, str], Awaitable[bool]]
@@ -92,6 +98,24 @@ class Room:
                 raise self._no_room(spec, need) from None
             finally:
                 self._waiters -= 1
+
+    async def retry_out_of_memory(self, name: str, load: Callable[[], Awaitable[T]]) -> T:
+        """`load()`; if it ran out of memory (the budget's estimate was short, or memory outside
+        the budget was taken), evict every idle model but `name` and load once more."""
+        try:
+            return await load()
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            evicted = 0
+            while victim := budget.choose_victim(self.residents(), now=time.time(), exclude=name):
+                await self.unload(victim.name, f"out of memory loading {name}")
+                evicted += 1
+            if not evicted:
+                raise
+            log.warning("model %s ran out of memory loading: unloaded %d idle, loading again",
+                        name, evicted)  # fmt: skip
+        return await load()
 
     async def enforce_budget(
         self, keep: str, device: str | None = None, cause: str = "loading"

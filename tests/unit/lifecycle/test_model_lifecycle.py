@@ -8,19 +8,14 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
-from gateway import manager as manager_module
-from gateway.batching import BatchStats
 from gateway.catalog import Catalog
 from gateway.errors import Busy, ModelLoadError
-from gateway.loaded import LoadedModel
 from gateway.manager import ModelManager
 from gateway.pulling import Puller
 from gateway.registry import Registry
@@ -28,96 +23,7 @@ from gateway.services.models import ModelAdmin
 from gateway.settings import Settings
 from gateway.sources import ModelStore
 from gateway.specs import ModelSpec
-from tools.models import minilm_entry, write_registry
-
-DEADLINE = 30.0  # far past anything these steps take, even on a loaded machine
-
-
-class FakeLoads:
-    """Stands in for gateway.loaded.load_model: loads wait for `gate`; models in `broken` fail."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.broken: set[str] = set()
-        self.count: dict[str, int] = {}
-        self.kwargs: dict[str, Any] = {}  # the last load's
-
-    async def __call__(self, spec: ModelSpec, *args: object, **kwargs: Any) -> LoadedModel:
-        self.count[spec.name] = self.count.get(spec.name, 0) + 1
-        self.kwargs = kwargs
-        await self.gate.wait()
-        if spec.name in self.broken:
-            raise RuntimeError("cannot load model.onnx: protobuf parsing failed")
-        batcher = SimpleNamespace(stats=BatchStats(), close=_nothing)
-        encoder = SimpleNamespace(close=lambda: None)
-        return LoadedModel(
-            spec=spec,
-            encoder=encoder,  # type: ignore[arg-type]
-            batcher=batcher,  # type: ignore[arg-type]
-            device="cpu",
-            load_seconds=0.0,
-            load_bytes=1 << 20,
-            keep_alive=kwargs["keep_alive"],
-            digest=f"digest-of-{spec.name}",
-            cache_id=f"cache-id-of-{spec.name}",
-        )
-
-
-async def _nothing() -> None:
-    return None
-
-
-@pytest.fixture
-def loads(monkeypatch: pytest.MonkeyPatch) -> FakeLoads:
-    fake = FakeLoads()
-    monkeypatch.setattr(manager_module, "load_model", fake)
-    return fake
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    entries = {}
-    for name in ("alpha", "beta", "bad"):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "model.onnx").write_bytes(b"onnx " + name.encode())
-        (folder / "tokenizer.json").write_text("{}")
-        entries[name] = minilm_entry(folder)
-    return Registry.load(write_registry(tmp_path / "registry.yaml", entries))
-
-
-@pytest.fixture
-def build(registry: Registry, tmp_path: Path) -> Iterator[Callable[..., ModelManager]]:
-    made: list[ModelManager] = []
-
-    def make(**env: str) -> ModelManager:
-        store = ModelStore(tmp_path / "models", registry.base_dir)
-        settings = Settings.load({f"GATEWAY_{k.upper()}": v for k, v in env.items()})
-        runtime = SimpleNamespace(wants_cuda=False)
-        nvml = SimpleNamespace(memory=lambda: None)
-        made.append(ModelManager(registry, store, runtime, settings, Puller(store), nvml))  # type: ignore[arg-type]
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.executor.shutdown(wait=False, cancel_futures=True)
-
-
-def spec(registry: Registry, name: str) -> ModelSpec:
-    return registry.resolve(name).spec
-
-
-async def poll(done: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not done():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
-
-
-async def serve(manager: ModelManager, model: ModelSpec, **kwargs: Any) -> None:
-    async with manager.use(model, **kwargs):
-        pass
+from tests.unit.lifecycle.support import DEADLINE, FakeLoads, poll, serve, spec
 
 
 @pytest.mark.parametrize("leaves", ["while it loads", "as the load ends"])
