@@ -260,7 +260,7 @@ class ModelManager:
             # Evicting healthy models for a load that failed, from these same files, would
             # only make them reload after this one fails again: it loads if there is room.
             failed = self.load_failures.unchanged(spec.name, files)
-            await self.room.make(spec, refuse=failed)
+            await self.room.make(spec, refuse=failed, wanted=lambda: self._waiting[spec.name] > 0)
             try:
                 model = await self.room.retry_out_of_memory(
                     spec.name,

@@ -75,14 +75,23 @@ class Room:
         key = self._footprint_key(spec)
         self._measured[key] = max(load_bytes, self._measured.get(key, 0))
 
-    async def make(self, spec: ModelSpec, refuse: GatewayError | None = None) -> None:
+    async def make(
+        self,
+        spec: ModelSpec,
+        refuse: GatewayError | None = None,
+        wanted: Callable[[], bool] = lambda: True,
+    ) -> None:
         """Evict idle models until `spec` fits (gateway.budget decides); wait if all are busy.
-        With `refuse`, evict nothing: raise it if `spec` does not fit as things are."""
+        With `refuse`, evict nothing: raise it if `spec` does not fit as things are. Once
+        `wanted()` is false (every request waiting for the load left while it waited for room),
+        evict nothing either: give up with Busy."""
         need = self.estimate(spec)
         deadline = time.monotonic() + self.settings.memory_wait
         while not budget.fits(self.residents(), need, self.device, self.limits()):
             if refuse is not None:
                 raise refuse
+            if not wanted():
+                raise Busy(f"load of {spec.name} given up: no request waits for it")
             victim = budget.choose_victim(self.residents(), now=time.time())
             if victim is not None:
                 await self.unload(victim.name, f"making room for {spec.name}")

@@ -290,3 +290,30 @@ def test_growth_past_the_budget_while_the_other_model_is_busy_evicts_when_it_goe
         await manager.close()
 
     asyncio.run(run())
+
+
+def test_a_load_whose_requests_left_while_it_waited_for_room_evicts_nothing(
+    build: Callable[..., ModelManager], registry: Registry, loads: FakeLoads
+) -> None:
+    """beta waits for busy alpha to go idle; its one request leaves meanwhile. When alpha goes
+    idle, evicting it would load beta for nobody: the load gives up instead."""
+
+    async def run() -> None:
+        manager = build(max_loaded_models="1")
+        alpha, beta = spec(registry, "alpha"), spec(registry, "beta")
+        async with manager.use(alpha):
+            waiter = asyncio.create_task(serve(manager, beta))
+            await poll(lambda: manager.room.waited_for, "beta's load waits for room")
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            load = manager._loading["beta"]
+        with pytest.raises(Busy, match="no request waits for it"):
+            await load
+        assert [m.spec.name for m in manager.loaded()] == ["alpha"], "alpha evicted for nobody"
+        assert loads.count.get("beta", 0) == 0
+        await serve(manager, beta)  # a request that stays still gets its room
+        assert [m.spec.name for m in manager.loaded()] == ["beta"]
+        await manager.close()
+
+    asyncio.run(run())
