@@ -6,10 +6,10 @@ truncated", which sends people looking for a cut-off upload; the body itself tel
 
 from __future__ import annotations
 
-import itertools
 import re
 from typing import Any
 
+import numpy as np
 from litestar import Request
 from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
@@ -31,43 +31,59 @@ def lone_surrogate(body: bytes) -> re.Match[bytes] | None:
 # fixed bound is refused before any decoder sees it. No body of these APIs nests past a few.
 MAX_DEPTH = 64
 TOO_DEEP = f"request body: arrays or objects are nested more than {MAX_DEPTH} levels deep"
-# Every pattern here is linear: possessive, each byte read by one way only. The earlier
-# '"(?:[^"\\]|\\.)*"' retried from every escaped quote of an unterminated string, each time to
-# the end of the body: a 32 KiB body held the event loop for seconds.
-_CLOSED_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
-# From the start: text outside strings and closed strings; it stops at an unterminated string.
-_UNTIL_UNTERMINATED = re.compile(rb'(?:[^"]++|"[^"\\]*+(?:\\.[^"\\]*+)*+")*+', re.DOTALL)
-# Brackets become steps of +1 (opening) and -1 (closing, 0xff as a signed byte); all else goes.
-_STEPS = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
-
-
-def unterminated_string_at(body: bytes) -> int:
-    """Where the first string that never closes starts; len(body) if every string closes."""
-    if b"\\" not in body:  # no escapes: quotes pair up, and an odd one out is the last
-        return body.rfind(b'"') if body.count(b'"') % 2 else len(body)
-    match = _UNTIL_UNTERMINATED.match(body)
-    return match.end() if match else 0
+# The bytes the count reads: quotes and brackets. Read as signed bytes, each is its step: +1
+# opening, -1 closing (0xff), 0 a quote.
+_MARKS = b'"[]{}'
+_NOT_MARKS = bytes(set(range(256)) - set(_MARKS))
+_STEPS = bytes.maketrans(_MARKS, b"\x00\x01\xff\x01\xff")
+_CHUNK = 1 << 20  # marks read at a time: bounded memory for a 64 MiB body of brackets
 
 
 def nests_deeper_than(body: bytes, depth: int) -> bool:
     """Whether `body`'s arrays and objects nest more than `depth` levels (strings skipped).
 
     Where a decoder gives up depends on how deep the caller's stack already is, so two callers
-    can disagree about one body; a fixed bound well below that lets them agree. Linear in the
-    body's size, all of it in C: this runs on the event loop, twice a request. A string that
-    never closes is not JSON; its brackets are counted, as the decoder refuses it anyway.
+    can disagree about one body; a fixed bound well below that lets them agree. This runs on the
+    event loop, twice a request, so it is a few passes of C and numpy over the bytes (3-20x
+    faster than the regular expressions and the Python sum it replaces: 64 MiB of escaped
+    strings 1.0-1.7 s against 3.2-3.6 s, of brackets 1.3-1.5 s against 9-15 s, on a busy
+    2-core machine). The
+    rule, exact for JSON: a backslash escapes a quote or a backslash after it, strings are
+    skipped, and the brackets of a string that never closes (not JSON: the decoder refuses it
+    anyway) count.
     """
     if body.count(b"[") + body.count(b"{") <= depth:  # the common case
         return False
-    end = unterminated_string_at(body)
-    outside = _CLOSED_STRING.sub(b"", body[:end] if end < len(body) else body)
-    steps = outside.translate(_STEPS, _NOT_BRACKETS)
-    if end < len(body):
-        steps += body[end:].translate(_STEPS, _NOT_BRACKETS)
-    # The running level, summed in C; `filter` stops at the first one past `depth`.
-    levels = itertools.accumulate(memoryview(steps).cast("b"))
-    return next(filter(depth.__lt__, levels), None) is not None
+    if b"\\" in body:  # a run of backslashes pairs up from its left, as replace() goes
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    kept = body.translate(None, _NOT_MARKS)
+    steps = np.frombuffer(kept.translate(_STEPS), dtype=np.int8)
+    if b'"' in kept:
+        steps = _without_string_steps(steps, kept)
+    level = 0
+    for start in range(0, len(steps), _CHUNK):
+        levels = np.cumsum(steps[start : start + _CHUNK], dtype=np.int32)
+        if levels.max() > depth - level:
+            return True
+        level += int(levels[-1])
+    return False
+
+
+def _without_string_steps(steps: np.ndarray, kept: bytes) -> np.ndarray:
+    """`steps` with those of brackets inside strings zeroed: after an odd number of quotes, but
+    for a last string that never closes (an odd number of quotes in all), whose brackets count."""
+    steps = steps.copy()
+    marks = np.frombuffer(kept, dtype=np.uint8)
+    unclosed_from = kept.rfind(b'"') if kept.count(b'"') % 2 else len(kept)
+    quotes_before = 0
+    for start in range(0, len(steps), _CHUNK):
+        quotes = marks[start : start + _CHUNK] == ord('"')
+        opened = np.cumsum(quotes, dtype=np.int32) + quotes_before
+        in_string = (opened % 2 == 1) & ~quotes
+        in_string[max(unclosed_from - start, 0) :] = False
+        steps[start : start + _CHUNK][in_string] = 0
+        quotes_before = int(opened[-1])
+    return steps
 
 
 def received_body(request: Request[Any, Any, Any]) -> bytes | None:
