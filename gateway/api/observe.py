@@ -100,7 +100,8 @@ def refresher(manager: ModelManager) -> Callable[[], None]:
 
 
 def metrics_router(refresh: Callable[[], None], *, public: bool) -> Router:
-    """GET /metrics; open without a key only when the operator says so."""
+    """GET /metrics; open without a key only when the operator says so (else the guard asks
+    for the metrics or admin scope: gateway.auth.guard.required_scope)."""
 
     @get("/metrics", opt=PUBLIC if public else {}, include_in_schema=False,
          sync_to_thread=False)  # fmt: skip
