@@ -24,6 +24,7 @@ from gateway.encoders.base import AnyEncoder, Item
 from gateway.errors import Busy, GatewayError
 from gateway.memory import ArenaReading, GrowthMeter
 from gateway.redact import runtime_cause
+from gateway.request_context import NO_REQUEST, current_request_id
 from gateway.run_overhead import DEFAULT_RUN_OVERHEAD_TOKENS, RunOverhead
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 WINDOW_BATCHES = 8  # how many batches' worth of queued items are sorted together
 # RSS growth during a run below this is noise from other threads, not the model's arena.
 GROWTH_NOISE_BYTES = 4 << 20
+# A failed run's log line names at most this many of its requests (IDs are up to 128 chars).
+NAMED_REQUESTS = 10
 
 
 class InferenceError(GatewayError):
@@ -44,6 +47,8 @@ class _Job:
     results: list[np.ndarray | None]
     remaining: int
     queued_at: float = field(default_factory=time.perf_counter)
+    # The submitting request's: a batch mixes clients, and its failure is logged off-request.
+    request_id: str = field(default_factory=current_request_id)
 
 
 @dataclass(eq=False, slots=True)
@@ -260,7 +265,20 @@ class Batcher:
         self._record(batch, seconds, dispatched)
 
     def _failed(self, batch: list[_Entry], exc: Exception) -> None:
-        log.error("inference failed for %s", self.encoder.spec.name, exc_info=exc)
+        # Runs on the loop outside any request: the line names the requests that get the error.
+        ids = list(dict.fromkeys(e.job.request_id for e in batch if not e.job.future.done()))
+        named = ", ".join(ids[:NAMED_REQUESTS]) or "none still waiting"
+        if len(ids) > NAMED_REQUESTS:
+            named += f" and {len(ids) - NAMED_REQUESTS} more"
+        log.error(
+            "inference failed for %s (%d inputs; requests: %s)",
+            self.encoder.spec.name,
+            len(batch),
+            named,
+            exc_info=exc,
+            # One request: the line is that request's, as its other lines are.
+            extra={"request_id": ids[0]} if len(ids) == 1 and ids[0] != NO_REQUEST else None,
+        )
         error = InferenceError(f"inference failed: {runtime_cause(exc)}")
         for entry in batch:
             if not entry.job.future.done():

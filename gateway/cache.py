@@ -66,16 +66,20 @@ class EmbeddingCache:
         digest.update(raw)
         return digest.digest()
 
-    def get_many(self, model: str, keys: list[bytes]) -> list[CachedEmbedding | None]:
+    def get_many(self, keys: list[bytes]) -> list[CachedEmbedding | None]:
+        """The entries of `keys` (None where absent); not counted until `served`."""
         if self._entries is None:
             return [None] * len(keys)
         with self._lock:
-            found = [self._entries.get(key) for key in keys]
-        hits = sum(entry is not None for entry in found)
+            return [self._entries.get(key) for key in keys]
+
+    def served(self, model: str, hits: int, misses: int) -> None:
+        """Count lookups once their request has its vectors: one refused afterwards (a full
+        queue, an unloaded model), whose run failed, or whose client left is not counted, so
+        the hit rate is that of the answered inputs."""
         self.hits[model] += hits
-        self.misses[model] += len(keys) - hits
-        metrics.cache_lookups(model, hits, len(keys) - hits)
-        return found
+        self.misses[model] += misses
+        metrics.cache_lookups(model, hits, misses)
 
     def put_many(self, keys: list[bytes], entries: list[CachedEmbedding]) -> None:
         if self._entries is None:

@@ -31,10 +31,13 @@ def loggable(text: str) -> str:
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps each record with the ID of the request it was written in ('-' outside one)."""
+    """Stamps each record with the ID of the request it was written in ('-' outside one),
+    unless the writer named the request itself (`extra={"request_id": ...}`: a batch's failure,
+    logged off-request)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id()
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id()
         return True
 
 

@@ -86,7 +86,9 @@ BATCH_SECONDS = Histogram(
 INPUTS = Counter("gateway_inputs", "Inputs run through the model (cache hits excluded)", ["model"])
 TOKENS = Counter("gateway_tokens", "Real (unpadded) tokens run through the model", ["model"])
 CACHE_LOOKUPS = Counter(
-    "gateway_cache_lookups", "Embedding cache lookups, one per input", ["model", "result"]
+    "gateway_cache_lookups",
+    "Embedding cache lookups of served requests, one per input",
+    ["model", "result"],
 )
 LOADS = Counter("gateway_model_loads", "Model loads", ["model", "outcome"])
 LOAD_SECONDS = Histogram(

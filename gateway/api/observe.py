@@ -43,6 +43,12 @@ def accepted_request_id(scope: Scope) -> str | None:
     return None
 
 
+def access_level(status: int) -> int:
+    """5xx (the server failed or refused: a failed run, overload, a drain) is a WARNING an
+    operator's alerts may watch; 4xx are the clients' mistakes (and 499 their leaving): INFO."""
+    return logging.WARNING if status >= 500 else logging.INFO
+
+
 class RequestObserver:
     """ASGI middleware: opens the request context, echoes its ID, records metrics."""
 
@@ -76,7 +82,8 @@ class RequestObserver:
             route = metrics.route_family(path, scope["method"])
             metrics.request_done(route, context.model, status, seconds)
             if self.access_log:
-                log.info(
+                log.log(
+                    access_level(status),
                     "%s %s %d %.1fms model=%s",
                     scope["method"],
                     loggable(path),  # decoded by uvicorn: "%0a" is a newline here
@@ -100,7 +107,8 @@ def refresher(manager: ModelManager) -> Callable[[], None]:
 
 
 def metrics_router(refresh: Callable[[], None], *, public: bool) -> Router:
-    """GET /metrics; open without a key only when the operator says so."""
+    """GET /metrics; open without a key only when the operator says so (else the guard asks
+    for the metrics or admin scope: gateway.auth.guard.required_scope)."""
 
     @get("/metrics", opt=PUBLIC if public else {}, include_in_schema=False,
          sync_to_thread=False)  # fmt: skip

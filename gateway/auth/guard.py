@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # Routes that change what the server holds, and the operator's own views.
 ADMIN_PATHS = frozenset({"/api/pull", "/api/delete"})
 ADMIN_PREFIX = "/admin/"
+# Counts by model, route and key-free status, and memory: the operator's (and a scraper's).
+METRICS_PATH = "/metrics"
 # Body fields that carry the units an inputs-per-minute limit counts, across the API families.
 INPUT_FIELDS = ("input", "inputs", "texts", "documents", "contents", "images", "content")
 # Addresses whose failures are remembered; beyond it the oldest are forgotten.
@@ -51,7 +53,9 @@ class RateLimited(Busy):
 
 
 def required_scope(path: str) -> Scope:
-    return Scope.ADMIN if path in ADMIN_PATHS or path.startswith(ADMIN_PREFIX) else Scope.EMBED
+    if path in ADMIN_PATHS or path.startswith(ADMIN_PREFIX):
+        return Scope.ADMIN
+    return Scope.METRICS if path == METRICS_PATH else Scope.EMBED
 
 
 def count_inputs(body: bytes) -> int:
@@ -120,15 +124,20 @@ class Authenticator:
             self._failed(connection, address, f"unknown key {fingerprint(digest_of(presented))}")
             raise Unauthorized("invalid API key")
         needed = required_scope(connection.url.path)
-        if key.scope < needed:
+        if not key.scope.grants(needed):
             log.warning(
                 "key '%s' (scope %s) refused on %s: needs scope %s",
                 key.name,
-                key.scope.name.lower(),
+                key.scope.value,
                 loggable(connection.url.path),
-                needed.name.lower(),
+                needed.value,
             )
-            raise Forbidden(f"this API key's scope does not allow {connection.url.path}")
+            # Which scope would do: a scraper given an embed key is told what to ask for.
+            also = "" if needed is Scope.ADMIN else " or admin"
+            raise Forbidden(
+                f"this API key's scope does not allow {connection.url.path} "
+                f"(it needs scope {needed.value}{also})"
+            )
         if key.limited:
             await self._charge(connection, key)
         self._remember(connection, key)
@@ -142,7 +151,7 @@ class Authenticator:
             return True, None
         presented = presented_key(headers)
         key = self.ring.find(presented) if presented else None
-        if key is None or key.limited or key.scope < required_scope(path):
+        if key is None or key.limited or not key.scope.grants(required_scope(path)):
             return False, None
         if self._failure_wait(address) > 0:
             return False, None

@@ -6,7 +6,7 @@ Keys file (YAML):
     keys:
       - name: indexer                 # shown in logs instead of the key
         sha256: 9f86d081884c7d65...   # hex SHA-256 of the key: `printf %s KEY | sha256sum`
-        scope: embed                  # embed (default) or admin (also pull, delete, /admin/*)
+        scope: embed                  # embed (default), metrics (GET /metrics only) or admin
         requests_per_minute: 600      # optional
         inputs_per_minute: 100000     # optional: texts, images or documents
 
@@ -41,16 +41,24 @@ _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 STAT_INTERVAL_SECONDS = 1.0
 
 
-class Scope(enum.IntEnum):
-    """Ordered: a key may call routes of its scope and of every lower one."""
+class Scope(enum.Enum):
+    """What a key may call: `embed` the API routes, `metrics` GET /metrics alone (a scraper's
+    key, which cannot embed), `admin` every route (also pull, delete, /admin/*, /metrics).
+    Not ordered: an embed key reads no metrics, a metrics key embeds nothing."""
 
-    EMBED = 1
-    ADMIN = 2
+    EMBED = "embed"
+    METRICS = "metrics"
+    ADMIN = "admin"
+
+    def grants(self, needed: Scope) -> bool:
+        return self is Scope.ADMIN or self is needed
 
     @classmethod
     def parse(cls, raw: object, where: str) -> Scope:
         if not isinstance(raw, str) or raw.upper() not in cls.__members__:
-            raise KeysFileError(f"{where}: scope must be 'embed' or 'admin', got {raw!r}")
+            raise KeysFileError(
+                f"{where}: scope must be 'embed', 'metrics' or 'admin', got {raw!r}"
+            )
         return cls[raw.upper()]
 
 

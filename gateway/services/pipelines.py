@@ -130,7 +130,7 @@ class Pipelines:
                 self.cache.key(model.cache_id, prefix, text)
                 for prefix, text in zip(prefixes, texts, strict=True)
             ]
-            found = self.cache.get_many(model.spec.name, keys)
+            found = self.cache.get_many(keys)
         else:  # no hashing on the hot path for a cache that is off
             keys, found = [], [None] * len(texts)
         missing = [i for i, entry in enumerate(found) if entry is None]
@@ -156,6 +156,8 @@ class Pipelines:
                 self.cache.put_many([keys[i] for i in missing], fresh)
             for index, entry in zip(missing, fresh, strict=True):
                 found[index] = entry
+        if keys:  # counted only now: a request refused or failed above was not served
+            self.cache.served(model.spec.name, len(keys) - len(missing), len(missing))
         return [entry for entry in found if entry is not None]
 
     async def images(

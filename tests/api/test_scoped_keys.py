@@ -28,7 +28,8 @@ PLAIN = secrets.token_urlsafe(24)
 LATECOMER = secrets.token_urlsafe(24)
 WRONG = secrets.token_urlsafe(24)
 THRIFTY = secrets.token_urlsafe(24)
-ALL_KEYS = (EMBEDDER, ADMIN, LIMITED, FRUGAL, PLAIN, LATECOMER, WRONG, THRIFTY)
+SCRAPER = secrets.token_urlsafe(24)
+ALL_KEYS = (EMBEDDER, ADMIN, LIMITED, FRUGAL, PLAIN, LATECOMER, WRONG, THRIFTY, SCRAPER)
 
 
 def sha(key: str) -> str:
@@ -42,6 +43,7 @@ def keys_yaml(*extra: str) -> str:
         f"  - {{name: limited, sha256: {sha(LIMITED)}, requests_per_minute: 3}}",
         f"  - {{name: frugal, sha256: {sha(FRUGAL)}, inputs_per_minute: 10}}",
         f"  - {{name: thrifty, sha256: {sha(THRIFTY)}, inputs_per_minute: 2}}",
+        f"  - {{name: scraper, sha256: {sha(SCRAPER)}, scope: metrics}}",
         *extra,
     ]
     return "keys:\n" + "\n".join(entries) + "\n"
@@ -98,6 +100,21 @@ def test_embed_scope_embeds_but_cannot_administer(keyed: GatewayServer) -> None:
         assert client.get("/admin/models", headers=auth(ADMIN)).status_code == 200
         assert client.get("/admin/models", headers=auth(PLAIN)).status_code == 200
         assert embed(client, ADMIN).status_code == 200
+
+
+def test_metrics_need_the_metrics_or_admin_scope(keyed: GatewayServer) -> None:
+    """Counts by model and status are the operator's: an embedding client's key reads none,
+    and a scraper's key (scope metrics) reads them and nothing else."""
+    with keyed.client() as client:
+        refused = client.get("/metrics", headers=auth(EMBEDDER))
+        assert_ollama_error(refused, 403, "/metrics", "needs scope metrics or admin")
+        assert_ollama_error(client.get("/metrics"), 401, "missing API key")
+        for key in (SCRAPER, ADMIN, PLAIN):
+            scraped = client.get("/metrics", headers=auth(key))
+            assert scraped.status_code == 200 and "gateway_requests_total" in scraped.text
+        assert_ollama_error(embed(client, SCRAPER), 403, "needs scope embed or admin")
+        admin = client.get("/admin/models", headers=auth(SCRAPER))
+        assert_ollama_error(admin, 403, "needs scope admin")
 
 
 def test_wrong_and_missing_keys(keyed: GatewayServer) -> None:

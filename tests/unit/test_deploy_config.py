@@ -154,6 +154,23 @@ def test_dashboard_layout_and_variables() -> None:
             assert referenced <= variables, referenced - variables
 
 
+def test_each_panel_has_one_unit_on_one_axis() -> None:
+    """Latencies (quantiles of a *_seconds histogram) share a panel only with each other, in
+    seconds; no series moves to a second axis or unit of its own (queue wait and queue
+    rejections once shared a panel: rejections per second read against a seconds axis)."""
+    for panel in _graph_panels(_dashboard()):
+        latencies = [
+            "histogram_quantile" in target["expr"] and "_seconds_bucket" in target["expr"]
+            for target in panel["targets"]
+        ]
+        unit = panel["fieldConfig"]["defaults"].get("unit")
+        assert all(latencies) or not any(latencies), f"{panel['title']} mixes latencies"
+        assert (unit == "s") == all(latencies), f"{panel['title']}: unit {unit}"
+        for override in panel["fieldConfig"].get("overrides", []):
+            changed = {prop["id"] for prop in override["properties"]}
+            assert not changed & {"unit", "custom.axisPlacement"}, panel["title"]
+
+
 def test_compose_wires_gateway_prometheus_and_grafana() -> None:
     compose = _load_yaml(REPO / "compose.yaml")
     services = compose["services"]

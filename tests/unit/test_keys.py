@@ -38,7 +38,7 @@ def test_keys_file_entries() -> None:
         ("keys: [plain]", "key 1: expected a mapping"),
         (f"keys: [{{sha256: {HEX}}}]", "key 1: name is required"),
         ("keys: [{name: a, sha256: abc}]", "key 'a': sha256 must be 64 hex digits"),
-        (f"keys: [{{name: a, sha256: {HEX}, scope: root}}]", "scope must be 'embed' or 'admin'"),
+        (f"keys: [{{name: a, sha256: {HEX}, scope: root}}]", "scope must be 'embed', 'metrics' or"),
         (f"keys: [{{name: a, sha256: {HEX}, requests_per_minute: 0}}]", "at least 1"),
         (f"keys: [{{name: a, sha256: {HEX}, inputs_per_minute: true}}]", "inputs_per_minute"),
         (f"keys: [{{name: a, sha256: {HEX}, key: plain}}]", "unknown field(s) key"),
@@ -114,10 +114,21 @@ def test_inputs_are_counted_across_families(body: bytes, count: int) -> None:
         ("/api/pull", Scope.ADMIN),
         ("/api/delete", Scope.ADMIN),
         ("/admin/models", Scope.ADMIN),
+        ("/metrics", Scope.METRICS),
+        ("/api/ps", Scope.EMBED),
     ],
 )
 def test_route_scopes(path: str, scope: Scope) -> None:
     assert required_scope(path) is scope
+
+
+def test_scopes_grant_their_own_routes_and_admin_all() -> None:
+    """Not an order: a scraper's metrics key embeds nothing, an embed key reads no metrics."""
+    granted = {(k, n) for k in Scope for n in Scope if k.grants(n)}
+    others = {(Scope.EMBED, Scope.EMBED), (Scope.METRICS, Scope.METRICS)}
+    assert granted == {(Scope.ADMIN, n) for n in Scope} | others
+    (key,) = parse_keys_file(f"keys: [{{name: m, sha256: {HEX}, scope: metrics}}]", "k.yaml")
+    assert key.scope is Scope.METRICS
 
 
 def test_setting_keys_must_be_printable_ascii() -> None:
