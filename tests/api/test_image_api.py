@@ -297,6 +297,26 @@ def test_native_routes(gateway: GatewayServer, expected: dict[str, np.ndarray]) 
     assert np.abs(singles - batch).max() <= 1e-5
 
 
+def test_native_image_routes_serve_the_model_named_or_refuse_it(gateway: GatewayServer) -> None:
+    """`model` (the gateway's extension, as on TEI's routes) was ignored: an unknown name got
+    the default image model's vector with a 200."""
+    image = data_url(tiny_png(10))
+    with gateway.client() as client:
+        for path, body in (
+            ("/img/embed", {"content": image}),
+            ("/img/batch", {"contents": [image]}),
+        ):
+            unknown = client.post(path, json={**body, "model": "no-such-model"})
+            assert_ollama_error(unknown, 404, "model 'no-such-model' not found")
+            text_only = client.post(path, json={**body, "model": NOMIC})
+            assert_ollama_error(text_only, 400, "is an image", "embeds text only", VISION)
+        assert img_embed(client, image, model=EFFNET).shape == (1280,)  # not the default's 768
+        assert img_batch(client, [image, image], model=EFFNET).shape == (2, 1280)
+        np.testing.assert_array_equal(
+            img_embed(client, image, model=VISION), img_embed(client, image)
+        )
+
+
 URL_PATHS = [
     ("/img.png", SERVED_PNG.name),
     ("/img.jpg", SERVED_JPEG.name),

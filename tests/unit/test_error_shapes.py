@@ -50,6 +50,12 @@ def ollama_shaped(body: Any) -> bool:
         ("/api/show", {"model": "nope"}, False),
         ("/api/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, False),
         ("/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, False),
+        # nomic-api-rs's routes: `model` is the gateway's extension; it fell back to the default.
+        ("/embed", {"model": "nope", "input": "x"}, False),
+        ("/txt/embed", {"model": "nope", "input": "x"}, False),
+        ("/txt/batch", {"model": "nope", "inputs": ["x"]}, False),
+        ("/img/embed", {"model": "nope", "content": "x"}, False),
+        ("/img/batch", {"model": "nope", "contents": ["x"]}, False),
     ],
 )
 def test_unknown_model_in_each_family(
