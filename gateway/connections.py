@@ -9,6 +9,8 @@ cannot parse with a JSON 400, where uvicorn writes text):
 - while a request body is being read, `read_timeout` may pass without a byte, no more;
 - request line plus headers may not exceed `max_header_bytes` (431), counted as bytes arrive,
   not only as httptools hands over complete headers;
+- a body in a transfer coding besides chunked (`gzip, chunked`) is refused with 501 (RFC 9112
+  6.1), where httptools would undo the chunked framing alone and hand the rest on as the body;
 - a response the client leaves unread (writing paused by flow control) for `write_timeout`
   drops the connection;
 - between requests, only a request's first byte stops the idle timeout (uvicorn's keep-alive
@@ -33,7 +35,16 @@ import httptools
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from gateway.connection_answers import over_capacity, refusal
+from gateway.connection_answers import (
+    HEADER_TIMEOUT,
+    HEADERS_TOO_LARGE,
+    MALFORMED,
+    Refusal,
+    over_capacity,
+    refusal,
+    transfer_codings,
+    unsupported_transfer_coding,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +125,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._chunk_in_head and self._reading_headers and not self._refused:
             self._head_received += self._chunk_in_head
             if self._head_received > self.limits.max_header_bytes:
-                self._refuse(431)
+                self._refuse(HEADERS_TOO_LARGE)
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's data_received, less two things. It cancels the idle (keep-alive) timer on any
@@ -187,6 +198,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if unsupported := unsupported_transfer_coding(transfer_codings(self.headers)):
+            self._refuse(unsupported)
+            raise ValueError("unsupported transfer coding")  # stops the parser, as in _count
         if self.parser.should_upgrade() and self.parser.get_method() != b"CONNECT":
             self._upgrade_ignored = True  # parsed again without it when the parser stops (_feed)
             return
@@ -205,13 +219,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes httptools cannot parse, in JSON instead of its text."""
         if not self._refused:  # our own refusal already answered; the parser only stopped
-            self._refuse(400)
+            self._refuse(MALFORMED)
 
     # Limits
     def _count(self, size: int) -> None:
         self._header_bytes += size
         if self._header_bytes > self.limits.max_header_bytes:
-            self._refuse(431)
+            self._refuse(HEADERS_TOO_LARGE)
             # Stops the parser; uvicorn would answer 400, which send_400_response now skips.
             raise ValueError("request headers too large")
 
@@ -229,16 +243,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._reading_headers:
-            self._refuse(408)
+            self._refuse(HEADER_TIMEOUT)
         else:  # mid-body: the handler sees a disconnect and stops
             self.transport.close()
 
-    def _refuse(self, status: int) -> None:
+    def _refuse(self, answer: Refusal) -> None:
         self._refused = True
         self._disarm()
         # uvicorn starts `url` empty at each request's first byte; before that it is unset.
         path = getattr(self, "url", b"").split(b"?", 1)[0].decode("latin-1")
-        self.transport.write(refusal(status, path))
+        self.transport.write(refusal(answer, path))
         self.transport.close()
 
 
