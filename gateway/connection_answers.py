@@ -35,6 +35,22 @@ HEADERS_TOO_LARGE = Refusal(
 )
 
 
+# The methods some route takes (HEAD wherever GET is, OPTIONS for CORS preflights); any other
+# the parser knows (PUT, TRACE, PROPFIND, ...) is the router's 405 with Allow.
+IMPLEMENTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "OPTIONS")
+
+
+def unknown_method(method: str) -> Refusal:
+    """A method the parser does not know at all: 501, as RFC 9110 9.1 asks, not a 400."""
+    return Refusal(
+        501,
+        b"Not Implemented",
+        f"unknown request method {method[:20]!r}: this server implements "
+        f"{', '.join(IMPLEMENTED_METHODS[:-1])} and {IMPLEMENTED_METHODS[-1]}",
+        "method_not_implemented",
+    )
+
+
 def transfer_codings(headers: list[tuple[bytes, bytes]]) -> list[str]:
     """The transfer codings that every Transfer-Encoding header names, in order, lower case,
     without parameters (`headers`: lower-case names, as uvicorn keeps them)."""

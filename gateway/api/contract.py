@@ -65,10 +65,10 @@ class OpenAIErrorResponse(msgspec.Struct):
 
 
 # What every route may answer besides success: a missing or wrong key, a request that is not
-# valid HTTP or headers too slow or too large, a transfer coding besides chunked (501) (the
-# connection answers those, in the path's family, gateway/connections.py; on routes that take
-# input 400 is also bad input), a browser origin that is not allowed or a key's scope (403), a
-# rate limit, a server that is shutting down or (rarely) fails.
+# valid HTTP or headers too slow or too large, a transfer coding besides chunked or an unknown
+# method (501) (the connection answers those, in the path's family, gateway/connections.py; on
+# routes that take input 400 is also bad input), a browser origin that is not allowed or a
+# key's scope (403), a rate limit, a server that is shutting down or (rarely) fails.
 EVERY_ROUTE = (400, 401, 403, 408, 429, 431, 500, 501, 503)
 # Routes that take a body or name a model: unknown model, body over the size limit; a model
 # loaded on demand may be pulled first (GATEWAY_AUTO_PULL), and the source (502) or the models

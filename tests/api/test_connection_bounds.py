@@ -321,3 +321,70 @@ def test_chunked_alone_is_served_and_a_last_coding_besides_it_stays_400(
     # Not chunked last: the body's length cannot be known, a 400 (RFC 9112 6.3), not a 501.
     sent = _chunked("/api/embed", b"Transfer-Encoding: chunked, gzip\r\n", body)
     assert _refused(bounded_server, sent) == (b"HTTP/1.1 400 Bad Request", {"error": MALFORMED})
+
+
+UNKNOWN_METHOD = (
+    "unknown request method 'BREW': this server implements GET, HEAD, POST, DELETE and OPTIONS"
+)
+OPENAI_UNKNOWN_METHOD = {
+    "error": {
+        "message": UNKNOWN_METHOD,
+        "type": "server_error",
+        "param": None,
+        "code": "method_not_implemented",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"BREW /api/embed HTTP/1.1\r\nHost: x\r\n\r\n", {"error": UNKNOWN_METHOD}),
+        (
+            b"BREW /v1/embeddings?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+            OPENAI_UNKNOWN_METHOD,
+        ),
+        (
+            b"\r\nBREW /tokenize HTTP/1.0\r\n\r\n",
+            {"error": UNKNOWN_METHOD, "error_type": "Validation"},
+        ),
+        (  # methods are case-sensitive (RFC 9110 9.1): `get` is not GET
+            b"get /health HTTP/1.1\r\nHost: x\r\n\r\n",
+            {"error": UNKNOWN_METHOD.replace("'BREW'", "'get'")},
+        ),
+    ],
+    ids=["ollama", "openai", "tei", "lower-case"],
+)
+def test_an_unknown_method_gets_501_in_the_family_shape(
+    bounded_server: GatewayServer, raw: bytes, expected: object
+) -> None:
+    """httptools refuses a method it does not know, which uvicorn answered 400 as if the
+    request were not HTTP."""
+    assert _refused(bounded_server, raw) == (b"HTTP/1.1 501 Not Implemented", expected)
+
+
+def test_an_unknown_method_after_a_request_on_the_same_connection_is_501(
+    bounded_server: GatewayServer,
+) -> None:
+    """The method is judged on the new request line, and its path picks the family."""
+    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while not first.endswith(b"}"):  # the JSON answer, whole, before the next request
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        sock.sendall(b"BREW /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, body = _answer(sock)
+    assert (status, body) == (b"HTTP/1.1 501 Not Implemented", OPENAI_UNKNOWN_METHOD)
+
+
+def test_a_known_method_a_route_does_not_take_stays_405_with_allow(
+    bounded_server: GatewayServer,
+) -> None:
+    """PROPFIND is a method the parser knows (WebDAV's): the route says which it takes."""
+    with socket.create_connection(("127.0.0.1", bounded_server.port), timeout=10) as sock:
+        sock.sendall(b"PROPFIND /api/embed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, headers, body = _answer(sock)
+    assert status == b"HTTP/1.1 405 Method Not Allowed", body
+    assert {m.strip() for m in headers["allow"].split(",")} >= {"POST", "OPTIONS"}
+    assert body == {"error": "405 method not allowed"}
