@@ -962,6 +962,35 @@ def test_img_stats(gateway: GatewayServer, images: ImageServer) -> None:
             assert_ollama_error(bad, 400, fragment)
 
 
+def test_img_stats_words_a_bad_content_as_img_embed_does(
+    gateway: GatewayServer, images: ImageServer
+) -> None:
+    """/img/stats left out the `content: ` that /img/embed puts before what is wrong with the
+    image, and said "an image must be a non-empty string" where /img/embed says "content is
+    empty"."""
+    bad = bad_images()
+    contents = [
+        "",
+        "   ",
+        raw_base64(bad["random-bytes"][0]),
+        data_url(bad["zero-by-zero"][0]),
+        data_url(bad["bomb-header-100000x100000"][0]),
+        "data:text/plain;base64,aGk=",
+        "file:///etc/passwd",
+        "not an image, just words",
+        images.url("/missing"),
+        images.url("/page.html"),
+        "http://10.0.0.1/img.png",  # not in this server's allow-list
+    ]
+    with gateway.client() as client:
+        for content in contents:
+            embed = client.post("/img/embed", json={"content": content})
+            stats = client.post("/img/stats", json={"content": content})
+            said = assert_ollama_error(embed, 400, "content")
+            assert said.startswith(("content: ", "content is empty")), said
+            assert (stats.status_code, stats.json()) == (400, embed.json()), content[:40]
+
+
 def test_img_batch_keeps_input_order(
     gateway: GatewayServer, images: ImageServer, expected: dict[str, np.ndarray]
 ) -> None:
