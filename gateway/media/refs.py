@@ -87,8 +87,9 @@ def decode_base64(text: str, *, max_bytes: int, param: str = "input") -> bytes:
     text = _LINE_BREAKS.sub("", text.strip())
     if not text:
         raise InvalidImage("the base64 image data is empty", param=param)
-    # Refuse before decoding: 4 characters carry 3 bytes.
-    if len(text) // 4 * 3 > max_bytes:
+    # Refuse before decoding: 4 characters carry 3 bytes, and padding none (counted, it refused
+    # an image of exactly the limit whose size is not a multiple of 3).
+    if len(text.rstrip("=")) * 3 // 4 > max_bytes:
         raise InvalidImage(too_large(max_bytes), param=param)
     if not _BASE64_CHARS.fullmatch(text):
         raise InvalidImage(
