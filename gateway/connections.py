@@ -9,10 +9,13 @@ cannot parse with a JSON 400, where uvicorn writes text):
 - while a request body is being read, `read_timeout` may pass without a byte, no more;
 - request line plus headers may not exceed `max_header_bytes` (431), counted as bytes arrive,
   not only as httptools hands over complete headers;
+- a body in a transfer coding besides chunked (`gzip, chunked`) is refused with 501 (RFC 9112
+  6.1), where httptools would undo the chunked framing alone and hand the rest on as the body;
 - a response the client leaves unread (writing paused by flow control) for `write_timeout`
   drops the connection;
 - between requests, only a request's first byte stops the idle timeout (uvicorn's keep-alive
   timer), not bytes that start none, such as the bare CRLFs the parser skips.
+A request line whose method the parser does not know (BREW) is a 501, not a 400 (RFC 9110 9.1).
 The refusals (gateway/connection_answers.py) are JSON in the family's error shape, as every other
 error (by path, when the request line arrived); so is the 503 uvicorn answers beyond the
 connection cap (`limit_concurrency`), with Retry-After.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import struct
 from dataclasses import dataclass
@@ -33,9 +37,36 @@ import httptools
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from gateway.connection_answers import over_capacity, refusal
+from gateway.connection_answers import (
+    HEADER_TIMEOUT,
+    HEADERS_TOO_LARGE,
+    MALFORMED,
+    Refusal,
+    over_capacity,
+    refusal,
+    transfer_codings,
+    unknown_method,
+    unsupported_transfer_coding,
+)
 
 log = logging.getLogger(__name__)
+# A request line: a method token, a target and the version (RFC 9112 3).
+_REQUEST_LINE = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) HTTP/\d\.\d\r?$", re.M)
+
+
+def unknown_method_line(data: bytes) -> tuple[str, str] | None:
+    """(method, path) of the first request line in `data` whose method httptools does not know;
+    None when no such line is there (a TLS hello, say: not HTTP at all, a 400). A throwaway
+    parser judges each line, so a request before it on the connection is passed over."""
+    for line in _REQUEST_LINE.finditer(data):
+        try:
+            httptools.HttpRequestParser(object()).feed_data(line.group(0) + b"\n")
+        except httptools.HttpParserInvalidMethodError:
+            path = line.group(2).split(b"?", 1)[0].decode("latin-1")
+            return line.group(1).decode("latin-1"), path
+        except httptools.HttpParserError:
+            continue
+    return None
 
 
 @dataclass(frozen=True)
@@ -114,7 +145,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._chunk_in_head and self._reading_headers and not self._refused:
             self._head_received += self._chunk_in_head
             if self._head_received > self.limits.max_header_bytes:
-                self._refuse(431)
+                self._refuse(HEADERS_TOO_LARGE)
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's data_received, less two things. It cancels the idle (keep-alive) timer on any
@@ -127,6 +158,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._upgrade_ignored:
                 self._feed_without_upgrade(memoryview(data)[upgrade.args[0] :])
             # else a CONNECT: the app answers it, and the parser stops here, as uvicorn's does
+        except httptools.HttpParserInvalidMethodError:
+            self._invalid_method(data)
         except httptools.HttpParserError:
             self._invalid_http()
 
@@ -143,6 +176,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 if not self._upgrade_ignored:
                     return  # a CONNECT, as in _feed
                 pending += (memoryview(piece)[upgrade.args[0] :], self._restart_parser())
+            except httptools.HttpParserInvalidMethodError:
+                self._invalid_method(bytes(piece))
+                return
             except httptools.HttpParserError:
                 self._invalid_http()
                 return
@@ -159,6 +195,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.parser = httptools.HttpRequestParser(self)
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)  # as uvicorn's
         return b"".join(head)
+
+    def _invalid_method(self, data: bytes) -> None:
+        """501 for a request line with a method nobody defined (BREW), 400 for bytes that are
+        no request line at all."""
+        found = unknown_method_line(data)
+        if found is None:
+            self._invalid_http()
+        elif not self._refused:
+            self._refuse(unknown_method(found[0]), path=found[1])
 
     def _invalid_http(self) -> None:
         self.logger.warning("Invalid HTTP request received.")
@@ -187,6 +232,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if unsupported := unsupported_transfer_coding(transfer_codings(self.headers)):
+            self._refuse(unsupported)
+            raise ValueError("unsupported transfer coding")  # stops the parser, as in _count
         if self.parser.should_upgrade() and self.parser.get_method() != b"CONNECT":
             self._upgrade_ignored = True  # parsed again without it when the parser stops (_feed)
             return
@@ -205,13 +253,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes httptools cannot parse, in JSON instead of its text."""
         if not self._refused:  # our own refusal already answered; the parser only stopped
-            self._refuse(400)
+            self._refuse(MALFORMED)
 
     # Limits
     def _count(self, size: int) -> None:
         self._header_bytes += size
         if self._header_bytes > self.limits.max_header_bytes:
-            self._refuse(431)
+            self._refuse(HEADERS_TOO_LARGE)
             # Stops the parser; uvicorn would answer 400, which send_400_response now skips.
             raise ValueError("request headers too large")
 
@@ -229,16 +277,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self._reading_headers:
-            self._refuse(408)
+            self._refuse(HEADER_TIMEOUT)
         else:  # mid-body: the handler sees a disconnect and stops
             self.transport.close()
 
-    def _refuse(self, status: int) -> None:
+    def _refuse(self, answer: Refusal, path: str | None = None) -> None:
+        """Answer `answer` in the family of `path` (by default the request's, as parsed)."""
         self._refused = True
         self._disarm()
-        # uvicorn starts `url` empty at each request's first byte; before that it is unset.
-        path = getattr(self, "url", b"").split(b"?", 1)[0].decode("latin-1")
-        self.transport.write(refusal(status, path))
+        if path is None:
+            # uvicorn starts `url` empty at each request's first byte; before that it is unset.
+            path = getattr(self, "url", b"").split(b"?", 1)[0].decode("latin-1")
+        self.transport.write(refusal(answer, path))
         self.transport.close()
 
 

@@ -65,11 +65,11 @@ class OpenAIErrorResponse(msgspec.Struct):
 
 
 # What every route may answer besides success: a missing or wrong key, a request that is not
-# valid HTTP or headers too slow or too large (the connection answers those, in the path's
-# family, gateway/connections.py; on routes that take input 400 is also bad input), a browser
-# origin that is not allowed or a key's scope (403), a rate limit, a server that is shutting
-# down or (rarely) fails.
-EVERY_ROUTE = (400, 401, 403, 408, 429, 431, 500, 503)
+# valid HTTP or headers too slow or too large, a transfer coding besides chunked or an unknown
+# method (501) (the connection answers those, in the path's family, gateway/connections.py; on
+# routes that take input 400 is also bad input), a browser origin that is not allowed or a
+# key's scope (403), a rate limit, a server that is shutting down or (rarely) fails.
+EVERY_ROUTE = (400, 401, 403, 408, 429, 431, 500, 501, 503)
 # Routes that take a body or name a model: unknown model, body over the size limit; a model
 # loaded on demand may be pulled first (GATEWAY_AUTO_PULL), and the source (502) or the models
 # folder (507) may fail.
@@ -81,10 +81,11 @@ EXTRA = {"/api/delete": (409,)}
 # TEI's statuses besides those: a validation error, a failed inference.
 TEI_EXTRA = (422, 424)
 # Answered before the body is read (a missing or wrong key, a refused origin or scope, the
-# connection's own timeouts and header limits, a body over the limit or in an undecoded coding):
+# connection's own timeouts, header limits and 501, a body over the limit or in an undecoded
+# coding):
 # on the paths TEI shares these take the path's family, TEI's (errors.path_family), whichever
 # body was coming.
-UNREAD_STATUSES = frozenset({401, 403, 408, 413, 415, 431})
+UNREAD_STATUSES = frozenset({401, 403, 408, 413, 415, 431, 501})
 
 
 def _statuses(path: str, method: str, handler: HTTPRouteHandler) -> list[int]:

@@ -5,6 +5,10 @@ Text: `POST /embed` `{"input", "dim"}` -> `{"embedding", "tokens", "time_ms"}`, 
 default image model: `POST /img/embed` `{"content", "dim"}`, `POST /img/batch`
 `{"contents", "dim"}`, `POST /img/stats` `{"content", "averaging_method"}`, where content is a URL,
 a data URL or raw base64. `GET /health`, `GET /info`. Its users switch by changing the URL only.
+
+nomic-api-rs serves one text and one image model and has no `model` field; here, as on TEI's
+routes, the gateway's extension field `model` names another registry model, and a name the
+registry does not know is a 404, never a quiet fall back to the default.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class EmbedBody(msgspec.Struct):
     dim: int | float | str | bool | None = None
     # Gateway extension: the task prefix (query, document, ...) for models that have them.
     task: str | None = None
+    model: str | None = None  # gateway extension: left out, the registry's default model
 
 
 class EmbedResponse(msgspec.Struct):
@@ -56,6 +61,7 @@ class BatchBody(msgspec.Struct):
     inputs: list[str]
     dim: int | float | str | bool | None = None
     task: str | None = None
+    model: str | None = None
 
 
 class BatchResponse(msgspec.Struct):
@@ -67,6 +73,7 @@ class BatchResponse(msgspec.Struct):
 class ImageBody(msgspec.Struct):
     content: str
     dim: int | float | str | bool | None = None
+    model: str | None = None  # gateway extension: left out, the default image model
 
 
 class ImageResponse(msgspec.Struct):
@@ -77,6 +84,7 @@ class ImageResponse(msgspec.Struct):
 class ImageBatchBody(msgspec.Struct):
     contents: list[str]
     dim: int | float | str | bool | None = None
+    model: str | None = None
 
 
 class ImageBatchResponse(msgspec.Struct):
@@ -128,7 +136,10 @@ def stats_response(stats: ImageStats, seconds: float) -> StatsResponse:
     )
 
 
-def image_model(embedding: EmbeddingService) -> str:
+def image_model(embedding: EmbeddingService, named: str | None) -> str:
+    """The model the body names, else the default image model."""
+    if named:
+        return named
     if embedding.default_image_model is None:
         raise ModelNotFound("the registry has no image model", param=None)
     return embedding.default_image_model
@@ -145,8 +156,8 @@ def elapsed_ms(seconds: float) -> float:
 async def embed_one(
     data: EmbedBody, embedding: EmbeddingService, request: AnyRequest
 ) -> Response[EmbedResponse]:
-    """POST /embed and /txt/embed: one text on the default model (POST /embed is shared with
-    TEI's shape, told apart by its body in gateway.api.tei)."""
+    """POST /embed and /txt/embed: one text on the default (or named) model (POST /embed is
+    shared with TEI's shape, told apart by its body in gateway.api.tei)."""
     return embedded(*await embed_one_answer(data, embedding, request.receive))
 
 
@@ -181,10 +192,10 @@ async def _embedded_texts(
     *,
     listed: bool,
 ) -> EmbedResult:
-    """`texts` on the default model, with the body's task and width (`dim`)."""
+    """`texts` on the body's model (else the default one), with its task and width (`dim`)."""
     work = embedding.embed(
         EmbedRequest(
-            embedding.default_model,
+            options.model or embedding.default_model,
             [TextInput(text) for text in texts],
             options.task,
             dimensions=options.dim,
@@ -228,7 +239,7 @@ class NativeController(Controller):
         images = [ImageInput(data.content)]
         work = embedding.embed(
             EmbedRequest(
-                image_model(embedding),
+                image_model(embedding, data.model),
                 images,
                 dimensions=data.dim,
                 dimensions_param="dim",
@@ -249,7 +260,7 @@ class NativeController(Controller):
         images = [ImageInput(content) for content in data.contents]
         work = embedding.embed(
             EmbedRequest(
-                image_model(embedding),
+                image_model(embedding, data.model),
                 images,
                 dimensions=data.dim,
                 dimensions_param="dim",

@@ -22,9 +22,10 @@ import numpy as np
 from gateway.bulk.engines import Engine
 from gateway.bulk.output import write_output
 from gateway.bulk.parts import JobMismatch, PartStore
-from gateway.bulk.records import Record, Records
+from gateway.bulk.records import Record, RecordError, Records
 from gateway.client import RemoteError
 from gateway.errors import GatewayError
+from gateway.media.refs import too_large
 
 # The engine names an input by its place in the batch (input[35]): the user knows the record.
 _BATCH_INDEX = re.compile(r"\binput\[(\d+)\]")
@@ -71,6 +72,19 @@ def image_data_url(path: str) -> str:
 def _data_url_prefix(path: str) -> str:
     kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
     return f"data:{kind};base64,"
+
+
+def check_image_sizes(records: Records, max_bytes: int) -> None:
+    """Refuse an image file over the engine's limit by its size alone, before anything is read
+    (a multi-GB file would be read and base64-encoded whole, only to be refused), in the words
+    the engine would refuse it with."""
+    for record in records.items:
+        try:
+            size = Path(record.value).stat().st_size
+        except OSError as exc:  # removed since the folder was listed, say
+            raise RecordError(f"{record.value}: {exc.strerror}") from None
+        if size > max_bytes:
+            raise RecordError(f"record {record.id!r}: {too_large(max_bytes)}")
 
 
 def image_data_url_size(path: str) -> int:

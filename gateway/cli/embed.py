@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from gateway.bulk.engines import Engine, LocalEngine, RemoteEngine
-from gateway.bulk.job import BatchFailed, JobPlan, JobSummary, run_job
+from gateway.bulk.job import BatchFailed, JobPlan, JobSummary, check_image_sizes, run_job
 from gateway.bulk.model_check import check_job_model, check_remote_images
 from gateway.bulk.output import OutputError, check_output
 from gateway.bulk.parts import JobMismatch, PartStore, job_identity
@@ -35,7 +35,7 @@ from gateway.cli.common import (
     local_settings,
     reported,
 )
-from gateway.client import Remote
+from gateway.client import Remote, RemoteError
 
 
 def _check_model(model: str, images: bool, url: str | None, api_key: str | None,
@@ -45,6 +45,22 @@ def _check_model(model: str, images: bool, url: str | None, api_key: str | None,
         check_job_model(local_settings(registry, models_dir), model, images=images)
     elif images:
         check_remote_images(Remote(url, api_key).post("/api/show", {"model": model}), model)
+
+
+def _image_limit(url: str | None, api_key: str | None,
+                 registry: Path | None, models_dir: Path | None) -> int:  # fmt: skip
+    """The largest image the engine takes: GATEWAY_IMAGE_MAX_BYTES here, or the server's (its
+    /info shows it); a server that does not show it is assumed to take what this one would."""
+    here = local_settings(registry, models_dir).image_max_bytes
+    if url is None:
+        return here
+    try:
+        info = Remote(url, api_key).get("/info")
+    except RemoteError:
+        return here
+    settings = info.get("settings") if isinstance(info, dict) else None
+    limit = settings.get("image_max_bytes") if isinstance(settings, dict) else None
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else here
 
 
 def _print_summary(summary: JobSummary) -> None:
@@ -146,6 +162,8 @@ def register(app: typer.Typer) -> None:
             if not records.items:
                 fail(f"{source}: nothing to embed ({records.blank} blank texts)")
             _check_model(model, records.images, url, api_key, registry, models_dir)
+            if records.images:
+                check_image_sizes(records, _image_limit(url, api_key, registry, models_dir))
             parts = PartStore(output)
             job = job_identity(source, records, model=model, column=column, id_column=id_column,
                                chunk_size=chunk_size, truncate=truncate)  # fmt: skip

@@ -13,10 +13,11 @@ behind their decodes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -51,6 +52,7 @@ __all__ = [
     "image_stats",
     "in_decoder_thread",
     "looks_like_url",
+    "named_errors",
     "open_image",
     "parse_image_ref",
     "read_image_bytes",
@@ -83,6 +85,18 @@ async def in_decoder_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.
     """asyncio.to_thread, on the image decoding pool (context variables travel along)."""
     call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(_decoder_pool(), call)
+
+
+@contextlib.contextmanager
+def named_errors(where: str) -> Iterator[None]:
+    """Errors about one image start with where the request has it ("content: ", "input[2]: "),
+    on every image route alike."""
+    try:
+        yield
+    except GatewayError as exc:
+        exc.message = f"{where}: {exc.message}"
+        exc.args = (exc.message,)
+        raise
 
 
 async def read_image_bytes(
@@ -129,13 +143,9 @@ async def read_images(
     async def one(index: int, reference: str) -> T:
         where = f"{param}[{positions[index]}]" if len(references) > 1 or indices else param
         async with gate:
-            try:
+            with named_errors(where):
                 data = await read_image_bytes(reference, fetch=fetch, image=image, param=where)
                 return await in_decoder_thread(decode, data, where)
-            except GatewayError as exc:
-                exc.message = f"{where}: {exc.message}"
-                exc.args = (exc.message,)
-                raise
 
     # Each distinct reference is fetched and decoded once, named by its first position; its
     # result serves every position that repeats it.

@@ -76,15 +76,21 @@ def _parse_data_url(value: str, *, max_bytes: int, param: str) -> bytes:
     return decode_base64(payload, max_bytes=max_bytes, param=param)
 
 
+def too_large(max_bytes: int) -> str:
+    """How an inline image over the limit is refused (`gateway embed` words a file so too)."""
+    return f"the image is larger than the {max_bytes} bytes allowed"
+
+
 def decode_base64(text: str, *, max_bytes: int, param: str = "input") -> bytes:
     """Standard or URL-safe base64; line breaks (MIME wrapping) and missing padding are
     tolerated, spaces are not (they mean the text is something else)."""
     text = _LINE_BREAKS.sub("", text.strip())
     if not text:
         raise InvalidImage("the base64 image data is empty", param=param)
-    # Refuse before decoding: 4 characters carry 3 bytes.
-    if len(text) // 4 * 3 > max_bytes:
-        raise InvalidImage(f"the image is larger than the {max_bytes} bytes allowed", param=param)
+    # Refuse before decoding: 4 characters carry 3 bytes, and padding none (counted, it refused
+    # an image of exactly the limit whose size is not a multiple of 3).
+    if len(text.rstrip("=")) * 3 // 4 > max_bytes:
+        raise InvalidImage(too_large(max_bytes), param=param)
     if not _BASE64_CHARS.fullmatch(text):
         raise InvalidImage(
             "not a valid image reference: expected an http(s) URL, a data:image/...;base64, "
@@ -101,5 +107,5 @@ def decode_base64(text: str, *, max_bytes: int, param: str = "input") -> bytes:
     except (binascii.Error, ValueError) as exc:
         raise InvalidImage(f"invalid base64 image data: {exc}", param=param) from None
     if len(data) > max_bytes:
-        raise InvalidImage(f"the image is larger than the {max_bytes} bytes allowed", param=param)
+        raise InvalidImage(too_large(max_bytes), param=param)
     return data

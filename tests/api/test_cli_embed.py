@@ -292,3 +292,30 @@ def test_a_folder_of_images_needs_an_image_model(server: GatewayServer, tmp_path
         assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
         assert "a folder of images needs an image model" in result.stderr
         assert list(tmp_path.glob("images.npy*")) == []
+
+
+def test_an_image_over_the_limit_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    """By the file's size (stat), against the engine's limit: GATEWAY_IMAGE_MAX_BYTES here, or
+    the server's, from its /info, with --url. The file was read and base64-encoded whole, and
+    the refusal came from the engine once the job had started (leaving its parts folder)."""
+    registry = write_registry(
+        tmp_path / "registry.yaml", {"effnet": efficientnet_entry(efficientnet_lite0())}
+    )
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "photo.png").write_bytes(encode(photo_like(1, 32, 32), "PNG"))
+    with (images / "big.png").open("wb") as big:
+        big.truncate(2 << 20)  # sparse: its size is all that may be looked at
+    limit = 1 << 20
+    said = f"gateway: record 'big.png': the image is larger than the {limit} bytes allowed\n"
+    output = tmp_path / "images.npy"
+    command = [sys.executable, "-m", "gateway", "embed", str(images), "-m", "effnet",
+               "-o", str(output), "--registry", str(registry)]  # fmt: skip
+    local = {**cli_env(), "GATEWAY_IMAGE_MAX_BYTES": str(limit)}
+    server_env = {"GATEWAY_IMAGE_MAX_BYTES": str(limit)}
+    with GatewayServer(registry=registry, env=server_env) as server:
+        for env, remote in ((local, []), (cli_env(), ["--url", server.url])):
+            result = subprocess.run([*command, *remote], cwd=REPO, env=env, capture_output=True,
+                                    text=True, timeout=300)  # fmt: skip
+            assert (result.returncode, result.stderr) == (2, said), result.stdout + result.stderr
+            assert list(tmp_path.glob("images.npy*")) == [], remote

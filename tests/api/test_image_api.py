@@ -297,6 +297,26 @@ def test_native_routes(gateway: GatewayServer, expected: dict[str, np.ndarray]) 
     assert np.abs(singles - batch).max() <= 1e-5
 
 
+def test_native_image_routes_serve_the_model_named_or_refuse_it(gateway: GatewayServer) -> None:
+    """`model` (the gateway's extension, as on TEI's routes) was ignored: an unknown name got
+    the default image model's vector with a 200."""
+    image = data_url(tiny_png(10))
+    with gateway.client() as client:
+        for path, body in (
+            ("/img/embed", {"content": image}),
+            ("/img/batch", {"contents": [image]}),
+        ):
+            unknown = client.post(path, json={**body, "model": "no-such-model"})
+            assert_ollama_error(unknown, 404, "model 'no-such-model' not found")
+            text_only = client.post(path, json={**body, "model": NOMIC})
+            assert_ollama_error(text_only, 400, "is an image", "embeds text only", VISION)
+        assert img_embed(client, image, model=EFFNET).shape == (1280,)  # not the default's 768
+        assert img_batch(client, [image, image], model=EFFNET).shape == (2, 1280)
+        np.testing.assert_array_equal(
+            img_embed(client, image, model=VISION), img_embed(client, image)
+        )
+
+
 URL_PATHS = [
     ("/img.png", SERVED_PNG.name),
     ("/img.jpg", SERVED_JPEG.name),
@@ -940,6 +960,35 @@ def test_img_stats(gateway: GatewayServer, images: ImageServer) -> None:
         ):
             bad = client.post("/img/stats", json={"content": content})
             assert_ollama_error(bad, 400, fragment)
+
+
+def test_img_stats_words_a_bad_content_as_img_embed_does(
+    gateway: GatewayServer, images: ImageServer
+) -> None:
+    """/img/stats left out the `content: ` that /img/embed puts before what is wrong with the
+    image, and said "an image must be a non-empty string" where /img/embed says "content is
+    empty"."""
+    bad = bad_images()
+    contents = [
+        "",
+        "   ",
+        raw_base64(bad["random-bytes"][0]),
+        data_url(bad["zero-by-zero"][0]),
+        data_url(bad["bomb-header-100000x100000"][0]),
+        "data:text/plain;base64,aGk=",
+        "file:///etc/passwd",
+        "not an image, just words",
+        images.url("/missing"),
+        images.url("/page.html"),
+        "http://10.0.0.1/img.png",  # not in this server's allow-list
+    ]
+    with gateway.client() as client:
+        for content in contents:
+            embed = client.post("/img/embed", json={"content": content})
+            stats = client.post("/img/stats", json={"content": content})
+            said = assert_ollama_error(embed, 400, "content")
+            assert said.startswith(("content: ", "content is empty")), said
+            assert (stats.status_code, stats.json()) == (400, embed.json()), content[:40]
 
 
 def test_img_batch_keeps_input_order(

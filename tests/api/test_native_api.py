@@ -80,3 +80,21 @@ def test_info(server: GatewayServer) -> None:
     assert body["runtime"]["device"] in {"cpu", "cuda"}
     names = {model["name"] for model in body["models"]}
     assert {"all-minilm", "nomic-embed-text"} <= names
+
+
+def test_the_model_field_names_the_model(
+    server: GatewayServer, raw: tuple[np.ndarray, int]
+) -> None:
+    """`model`, the gateway's extension (nomic-api-rs serves one model), was ignored: an
+    unknown name got the default model's vector with a 200."""
+    vectors, _ = raw
+    with server.client() as client:
+        for path, body in (("/embed", {"input": TEXTS[0]}), ("/txt/batch", {"inputs": TEXTS})):
+            unknown = client.post(path, json={**body, "model": "no-such-model"})
+            assert_ollama_error(unknown, 404, "model 'no-such-model' not found")
+            named = client.post(path, json={**body, "model": "all-minilm"})
+            assert named.status_code == 200, named.text
+            data = named.json()
+            got = data["embedding"] if "embedding" in data else data["embeddings"]
+            expected = vectors[0] if "embedding" in data else vectors
+            np.testing.assert_array_equal(np.asarray(got, np.float32), expected)

@@ -170,10 +170,11 @@ def test_routes_without_input_document_the_connections_400_and_limits(
     document: dict[str, Any], path: str, shape: str
 ) -> None:
     """A request line or header httptools cannot parse is a JSON 400 from the connection
-    (gateway/connections.py) on any route, GETs too, beside its 408 and 431; a browser origin
-    that is not allowed is a 403 on any route (gateway/api/origins.py)."""
+    (gateway/connections.py) on any route, GETs too, beside its 408, 431 and 501 (a transfer
+    coding besides chunked); a browser origin that is not allowed is a 403 on any route
+    (gateway/api/origins.py)."""
     responses = document["paths"][path]["get"]["responses"]
-    for status in ("400", "403", "408", "431"):
+    for status in ("400", "403", "408", "431", "501"):
         schema = responses[status]["content"]["application/json"]["schema"]
         assert schema["$ref"] == f"#/components/schemas/{shape}", (path, status)
 
@@ -188,7 +189,7 @@ def test_shared_tei_paths_document_tei_errors_for_what_is_answered_unread(
     either = {tei, "#/components/schemas/ErrorResponse"}
     for path in ("/embed", "/", "/rerank"):
         responses = document["paths"][path]["post"]["responses"]
-        for status in ("401", "403", "408", "413", "415", "431"):
+        for status in ("401", "403", "408", "413", "415", "431", "501"):
             schema = responses[status]["content"]["application/json"]["schema"]
             assert schema.get("$ref") == tei, (path, status, schema)
         for status in ("400", "404"):

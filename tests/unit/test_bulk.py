@@ -13,6 +13,7 @@ import pytest
 from gateway.bulk.job import (
     JobPlan,
     batches_of,
+    check_image_sizes,
     image_data_url,
     image_data_url_size,
     run_job,
@@ -200,3 +201,31 @@ def test_image_requests_stay_under_a_byte_budget(tmp_path: Path) -> None:
     ]
     # Texts are batched by count alone, as before.
     assert batches_of(records.items, 3) == [records.items[i : i + 3] for i in (0, 3, 6)]
+
+
+def test_an_image_over_the_limit_is_refused_by_its_size_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole file was read and base64-encoded (4/3 of it again in memory) before the
+    engine refused it: a multi-GB file cost its size twice over, for a refusal."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    limit = 1 << 20
+    (folder / "at-limit.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(limit - 8))
+    with (folder / "huge.png").open("wb") as huge:
+        huge.truncate(3 << 30)  # 3 GiB, sparse: no disk is used, and nothing may read it
+    records = read_records(folder)
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an image file was read")
+
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
+    monkeypatch.setattr(Path, "open", no_reading)
+    with pytest.raises(RecordError) as caught:
+        check_image_sizes(records, limit)
+    # The words the engine and the server refuse an inline image with (gateway/media/refs.py),
+    # the record named as a failed batch names it.
+    assert (
+        str(caught.value) == "record 'huge.png': the image is larger than the 1048576 bytes allowed"
+    )
+    check_image_sizes(Records(records.items[:1], 0, images=True), limit)  # at the limit: fine

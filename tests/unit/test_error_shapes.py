@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 import yaml
+from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 
 from gateway.api.app import create_app
+from gateway.connection_answers import IMPLEMENTED_METHODS
 from gateway.settings import Settings
 
 ENTRY = {
@@ -50,6 +52,12 @@ def ollama_shaped(body: Any) -> bool:
         ("/api/show", {"model": "nope"}, False),
         ("/api/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, False),
         ("/rerank", {"model": "nope", "query": "q", "documents": ["d"]}, False),
+        # nomic-api-rs's routes: `model` is the gateway's extension; it fell back to the default.
+        ("/embed", {"model": "nope", "input": "x"}, False),
+        ("/txt/embed", {"model": "nope", "input": "x"}, False),
+        ("/txt/batch", {"model": "nope", "inputs": ["x"]}, False),
+        ("/img/embed", {"model": "nope", "content": "x"}, False),
+        ("/img/batch", {"model": "nope", "contents": ["x"]}, False),
     ],
 )
 def test_unknown_model_in_each_family(
@@ -106,6 +114,15 @@ def test_a_wrong_method_names_the_allowed_ones(
     assert response.status_code == 405, response.text
     named = {m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()}
     assert allowed <= named, response.headers
+
+
+def test_the_501_for_an_unknown_method_names_the_methods_the_routes_take(
+    client: TestClient[Any],
+) -> None:
+    """The connection's answer to BREW lists them (gateway/connection_answers.py)."""
+    routes = [r for r in client.app.routes if isinstance(r, HTTPRoute)]
+    taken = {method for route in routes for method in route.methods}
+    assert taken == set(IMPLEMENTED_METHODS)
 
 
 def test_decoding_no_ids_is_tei_empty(client: TestClient[Any]) -> None:

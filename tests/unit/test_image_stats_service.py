@@ -37,3 +37,21 @@ def test_a_bad_averaging_method_is_named_even_when_fetching_is_off() -> None:
     with pytest.raises(InvalidRequest) as caught:
         asyncio.run(service.stats("http://example.com/a.png", "bogus"))
     assert caught.value.param == "averaging_method"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "content is empty"),
+        ("  ", "content is empty"),
+        ("file:///etc/passwd", "content: unsupported image reference scheme 'file'"),
+        ("aGVsbG8gd29ybGQ=", "content: not a supported image"),  # base64 of text
+    ],
+)
+def test_errors_name_the_content_as_the_embedding_routes_do(content: str, message: str) -> None:
+    """/img/embed says "content: ..." (and "content is empty"); /img/stats said neither."""
+    service = ImageStatsService(FetchPolicy(), ImagePolicy())
+    with pytest.raises(InvalidRequest) as caught:
+        asyncio.run(service.stats(content, "arithmetic"))
+    assert caught.value.message.startswith(message), caught.value.message
+    assert caught.value.param == "content"

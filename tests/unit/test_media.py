@@ -134,6 +134,22 @@ def test_inline_size_is_checked_before_decoding() -> None:
         parse_image_ref(big, max_bytes=MiB)
 
 
+@pytest.mark.parametrize("limit", [999, 1000, 1001])
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "unpadded"])
+def test_an_inline_image_of_exactly_the_limit_is_taken(limit: int, padded: bool) -> None:
+    """The early check counted the `=` padding as data: an image of exactly the limit (a size
+    not a multiple of 3), sent padded as base64 encoders write it, was refused as larger than
+    the limit, which a fetched image of that size and `gateway embed`'s size check pass."""
+    for size, fits in ((limit, True), (limit + 1, False)):
+        text = base64.b64encode(bytes(size)).decode()
+        text = text if padded else text.rstrip("=")
+        if fits:
+            assert parse_image_ref(text, max_bytes=limit).data == bytes(size)
+        else:
+            with pytest.raises(InvalidImage, match=f"larger than the {limit} bytes"):
+                parse_image_ref(text, max_bytes=limit)
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
