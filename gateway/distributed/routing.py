@@ -32,10 +32,10 @@ EMBED_ROUTES = frozenset(
         "/similarity",  # TEI
     }
 )
-# Shared by TEI and nomic-api-rs: TEI's body (it has `inputs`) may name a model; nomic-api-rs's
-# runs the default model.
+# Shared by TEI and nomic-api-rs; either body may name a model (on nomic-api-rs's, the gateway's
+# extension field).
 BY_BODY_ROUTES = frozenset({"/", "/embed"})
-# Native routes embed with a fixed model and take no `model` field.
+# nomic-api-rs's routes: the default text (or image) model, unless the body's `model` names one.
 NATIVE_ROUTES = frozenset({"/txt/embed", "/batch", "/txt/batch"})
 IMAGE_ROUTES = frozenset({"/img/embed", "/img/batch"})
 RERANK_ROUTES = frozenset({"/v1/rerank", "/v2/rerank", "/rerank", "/api/rerank"})
@@ -67,12 +67,12 @@ class ModelRouter:
             return None
         path = path.rstrip("/") or "/"
         if path in UNLOAD_ROUTES:  # no default model: an unload names the one it unloads
-            named = _model_field(path, body)
+            named = _model_field(body)
             return None if named is None else self._known(named)
         routes = next((r for r in self._defaults if path in r), None)
         if routes is None:
             return None
-        named = None if path in NATIVE_ROUTES or path in IMAGE_ROUTES else _model_field(path, body)
+        named = _model_field(body)
         if named is None:
             return self._defaults[routes]()
         return self._known(named)
@@ -98,7 +98,6 @@ def places_model(path: str) -> bool:
 
 class _NamesModel(msgspec.Struct):
     model: str | None = None
-    inputs: msgspec.Raw = msgspec.Raw(b"")  # present (not parsed) in TEI's body only
 
 
 # Decoding into a one-field struct skips the inputs without building them: a large body costs
@@ -106,14 +105,12 @@ class _NamesModel(msgspec.Struct):
 _decoder = msgspec.json.Decoder(_NamesModel)
 
 
-def _model_field(path: str, body: bytes) -> str | None:
+def _model_field(body: bytes) -> str | None:
     if not body:
         return None
     try:
         decoded = _decoder.decode(body)
     except msgspec.DecodeError:  # not JSON, not an object, or `model` not a string
-        return None
-    if path in BY_BODY_ROUTES and not decoded.inputs:  # nomic-api-rs's body: the default model
         return None
     model = decoded.model
     return model if model and model.strip() else None

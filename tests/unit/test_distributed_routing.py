@@ -40,8 +40,14 @@ def body(**fields: object) -> bytes:
             body(model="answerai-colbert-small", query="q", documents=["d"]),
             "answerai-colbert-small",
         ),
-        ("/embed", body(input="x", model="nomic-embed-text"), "all-minilm"),
+        ("/embed", body(input="x"), "all-minilm"),
         ("/img/embed", body(content="data:image/png;base64,AA"), "nomic-embed-vision"),
+        # nomic-api-rs's routes take the gateway's extension field `model` too.
+        ("/embed", body(input="x", model="nomic-embed-text"), "nomic-embed-text"),
+        ("/txt/embed", body(input="x", model="nomic-embed-text"), "nomic-embed-text"),
+        ("/batch", body(inputs=["x"], model="nomic-embed-text"), "nomic-embed-text"),
+        ("/txt/batch", body(inputs=["x"]), "all-minilm"),
+        ("/img/embed", body(content="AA", model="no-such-model"), None),
         ("/api/embed", body(model="no-such-model", input="x"), None),
         ("/api/embed", body(input="x"), "all-minilm"),
         ("/api/embed", b"{not json", "all-minilm"),
@@ -56,11 +62,11 @@ def body(**fields: object) -> bytes:
         ("/v1/embed", body(texts=["x"]), "all-minilm"),
         ("/embed_all", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
         ("/embed_all", body(inputs="x"), "all-minilm"),
-        # POST / and /embed: TEI's body (`inputs`) may name a model, nomic-api-rs's may not.
+        # POST / and /embed: TEI's body (`inputs`) or nomic-api-rs's (`input`), either naming it.
         ("/embed", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
         ("/", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
         ("/", body(inputs="x"), "all-minilm"),
-        ("/", body(input="x", model="nomic-embed-text"), "all-minilm"),
+        ("/", body(input="x", model="nomic-embed-text"), "nomic-embed-text"),
         # These read only the tokenizer: routing them would load the model.
         ("/tokenize", body(model="nomic-embed-text", inputs="x"), None),
         ("/decode", body(ids=[1]), None),
