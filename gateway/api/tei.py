@@ -222,6 +222,9 @@ def is_tei_similarity_body(raw: Any) -> bool:
 
 # TEI's bare list of vectors, or nomic-api-rs's object: the body decides.
 EmbedAnswer = Response[list[list[float]] | EmbedResponse]
+# POST /: those, or the similarity body's cosines. One Response of a union, which the OpenAPI
+# document describes; a union of Responses it leaves as an empty schema.
+RootAnswer = Response[list[list[float]] | EmbedResponse | list[float]]
 
 
 def is_tei_embed_body(raw: Any) -> bool:
@@ -237,16 +240,14 @@ async def embed_by_body(
     return await _embed_decoded(await json_body(request), request, embedding)
 
 
-async def root_answer(
-    request: Request[Any, Any, Any], embedding: EmbeddingService
-) -> EmbedAnswer | Response[list[float]]:
+async def root_answer(request: Request[Any, Any, Any], embedding: EmbeddingService) -> RootAnswer:
     """POST /, as TEI answers it (huggingface_hub's InferenceClient posts there when given the
     server's URL): /embed's two bodies, or a sentence-similarity body."""
     raw = await json_body(request)
     if is_tei_similarity_body(raw):
         body = convert(raw, TeiSimilarityBody)
-        return await tei_similarity_answer(body, embedding, request.receive)
-    return await _embed_decoded(raw, request, embedding)
+        return cast(RootAnswer, await tei_similarity_answer(body, embedding, request.receive))
+    return cast(RootAnswer, await _embed_decoded(raw, request, embedding))
 
 
 async def _embed_decoded(
