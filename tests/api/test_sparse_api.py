@@ -1,10 +1,13 @@
 """TEI's POST /embed_sparse through the real server, with the tiny random SPLADE of
 tools/splade.py beside all-MiniLM: TEI's shape and statuses, the truncation header, the
 sentence-transformers reference reached over the wire, and every other route family refusing a
-sparse model in its own error shape (and /embed_sparse refusing a dense one)."""
+sparse model in its own error shape (and /embed_sparse refusing a dense one). Last, the
+registry's own splade-pp-en entry, pulled from a local hub (HF_ENDPOINT) that holds the tiny
+model in its repositories' layout."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +15,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import yaml
 
 from tests.support.api import assert_ollama_error, assert_openai_error, assert_tei_error
 from tools.gateway_server import GatewayServer
+from tools.hf_server import LocalHub
 from tools.models import minilm_entry, write_registry
+from tools.paths import REPO
 from tools.splade import (
     LONG,
     MAX_TOKENS,
@@ -170,3 +176,56 @@ def test_the_tokenizer_routes_and_show_serve_a_sparse_model(client: httpx.Client
     assert info["gateway.kind"] == "sparse"
     assert (info["gateway.pooling"], info["gateway.activation"]) == ("max", "relu")
     assert shown.json()["capabilities"] == []
+
+
+def test_the_shipped_entry_pulls_from_the_hub_and_serves(model_dir: Path, tmp_path: Path) -> None:
+    """registry.yaml's splade-pp-en as it ships, its files (from two repositories) served by the
+    local hub at the paths the entry names, the tiny model standing in for the real weights."""
+    shipped = yaml.safe_load((REPO / "registry.yaml").read_text())["models"]["splade-pp-en"]
+    stand_ins = {"model": model_dir / "model.onnx", "tokenizer": model_dir / "tokenizer.json"}
+    entry = dict(shipped)
+    asked = set()
+    with LocalHub() as hub:
+        files: dict[str, Any] = {}
+        for role, ref in shipped["files"].items():
+            source = ref.get("source", shipped["source"])
+            match = re.fullmatch(r"hf://([^@]+)@([0-9a-f]{40})", source)
+            assert match, source
+            repo_id, _ = match.groups()
+            commit = hub.commit(repo_id, {ref["path"]: stand_ins[role]})
+            asked.add((repo_id, ref["path"]))
+            # Pinned to the hub's commit; sha256 of the real files cannot match the stand-ins.
+            pinned = f"hf://{repo_id}@{commit}"
+            if "source" in ref:
+                files[role] = {"source": pinned, "path": ref["path"]}
+            else:
+                entry["source"] = pinned
+                files[role] = ref["path"]
+        entry["files"] = files
+        registry = write_registry(tmp_path / "registry.yaml", {"splade-pp-en": entry})
+        env = {
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": str(tmp_path / "hf-home"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+        texts = [TEXTS[0], TEXTS[1]]
+        with (
+            GatewayServer(registry=registry, models_dir=tmp_path / "models", env=env) as server,
+            server.client() as client,
+        ):
+            missing = client.post("/embed_sparse", json={"inputs": texts})
+            assert_tei_error(missing, 404, "Validation", "splade-pp-en", "pull")
+            pulled = client.post("/api/pull", json={"model": "splade-pp-en", "stream": False})
+            assert pulled.status_code == 200, pulled.text
+            ours = dense(sparse(client, {"inputs": texts}))  # no model: the sparse one
+        downloads = {(r.repo_id, r.filename) for r in hub.requests if "/resolve/" in r.path}
+    assert (
+        downloads
+        == asked
+        == {
+            ("Qdrant/Splade_PP_en_v1", "model.onnx"),
+            ("prithivida/Splade_PP_en_v1", "tokenizer.json"),
+        }
+    )
+    reference = sentence_transformers_weights(model_dir, texts, shipped["max_tokens"])
+    np.testing.assert_allclose(ours, reference, rtol=RTOL, atol=ATOL)

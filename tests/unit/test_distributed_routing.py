@@ -57,8 +57,9 @@ def body(**fields: object) -> bytes:
         ("/embed_all", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
         ("/embed_all", body(inputs="x"), "all-minilm"),
         ("/embed_sparse", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
-        # No model named: the registry's sparse model (none yet: the default model).
-        ("/embed_sparse", body(inputs="x"), "all-minilm"),
+        # No model named: the registry's sparse model, not its default model.
+        ("/embed_sparse", body(inputs="x"), "splade-pp-en"),
+        ("/embed_sparse", body(inputs="x", model="splade_pp_en_v1"), "splade-pp-en"),
         # POST / and /embed: TEI's body (`inputs`) may name a model, nomic-api-rs's may not.
         ("/embed", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
         ("/", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
