@@ -18,6 +18,7 @@ from gateway.services import (
     ModelAdmin,
     RerankService,
     Services,
+    SparseService,
     TokenService,
 )
 from gateway.settings import Settings
@@ -78,6 +79,7 @@ class Gateway:
             health=HealthService(registry, catalog, manager, runtime, settings),
             images=ImageStatsService(fetch_policy, image_policy),
             tokens=TokenService(registry, store, manager, settings, embedding),
+            sparse=SparseService(registry, manager, settings),
         )
         return cls(settings, registry, store, runtime, manager, services)
 

@@ -145,6 +145,7 @@ _ROUTES = {
     "/batch": "native",
     "/info": "native",
     "/embed_all": "native",
+    "/embed_sparse": "native",
     "/similarity": "native",
     "/tokenize": "native",
     "/decode": "native",

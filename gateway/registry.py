@@ -28,6 +28,7 @@ from gateway.specs import (
     LateModelSpec,
     ModelKind,
     ModelSpec,
+    SparseModelSpec,
     TextModelSpec,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "Resolved",
+    "SparseModelSpec",
     "TextModelSpec",
     "canonical_name",
     "parse_entry",
@@ -63,6 +65,7 @@ class _RegistryFile(msgspec.Struct, forbid_unknown_fields=True):
     default_model: str | None = None
     default_image_model: str | None = None
     default_rerank_model: str | None = None
+    default_sparse_model: str | None = None
     preload: list[str] = []
 
 
@@ -106,6 +109,7 @@ class Registry:
         default_model: str | None = None,
         default_image_model: str | None = None,
         default_rerank_model: str | None = None,
+        default_sparse_model: str | None = None,
         preload: list[str] | None = None,
         base_dir: Path = Path("."),
     ) -> None:
@@ -131,6 +135,13 @@ class Registry:
         )
         if self.default_rerank_model not in models:
             raise RegistryError(f"default_rerank_model {self.default_rerank_model!r} is not in it")
+        # TEI's /embed_sparse serves the sparse model when a request names none.
+        sparse = names_with(models.values(), Capability.EMBED_SPARSE)
+        self.default_sparse_model = default_sparse_model or (sparse[0] if sparse else None)
+        if self.default_sparse_model is not None and self.default_sparse_model not in sparse:
+            raise RegistryError(
+                f"default_sparse_model {self.default_sparse_model!r} is not a sparse model in it"
+            )
         self._names = self._index_names()
         self._check_shared_spaces()
         self.preload = [self.resolve(name).spec.name for name in (preload or [])]
@@ -181,6 +192,7 @@ class Registry:
                 default_model=top.default_model,
                 default_image_model=top.default_image_model,
                 default_rerank_model=top.default_rerank_model,
+                default_sparse_model=top.default_sparse_model,
                 preload=top.preload,
                 base_dir=path.resolve().parent,
             )

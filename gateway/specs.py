@@ -25,10 +25,11 @@ __all__ = [
     "LateModelSpec",
     "ModelKind",
     "ModelSpec",
+    "SparseModelSpec",
     "TextModelSpec",
 ]
 
-ModelKind = Literal["text", "image", "late", "cross-encoder"]
+ModelKind = Literal["text", "image", "late", "cross-encoder", "sparse"]
 
 
 class TextModelSpec(ModelSpec, frozen=True, tag="text"):
@@ -258,4 +259,43 @@ class CrossEncoderSpec(ModelSpec, frozen=True, tag="cross-encoder"):
         return self.max_tokens
 
 
-AnySpec = TextModelSpec | ImageModelSpec | LateModelSpec | CrossEncoderSpec
+class SparseModelSpec(ModelSpec, frozen=True, tag="sparse"):
+    """A SPLADE encoder: a masked-language-model graph (token ids -> logits [batch, seq, vocab])
+    whose logits pool into one weight per vocabulary id, answered as the non-zero (index,
+    value) pairs.
+
+    The pooling is sentence-transformers' SpladePooling, whose defaults (max, relu) are what
+    SPLADE v2 and later (SPLADE++) use, as TEI and fastembed compute it: each logit of a
+    non-padding token becomes log(1 + relu(x)) (`log1p_relu` applies log1p twice, OpenSearch's
+    inference-free models), then the max (or the sum) over the text's tokens.
+    """
+
+    # Inputs are cut here when truncating (tokenizer_config.json's model_max_length).
+    max_tokens: int = 512
+    pooling: Literal["max", "sum"] = "max"
+    activation: Literal["relu", "log1p_relu"] = "relu"
+    # The graph's vocabulary width, checked at load when given (/api/show reports it).
+    vocab_size: int | None = None
+
+    required_files: ClassVar[tuple[str, ...]] = ("model", "tokenizer")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_tokens < 2:
+            raise ValueError("max_tokens must be at least 2")
+        if self.vocab_size is not None and self.vocab_size < 1:
+            raise ValueError("vocab_size must be at least 1")
+
+    @property
+    def context_length(self) -> int | None:
+        return self.max_tokens
+
+    @property
+    def vector_width(self) -> int | None:
+        return self.vocab_size
+
+    def public_facts(self) -> dict[str, FactValue]:
+        return {"pooling": self.pooling, "activation": self.activation}
+
+
+AnySpec = TextModelSpec | ImageModelSpec | LateModelSpec | CrossEncoderSpec | SparseModelSpec

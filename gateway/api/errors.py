@@ -48,7 +48,7 @@ BODY_TOO_LARGE = (
 OPENAI_PREFIXES = ("/v1/", "/v2/", "/embeddings", "/models")
 # TEI's own paths, and the paths it shares with other families with the body key that makes a
 # request TEI's (gateway/api/tei.py and rerank.py decide the same way).
-TEI_PATHS = ("/embed_all", "/similarity", "/tokenize", "/decode")
+TEI_PATHS = ("/embed_all", "/embed_sparse", "/similarity", "/tokenize", "/decode")
 TEI_BODY_KEY = {"/embed": "inputs", "/": "inputs", "/rerank": "texts"}
 Family = Literal["openai", "ollama", "tei"]
 # TEI's own kinds, and two of ours for its key check: TEI's --api-key refusal is a bare 401

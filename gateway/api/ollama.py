@@ -27,7 +27,7 @@ from gateway.api.ollama_wire import (
     keep_alive_seconds,
 )
 from gateway.api.responses import embedded, float_json
-from gateway.api.tei import EmbedAnswer, root_answer
+from gateway.api.tei import RootAnswer, root_answer
 from gateway.services import EmbeddingService, EmbedRequest, EmbedResult, Services
 
 # The Ollama release whose API this gateway mirrors; clients gate features on it.
@@ -55,7 +55,7 @@ class OllamaController(Controller):
     )
     async def root_post(
         self, request: AnyRequest, embedding: NamedDependency[EmbeddingService]
-    ) -> EmbedAnswer | Response[list[float]]:
+    ) -> RootAnswer:
         return await root_answer(request, embedding)
 
     @get("/api/version", opt=PUBLIC)

@@ -53,7 +53,7 @@ from gateway.api.rerank_wire import (
     TeiResult,
 )
 from gateway.api.responses import with_truncated
-from gateway.api.tei import check_direction
+from gateway.api.tei_inputs import check_direction
 from gateway.errors import EmptyInput, InvalidRequest
 from gateway.services import RerankRequest, RerankResult, RerankService, Services
 from gateway.services.types import named_model

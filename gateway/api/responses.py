@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 from litestar import Response
 
+from gateway.encoders import SparseVector
 from gateway.services import EmbedResult
 
 T = TypeVar("T")
@@ -55,6 +56,20 @@ def float_json(values: np.ndarray) -> Any:
     """
     exact = np.ascontiguousarray(values, dtype=np.float32)
     return msgspec.Raw(orjson.dumps(exact, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def sparse_json(vectors: Sequence[SparseVector]) -> Any:
+    """TEI's sparse vectors, `[[{"index": int, "value": f32}]]`, already encoded: indices
+    ascending, each value in float32's shortest form, as float_json writes vectors. It fills a
+    field declared list[list[SparseValue]]."""
+    rows = [
+        [
+            {"index": index, "value": value}
+            for index, value in zip(v.indices.tolist(), v.values, strict=True)
+        ]
+        for v in vectors
+    ]
+    return msgspec.Raw(orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 async def send_json(send: Send, status: int, payload: bytes, headers: dict[str, str]) -> None:

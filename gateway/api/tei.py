@@ -1,4 +1,5 @@
-"""Hugging Face text-embeddings-inference (TEI) routes: /embed, /embed_all, /tokenize, /decode.
+"""Hugging Face text-embeddings-inference (TEI) routes: /embed, /embed_all, /embed_sparse,
+/similarity, /tokenize, /decode.
 
 TEI serves one model; here they use the registry's default model, or the model named by the
 gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, whose body has
@@ -9,6 +10,8 @@ gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, wh
   true (the gateway's default; TEI's comes from its --auto-truncate flag).
 - `/embed_all` `{inputs, truncate, prompt_name}` answers `[[[f32]]]`: per-token hidden states of a
   text model, or the token vectors of a ColBERT model.
+- `/embed_sparse` `{inputs, truncate, prompt_name}` answers `[[{index, value}]]`: the non-zero
+  weights of a SPLADE model (gateway/api/tei_sparse.py).
 - `/similarity` `{inputs: {source_sentence, sentences}, parameters: {truncate, prompt_name}}`
   answers `[f32]`: the cosine of each sentence's vector with the source sentence's (the Hugging
   Face sentence-similarity task; POST / takes the same body, as TEI's does). Truncated
@@ -35,8 +38,15 @@ from gateway.api.deps import provide
 from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import TEI_ERRORS
 from gateway.api.native import EmbedBody, EmbedResponse, embed_one
-from gateway.api.openai import TASK_SYNONYMS
 from gateway.api.responses import embedded, float_json, with_truncated
+from gateway.api.tei_inputs import (
+    Inputs,
+    batch_of,
+    check_direction,
+    embedded_texts,
+    task_of,
+)
+from gateway.api.tei_sparse import TeiSparseController
 from gateway.errors import EmptyInput, InvalidRequest
 from gateway.inputs import TextInput
 from gateway.services import (
@@ -47,8 +57,6 @@ from gateway.services import (
     TokenService,
 )
 from gateway.token_ids import token_rows
-
-Inputs = str | list[str]
 
 
 class TeiEmbedBody(msgspec.Struct):
@@ -105,47 +113,6 @@ class SimpleToken(msgspec.Struct):
     special: bool
     start: int | None
     stop: int | None
-
-
-def texts_of(inputs: Inputs) -> list[str]:
-    return [inputs] if isinstance(inputs, str) else list(inputs)
-
-
-def batch_of(inputs: Inputs) -> list[str]:
-    """The texts of a batch; as TEI, an empty batch is refused ("Empty"), not answered with []."""
-    if inputs == []:
-        raise EmptyInput("inputs cannot be empty", param="inputs")
-    return texts_of(inputs)
-
-
-def embedded_texts(inputs: Inputs) -> list[str]:
-    """The texts of a batch to embed (/embed, /embed_all). As TEI, an empty string is refused
-    ("Empty"), as is an empty batch; a blank string is text, and embedded."""
-    texts = batch_of(inputs)
-    if "" in texts:
-        where = f"inputs[{texts.index('')}]" if isinstance(inputs, list) else "inputs"
-        raise EmptyInput(f"{where} is empty", param="inputs")
-    return texts
-
-
-def task_of(prompt_name: str | None) -> str | None:
-    if prompt_name is None:
-        return None
-    task = TASK_SYNONYMS.get(prompt_name.strip().lower())
-    if task is None:
-        raise InvalidRequest(
-            f"unknown prompt_name {prompt_name!r}; use one of {sorted(TASK_SYNONYMS)}",
-            param="prompt_name",
-        )
-    return task
-
-
-def check_direction(direction: str) -> None:
-    if direction.lower() != "right":
-        raise InvalidRequest(
-            "truncation_direction must be right: inputs are cut at the end",
-            param="truncation_direction",
-        )
 
 
 async def tei_embed_answer(
@@ -222,6 +189,9 @@ def is_tei_similarity_body(raw: Any) -> bool:
 
 # TEI's bare list of vectors, or nomic-api-rs's object: the body decides.
 EmbedAnswer = Response[list[list[float]] | EmbedResponse]
+# POST /: those, or the similarity body's cosines. One Response of a union, which the OpenAPI
+# document describes; a union of Responses it leaves as an empty schema.
+RootAnswer = Response[list[list[float]] | EmbedResponse | list[float]]
 
 
 def is_tei_embed_body(raw: Any) -> bool:
@@ -237,16 +207,14 @@ async def embed_by_body(
     return await _embed_decoded(await json_body(request), request, embedding)
 
 
-async def root_answer(
-    request: Request[Any, Any, Any], embedding: EmbeddingService
-) -> EmbedAnswer | Response[list[float]]:
+async def root_answer(request: Request[Any, Any, Any], embedding: EmbeddingService) -> RootAnswer:
     """POST /, as TEI answers it (huggingface_hub's InferenceClient posts there when given the
     server's URL): /embed's two bodies, or a sentence-similarity body."""
     raw = await json_body(request)
     if is_tei_similarity_body(raw):
         body = convert(raw, TeiSimilarityBody)
-        return await tei_similarity_answer(body, embedding, request.receive)
-    return await _embed_decoded(raw, request, embedding)
+        return cast(RootAnswer, await tei_similarity_answer(body, embedding, request.receive))
+    return cast(RootAnswer, await _embed_decoded(raw, request, embedding))
 
 
 async def _embed_decoded(
@@ -331,10 +299,11 @@ class TeiController(Controller):
 def tei_router(services: Services) -> Router:
     return Router(
         path="/",
-        route_handlers=[TeiController],
+        route_handlers=[TeiController, TeiSparseController],
         dependencies={
             "embedding": provide(services.embedding),
             "tokens": provide(services.tokens),
+            "sparse": provide(services.sparse),
         },
         exception_handlers=TEI_ERRORS,
     )

@@ -39,6 +39,8 @@ BY_BODY_ROUTES = frozenset({"/", "/embed"})
 NATIVE_ROUTES = frozenset({"/txt/embed", "/batch", "/txt/batch"})
 IMAGE_ROUTES = frozenset({"/img/embed", "/img/batch"})
 RERANK_ROUTES = frozenset({"/v1/rerank", "/v2/rerank", "/rerank", "/api/rerank"})
+# TEI's sparse route: the body's `model`, else the registry's sparse model.
+SPARSE_ROUTES = frozenset({"/embed_sparse"})
 # Ollama's unload request (`{model, keep_alive: 0}`; anything else there is refused): routed by
 # the body's model to the replica that holds it, which must not place (load) it first.
 UNLOAD_ROUTES = frozenset({"/api/generate", "/api/chat"})
@@ -57,6 +59,7 @@ class ModelRouter:
         self._defaults: dict[frozenset[str], Callable[[], str | None]] = {
             IMAGE_ROUTES: lambda: registry.default_image_model,
             RERANK_ROUTES: self._default_reranker,
+            SPARSE_ROUTES: lambda: registry.default_sparse_model or registry.default_model,
             TEXT_ROUTES: lambda: registry.default_model,
         }
 

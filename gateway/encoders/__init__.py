@@ -14,6 +14,7 @@ from gateway.encoders.cross import CrossEncoder
 from gateway.encoders.kinds import build_encoder, capabilities_of, encoder_class
 from gateway.encoders.late import LateInteractionEncoder
 from gateway.encoders.pairs import PairScorer, PreparedPairs
+from gateway.encoders.sparse import SparseEncoder, SparseVector
 from gateway.encoders.text import TextEncoder
 from gateway.encoders.vision import VisionEncoder
 
@@ -27,6 +28,8 @@ __all__ = [
     "LateInteractionEncoder",
     "PairScorer",
     "PreparedPairs",
+    "SparseEncoder",
+    "SparseVector",
     "TextEncoder",
     "VisionEncoder",
     "build_encoder",

@@ -5,7 +5,7 @@
   only step that touches the runtime; the Batcher calls it on the device thread and sees
   nothing else.
 - `finish(raw, options)`: raw arrays -> what the client gets (pooling, layer norm, Matryoshka
-  slice, normalization, multi-vector packing).
+  slice, normalization, multi-vector packing, sparse (index, value) pairs).
 An encoder declares its `capabilities`; services ask for a capability, never for a kind.
 """
 
@@ -33,6 +33,7 @@ class Capability(StrEnum):
     EMBED_IMAGE = "embed_image"  # image -> one vector
     MULTIVECTOR = "multivector"  # text -> one vector per token
     SCORE_PAIRS = "score_pairs"  # (query, document) -> relevance, natively
+    EMBED_SPARSE = "embed_sparse"  # text -> weights over the vocabulary (SPLADE)
 
 
 class Item(Protocol):

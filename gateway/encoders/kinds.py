@@ -15,10 +15,18 @@ from PIL import Image
 from gateway.encoders.base import AnyEncoder, Capability
 from gateway.encoders.cross import CrossEncoder
 from gateway.encoders.late import LateInteractionEncoder
+from gateway.encoders.sparse import SparseEncoder
 from gateway.encoders.text import TextEncoder
 from gateway.encoders.vision import VisionEncoder, image_preparer
 from gateway.runtime import Runtime
-from gateway.specs import CrossEncoderSpec, ImageModelSpec, LateModelSpec, ModelSpec, TextModelSpec
+from gateway.specs import (
+    CrossEncoderSpec,
+    ImageModelSpec,
+    LateModelSpec,
+    ModelSpec,
+    SparseModelSpec,
+    TextModelSpec,
+)
 
 # The kind switch. Each encoder's constructor takes its own spec type.
 ENCODERS: dict[type[ModelSpec], type[AnyEncoder]] = {
@@ -26,6 +34,7 @@ ENCODERS: dict[type[ModelSpec], type[AnyEncoder]] = {
     ImageModelSpec: VisionEncoder,
     LateModelSpec: LateInteractionEncoder,
     CrossEncoderSpec: CrossEncoder,
+    SparseModelSpec: SparseEncoder,
 }
 
 # Kinds whose inputs can be prepared from the model's files before it loads (images: a request

@@ -18,7 +18,7 @@ from gateway.encoders.tokenization import encode_texts, load_tokenizer, pad_id
 from gateway.errors import ModelLoadError, UnsupportedInput
 from gateway.runtime import GraphInfo, Runtime
 from gateway.scoring import cosine_scores, relevance_from_cosine
-from gateway.specs import CrossEncoderSpec, TextModelSpec
+from gateway.specs import CrossEncoderSpec, SparseModelSpec, TextModelSpec
 
 TOKEN_ROLES = ("input_ids", "attention_mask", "token_type_ids")
 HIDDEN_STATE_OUTPUTS = ("last_hidden_state", "token_embeddings")
@@ -129,13 +129,24 @@ class TokenGraphEncoder(Encoder[InputT, TokenizedText, OutT]):
     output_name: str
 
     def __init__(
-        self, spec: TextModelSpec | CrossEncoderSpec, paths: dict[str, Path], runtime: Runtime
+        self,
+        spec: TextModelSpec | CrossEncoderSpec | SparseModelSpec,
+        paths: dict[str, Path],
+        runtime: Runtime,
     ) -> None:
         self.spec = spec
+        self.max_tokens = spec.max_tokens  # the shared tokenizer's cut
         self.tokenizer = load_tokenizer(paths["tokenizer"], spec.max_tokens)
+        self.lengths = TokenizerLengths(self.tokenizer)
         self.pad_id = pad_id(self.tokenizer)
         self.session, self.graph = runtime.load(paths["model"])
         self.input_names = map_graph_inputs(self.graph, spec.inputs, TOKEN_ROLES, spec.name)
+
+    def tokenize_within(self, texts: Sequence[str], limit: int) -> list[TokenizedText]:
+        """`texts` cut at `limit` tokens (special tokens included); each item says if it was
+        cut. The shared tokenizer serves the model's own cut, a copy any other."""
+        tokenizer = self.tokenizer if limit == self.max_tokens else self.lengths.at(limit)
+        return [TokenizedText.from_encoding(e) for e in encode_texts(tokenizer, list(texts))]
 
     def sample_items(self, count: int, tokens: int) -> list[TokenizedText]:
         return sample_tokens(self.tokenizer, count, tokens)
@@ -161,7 +172,6 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
     def __init__(self, spec: TextModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
         super().__init__(spec, paths, runtime)
         self.output_name, self.output_is_pooled = pick_output(self.graph, spec.output, spec.name)
-        self.lengths = TokenizerLengths(self.tokenizer)
 
     def prefixes_for(self, texts: Sequence[str], task: str | None) -> list[str]:
         return self.spec.prefixes_for(texts, task)
@@ -172,12 +182,9 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
     def prepare(self, inputs: Sequence[str], options: EncodeOptions) -> list[TokenizedText]:
         """Tokenize with the task prefix, cut at options.limit (default max_tokens); each item
         says if it was cut."""
-        task = options.task
-        limit = self.token_limit(options)
-        tokenizer = self.tokenizer if limit == self.spec.max_tokens else self.lengths.at(limit)
-        prefixes = self.prefixes_for(inputs, task)
-        encodings = encode_texts(tokenizer, [p + t for p, t in zip(prefixes, inputs, strict=True)])
-        return [TokenizedText.from_encoding(encoding) for encoding in encodings]
+        prefixes = self.prefixes_for(inputs, options.task)
+        texts = [p + t for p, t in zip(prefixes, inputs, strict=True)]
+        return self.tokenize_within(texts, self.token_limit(options))
 
     def count_tokens(self, text: str, options: EncodeOptions) -> int:
         """The uncut length of `text` with its prefix, special tokens included."""

@@ -15,6 +15,7 @@ from PIL import Image
 
 from gateway.encoders.base import AnyEncoder, Capability, EncodeOptions, Item, missing_capability
 from gateway.encoders.pairs import PairScorer
+from gateway.encoders.sparse import SparseVector
 from gateway.specs import ModelSpec
 
 
@@ -70,6 +71,18 @@ class MultiVectorEncoder(Protocol):
     def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> list[np.ndarray]: ...
 
 
+class SparseEmbedder(Protocol):
+    """EMBED_SPARSE: texts -> one SparseVector each (weights over the vocabulary)."""
+
+    def token_limit(self, options: EncodeOptions) -> int: ...
+
+    def prepare(self, inputs: Sequence[str], options: EncodeOptions) -> Sequence[TokenItem]: ...
+
+    def count_tokens(self, text: str, options: EncodeOptions) -> int: ...
+
+    def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> list[SparseVector]: ...
+
+
 def _require(encoder: AnyEncoder, capability: Capability, needed: str) -> None:
     if capability not in encoder.capabilities:
         raise missing_capability(encoder.spec.name, encoder.capabilities, needed)
@@ -88,6 +101,11 @@ def image_embedder(encoder: AnyEncoder) -> ImageEmbedder:
 def multivector_encoder(encoder: AnyEncoder) -> MultiVectorEncoder:
     _require(encoder, Capability.MULTIVECTOR, "give token vectors")
     return cast(MultiVectorEncoder, encoder)
+
+
+def sparse_embedder(encoder: AnyEncoder) -> SparseEmbedder:
+    _require(encoder, Capability.EMBED_SPARSE, "give sparse vectors")
+    return cast(SparseEmbedder, encoder)
 
 
 def can_rank(capabilities: frozenset[Capability]) -> bool:

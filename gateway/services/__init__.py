@@ -5,6 +5,7 @@
 - `ModelAdmin`: list, show, pull (single-flight), delete, what is loaded, /admin/models.
 - `HealthService`: /health and /info. `ImageStatsService`: /img/stats.
 - `TokenService`: TEI's /tokenize, /decode and /embed_all.
+- `SparseService`: TEI's /embed_sparse (SPLADE models).
 Routers see these and the request/result types; never the manager, the store or the catalog.
 """
 
@@ -17,6 +18,7 @@ from gateway.services.health import HealthService
 from gateway.services.media import ImageStatsService
 from gateway.services.models import ModelAdmin
 from gateway.services.rerank import RerankService
+from gateway.services.sparse import SparseResult, SparseService
 from gateway.services.tokens import TokenService
 from gateway.services.types import EmbedRequest, EmbedResult, RerankRequest, RerankResult
 
@@ -31,6 +33,8 @@ __all__ = [
     "RerankResult",
     "RerankService",
     "Services",
+    "SparseResult",
+    "SparseService",
     "TokenService",
 ]
 
@@ -43,3 +47,4 @@ class Services:
     health: HealthService
     images: ImageStatsService
     tokens: TokenService
+    sparse: SparseService

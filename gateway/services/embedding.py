@@ -6,7 +6,8 @@ see tensors. The service asks what a model can do (its capabilities), never whic
 - image embedders take images, and texts through the text model of their space (nomic vision
   and nomic text), answered in input order;
 - text embedders take texts, through the embedding cache (gateway.services.pipelines).
-A model that can do none of these (a cross-encoder) is a 400 naming what it can do.
+A model that can do none of these (a cross-encoder, a SPLADE model) is a 400 naming what it
+can do and the route that serves it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ LATE_MODEL_HINT = (
     "gives one vector per token; POST /v1/embeddings returns its multi-vector output, and "
     "POST /v1/rerank or /api/rerank ranks documents with it"
 )
+# No dense view of a SPLADE model: its vectors are vocabulary-wide (30522 for BERT), mostly
+# zeros, scored by dot product unnormalized; no client of these routes expects that shape.
+SPARSE_MODEL_HINT = (
+    "its vectors are sparse (vocabulary id -> weight); POST /embed_sparse (TEI's route) "
+    "returns them"
+)
+RERANKER_HINT = "use POST /v1/rerank or /api/rerank to rank documents with it"
 
 
 def width_of(spec: ModelSpec, request: EmbedRequest) -> int:
@@ -102,12 +110,8 @@ class EmbeddingService:
         elif Capability.EMBED_TEXT in capabilities:
             result = await self._embed_texts(spec, task, inputs, request)
         else:
-            raise missing_capability(
-                spec.name,
-                capabilities,
-                "embed",
-                "use POST /v1/rerank or /api/rerank to rank documents with it",
-            )
+            hint = SPARSE_MODEL_HINT if Capability.EMBED_SPARSE in capabilities else RERANKER_HINT
+            raise missing_capability(spec.name, capabilities, "embed", hint)
         result.total_seconds = time.perf_counter() - started
         return result
 

@@ -127,7 +127,12 @@ class TokenService:
             result = await self.embedding.embed(replace(request, model=spec.name))
             return TokenVectors(result.matrices or [], result.truncated)
         if Capability.EMBED_TEXT not in capabilities:
-            raise UnsupportedInput(f"model '{spec.name}' has no token vectors", param="model")
+            hint = (
+                "; POST /embed_sparse gives its sparse vectors"
+                if Capability.EMBED_SPARSE in capabilities
+                else ""
+            )
+            raise UnsupportedInput(f"model '{spec.name}' has no token vectors{hint}", param="model")
         texts = [x.text if isinstance(x, TextInput) else str(x) for x in request.inputs]
         if not texts:  # TEI refuses it too; token_states of nothing has no shape to stack
             raise EmptyInput(f"{request.input_param} cannot be empty", param=request.input_param)

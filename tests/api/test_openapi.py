@@ -217,3 +217,18 @@ def test_model_storage_and_source_failures_are_documented(document: dict[str, An
         method = "delete" if path == "/api/delete" else "post"
         assert {"502", "507"} <= set(paths[path][method]["responses"]), path
     assert "409" in paths["/api/delete"]["delete"]["responses"]
+
+
+def test_embed_sparse_documents_teis_pairs_and_errors(document: dict[str, Any]) -> None:
+    """TEI's [[{index, value}]] and its error shape at its statuses (Empty 400, Validation 422,
+    Backend 424, Overloaded 429)."""
+    responses = document["paths"]["/embed_sparse"]["post"]["responses"]
+    schema = responses["200"]["content"]["application/json"]["schema"]
+    assert schema["type"] == "array" and schema["items"]["type"] == "array"
+    pair = resolve(schema["items"]["items"], document)
+    assert pair["properties"]["index"]["type"] == "integer"
+    assert pair["properties"]["value"]["type"] == "number"
+    assert set(pair["required"]) == {"index", "value"}
+    for status in ("400", "422", "424", "429"):
+        error = responses[status]["content"]["application/json"]["schema"]
+        assert error["$ref"] == "#/components/schemas/TeiErrorResponse", status

@@ -16,6 +16,7 @@ from gateway.encoders import (
     Capability,
     CrossEncoder,
     LateInteractionEncoder,
+    SparseEncoder,
     TextEncoder,
     VisionEncoder,
     capabilities_of,
@@ -34,6 +35,7 @@ ENTRIES: dict[str, dict[str, Any]] = {
     "image": {"kind": "image", "source": "/x", "files": {"model": "m.onnx"}, "dim": 8},
     "late": {"kind": "late", "source": "/x", "files": FILES, "dim": 8},
     "cross": {"kind": "cross-encoder", "source": "/x", "files": FILES},
+    "sparse": {"kind": "sparse", "source": "/x", "files": FILES},
 }
 
 
@@ -47,6 +49,7 @@ def test_every_spec_type_has_exactly_one_encoder() -> None:
     assert encoder_class(spec("image")) is VisionEncoder
     assert encoder_class(spec("late")) is LateInteractionEncoder
     assert encoder_class(spec("cross")) is CrossEncoder
+    assert encoder_class(spec("sparse")) is SparseEncoder
 
 
 @pytest.mark.parametrize(
@@ -56,6 +59,8 @@ def test_every_spec_type_has_exactly_one_encoder() -> None:
         ("image", {Capability.EMBED_IMAGE}, ["embedding", "vision"], False),
         ("late", {Capability.MULTIVECTOR, Capability.SCORE_PAIRS}, ["embedding", "rerank"], True),
         ("cross", {Capability.SCORE_PAIRS}, ["rerank"], True),
+        # Not Ollama's "embedding": /api/embed refuses it (its vectors are sparse).
+        ("sparse", {Capability.EMBED_SPARSE}, [], False),
     ],
 )
 def test_capabilities_per_kind(
@@ -90,6 +95,9 @@ def test_kind_neutral_spec_facts() -> None:
     )
     cross = spec("cross")
     assert (cross.vector_width, cross.output_widths, cross.paired_text_model) == (None, [], None)
+    sparse = spec("sparse", max_tokens=256, vocab_size=30522)
+    assert (sparse.context_length, sparse.vector_width, sparse.output_widths) == (256, 30522, [])
+    assert sparse.public_facts() == {"pooling": "max", "activation": "relu"}
 
 
 def test_registry_defaults_follow_capabilities() -> None:
@@ -97,6 +105,12 @@ def test_registry_defaults_follow_capabilities() -> None:
     assert registry.default_image_model == "i"
     assert registry.default_rerank_model == "c"
     assert Registry({"t": spec("text", "t")}).default_rerank_model == "t"
+    assert registry.default_sparse_model is None
+    sparse = {"t": spec("text", "t"), "s": spec("sparse", "s"), "s2": spec("sparse", "s2")}
+    assert Registry(sparse).default_sparse_model == "s"
+    assert Registry(sparse, default_sparse_model="s2").default_sparse_model == "s2"
+    with pytest.raises(RegistryError, match="'t' is not a sparse model"):
+        Registry(sparse, default_sparse_model="t")
 
 
 def test_an_image_model_must_share_a_text_embedders_space() -> None:

@@ -62,6 +62,10 @@ def body(**fields: object) -> bytes:
         ("/v1/embed", body(texts=["x"]), "all-minilm"),
         ("/embed_all", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
         ("/embed_all", body(inputs="x"), "all-minilm"),
+        ("/embed_sparse", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
+        # No model named: the registry's sparse model, not its default model.
+        ("/embed_sparse", body(inputs="x"), "splade-pp-en"),
+        ("/embed_sparse", body(inputs="x", model="splade_pp_en_v1"), "splade-pp-en"),
         # POST / and /embed: TEI's body (`inputs`) or nomic-api-rs's (`input`), either naming it.
         ("/embed", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
         ("/", body(model="nomic-embed-text", inputs="x"), "nomic-embed-text"),
@@ -117,6 +121,7 @@ def test_every_post_route_of_the_app_is_classified(tmp_path: Path) -> None:
         routing.TEXT_ROUTES
         | routing.IMAGE_ROUTES
         | routing.RERANK_ROUTES
+        | routing.SPARSE_ROUTES
         | routing.UNLOAD_ROUTES
         | routing.NO_MODEL_ROUTES
     )

@@ -189,7 +189,7 @@ TEI_CASES: list[tuple[Exception, int, str]] = [
 @pytest.mark.parametrize(
     ("error", "status", "error_type"), TEI_CASES, ids=[type(c[0]).__name__ for c in TEI_CASES]
 )
-@pytest.mark.parametrize("path", ["/embed_all", "/tokenize", "/decode"])
+@pytest.mark.parametrize("path", ["/embed_all", "/embed_sparse", "/tokenize", "/decode"])
 def test_tei_shape_and_statuses(path: str, error: Exception, status: int, error_type: str) -> None:
     """TEI's statuses (router/src/http/server.rs): Validation and Tokenizer 422, Empty 400,
     Overloaded 429, Backend 424, Unhealthy 503."""
@@ -237,6 +237,7 @@ def test_the_body_decides_on_shared_paths_when_it_was_read(
         ("/embeddings", "openai"),
         ("/v2/rerank", "openai"),
         ("/embed_all", "tei"),
+        ("/embed_sparse", "tei"),
         ("/embed", "tei"),
         ("/", "tei"),
         ("/rerank", "tei"),

@@ -46,7 +46,7 @@ def test_route_families_are_a_small_fixed_set(path: str, family: str) -> None:
         ("GET", "/models/all-minilm", "openai"),
         ("POST", "/v1/embed", "cohere"), ("POST", "/v2/embed", "cohere"),
         ("POST", "/embed_all", "native"), ("POST", "/tokenize", "native"),
-        ("POST", "/decode", "native"),
+        ("POST", "/decode", "native"), ("POST", "/embed_sparse", "native"),
         ("POST", "/api/chat", "ollama"), ("POST", "/api/generate", "ollama"),
         # "/" is two routes: TEI's (or nomic-api-rs's) POST embedding, and the GET greeting.
         ("POST", "/", "native"), ("GET", "/", "meta"), ("HEAD", "/", "meta"),

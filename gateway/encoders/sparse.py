@@ -1,0 +1,139 @@
+"""SPLADE sparse lexical encoders: texts -> one weight per vocabulary id, as (index, value) pairs.
+
+prepare = tokenize (no prefixes), cut at the context length; run = the masked-language-model
+graph, then each text's logits pooled over its own tokens (padding never counts); finish = the
+non-zero entries, indices ascending.
+
+The pooling follows sentence-transformers' SpladePooling, which TEI and fastembed compute the
+same way: w_j = max over the text's tokens i of log(1 + relu(logit_ij)) (SPLADE v2 and later),
+or the sum over them (the first SPLADE); `log1p_relu` applies log1p twice. Padding rows are
+dropped, which is what their masking amounts to: masked logits become 0, and a 0 never beats
+a weight (every weight is >= 0) nor adds to a sum. As TEI's `sparsify` and fastembed's
+`nonzero`, an entry is kept when its weight is not 0.
+
+The graph's logits are [batch, tokens, vocab] (30522 floats a token for BERT): run() reduces
+each text to one vocabulary row where they are produced, so a batch's logits are not kept
+alive until every request of the batch has finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from gateway.encoders.base import Capability, EncodeOptions
+from gateway.encoders.text import TokenGraphEncoder, TokenizedText
+from gateway.errors import ModelLoadError
+from gateway.runtime import GraphInfo, Runtime
+from gateway.specs import SparseModelSpec
+
+# Output names of masked-language-model exports (optimum and transformers' "logits").
+LOGIT_OUTPUTS = ("logits", "output")
+
+Pooling = Literal["max", "sum"]
+Activation = Literal["relu", "log1p_relu"]
+
+
+@dataclass(frozen=True, slots=True)
+class SparseVector:
+    """One text's non-zero weights: vocabulary ids ascending, and their weights (all > 0)."""
+
+    indices: np.ndarray  # int64 [n]
+    values: np.ndarray  # float32 [n]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def activate(logits: np.ndarray, activation: Activation) -> np.ndarray:
+    """log(1 + relu(x)), and log1p once more for `log1p_relu`."""
+    weights: np.ndarray = np.log1p(np.maximum(logits, 0))
+    if activation == "log1p_relu":
+        weights = np.log1p(weights)
+    return weights
+
+
+def splade_pool(rows: np.ndarray, pooling: Pooling, activation: Activation) -> np.ndarray:
+    """One text's logits [tokens, vocab], padding already dropped -> [vocab] float32 weights."""
+    if pooling == "max":
+        # relu and log1p never decrease, so the max commutes with them: reducing first
+        # transforms one row instead of tokens x vocab values, with the same result.
+        pooled = activate(rows.max(axis=0), activation)
+    else:
+        pooled = activate(rows, activation).sum(axis=0)
+    return np.ascontiguousarray(pooled, dtype=np.float32)
+
+
+def sparse_vector(weights: np.ndarray) -> SparseVector:
+    """The non-zero entries of a [vocab] weight row."""
+    indices = np.flatnonzero(weights)
+    return SparseVector(indices.astype(np.int64), weights[indices].astype(np.float32))
+
+
+def pick_logits_output(
+    graph: GraphInfo, configured: str | None, model: str, vocab_size: int | None
+) -> str:
+    """The [batch, tokens, vocab] logits output, its width checked against `vocab_size`."""
+    by_name = {t.name: t for t in graph.outputs}
+    if configured is not None and configured not in by_name:
+        raise ModelLoadError(
+            f"model {model}: output {configured!r} is not one of {sorted(by_name)}"
+        )
+    name = configured or next((n for n in LOGIT_OUTPUTS if n in by_name), None)
+    if name is None:
+        name = next((t.name for t in graph.outputs if t.is_float and len(t.shape) == 3), None)
+    if name is None or len(by_name[name].shape) != 3:
+        raise ModelLoadError(
+            f"model {model}: no [batch, tokens, vocab] logits output among {sorted(by_name)}; "
+            "a sparse (SPLADE) model needs a masked-language-model head"
+        )
+    width = by_name[name].shape[-1]
+    if vocab_size is not None and isinstance(width, int) and width != vocab_size:
+        raise ModelLoadError(
+            f"model {model}: output {name!r} is {width} wide, but vocab_size is {vocab_size}"
+        )
+    return name
+
+
+class SparseEncoder(TokenGraphEncoder[str, list[SparseVector]]):
+    """A SPLADE model described by a SparseModelSpec: texts -> SparseVector each."""
+
+    capabilities = frozenset({Capability.EMBED_SPARSE})
+    spec: SparseModelSpec
+
+    def __init__(self, spec: SparseModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
+        super().__init__(spec, paths, runtime)
+        self.output_name = pick_logits_output(self.graph, spec.output, spec.name, spec.vocab_size)
+
+    def token_limit(self, options: EncodeOptions) -> int:
+        return options.limit or self.spec.max_tokens
+
+    def prepare(self, inputs: Sequence[str], options: EncodeOptions) -> list[TokenizedText]:
+        """Tokenize, cut at options.limit (default max_tokens); each item says if it was cut."""
+        return self.tokenize_within(inputs, self.token_limit(options))
+
+    def count_tokens(self, text: str, options: EncodeOptions) -> int:
+        """The uncut length of `text`, special tokens included (for a too-long error)."""
+        return self.lengths.count(text)
+
+    def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
+        """Per item: its [vocab] weights, pooled over its own tokens."""
+        logits = self.forward(items)
+        vocab_size = self.spec.vocab_size
+        if logits.ndim != 3 or (vocab_size is not None and logits.shape[-1] != vocab_size):
+            raise ModelLoadError(
+                f"model {self.spec.name}: logits are {logits.shape}, expected "
+                f"[batch, tokens, {vocab_size or 'vocab'}]"
+            )
+        pooling, activation = self.spec.pooling, self.spec.activation
+        return [
+            splade_pool(logits[row, : item.length], pooling, activation)
+            for row, item in enumerate(items)
+        ]
+
+    def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> list[SparseVector]:
+        return [sparse_vector(weights) for weights in raw]
