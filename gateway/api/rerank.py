@@ -42,6 +42,7 @@ from gateway.api.rerank_wire import (
     CohereMeta,
     CohereResponse,
     CohereResult,
+    CohereV2Body,
     Document,
     InfinityBody,
     InfinityResponse,
@@ -141,7 +142,7 @@ class CohereController(Controller):
     @post(["/v2/rerank"], status_code=200, summary="Rerank (Cohere v2)")
     async def cohere_v2(
         self,
-        data: JSONBody[CohereBody],
+        data: JSONBody[CohereV2Body],
         rerank: NamedDependency[RerankService],
         request: AnyRequest,
     ) -> Response[CohereResponse]:

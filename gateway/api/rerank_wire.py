@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
+
+from gateway.api.openapi_inputs import (
+    AT_LEAST_ONE,
+    NO_EMPTY_LIST,
+    NOT_EMPTY,
+    BodyContract,
+    sent,
+)
 
 Document = str | dict[str, Any]
 
@@ -24,6 +32,19 @@ class CohereBody(msgspec.Struct):
     raw_scores: bool = False
     truncate: bool = True
 
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"query": NOT_EMPTY, "top_n": AT_LEAST_ONE, "max_tokens_per_doc": AT_LEAST_ONE}
+    )
+
+
+class CohereV2Body(CohereBody):
+    """Cohere v2's body: v1's fields, and `model` is required (refused by the route, in
+    Cohere's words, when missing or empty)."""
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {**CohereBody.contract.fields, "model": NOT_EMPTY}, required=("model",)
+    )
+
 
 class OllamaRerankBody(msgspec.Struct):
     model: str
@@ -32,6 +53,16 @@ class OllamaRerankBody(msgspec.Struct):
     top_k: int | None = None
     top_n: int | None = None
     keep_alive: float | str | None = None
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {
+            "model": NOT_EMPTY,
+            "query": NOT_EMPTY,
+            "keep_alive": NOT_EMPTY,
+            "top_k": AT_LEAST_ONE,
+            "top_n": AT_LEAST_ONE,
+        }
+    )
 
 
 class InfinityBody(msgspec.Struct):
@@ -45,6 +76,16 @@ class InfinityBody(msgspec.Struct):
     raw_scores: bool = False
     truncate: bool | None = None  # TEI's Option<bool>: null (or absent) cuts long inputs
     truncation_direction: str = "right"  # TEI; only "right" is served
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {
+            "query": NOT_EMPTY,
+            "texts": NO_EMPTY_LIST,
+            "top_n": AT_LEAST_ONE,
+            "truncation_direction": NOT_EMPTY,
+        },
+        one_of=(sent("documents"), sent("texts")),  # Infinity's body or TEI's
+    )
 
 
 class RerankUsage(msgspec.Struct):

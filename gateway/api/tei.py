@@ -17,7 +17,7 @@ gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, wh
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import msgspec
 from litestar import Controller, Request, Response, Router, post
@@ -30,6 +30,7 @@ from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import TEI_ERRORS
 from gateway.api.native import EmbedBody, EmbedResponse, embed_one
 from gateway.api.openai import TASK_SYNONYMS
+from gateway.api.openapi_inputs import NEITHER_EMPTY, NO_EMPTY_LIST, NOT_EMPTY, BodyContract
 from gateway.api.responses import embedded, float_json, with_truncated
 from gateway.errors import EmptyInput, InvalidRequest
 from gateway.inputs import TextInput
@@ -62,6 +63,10 @@ class TeiEmbedAllBody(msgspec.Struct):
     prompt_name: str | None = None
     model: str | None = None
 
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"inputs": NEITHER_EMPTY, "truncation_direction": NOT_EMPTY, "prompt_name": NOT_EMPTY}
+    )
+
 
 class TokenizeBody(msgspec.Struct):
     inputs: Inputs
@@ -69,11 +74,18 @@ class TokenizeBody(msgspec.Struct):
     prompt_name: str | None = None
     model: str | None = None
 
+    # An empty batch is refused, an empty string is tokenized (to the special tokens).
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"inputs": NO_EMPTY_LIST, "prompt_name": NOT_EMPTY}
+    )
+
 
 class DecodeBody(msgspec.Struct):
     ids: list[Any]  # [int] or [[int]]; checked by hand (msgspec unions hold one array type)
     skip_special_tokens: bool = True
     model: str | None = None
+
+    contract: ClassVar[BodyContract] = BodyContract({"ids": NO_EMPTY_LIST})
 
 
 class SimpleToken(msgspec.Struct):
