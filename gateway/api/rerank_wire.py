@@ -26,6 +26,8 @@ class CohereBody(msgspec.Struct):
     # Absent: the route's default (documents_by_default in gateway.api.rerank).
     return_documents: bool | None = None
     rank_fields: list[str] | None = None
+    # Cohere v1 (default 10): a long document is read in at most this many windows of the
+    # model's length, and scored by its best (v2: as many as max_tokens_per_doc fills).
     max_chunks_per_doc: int | None = None
     # Cohere v2 (default 4096): each document cut to this many of its tokens before ranking.
     max_tokens_per_doc: int | None = None
@@ -33,7 +35,23 @@ class CohereBody(msgspec.Struct):
     truncate: bool = True
 
     contract: ClassVar[BodyContract] = BodyContract(
-        {"query": NOT_EMPTY, "top_n": AT_LEAST_ONE, "max_tokens_per_doc": AT_LEAST_ONE}
+        {
+            "query": NOT_EMPTY,
+            "top_n": AT_LEAST_ONE,
+            "max_chunks_per_doc": {
+                **AT_LEAST_ONE,
+                "description": "A document longer than the model reads at once is split into "
+                "chunks of that length, each scored with the query, the document by its best; "
+                "at most this many chunks are read (default 10 on /v1/rerank; on /v2/rerank "
+                "as many as max_tokens_per_doc fills). 1 reads the first chunk only.",
+            },
+            "max_tokens_per_doc": {
+                **AT_LEAST_ONE,
+                "description": "Each document is cut after this many of its tokens, counted by "
+                "the model's tokenizer, before it is split into chunks (default 4096 on "
+                "/v2/rerank; none on /v1/rerank).",
+            },
+        }
     )
 
 
