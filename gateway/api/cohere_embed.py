@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 import numpy as np
@@ -32,6 +32,13 @@ from gateway.api.deps import provide
 from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
 from gateway.api.openai import TASK_SYNONYMS
+from gateway.api.openapi_inputs import (
+    NO_EMPTY_LIST,
+    NOT_EMPTY,
+    BodyContract,
+    integer_or_null,
+    sent,
+)
 from gateway.api.responses import embedded, float_json
 from gateway.encoders.context import MIN_CONTEXT
 from gateway.errors import InvalidRequest
@@ -53,6 +60,29 @@ class CohereEmbedBody(msgspec.Struct):
     output_dimension: int | float | str | bool | None = None
     truncate: str | None = None
     max_tokens: int | None = None
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {
+            "texts": NO_EMPTY_LIST,
+            "images": NO_EMPTY_LIST,
+            "inputs": NO_EMPTY_LIST,
+            "input_type": NOT_EMPTY,
+            "output_dimension": integer_or_null(1),
+            "max_tokens": {"minimum": MIN_CONTEXT},
+        },
+        one_of=(sent("texts"), sent("images"), sent("inputs")),
+    )
+
+
+class CohereEmbedV2Body(CohereEmbedBody):
+    """Cohere v2's body: v1's fields, and `model` is required (refused by the route, in
+    Cohere's words, when missing or empty)."""
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {**CohereEmbedBody.contract.fields, "model": NOT_EMPTY},
+        required=("model",),
+        one_of=CohereEmbedBody.contract.one_of,
+    )
 
 
 class EmbeddingsByType(msgspec.Struct, omit_defaults=True):
@@ -266,7 +296,7 @@ class CohereEmbedController(Controller):
     @post("/v2/embed", status_code=200, summary="Embed (Cohere v2)")
     async def embed_v2(
         self,
-        data: JSONBody[CohereEmbedBody],
+        data: JSONBody[CohereEmbedV2Body],
         embedding: NamedDependency[EmbeddingService],
         request: Request[Any, Any, Any],
     ) -> Response[CohereEmbedResponse]:

@@ -35,6 +35,7 @@ from gateway.api.errors import (
     openai_error,
     tei_error,
 )
+from gateway.api.openapi_inputs import document_request_bodies
 
 
 class ErrorResponse(msgspec.Struct):
@@ -196,8 +197,10 @@ def declare_streamed_successes(app: Litestar) -> None:
 
 
 def make_exact(app: Litestar) -> None:
-    """Declare error responses, then build the document once and fix its unions and streamed
-    media types (Litestar caches the built document and serves that one)."""
+    """Declare error responses, then build the document once and fix its unions, streamed
+    media types and request bodies (Litestar caches the built document and serves that one).
+    The bodies come after the unions: a body's choice of fields is `oneOf`, "exactly one"."""
     declare_error_responses(app)
     unions_as_any_of(app.openapi_schema)
     declare_streamed_successes(app)
+    document_request_bodies(app.openapi_schema, _routes(app))

@@ -72,7 +72,7 @@ def lane_routes() -> dict[str, tuple[LaneRoute[Any], ...]]:
     native_shared = LaneRoute("ollama", native.EmbedBody, native.embed_one_answer, _native_body)
     # Cohere's v1 and v2 share the body.
     cohere_v1 = LaneRoute("openai", cohere_embed.CohereEmbedBody, cohere_embed.cohere_v1_answer)
-    cohere_v2 = LaneRoute("openai", cohere_embed.CohereEmbedBody, cohere_embed.cohere_v2_answer)
+    cohere_v2 = LaneRoute("openai", cohere_embed.CohereEmbedV2Body, cohere_embed.cohere_v2_answer)
     native_one = LaneRoute("ollama", native.EmbedBody, native.embed_one_answer)
     native_batch = LaneRoute("ollama", native.BatchBody, native.batch_answer)
     # /embeddings: Infinity's unprefixed alias of the OpenAI route.

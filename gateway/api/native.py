@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from litestar import Controller, Request, Response, Router, get, post
@@ -26,6 +26,7 @@ from gateway.api.auth import PUBLIC
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OLLAMA_ERRORS
+from gateway.api.openapi_inputs import NOT_EMPTY, BodyContract, integer_or_null
 from gateway.api.probes import StatusView
 from gateway.api.responses import embedded, float_json
 from gateway.auth.guard import authenticated_key
@@ -42,6 +43,10 @@ from gateway.services import (
 )
 from gateway.services.views import HealthView, InfoView
 
+# `dim` is typed as any JSON value so that a width sent as a string or a float is refused with
+# the model's range; the document says what is taken.
+WIDTH = BodyContract({"dim": integer_or_null(1)})
+
 
 class EmbedBody(msgspec.Struct):
     input: str
@@ -49,6 +54,8 @@ class EmbedBody(msgspec.Struct):
     # Gateway extension: the task prefix (query, document, ...) for models that have them.
     task: str | None = None
     model: str | None = None  # gateway extension: left out, the registry's default model
+
+    contract: ClassVar[BodyContract] = WIDTH
 
 
 class EmbedResponse(msgspec.Struct):
@@ -63,6 +70,8 @@ class BatchBody(msgspec.Struct):
     task: str | None = None
     model: str | None = None
 
+    contract: ClassVar[BodyContract] = WIDTH
+
 
 class BatchResponse(msgspec.Struct):
     embeddings: list[list[float]]
@@ -75,6 +84,10 @@ class ImageBody(msgspec.Struct):
     dim: int | float | str | bool | None = None
     model: str | None = None  # gateway extension: left out, the default image model
 
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"content": NOT_EMPTY, "dim": integer_or_null(1)}
+    )
+
 
 class ImageResponse(msgspec.Struct):
     embedding: list[float]
@@ -86,6 +99,8 @@ class ImageBatchBody(msgspec.Struct):
     dim: int | float | str | bool | None = None
     model: str | None = None
 
+    contract: ClassVar[BodyContract] = WIDTH
+
 
 class ImageBatchResponse(msgspec.Struct):
     embeddings: list[list[float]]
@@ -95,6 +110,10 @@ class ImageBatchResponse(msgspec.Struct):
 class StatsBody(msgspec.Struct):
     content: str
     averaging_method: str = "arithmetic"
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"content": NOT_EMPTY, "averaging_method": NOT_EMPTY}
+    )
 
 
 class RgbColor(msgspec.Struct):

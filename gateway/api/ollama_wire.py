@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
+from gateway.api.openapi_inputs import NOT_EMPTY, BodyContract, integer_or_null, named
 from gateway.encoders import Capability
 from gateway.errors import InvalidRequest
 from gateway.services.models import Loaded, ModelInfo, Shown
@@ -33,6 +34,12 @@ class EmbedBody(msgspec.Struct):
     # Modelfile parameters (num_ctx, temperature, ...). LangChain sends a dozen of them, all null.
     options: dict[str, Any] | None = None
 
+    # Ollama's rule: any integer width (one it cannot serve means the native width); a string
+    # or float is refused with the model's range.
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"model": NOT_EMPTY, "keep_alive": NOT_EMPTY, "dimensions": integer_or_null()}
+    )
+
 
 class EmbedResponse(msgspec.Struct, omit_defaults=True):
     model: str
@@ -47,6 +54,12 @@ class EmbeddingsBody(msgspec.Struct):
     prompt: str = ""
     keep_alive: float | str | None = None
     options: dict[str, Any] | None = None
+
+    contract: ClassVar[BodyContract] = BodyContract({"model": NOT_EMPTY, "keep_alive": NOT_EMPTY})
+
+
+# /api/show, /api/pull, /api/delete: the model by either spelling, one of them not empty.
+MODEL_OR_NAME = BodyContract(any_of=(named("model"), named("name")))
 
 
 class EmbeddingsResponse(msgspec.Struct):
@@ -80,6 +93,8 @@ class ShowBody(msgspec.Struct):
     model: str = ""
     name: str = ""  # deprecated spelling, still sent by old clients
     verbose: bool = False
+
+    contract: ClassVar[BodyContract] = MODEL_OR_NAME
 
 
 class ShowResponse(msgspec.Struct):
@@ -118,6 +133,8 @@ class PullBody(msgspec.Struct):
     insecure: bool = False
     stream: bool = True
 
+    contract: ClassVar[BodyContract] = MODEL_OR_NAME
+
 
 class PullStatus(msgspec.Struct, omit_defaults=True):
     status: str
@@ -129,6 +146,8 @@ class PullStatus(msgspec.Struct, omit_defaults=True):
 class DeleteBody(msgspec.Struct):
     model: str = ""
     name: str = ""
+
+    contract: ClassVar[BodyContract] = MODEL_OR_NAME
 
 
 def keep_alive_seconds(raw: float | str | None) -> float | None:

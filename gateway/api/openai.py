@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 import numpy as np
@@ -21,6 +21,7 @@ from litestar.params import FromPath, JSONBody
 from gateway.api.deps import AnyRequest, provide
 from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import OPENAI_ERRORS
+from gateway.api.openapi_inputs import NO_EMPTY_LIST, NOT_EMPTY, BodyContract, integer_or_null
 from gateway.api.responses import embedded, float_json
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.inputs import EmbedInput, ImageInput, TextInput
@@ -57,6 +58,16 @@ class EmbeddingsBody(msgspec.Struct):
     truncate: bool | None = None
     # Infinity's field: what bare strings are ("text" or "image").
     modality: str | None = None
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {
+            "model": NOT_EMPTY,
+            "input": NO_EMPTY_LIST,
+            "dimensions": integer_or_null(1),
+            "task": NOT_EMPTY,
+            "modality": NOT_EMPTY,
+        }
+    )
 
 
 class EmbeddingObject(msgspec.Struct, omit_defaults=True):

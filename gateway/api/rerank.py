@@ -12,6 +12,10 @@
 - `POST /rerank`: Infinity's shape (`document` as a plain string, `object: "rerank"`), or TEI's
   (`texts` in, a bare `[{index, score, text?}]` list out) when the body has `texts`.
 - `POST /api/rerank`: the n8n Ollama rerank node (`model`, `query`, `documents`, `top_k`).
+On Cohere's two routes a long document is read in chunks of the model's length and scored by its
+best (gateway.rerank_chunks): v1 reads up to `max_chunks_per_doc` (default 10), v2 up to
+`max_tokens_per_doc` tokens (default 4096); the other routes read the model's length, as TEI
+and Infinity do.
 Results are sorted by relevance, most relevant first, and cut to top_n / top_k. On every route
 `relevance_score` (TEI: `score`) is in [0, 1], in the raw score's order: sigmoid of the logit for
 cross-encoders, (MaxSim / query vectors + 1) / 2 for ColBERT models, (cosine + 1) / 2 for
@@ -42,6 +46,7 @@ from gateway.api.rerank_wire import (
     CohereMeta,
     CohereResponse,
     CohereResult,
+    CohereV2Body,
     Document,
     InfinityBody,
     InfinityResponse,
@@ -94,6 +99,8 @@ async def ranked(rerank: RerankService, request: AnyRequest, query: RerankReques
 
 
 COHERE_SDKS = frozenset({"cohere", "cohere-ai"})
+V1_CHUNKS = 10  # Cohere v1's max_chunks_per_doc when left out
+V2_DOCUMENT_TOKENS = 4096  # Cohere v2's max_tokens_per_doc when left out
 
 
 def documents_by_default(request: AnyRequest, api_version: str) -> bool:
@@ -141,7 +148,7 @@ class CohereController(Controller):
     @post(["/v2/rerank"], status_code=200, summary="Rerank (Cohere v2)")
     async def cohere_v2(
         self,
-        data: JSONBody[CohereBody],
+        data: JSONBody[CohereV2Body],
         rerank: NamedDependency[RerankService],
         request: AnyRequest,
     ) -> Response[CohereResponse]:
@@ -152,10 +159,13 @@ class CohereController(Controller):
     async def _cohere(
         self, data: CohereBody, rerank: RerankService, request: AnyRequest, version: str
     ) -> Response[CohereResponse]:
-        if data.max_tokens_per_doc is not None and data.max_tokens_per_doc < 1:
-            raise InvalidRequest(
-                "max_tokens_per_doc must be at least 1", param="max_tokens_per_doc"
-            )
+        for field in ("max_tokens_per_doc", "max_chunks_per_doc"):
+            value = getattr(data, field)
+            if value is not None and value < 1:
+                raise InvalidRequest(f"{field} must be at least 1", param=field)
+        # Cohere's defaults: v1 reads 10 chunks of a long document, v2 its first 4096 tokens.
+        chunks = data.max_chunks_per_doc or (V1_CHUNKS if version == "1" else None)
+        tokens = data.max_tokens_per_doc or (None if version == "1" else V2_DOCUMENT_TOKENS)
         query = RerankRequest(
             model=data.model,
             query=data.query,
@@ -163,7 +173,8 @@ class CohereController(Controller):
             top_n=data.top_n,
             truncate=data.truncate,
             raw_scores=data.raw_scores,
-            document_tokens=data.max_tokens_per_doc,
+            document_tokens=tokens,
+            chunks=chunks,
         )
         result = await ranked(rerank, request, query)
         documents = data.return_documents
@@ -257,8 +268,9 @@ TRUNCATION_HEADERS = [
         name="X-Truncated-Inputs",
         documentation_only=True,
         required=False,
-        description="Indices of the documents cut to the model's length (or to "
-        "max_tokens_per_doc), comma-separated; absent when none was cut.",
+        description="Indices of the documents not read to their end (cut to the model's "
+        "length, to max_tokens_per_doc, or past max_chunks_per_doc chunks), comma-separated; "
+        "absent when none was cut.",
     ),
     ResponseHeader(
         name="X-Truncated-Query",

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
+
+from gateway.api.openapi_inputs import (
+    AT_LEAST_ONE,
+    NO_EMPTY_LIST,
+    NOT_EMPTY,
+    BodyContract,
+    sent,
+)
 
 Document = str | dict[str, Any]
 
@@ -18,11 +26,42 @@ class CohereBody(msgspec.Struct):
     # Absent: the route's default (documents_by_default in gateway.api.rerank).
     return_documents: bool | None = None
     rank_fields: list[str] | None = None
+    # Cohere v1 (default 10): a long document is read in at most this many windows of the
+    # model's length, and scored by its best (v2: as many as max_tokens_per_doc fills).
     max_chunks_per_doc: int | None = None
     # Cohere v2 (default 4096): each document cut to this many of its tokens before ranking.
     max_tokens_per_doc: int | None = None
     raw_scores: bool = False
     truncate: bool = True
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {
+            "query": NOT_EMPTY,
+            "top_n": AT_LEAST_ONE,
+            "max_chunks_per_doc": {
+                **AT_LEAST_ONE,
+                "description": "A document longer than the model reads at once is split into "
+                "chunks of that length, each scored with the query, the document by its best; "
+                "at most this many chunks are read (default 10 on /v1/rerank; on /v2/rerank "
+                "as many as max_tokens_per_doc fills). 1 reads the first chunk only.",
+            },
+            "max_tokens_per_doc": {
+                **AT_LEAST_ONE,
+                "description": "Each document is cut after this many of its tokens, counted by "
+                "the model's tokenizer, before it is split into chunks (default 4096 on "
+                "/v2/rerank; none on /v1/rerank).",
+            },
+        }
+    )
+
+
+class CohereV2Body(CohereBody):
+    """Cohere v2's body: v1's fields, and `model` is required (refused by the route, in
+    Cohere's words, when missing or empty)."""
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {**CohereBody.contract.fields, "model": NOT_EMPTY}, required=("model",)
+    )
 
 
 class OllamaRerankBody(msgspec.Struct):
@@ -32,6 +71,16 @@ class OllamaRerankBody(msgspec.Struct):
     top_k: int | None = None
     top_n: int | None = None
     keep_alive: float | str | None = None
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {
+            "model": NOT_EMPTY,
+            "query": NOT_EMPTY,
+            "keep_alive": NOT_EMPTY,
+            "top_k": AT_LEAST_ONE,
+            "top_n": AT_LEAST_ONE,
+        }
+    )
 
 
 class InfinityBody(msgspec.Struct):
@@ -45,6 +94,16 @@ class InfinityBody(msgspec.Struct):
     raw_scores: bool = False
     truncate: bool | None = None  # TEI's Option<bool>: null (or absent) cuts long inputs
     truncation_direction: str = "right"  # TEI; only "right" is served
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {
+            "query": NOT_EMPTY,
+            "texts": NO_EMPTY_LIST,
+            "top_n": AT_LEAST_ONE,
+            "truncation_direction": NOT_EMPTY,
+        },
+        one_of=(sent("documents"), sent("texts")),  # Infinity's body or TEI's
+    )
 
 
 class RerankUsage(msgspec.Struct):

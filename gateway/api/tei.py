@@ -26,7 +26,7 @@ gateway's extension field `model`. `POST /embed` is shared with nomic-api-rs, wh
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import msgspec
 from litestar import Controller, Request, Response, Router, post
@@ -38,6 +38,7 @@ from gateway.api.deps import provide
 from gateway.api.disconnect import Receive, unless_disconnected
 from gateway.api.errors import TEI_ERRORS
 from gateway.api.native import EmbedBody, EmbedResponse, embed_one
+from gateway.api.openapi_inputs import NEITHER_EMPTY, NO_EMPTY_LIST, NOT_EMPTY, BodyContract
 from gateway.api.responses import embedded, float_json, with_truncated
 from gateway.api.tei_inputs import (
     Inputs,
@@ -76,6 +77,10 @@ class TeiEmbedAllBody(msgspec.Struct):
     prompt_name: str | None = None
     model: str | None = None
 
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"inputs": NEITHER_EMPTY, "truncation_direction": NOT_EMPTY, "prompt_name": NOT_EMPTY}
+    )
+
 
 class SimilarityInputs(msgspec.Struct):
     source_sentence: str
@@ -100,11 +105,18 @@ class TokenizeBody(msgspec.Struct):
     prompt_name: str | None = None
     model: str | None = None
 
+    # An empty batch is refused, an empty string is tokenized (to the special tokens).
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"inputs": NO_EMPTY_LIST, "prompt_name": NOT_EMPTY}
+    )
+
 
 class DecodeBody(msgspec.Struct):
     ids: list[Any]  # [int] or [[int]]; checked by hand (msgspec unions hold one array type)
     skip_special_tokens: bool = True
     model: str | None = None
+
+    contract: ClassVar[BodyContract] = BodyContract({"ids": NO_EMPTY_LIST})
 
 
 class SimpleToken(msgspec.Struct):

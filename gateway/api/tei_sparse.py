@@ -10,7 +10,7 @@ empty string is TEI's Empty (400); a model that is not sparse is a 422 naming wh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from litestar import Controller, Request, Response, post
@@ -18,6 +18,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from gateway.api.disconnect import unless_disconnected
+from gateway.api.openapi_inputs import NEITHER_EMPTY, NOT_EMPTY, BodyContract
 from gateway.api.responses import sparse_json, with_truncated
 from gateway.api.tei_inputs import Inputs, check_direction, embedded_texts, task_of
 from gateway.inputs import TextInput
@@ -30,6 +31,10 @@ class TeiEmbedSparseBody(msgspec.Struct):
     truncation_direction: str = "right"
     prompt_name: str | None = None
     model: str | None = None  # gateway extension: TEI serves one model
+
+    contract: ClassVar[BodyContract] = BodyContract(
+        {"inputs": NEITHER_EMPTY, "truncation_direction": NOT_EMPTY, "prompt_name": NOT_EMPTY}
+    )
 
 
 class SparseValue(msgspec.Struct):

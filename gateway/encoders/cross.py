@@ -79,6 +79,13 @@ class CrossEncoder(TokenGraphEncoder[tuple[str, str], np.ndarray]):
             return np.zeros(0, dtype=np.float64)
         return np.concatenate(raw).astype(np.float64)
 
+    def document_window(self, query: str) -> int:
+        """max_tokens less the pair's special tokens and the query's tokens; at least half of
+        what the special tokens leave, as longest-first truncation cuts a long query to share."""
+        room = self.spec.max_tokens - self.tokenizer.num_special_tokens_to_add(True)
+        query_tokens = len(self.tokenizer.encode(query, add_special_tokens=False).ids)
+        return max(room - query_tokens, room // 2)
+
     def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[TokenizedText]:
         items = self.tokenize_pairs(query, documents)
         return PreparedPairs(

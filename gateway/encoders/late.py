@@ -278,6 +278,11 @@ class LateInteractionEncoder(Encoder[str, LateTokens, list[np.ndarray]]):
 
     # -- ranking by MaxSim --------------------------------------------------------------------
 
+    def document_window(self, query: str) -> int:
+        """document_length less the special tokens and the document marker."""
+        budget = self._budget(self.spec.document_length, self.spec.document_prefix)
+        return budget - self.document_tokenizer.num_special_tokens_to_add(False)
+
     def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[LateTokens]:
         (query_item,) = self.tokenize([query], task="query")
         document_items = self.tokenize(documents, task="document")

@@ -236,12 +236,21 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
 
     # -- ranking by cosine (any embedder can rerank) ---------------------------------------------
 
-    def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[TokenizedText]:
-        tasks = self.spec.tasks
-        query_items = self.prepare([query], EncodeOptions("query" if "query" in tasks else None))
-        document_items = self.prepare(
-            documents, EncodeOptions("document" if "document" in tasks else None)
+    def _pair_task(self, side: str) -> str | None:
+        """The task a query or a document is embedded with when ranking (None: the default)."""
+        return side if side in self.spec.tasks else None
+
+    def document_window(self, query: str) -> int:
+        """max_tokens less the special tokens and the document task's prefix."""
+        (prefix,) = self.prefixes_for([""], self._pair_task("document"))
+        prefix_tokens = len(self.tokenizer.encode(prefix, add_special_tokens=False).ids)
+        return (
+            self.spec.max_tokens - self.tokenizer.num_special_tokens_to_add(False) - prefix_tokens
         )
+
+    def prepare_pairs(self, query: str, documents: Sequence[str]) -> PreparedPairs[TokenizedText]:
+        query_items = self.prepare([query], EncodeOptions(self._pair_task("query")))
+        document_items = self.prepare(documents, EncodeOptions(self._pair_task("document")))
         items = [*query_items, *document_items]
         return PreparedPairs(
             items=items,

@@ -68,6 +68,7 @@ class RerankService:
                 scale="raw" if request.raw_scores else "normalized",
                 documents_param=request.documents_param,
                 document_tokens=request.document_tokens,
+                chunks=request.chunks,
             )
         # Both: a cross-encoder's infinite logit has a finite sigmoid.
         check_finite(scores.raw, scores.relevance)

@@ -77,6 +77,9 @@ class RerankRequest:
     documents_param: str = "documents"
     # Cohere's max_tokens_per_doc: each document cut to this many of its tokens first.
     document_tokens: int | None = None
+    # How many windows of the model's length a long document is read in, each scored, the
+    # document by its best (Cohere's max_chunks_per_doc); None: all. 1: the first only.
+    chunks: int | None = 1
 
 
 @dataclass

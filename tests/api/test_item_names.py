@@ -32,7 +32,14 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("/v2/rerank", {"model": MODEL, "query": "q", "documents": ["a", None]}, "documents[1]"),
     (
         "/v2/rerank",
-        {"model": MODEL, "query": "q", "documents": ["a", LONG], "truncate": False},
+        # One chunk: the model's length (the default reads a long document in chunks).
+        {
+            "model": MODEL,
+            "query": "q",
+            "documents": ["a", LONG],
+            "truncate": False,
+            "max_chunks_per_doc": 1,
+        },
         "documents[1] is longer",
     ),
     ("/embed", {"inputs": ["ok", "fine", ""]}, "inputs[2] is empty"),

@@ -1,12 +1,18 @@
-"""The OpenAPI document: /openapi.json and /docs answer, and every response of every route has a
-typed schema (a schema-driven fuzzer checks responses against it)."""
+"""The OpenAPI document: /openapi.json and /docs answer, every response of every route has a
+typed schema (a schema-driven fuzzer checks responses against it), and every request body says
+what the server takes and refuses (tests/support/openapi_probes.py)."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
+from PIL import Image
 
+from tests.support.image_api import data_url
+from tests.support.openapi_probes import disagreements
 from tools.gateway_server import GatewayServer
 
 METHODS = {"get", "post", "put", "delete", "patch", "head"}
@@ -232,3 +238,77 @@ def test_embed_sparse_documents_teis_pairs_and_errors(document: dict[str, Any]) 
     for status in ("400", "422", "424", "429"):
         error = responses[status]["content"]["application/json"]["schema"]
         assert error["$ref"] == "#/components/schemas/TeiErrorResponse", status
+
+
+def _png() -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (2, 2), (200, 30, 30)).save(buffer, format="PNG")
+    return data_url(buffer.getvalue())
+
+
+MODEL = "all-minilm"
+# A body each route answers with 200 on the bundled model; the probes change one field at a time.
+BODIES: dict[str, dict[str, Any]] = {
+    "/api/embed": {"model": MODEL, "input": "hi"},
+    "/api/embeddings": {"model": MODEL, "prompt": "hi"},
+    "/api/show": {"model": MODEL},
+    "/v1/embeddings": {"model": MODEL, "input": "hi"},
+    "/embeddings": {"model": MODEL, "input": "hi"},
+    "/v1/rerank": {"query": "q", "documents": ["a"]},
+    "/v2/rerank": {"model": MODEL, "query": "q", "documents": ["a"]},
+    "/rerank": {"query": "q", "documents": ["a"]},
+    "/api/rerank": {"model": MODEL, "query": "q", "documents": ["a"]},
+    "/txt/batch": {"inputs": ["hi"]},
+    "/batch": {"inputs": ["hi"]},
+    "/txt/embed": {"input": "hi"},
+    "/img/stats": {"content": _png()},
+    "/decode": {"ids": [101]},
+    "/embed_all": {"inputs": "hi"},
+    "/similarity": {"inputs": {"source_sentence": "hi", "sentences": ["yo"]}},
+    "/tokenize": {"inputs": "hi"},
+    "/v1/embed": {"model": MODEL, "texts": ["hi"]},
+    "/v2/embed": {"model": MODEL, "texts": ["hi"], "input_type": "search_document"},
+}
+# /api/pull and /api/delete change the models folder; the image routes need a vision model and
+# /embed_sparse a SPLADE model, which the bundled registry does not pull. Their bodies share the
+# rules probed elsewhere.
+NOT_PROBED = {"/api/pull", "/api/delete", "/img/embed", "/img/batch", "/embed_sparse"}
+
+
+def test_every_request_body_is_probed(document: dict[str, Any]) -> None:
+    with_bodies = {
+        path
+        for path, item in document["paths"].items()
+        for operation in item.values()
+        if isinstance(operation, dict) and "requestBody" in operation
+    }
+    assert with_bodies == set(BODIES) | NOT_PROBED
+
+
+def test_the_document_says_what_request_bodies_the_server_takes(
+    server: GatewayServer, document: dict[str, Any]
+) -> None:
+    """Lenient booleans ("0", "TRUE", 1) are documented as taken, "" and [] as refused where a
+    route refuses them, and fields a route requires (v2's model) as required."""
+    with server.client() as client:
+        assert disagreements(client, document, BODIES) == []
+
+
+def test_lenient_booleans_and_required_models_are_in_the_document(
+    document: dict[str, Any],
+) -> None:
+    schemas = document["components"]["schemas"]
+    truncate = schemas["ollama_wire_EmbedBody"]["properties"]["truncate"]
+    accepts = Draft202012Validator(truncate).is_valid
+    assert all(accepts(v) for v in (True, "0", "TRUE", "false", 1, None, "null"))
+    assert not any(accepts(v) for v in ("yes", 2, "", "01"))
+    assert "model" in schemas["CohereV2Body"]["required"]
+    assert "model" not in schemas["CohereBody"]["required"]
+
+
+def test_every_schema_is_valid_json_schema_2020_12(document: dict[str, Any]) -> None:
+    """OpenAPI 3.1's schema dialect: the bodies' added unions and keywords keep it valid."""
+    assert document["openapi"].startswith("3.1")
+    meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    schemas = document["components"]["schemas"]
+    assert [name for name, schema in schemas.items() if not meta.is_valid(schema)] == []

@@ -204,7 +204,15 @@ def test_maxsim_matches_pylate(
     model = colberts[COLBERTS[name]]
     raw = np.zeros((len(QUERIES), len(DOCUMENTS)))
     for q, query in enumerate(QUERIES):
-        body = {"model": name, "query": query, "documents": DOCUMENTS, "raw_scores": True}
+        # PyLate reads a document up to document_length: one chunk (the route's default reads
+        # the rest of DOCUMENTS[LONG_DOCUMENT] too, tests/api/test_rerank_chunks.py).
+        body = {
+            "model": name,
+            "query": query,
+            "documents": DOCUMENTS,
+            "raw_scores": True,
+            "max_chunks_per_doc": 1,
+        }
         results = post(client, "/v1/rerank", body)["results"]
         assert len(results) == len(DOCUMENTS)
         raw[q] = by_index(results)
@@ -216,7 +224,7 @@ def test_maxsim_matches_pylate(
     np.testing.assert_allclose(raw, pylate_scores[name], atol=SCORE_TOLERANCE)
     # The default scale: MaxSim over the query's vectors (query_length with [MASK] expansion),
     # mapped into [0, 1] by (s + 1) / 2; the order is the raw order.
-    body = {"model": name, "query": QUERIES[1], "documents": DOCUMENTS}
+    body = {"model": name, "query": QUERIES[1], "documents": DOCUMENTS, "max_chunks_per_doc": 1}
     relevance = by_index(post(client, "/v1/rerank", body)["results"])
     expected = (raw[1] / model.settings.query_length + 1) / 2
     np.testing.assert_allclose(relevance, expected, atol=1e-6)
@@ -233,7 +241,8 @@ def test_cohere_v1_client(
 ) -> None:
     query = 1
     expected = (pylate_scores[BERT][query] / colberts["bert"].settings.query_length + 1) / 2
-    full = co.rerank(model=BERT, query=QUERIES[query], documents=DOCUMENTS)
+    # One chunk per document, as PyLate reads them (Cohere's SDK sends max_chunks_per_doc).
+    full = co.rerank(model=BERT, query=QUERIES[query], documents=DOCUMENTS, max_chunks_per_doc=1)
     order = [r.index for r in full.results]
     assert sorted(order) == list(range(len(DOCUMENTS)))
     assert order == sorted(order, key=lambda i: -expected[i])
@@ -244,7 +253,12 @@ def test_cohere_v1_client(
     uuid.UUID(full.id)
 
     top = co.rerank(
-        model=BERT, query=QUERIES[query], documents=DOCUMENTS, top_n=3, return_documents=True
+        model=BERT,
+        query=QUERIES[query],
+        documents=DOCUMENTS,
+        top_n=3,
+        return_documents=True,
+        max_chunks_per_doc=1,
     )
     assert [r.index for r in top.results] == order[:3]
     assert [r.relevance_score for r in top.results] == scores[:3]
@@ -253,7 +267,12 @@ def test_cohere_v1_client(
     # Documents as objects: `text` is ranked, the other fields come back untouched.
     objects = [{"text": text, "id": f"doc-{i}"} for i, text in enumerate(DOCUMENTS)]
     as_objects = co.rerank(
-        model=BERT, query=QUERIES[query], documents=objects, top_n=4, return_documents=True
+        model=BERT,
+        query=QUERIES[query],
+        documents=objects,
+        top_n=4,
+        return_documents=True,
+        max_chunks_per_doc=1,
     )
     assert [r.index for r in as_objects.results] == order[:4]
     np.testing.assert_allclose([r.relevance_score for r in as_objects.results], scores[:4])
@@ -558,7 +577,13 @@ def test_plain_embedder_reranks_by_cosine(client: httpx.Client) -> None:
 def test_cross_encoder_matches_transformers(client: httpx.Client, cross_dir: Path) -> None:
     logits = transformers_logits(cross_dir, cross.QUERY, cross.DOCUMENTS, cross.MAX_TOKENS)
     assert np.ptp(logits) > 0.1, "the pairs are told apart, so the comparison means something"
-    body = {"model": CROSS, "query": cross.QUERY, "documents": cross.DOCUMENTS}
+    # transformers cuts the long pair (longest first): one chunk, the model's own cut.
+    body = {
+        "model": CROSS,
+        "query": cross.QUERY,
+        "documents": cross.DOCUMENTS,
+        "max_chunks_per_doc": 1,
+    }
     relevance = by_index(post(client, "/v1/rerank", body)["results"])
     raw = by_index(post(client, "/v1/rerank", {**body, "raw_scores": True})["results"])
     diff = float(np.abs(raw - logits).max())
@@ -594,12 +619,15 @@ def test_cohere_route_errors(client: httpx.Client, co: cohere.Client) -> None:
             response = client.post(path, json=fields)
             assert_openai_error(response, status, *fragments, param=param)
     long = {**body, "documents": ["short", DOCUMENTS[LONG_DOCUMENT]], "truncate": False}
-    response = client.post("/v1/rerank", json=long)
+    # Read in one chunk, the long document does not fit; in the default ten, it does.
+    response = client.post("/v1/rerank", json={**long, "max_chunks_per_doc": 1})
     assert_openai_error(
         response, 400, "documents[1]", "300", code="context_length_exceeded", param="documents"
     )
+    assert len(post(client, "/v1/rerank", long)["results"]) == 2
     # The same document is cut silently (PyLate's behaviour) when truncation is allowed.
-    assert len(post(client, "/v1/rerank", {**long, "truncate": True})["results"]) == 2
+    one = {**long, "truncate": True, "max_chunks_per_doc": 1}
+    assert len(post(client, "/v1/rerank", one)["results"]) == 2
     with pytest.raises(cohere.NotFoundError) as missing:
         co.rerank(model="rerank-english-v3.0", query="q", documents=["a"])
     assert missing.value.status_code == 404

@@ -1,0 +1,153 @@
+"""Request bodies in the OpenAPI document as the server takes them, not only as typed.
+
+Litestar documents a body from its type. The server is more lenient than that in one way and
+stricter in others:
+
+- Booleans. A body is converted as Litestar converts it (msgspec, strict=False), which takes for
+  a boolean true or false in any case, "1", "0", "-0", the integers 1 and 0, and "null" in any
+  case where null is allowed; clients built around forms and query strings send
+  `"truncate": "0"`. Every top-level boolean of a request body is documented as that union.
+- Handlers refuse some values with messages of their own (and of their family's shape): an
+  empty string or list, a field required though its type has a default, a choice between
+  fields, a width sent as anything but an integer. Each body type declares these beside its
+  fields, as its `contract` (a BodyContract), applied here to the type's component.
+
+tests/api/test_openapi.py sends the edge values to every route and checks that the document and
+the server agree on each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.spec import OpenAPI, OpenAPIType, Reference, Schema
+
+# Keyword sets for BodyContract.fields, by the Schema attribute names Litestar writes out.
+NOT_EMPTY: Mapping[str, Any] = {"min_length": 1}  # "" refused
+NO_EMPTY_LIST: Mapping[str, Any] = {"min_items": 1}  # [] refused
+# A field that is a string or a list: neither may be empty (minLength applies only to a string,
+# minItems only to a list, so both sit on the union).
+NEITHER_EMPTY: Mapping[str, Any] = {"min_length": 1, "min_items": 1}
+AT_LEAST_ONE: Mapping[str, Any] = {"minimum": 1}
+
+
+def integer_or_null(minimum: int | None = None) -> Mapping[str, Any]:
+    """A field typed as any JSON value so that its handler can word the error (a width sent as
+    a string or a float is refused with the model's range): documented as what it takes."""
+    return {
+        "any_of": [
+            Schema(type=OpenAPIType.INTEGER, minimum=minimum),
+            Schema(type=OpenAPIType.NULL),
+        ]
+    }
+
+
+def sent(name: str) -> Schema:
+    """A body that carries `name`, not null (for a choice of fields: BodyContract.one_of)."""
+    return Schema(
+        required=[name], properties={name: Schema(schema_not=Schema(type=OpenAPIType.NULL))}
+    )
+
+
+def named(name: str) -> Schema:
+    """A body whose `name` is a non-empty string (BodyContract.any_of)."""
+    return Schema(required=[name], properties={name: Schema(min_length=1)})
+
+
+@dataclass(frozen=True)
+class BodyContract:
+    """What a route refuses in a body beyond its type, for the document."""
+
+    # field -> Schema attributes to set on its schema (NOT_EMPTY, integer_or_null(1), ...)
+    fields: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Refused when left out, though the type has a default (so the handler words the error).
+    required: tuple[str, ...] = ()
+    one_of: tuple[Schema, ...] = ()  # exactly one of these must hold
+    any_of: tuple[Schema, ...] = ()  # at least one of these must hold
+
+
+NO_CONTRACT = BodyContract()
+# The strings msgspec's lax conversion reads as a boolean (or as null, where null is allowed).
+_BOOLEAN_WORDS = "[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|1|-?0"
+_NULL_WORD = "[Nn][Uu][Ll][Ll]"
+
+
+def lenient_boolean(nullable: bool) -> list[Schema]:
+    """The branches a boolean is documented with: the JSON boolean, 0 or 1, and the strings."""
+    words = f"{_BOOLEAN_WORDS}|{_NULL_WORD}" if nullable else _BOOLEAN_WORDS
+    return [
+        Schema(type=OpenAPIType.BOOLEAN),
+        Schema(type=OpenAPIType.INTEGER, enum=[0, 1]),
+        Schema(type=OpenAPIType.STRING, pattern=f"^(?:{words})$"),
+    ]
+
+
+def _is(schema: Schema | Reference, kind: OpenAPIType) -> bool:
+    return isinstance(schema, Schema) and schema.type == kind
+
+
+def _with_lenient_booleans(schema: Schema) -> Schema:
+    if schema.type == OpenAPIType.BOOLEAN:
+        return Schema(
+            any_of=lenient_boolean(nullable=False),
+            default=schema.default,
+            description=schema.description,
+        )
+    branches = schema.any_of or []
+    if any(_is(branch, OpenAPIType.BOOLEAN) for branch in branches):
+        nullable = any(_is(branch, OpenAPIType.NULL) for branch in branches)
+        schema.any_of = [
+            new
+            for branch in branches
+            for new in (lenient_boolean(nullable) if _is(branch, OpenAPIType.BOOLEAN) else [branch])
+        ]
+    return schema
+
+
+def _apply(component: Schema, contract: BodyContract) -> None:
+    properties = component.properties or {}
+    for name, keywords in contract.fields.items():
+        target = properties[name]  # KeyError: the contract names a field the type lacks
+        if not isinstance(target, Schema):
+            raise TypeError(f"{name}: a constraint on a reference is not supported")
+        for keyword, value in keywords.items():
+            setattr(target, keyword, value)
+    if contract.required:
+        component.required = sorted({*(component.required or []), *contract.required})
+    if contract.one_of:
+        component.one_of = list(contract.one_of)
+    if contract.any_of:
+        component.any_of = list(contract.any_of)
+    for name, schema in properties.items():
+        if isinstance(schema, Schema):
+            properties[name] = _with_lenient_booleans(schema)
+
+
+def document_request_bodies(
+    document: OpenAPI, handlers: Iterable[tuple[str, HTTPRouteHandler]]
+) -> None:
+    """Apply each body type's contract, and the lenient booleans, to its component (once per
+    component: routes that share a body type share it)."""
+    components = document.components.schemas if document.components else None
+    bodies: dict[str, type] = {}
+    for path, handler in handlers:
+        data = handler.parsed_fn_signature.parameters.get("data")
+        item = (document.paths or {}).get(path)
+        if data is None or item is None or components is None:
+            continue
+        for method in handler.http_methods:
+            operation = getattr(item, method.lower(), None)
+            body = operation.request_body if operation else None
+            media = body.content.get("application/json") if body and body.content else None
+            if media is None or not isinstance(media.schema, Reference):
+                continue
+            name = media.schema.ref.rsplit("/", 1)[1]
+            if bodies.setdefault(name, data.annotation) is not data.annotation:
+                raise TypeError(f"component {name} stands for two body types")
+    for name, body_type in bodies.items():
+        component = components[name] if components else None
+        if isinstance(component, Schema):
+            _apply(component, getattr(body_type, "contract", NO_CONTRACT))
