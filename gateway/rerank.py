@@ -38,6 +38,8 @@ class RerankScores:
     tokens: int  # tokens read from the inputs (usage), [MASK] expansion not counted
     truncated: list[int]  # indices of documents that were cut to fit
     query_truncated: bool = False
+    # Query-document pairs the model scored: a document's chunks, or the document (billing).
+    scored: int = 0
 
     def top(self, top_n: int | None = None) -> list[int]:
         """Document indices, most relevant first (ties keep input order). By the raw score:
@@ -86,7 +88,8 @@ async def rerank(
     if split is not None:
         raw, relevance = best_of_chunks(split.owners, raw, relevance)
     truncated = sorted({*cut, *model_cut})
-    return RerankScores(raw, relevance, pairs.tokens, truncated, pairs.query_truncated)
+    scored = len(documents) if split is None else len(split.texts)
+    return RerankScores(raw, relevance, pairs.tokens, truncated, pairs.query_truncated, scored)
 
 
 def _refuse_split(

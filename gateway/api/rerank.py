@@ -99,6 +99,9 @@ async def ranked(rerank: RerankService, request: AnyRequest, query: RerankReques
 
 
 COHERE_SDKS = frozenset({"cohere", "cohere-ai"})
+# Cohere bills a search unit per query with up to this many documents, a long document counting
+# once per chunk it is split into (its pricing page).
+DOCUMENTS_PER_SEARCH_UNIT = 100
 V1_CHUNKS = 10  # Cohere v1's max_chunks_per_doc when left out
 V2_DOCUMENT_TOKENS = 4096  # Cohere v2's max_tokens_per_doc when left out
 
@@ -109,6 +112,12 @@ def documents_by_default(request: AnyRequest, api_version: str) -> bool:
     # Cohere's Python SDK names itself "cohere", its JavaScript SDK "cohere-ai".
     from_cohere_sdk = request.headers.get("x-fern-sdk-name", "").lower() in COHERE_SDKS
     return api_version == "1" and not from_cohere_sdk
+
+
+def search_units(scored: int) -> int:
+    """Cohere's `billed_units.search_units` for a request that scored `scored` chunks: one per
+    100 or part of it, and at least one."""
+    return max(1, -(-scored // DOCUMENTS_PER_SEARCH_UNIT))
 
 
 def cohere_response(
@@ -128,7 +137,9 @@ def cohere_response(
         results=results,
         model=model,
         usage=RerankUsage(total_tokens=result.tokens, prompt_tokens=result.tokens),
-        meta=CohereMeta(ApiVersion(api_version), BilledUnits(1, result.tokens)),
+        meta=CohereMeta(
+            ApiVersion(api_version), BilledUnits(search_units(result.scored), result.tokens)
+        ),
     )
 
 

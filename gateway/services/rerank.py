@@ -81,4 +81,5 @@ class RerankService:
             truncated=scores.truncated,
             total_seconds=time.perf_counter() - started,
             query_truncated=scores.query_truncated,
+            scored=scores.scored,
         )

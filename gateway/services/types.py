@@ -92,3 +92,4 @@ class RerankResult:
     truncated: list[int]
     total_seconds: float
     query_truncated: bool = False
+    scored: int = 0  # query-document pairs scored: chunks of long documents count each

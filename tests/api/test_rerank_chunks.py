@@ -167,3 +167,24 @@ def test_tei_keeps_its_truncation(client: httpx.Client) -> None:
     assert sorted(row["score"] for row in rows) == [0.0, 0.0]
     response = client.post("/rerank", json={**body, "truncate": False})
     assert response.status_code == 422, response.text
+
+
+def billed(response: httpx.Response) -> int:
+    units: int = response.json()["meta"]["billed_units"]["search_units"]
+    return units
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/v2/rerank"])
+def test_search_units_count_each_hundred_chunks_scored(client: httpx.Client, path: str) -> None:
+    """Cohere bills one search unit per query with up to 100 documents, a long document counting
+    once per chunk: KEYWORD_DOCUMENTS[1] is three chunks of the keyword reranker's window."""
+    short, long = KEYWORD_DOCUMENTS
+    body = {"model": KEYWORDS, "query": KEYWORD_QUERY}
+    assert billed(post(client, path, {**body, "documents": [short]})) == 1
+    assert billed(post(client, path, {**body, "documents": [short] * 100})) == 1
+    assert billed(post(client, path, {**body, "documents": [short] * 101})) == 2
+    # 98 short documents and a long one: 101 chunks scored, though 99 documents were sent.
+    assert billed(post(client, path, {**body, "documents": [*[short] * 98, long]})) == 2
+    # Read in one chunk, the long document is one document again.
+    one = {**body, "documents": [*[short] * 98, long], "max_chunks_per_doc": 1}
+    assert billed(post(client, path, one)) == 1
