@@ -61,6 +61,26 @@ def transfer_codings(headers: list[tuple[bytes, bytes]]) -> list[str]:
     return [coding for coding in named if coding]
 
 
+TRANSFER_ENCODING_IN_HTTP10 = Refusal(
+    400,
+    b"Bad Request",
+    "an HTTP/1.0 request may not carry Transfer-Encoding, whose framing HTTP/1.0 does not "
+    "define: send the body with Content-Length, or the request as HTTP/1.1",
+    "invalid_request",
+)
+
+
+def faulty_framing(version: str, headers: list[tuple[bytes, bytes]]) -> Refusal | None:
+    """The 400 for Transfer-Encoding in a request older than HTTP/1.1 (`version` as httptools
+    says it, "1.0"): RFC 9112 6.1 has the server treat its framing as faulty and close the
+    connection, since an HTTP/1.0 intermediary may have forwarded the body without reading it
+    as chunked (request smuggling)."""
+    major, _, minor = version.partition(".")
+    if (major, minor) >= ("1", "1") or not any(n == b"transfer-encoding" for n, _ in headers):
+        return None
+    return TRANSFER_ENCODING_IN_HTTP10
+
+
 def unsupported_transfer_coding(codings: list[str]) -> Refusal | None:
     """The 501 for a body framed by chunked but also in a coding the server does not undo (RFC
     9112 6.1): read as plain chunked, a gzip body would reach the JSON decoder compressed. When

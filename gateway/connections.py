@@ -11,6 +11,8 @@ cannot parse with a JSON 400, where uvicorn writes text):
   not only as httptools hands over complete headers;
 - a body in a transfer coding besides chunked (`gzip, chunked`) is refused with 501 (RFC 9112
   6.1), where httptools would undo the chunked framing alone and hand the rest on as the body;
+- an HTTP/1.0 request with Transfer-Encoding is refused with 400 and the connection closed (RFC
+  9112 6.1: its framing is faulty), where httptools would read it as chunked;
 - a response the client leaves unread (writing paused by flow control) for `write_timeout`
   drops the connection;
 - between requests, only a request's first byte stops the idle timeout (uvicorn's keep-alive
@@ -42,6 +44,7 @@ from gateway.connection_answers import (
     HEADERS_TOO_LARGE,
     MALFORMED,
     Refusal,
+    faulty_framing,
     over_capacity,
     refusal,
     transfer_codings,
@@ -232,9 +235,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        if unsupported := unsupported_transfer_coding(transfer_codings(self.headers)):
-            self._refuse(unsupported)
-            raise ValueError("unsupported transfer coding")  # stops the parser, as in _count
+        version = self.parser.get_http_version()
+        if refused := faulty_framing(version, self.headers) or unsupported_transfer_coding(
+            transfer_codings(self.headers)
+        ):
+            self._refuse(refused)
+            raise ValueError("refused framing")  # stops the parser, as in _count
         if self.parser.should_upgrade() and self.parser.get_method() != b"CONNECT":
             self._upgrade_ignored = True  # parsed again without it when the parser stops (_feed)
             return

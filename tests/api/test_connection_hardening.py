@@ -257,6 +257,47 @@ def test_a_websocket_upgrade_gets_a_json_answer_in_the_family_shape(
     assert isinstance(message_of(json.loads(body)), str)
 
 
+# Transfer-Encoding in an HTTP/1.0 request
+
+
+HTTP10_CHUNKED = (
+    "an HTTP/1.0 request may not carry Transfer-Encoding, whose framing HTTP/1.0 does not "
+    "define: send the body with Content-Length, or the request as HTTP/1.1"
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "error_of"),
+    [
+        ("/api/embed", lambda body: body["error"]),
+        ("/v1/embeddings", lambda body: body["error"]["message"]),
+    ],
+)
+def test_transfer_encoding_in_http10_is_a_400_that_closes(
+    hardened_server: GatewayServer, path: str, error_of: Callable[[Any], object]
+) -> None:
+    """RFC 9112 6.1: its framing is faulty. Read as chunked, as httptools would, a request
+    smuggled after it (here a GET, an HTTP/1.0 proxy's view of the same bytes being the body)
+    would be served too."""
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(EMBED), EMBED)
+    raw = (
+        b"POST %s HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n%s"
+        b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n" % (path.encode(), chunked)
+    )
+    with _connect(hardened_server, timeout=30) as sock:
+        sock.sendall(raw)
+        status, headers, body = _parse(_read_until_close(sock))  # one answer, then EOF
+    assert status == 400, body
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert error_of(json.loads(body)) == HTTP10_CHUNKED
+    # With Content-Length, HTTP/1.0 is served.
+    with _connect(hardened_server, timeout=30) as sock:
+        sock.sendall(_embed_request(path, EMBED).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        assert _parse(_read_until_close(sock))[0] == 200
+
+
 # The connection cap
 
 
