@@ -7,6 +7,12 @@ stricter in others:
   a boolean true or false in any case, "1", "0", "-0", the integers 1 and 0, and "null" in any
   case where null is allowed; clients built around forms and query strings send
   `"truncate": "0"`. Every top-level boolean of a request body is documented as that union.
+- Integers. The same conversion takes for an integer a string that spells one as a JSON number
+  ("3", "-2", "1e2", "1.0"; a fraction or exponent only while the value is below 2**53, as a
+  float holds it), and "null" in any case where null is allowed. A top-level field typed as an
+  integer (and not also as a string, which would take the string as it is) is documented as
+  the integer or such a string; a minimum applies to the string's value too. Fields a handler
+  reads itself (a width: `integer_or_null`) take no strings and are left as they are.
 - Handlers refuse some values with messages of their own (and of their family's shape): an
   empty string or list, a field required though its type has a default, a choice between
   fields, a width sent as anything but an integer. Each body type declares these beside its
@@ -22,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPI, OpenAPIType, Reference, Schema
 
@@ -85,6 +92,66 @@ def lenient_boolean(nullable: bool) -> list[Schema]:
     ]
 
 
+_ZERO_FRACTION = r"(?:\.0+)?"
+
+
+def integer_words(minimum: int | None) -> str:
+    """A regex (unanchored alternatives) of the strings msgspec's lax conversion reads as an
+    integer of at least `minimum`: JSON number spellings whose fraction is zeros and whose
+    exponent is not negative (a negative one may still give an integer, "10e-1": not promised)."""
+    if minimum is None:
+        return rf"-?(?:0|[1-9][0-9]*){_ZERO_FRACTION}(?:[eE]\+?[0-9]+)?"
+    if not 1 <= minimum <= 9:
+        raise TypeError(f"no string pattern for an integer of at least {minimum}")
+    # Times ten or more: at least 10, whatever the digits; else the digits themselves count.
+    scaled = rf"[1-9][0-9]*{_ZERO_FRACTION}[eE]\+?0*[1-9][0-9]*"
+    unscaled = rf"(?:[{minimum}-9]|[1-9][0-9]+){_ZERO_FRACTION}(?:[eE]\+?0+)?"
+    return f"{scaled}|{unscaled}"
+
+
+def lenient_integer(minimum: int | None, nullable: bool) -> list[Schema]:
+    """The branches an integer field is documented with: the JSON integer and the strings."""
+    words = integer_words(minimum)
+    if nullable:
+        words = f"{words}|{_NULL_WORD}"
+    return [
+        Schema(type=OpenAPIType.INTEGER, minimum=minimum),
+        Schema(type=OpenAPIType.STRING, pattern=f"^(?:{words})$"),
+    ]
+
+
+def lenient_integer_fields(body_type: type) -> set[str]:
+    """The wire names of `body_type`'s fields that msgspec converts from a string to an integer:
+    typed as an integer, alone or in a union without a string (which would keep the string)."""
+    info = msgspec.inspect.type_info(body_type)
+    if not isinstance(info, msgspec.inspect.StructType):
+        return set()
+    names = set()
+    for field_info in info.fields:
+        kind = field_info.type
+        types = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
+        kinds = {type(t) for t in types}
+        if msgspec.inspect.IntType in kinds and msgspec.inspect.StrType not in kinds:
+            names.add(field_info.encode_name)
+    return names
+
+
+def _with_lenient_integer(schema: Schema) -> Schema:
+    branches = schema.any_of or [schema]
+    integer = next((b for b in branches if _is(b, OpenAPIType.INTEGER)), None)
+    if not isinstance(integer, Schema):
+        return schema
+    minimum = schema.minimum if schema.minimum is not None else integer.minimum
+    minimum = int(minimum) if minimum is not None else None
+    nullable = any(_is(branch, OpenAPIType.NULL) for branch in branches)
+    others = [branch for branch in branches if branch is not integer]
+    return Schema(
+        any_of=[*lenient_integer(minimum, nullable), *others],
+        default=schema.default,
+        description=schema.description,
+    )
+
+
 def _is(schema: Schema | Reference, kind: OpenAPIType) -> bool:
     return isinstance(schema, Schema) and schema.type == kind
 
@@ -107,7 +174,7 @@ def _with_lenient_booleans(schema: Schema) -> Schema:
     return schema
 
 
-def _apply(component: Schema, contract: BodyContract) -> None:
+def _apply(component: Schema, contract: BodyContract, integers: set[str]) -> None:
     properties = component.properties or {}
     for name, keywords in contract.fields.items():
         target = properties[name]  # KeyError: the contract names a field the type lacks
@@ -123,14 +190,15 @@ def _apply(component: Schema, contract: BodyContract) -> None:
         component.any_of = list(contract.any_of)
     for name, schema in properties.items():
         if isinstance(schema, Schema):
-            properties[name] = _with_lenient_booleans(schema)
+            lenient = _with_lenient_booleans(schema)
+            properties[name] = _with_lenient_integer(lenient) if name in integers else lenient
 
 
 def document_request_bodies(
     document: OpenAPI, handlers: Iterable[tuple[str, HTTPRouteHandler]]
 ) -> None:
-    """Apply each body type's contract, and the lenient booleans, to its component (once per
-    component: routes that share a body type share it)."""
+    """Apply each body type's contract, and the lenient booleans and integers, to its component
+    (once per component: routes that share a body type share it)."""
     components = document.components.schemas if document.components else None
     bodies: dict[str, type] = {}
     for path, handler in handlers:
@@ -150,4 +218,5 @@ def document_request_bodies(
     for name, body_type in bodies.items():
         component = components[name] if components else None
         if isinstance(component, Schema):
-            _apply(component, getattr(body_type, "contract", NO_CONTRACT))
+            contract = getattr(body_type, "contract", NO_CONTRACT)
+            _apply(component, contract, lenient_integer_fields(body_type))

@@ -294,7 +294,7 @@ def test_the_document_says_what_request_bodies_the_server_takes(
         assert disagreements(client, document, BODIES) == []
 
 
-def test_lenient_booleans_and_required_models_are_in_the_document(
+def test_lenient_booleans_integers_and_required_models_are_in_the_document(
     document: dict[str, Any],
 ) -> None:
     schemas = document["components"]["schemas"]
@@ -302,6 +302,13 @@ def test_lenient_booleans_and_required_models_are_in_the_document(
     accepts = Draft202012Validator(truncate).is_valid
     assert all(accepts(v) for v in (True, "0", "TRUE", "false", 1, None, "null"))
     assert not any(accepts(v) for v in ("yes", 2, "", "01"))
+    top_n = schemas["CohereBody"]["properties"]["top_n"]
+    accepts = Draft202012Validator(top_n).is_valid
+    assert all(accepts(v) for v in (3, "3", "1e2", "20.0", None, "Null"))
+    assert not any(accepts(v) for v in (0, "0", "-1", "1.5", "03", " 3", ""))
+    # A width the handler reads itself takes no strings.
+    dimensions = schemas["openai_EmbeddingsBody"]["properties"]["dimensions"]
+    assert not Draft202012Validator(dimensions).is_valid("3")
     assert "model" in schemas["CohereV2Body"]["required"]
     assert "model" not in schemas["CohereBody"]["required"]
 

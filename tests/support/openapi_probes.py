@@ -3,9 +3,10 @@
 For each operation with a request body, a body the server answers with 200 is changed one field
 at a time: an empty string where the field may be a string, an empty list where it may be a
 list, the spellings of a boolean the request decoder takes or refuses where it may be a
-boolean, 0 and -1 where it may be an integer, and the field left out. Each changed body is
-checked against the document (JSON Schema 2020-12, the dialect of OpenAPI 3.1) and sent: the
-document must accept exactly what the server accepts (2xx) and refuse what it refuses (4xx).
+boolean, 0, -1 and integers spelled as strings (taken or refused) where it may be an integer,
+and the field left out. Each changed body is checked against the document (JSON Schema 2020-12,
+the dialect of OpenAPI 3.1) and sent: the document must accept exactly what the server accepts
+(2xx) and refuse what it refuses (4xx).
 Only these probes are sent, so a value refused for its meaning (an unknown model or task) never
 counts against the document.
 """
@@ -22,6 +23,14 @@ from jsonschema import Draft202012Validator
 # 1 and 0; "null" in any case where null is allowed), and some it refuses.
 BOOLEAN_PROBES: tuple[Any, ...] = ("true", "False", "TRUE", "1", "0", "-0", 1, 0)
 BOOLEAN_REFUSED: tuple[Any, ...] = ("yes", "on", "", "01", 2, -1, 0.5, "null", "NULL")
+# Integers as strings: spellings msgspec's lax conversion reads as an integer, and some it
+# refuses ("null" in any case only where null is allowed). A field's minimum decides too: "0",
+# "-0" and "-1" are under a minimum of 1.
+INTEGER_PROBES: tuple[Any, ...] = ("3", "1e2", "1E+02", "5.0", "1.00e1", "0", "-0", "-1")
+INTEGER_REFUSED: tuple[Any, ...] = (
+    *("03", "+3", " 3", "3 ", "1.5", "1e-1", "0x10", "1_000", "three", "2.", "null", "NULL"),
+    *(2.5, True),
+)
 ABSENT = object()
 
 
@@ -86,7 +95,7 @@ def probes(document: dict[str, Any], path: str, base: dict[str, Any]) -> Iterato
         if "boolean" in types:
             values += [*BOOLEAN_PROBES, *BOOLEAN_REFUSED]
         if "integer" in types:
-            values += [0, -1]
+            values += [0, -1, *INTEGER_PROBES, *INTEGER_REFUSED]
         if field in base:
             values.append(ABSENT)
         for value in values:
