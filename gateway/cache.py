@@ -74,9 +74,10 @@ class EmbeddingCache:
             return [self._entries.get(key) for key in keys]
 
     def served(self, model: str, hits: int, misses: int) -> None:
-        """Count lookups once their request has its vectors: one refused afterwards (a full
-        queue, an unloaded model), whose run failed, or whose client left is not counted, so
-        the hit rate is that of the answered inputs."""
+        """Count lookups once their request has its vectors (Pipelines.served): one refused
+        afterwards (a full queue, an unloaded model, an input too long for truncate: false),
+        whose run failed, or whose client left is not counted, so the hit rate is that of the
+        answered inputs."""
         self.hits[model] += hits
         self.misses[model] += misses
         metrics.cache_lookups(model, hits, misses)

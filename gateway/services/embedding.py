@@ -132,6 +132,7 @@ class EmbeddingService:
         options = EncodeOptions(task, dimensions, request.normalize, limit)
         everything = list(range(len(inputs)))
         part = await self.pipelines.texts(spec, inputs, everything, options, request)
+        self.pipelines.served([part])
         return EmbedResult(spec, part.vectors, part.tokens, part.truncated, part.load_seconds)
 
     async def _embed_mixed(
@@ -153,6 +154,7 @@ class EmbeddingService:
             options = EncodeOptions(None, dimensions, request.normalize)
             jobs.append(self.pipelines.images(spec, inputs, image_at, options, request))
         parts = await gather_or_cancel(jobs)
+        self.pipelines.served(parts)  # the texts' lookups, once the images have theirs too
         vectors = np.zeros((len(inputs), dimensions), dtype=np.float32)
         tokens = [0] * len(inputs)
         for part in parts:

@@ -36,6 +36,15 @@ INLINE_TOKENIZE_CHARS = 2048
 INLINE_FINISH_ELEMENTS = 1 << 18
 
 
+@dataclass(frozen=True)
+class Lookups:
+    """A part's embedding cache lookups, counted once the whole request is answered."""
+
+    model: str
+    hits: int
+    misses: int
+
+
 @dataclass
 class Part:
     """The vectors of some of a request's inputs, and where they go."""
@@ -45,6 +54,7 @@ class Part:
     tokens: list[int]
     truncated: list[int]
     load_seconds: float
+    lookups: Lookups | None = None  # None: the cache was not asked
 
 
 async def finish_off_loop(
@@ -94,10 +104,10 @@ class Pipelines:
         texts = [inputs[i].text for i in indices]
         async with self.models.use(spec, request.keep_alive) as (model, load_seconds):
             embedder = text_embedder(model.encoder)
-            entries = (
+            entries, lookups = (
                 await self._pooled(model, embedder, texts, options, request, indices)
                 if texts
-                else []
+                else ([], None)
             )
             over = [k for k, entry in enumerate(entries) if entry.truncated]
             if over and not request.truncate:
@@ -109,7 +119,16 @@ class Pipelines:
         pooled = np.stack([e.vector for e in entries]) if entries else np.zeros((0, width))
         vectors = embedder.finish_pooled(pooled, options)
         check_finite(vectors)
-        return Part(indices, vectors, [e.tokens for e in entries], cut, load_seconds)
+        return Part(indices, vectors, [e.tokens for e in entries], cut, load_seconds, lookups)
+
+    def served(self, parts: Sequence[Part]) -> None:
+        """Count the cache lookups of a request whose parts all have their vectors: one refused
+        on the way (an input too long for truncate: false, a full queue) or whose run failed
+        must not move the hit rate."""
+        for part in parts:
+            if part.lookups is not None:
+                lookups = part.lookups
+                self.cache.served(lookups.model, lookups.hits, lookups.misses)
 
     async def _pooled(
         self,
@@ -119,10 +138,10 @@ class Pipelines:
         options: EncodeOptions,
         request: EmbedRequest,
         indices: list[int],
-    ) -> list[CachedEmbedding]:
+    ) -> tuple[list[CachedEmbedding], Lookups | None]:
         """Pooled vectors of `texts` (the request's inputs at `indices`): from the cache where
         present (it holds vectors cut at the model's own max_tokens only), the rest run as one
-        job."""
+        job; and the lookups, for `served` to count."""
         if self.cache.enabled and options.limit in (None, embedder.token_limit(EncodeOptions())):
             # Keyed by the prefix put before each text, so by exactly what is embedded.
             prefixes = embedder.prefixes_for(texts, options.task)
@@ -156,9 +175,8 @@ class Pipelines:
                 self.cache.put_many([keys[i] for i in missing], fresh)
             for index, entry in zip(missing, fresh, strict=True):
                 found[index] = entry
-        if keys:  # counted only now: a request refused or failed above was not served
-            self.cache.served(model.spec.name, len(keys) - len(missing), len(missing))
-        return [entry for entry in found if entry is not None]
+        lookups = Lookups(model.spec.name, len(keys) - len(missing), len(missing)) if keys else None
+        return [entry for entry in found if entry is not None], lookups
 
     async def images(
         self,

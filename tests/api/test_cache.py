@@ -87,6 +87,23 @@ def test_a_cached_truncated_input_still_refuses_truncate_false(cached: GatewaySe
     assert "context length" in response.json()["error"]
 
 
+def test_a_request_refused_as_too_long_counts_no_lookups(cached: GatewayServer) -> None:
+    """truncate: false refuses an input past the context length once its vector is computed
+    (or found): the request was not answered, so its lookups do not move the hit rate."""
+    with cached.client() as client:
+        embed(client, ["short"])  # loaded, and "short" cached
+        before = model_row(client)
+        for _ in range(2):  # a miss (computed, then cached), then a hit
+            body = {"model": "m", "input": ["short", "too long " * 300], "truncate": False}
+            response = client.post("/api/embed", json=body)
+            assert response.status_code == 400, response.text
+        after = model_row(client)
+    assert (after["cache_hits"], after["cache_misses"]) == (
+        before["cache_hits"],
+        before["cache_misses"],
+    )
+
+
 def test_the_cache_stays_within_its_byte_budget(tmp_path: Path, default_model_dir: Path) -> None:
     with serve(tmp_path, default_model_dir, "20KiB") as server, server.client() as client:
         embed(client, [f"text {i}" for i in range(64)])

@@ -1,9 +1,12 @@
-"""Cache lookups are counted for served requests only: a request refused after its lookup (a
-full queue, an unloaded model) or whose run failed must not move the hit rate."""
+"""Cache lookups are counted for answered requests only: a request refused after its lookup (a
+full queue, an unloaded model, an input too long for truncate: false) or whose run failed must
+not move the hit rate."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -14,11 +17,12 @@ from prometheus_client import REGISTRY
 
 from gateway.batching import InferenceError
 from gateway.cache import EmbeddingCache
-from gateway.encoders import EncodeOptions
-from gateway.errors import Busy, GatewayError
+from gateway.encoders import Capability, EncodeOptions
+from gateway.errors import Busy, GatewayError, InputTooLong
 from gateway.services.pipelines import Pipelines
 
 MODEL = "cache-lookup-test"
+LIMIT = 8  # tokens; a longer text is cut (and refused with truncate: false)
 
 
 @dataclass(frozen=True)
@@ -29,17 +33,25 @@ class Item:
 
 
 class Embedder:
+    capabilities = frozenset({Capability.EMBED_TEXT})
+
     def token_limit(self, options: EncodeOptions) -> int:
-        return 256
+        return LIMIT
 
     def prefixes_for(self, texts: list[str], task: str | None) -> list[str | None]:
         return [None] * len(texts)
 
     def prepare(self, texts: list[str], options: EncodeOptions) -> list[Item]:
-        return [Item(len(text) + 2, len(text) + 2) for text in texts]
+        return [Item(len(t) + 2, min(len(t) + 2, LIMIT), len(t) + 2 > LIMIT) for t in texts]
+
+    def count_tokens(self, text: str, options: EncodeOptions) -> int:
+        return len(text) + 2
 
     def pool(self, raw: list[np.ndarray]) -> list[np.ndarray]:
         return raw
+
+    def finish_pooled(self, pooled: np.ndarray, options: EncodeOptions) -> np.ndarray:
+        return pooled
 
 
 class Batcher:
@@ -52,6 +64,15 @@ class Batcher:
         return [np.full(4, item.length, dtype=np.float32) for item in items]
 
 
+class Models:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    @asynccontextmanager
+    async def use(self, spec: Any, keep_alive: float | None) -> AsyncIterator[tuple[Any, float]]:
+        yield self.model, 0.0
+
+
 def counted(cache: EmbeddingCache) -> tuple[int, int, float, float]:
     def sample(result: str) -> float:
         labels = {"model": MODEL, "result": result}
@@ -60,19 +81,22 @@ def counted(cache: EmbeddingCache) -> tuple[int, int, float, float]:
     return cache.hits[MODEL], cache.misses[MODEL], sample("hit"), sample("miss")
 
 
-def test_lookups_count_only_for_served_requests() -> None:
+def test_lookups_count_only_for_answered_requests() -> None:
     cache = EmbeddingCache(1 << 20)
-    pipelines = Pipelines(SimpleNamespace(), cache, None, None)  # type: ignore[arg-type]
     batcher = Batcher()
-    model: Any = SimpleNamespace(spec=SimpleNamespace(name=MODEL), cache_id="id", batcher=batcher)
-    request: Any = SimpleNamespace()
+    spec: Any = SimpleNamespace(name=MODEL, vector_width=4)
+    model = SimpleNamespace(spec=spec, cache_id="id", batcher=batcher, encoder=Embedder())
+    pipelines = Pipelines(Models(model), cache, None, None)  # type: ignore[arg-type]
     before = counted(cache)
 
-    def embed(texts: list[str]) -> None:
-        job = pipelines._pooled(
-            model, Embedder(), texts, EncodeOptions(), request, list(range(len(texts)))
-        )  # type: ignore[arg-type]
-        asyncio.run(job)
+    def embed(texts: list[str], truncate: bool = True) -> None:
+        request: Any = SimpleNamespace(
+            truncate=truncate, keep_alive=None, input_param="input", item=lambda i: f"input[{i}]"
+        )
+        indices = list(range(len(texts)))
+        inputs = [SimpleNamespace(text=text) for text in texts]
+        job = pipelines.texts(spec, inputs, indices, EncodeOptions(), request)
+        pipelines.served([asyncio.run(job)])
 
     def moved() -> tuple[float, ...]:
         return tuple(now - then for now, then in zip(counted(cache), before, strict=True))
@@ -86,6 +110,12 @@ def test_lookups_count_only_for_served_requests() -> None:
             embed(["a", "c"])
         assert moved() == (0, 2, 0, 2), refusal
     batcher.refusal = None
+    # Too long for truncate: false once its vector is computed ("a" a hit, the long one a miss),
+    # and again from the cache (both hits): refused, so not counted.
+    for _ in range(2):
+        with pytest.raises(InputTooLong):
+            embed(["a", "a long text"], truncate=False)
+        assert moved() == (0, 2, 0, 2)
     embed(["a", "b"])  # all hits: served without a run
     assert moved() == (2, 2, 2, 2)
     assert cache.hit_rate(MODEL) == 0.5
