@@ -101,6 +101,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="scrape-check-") as tmp:
         config = Path(tmp) / "prometheus.yml"
         config.write_text(yaml.safe_dump(prometheus_config(args.gateway)))
+        # The scrape key the config names beside itself: the repository's empty one (the
+        # gateway checked here has no keys).
+        key = REPO / "deploy" / "gateway-metrics-key"
+        (Path(tmp) / "gateway-metrics-key").write_bytes(key.read_bytes())
         address = f"127.0.0.1:{free_port()}"
         log = (Path(tmp) / "prometheus.log").open("w")
         server = subprocess.Popen(

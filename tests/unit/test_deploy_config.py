@@ -196,6 +196,28 @@ def test_compose_wires_gateway_prometheus_and_grafana() -> None:
     )
 
 
+def _default(value: str) -> str:
+    """A compose `${NAME:-default}` value as compose reads it when NAME is unset."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def test_compose_keeps_metrics_behind_keys_and_gives_prometheus_one() -> None:
+    """/metrics is not opened on the published port by default: where keys are set it takes
+    one, which Prometheus sends as a bearer token from the file compose mounts beside its
+    config (empty by default, for a gateway without keys)."""
+    services = _load_yaml(REPO / "compose.yaml")["services"]
+    public = _default(services["gateway"]["environment"]["GATEWAY_METRICS_PUBLIC"])
+    assert public == "false"
+    (job,) = _load_yaml(REPO / "deploy" / "prometheus.yml")["scrape_configs"]
+    key_file = job["authorization"]["credentials_file"]
+    assert job["authorization"].get("type", "Bearer") == "Bearer"
+    volumes = (_default(volume).split(":") for volume in services["prometheus"]["volumes"])
+    mounted = {parts[1]: parts[0] for parts in volumes}
+    # Relative to the config file's folder, as Prometheus and promtool resolve it.
+    source = mounted[f"/etc/prometheus/{key_file}"]
+    assert (REPO / source).read_text() == ""  # the repository's default holds no key
+
+
 def test_grafana_provisioning_points_at_the_dashboard() -> None:
     provisioning = REPO / "deploy" / "grafana" / "provisioning"
     (source,) = _load_yaml(provisioning / "datasources" / "prometheus.yml")["datasources"]
