@@ -17,6 +17,7 @@ T = TypeVar("T")
 
 TRUNCATED_HEADER = "X-Truncated-Inputs"
 TRUNCATED_QUERY_HEADER = "X-Truncated-Query"  # rerank: "true" when the query was cut
+_JSON_TYPE = (b"content-type", b"application/json")
 
 # ASGI as the code below Litestar (the fast lane, the origin gate) handles it: plain mappings.
 Scope = MutableMapping[str, Any]
@@ -74,13 +75,8 @@ def sparse_json(vectors: Sequence[SparseVector]) -> Any:
 
 async def send_json(send: Send, status: int, payload: bytes, headers: dict[str, str]) -> None:
     """A whole JSON answer written below Litestar (the fast lane, the origin gate)."""
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *(
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in headers.items()
-        ),
-    ]
+    raw = [_JSON_TYPE, (b"content-length", b"%d" % len(payload))]
+    for name, value in headers.items():
+        raw.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": payload})

@@ -119,7 +119,9 @@ def postprocess(
         x /= np.sqrt(x.var(axis=1, keepdims=True) + LAYER_NORM_EPS)
     x = x[:, :dimensions]
     if normalize:
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        # np.linalg.norm's own arithmetic for a real array along one axis, without its
+        # argument checks (~4 us of a one-text request): the same float32 bits.
+        x /= np.maximum(np.sqrt(np.add.reduce(x * x, axis=1, keepdims=True)), 1e-12)
     return np.ascontiguousarray(x)
 
 

@@ -72,14 +72,19 @@ def check_inputs(
     # tokens'); LangChain's OpenAIEmbeddings sends "" for a text that has no tokens. An image
     # reference that is blank names no image.
     for index, item in enumerate(inputs):
-        where = f"{param}[{index}]" if listed else param
+        # The item's name is written only for an error: most requests have none.
         if isinstance(item, ImageInput) and not item.reference.strip():
-            raise EmptyInput(f"{where} is empty", param=param)
+            raise EmptyInput(f"{_item(param, index, listed)} is empty", param=param)
         if isinstance(item, TextInput) and len(item.text) > longest:
             raise InvalidRequest(
-                f"{where} has {len(item.text)} characters, more than the {longest} allowed",
+                f"{_item(param, index, listed)} has {len(item.text)} characters, more than "
+                f"the {longest} allowed",
                 param=param,
             )
+
+
+def _item(param: str, index: int, listed: bool) -> str:
+    return f"{param}[{index}]" if listed else param
 
 
 def context_limit(spec: ModelSpec, truncate: bool, num_ctx: int | None) -> int | None:
