@@ -21,20 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from tools.exports import TOKEN_INPUTS, cached_export, export_by_keyword
+from tools.exports import TINY_BERT, TOKEN_INPUTS, cached_export, export_by_keyword
 
 NAME = "cross-encoder-bert-tiny"
 MAX_TOKENS = 64
-CONFIG = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 128,
-    "max_position_embeddings": 128,
-    "num_labels": 1,
-    # Wide weights: with the usual 0.02 every pair would get nearly the same logit.
-    "initializer_range": 0.2,
-}
+CONFIG = {**TINY_BERT, "num_labels": 1}
 QUERY = "what is late interaction retrieval?"
 DOCUMENTS = [
     "Late interaction scores every query token against every document token.",

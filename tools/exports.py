@@ -31,6 +31,16 @@ NOMIC_TINY = "nomic-tiny"
 NOMIC_TINY_VERSION = "l2-h768-i256-seed0-r2"
 
 TOKEN_INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+# A two-layer BERT small enough to export in seconds, for the test heads (cross-encoder, SPLADE).
+TINY_BERT = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "max_position_embeddings": 128,
+    # Wide weights: at the usual 0.02 every text (or pair) gets nearly the same logits.
+    "initializer_range": 0.2,
+}
 OUTPUT = "last_hidden_state"
 
 

@@ -22,19 +22,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tools.exports import TOKEN_INPUTS, cached_export, export_by_keyword
+from tools.exports import TINY_BERT, TOKEN_INPUTS, cached_export, export_by_keyword
 
 NAME = "splade-bert-tiny"
 MAX_TOKENS = 64
-CONFIG = {
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 128,
-    "max_position_embeddings": 128,
-    # Wide weights, so texts get clearly different logits (at 0.02 every row is nearly alike).
-    "initializer_range": 0.2,
-}
+CONFIG = TINY_BERT
 # Subtracted from the MLM head's bias: a trained SPLADE activates a few hundred of 30522 ids;
 # random weights with a zero bias would activate about half of them.
 BIAS_OFFSET = 4.5

@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from gateway.errors import UnsupportedInput
-from gateway.runtime import GraphInfo
+from gateway.errors import ModelLoadError, UnsupportedInput
+from gateway.runtime import GraphInfo, TensorInfo
 from gateway.specs import ModelSpec
 
 InputT = TypeVar("InputT", contravariant=True)
@@ -105,3 +105,20 @@ def missing_capability(
         f"model '{model}' cannot {needed}: it can {describe_capabilities(capabilities)}{tail}",
         param="model",
     )
+
+
+def find_output(
+    graph: GraphInfo, configured: str | None, model: str, names: Sequence[str], rank: int
+) -> TensorInfo | None:
+    """The output the registry's `output` names (a name the graph lacks is refused), else the
+    first of the usual `names` the graph has, else its first float output of `rank`; None when
+    there is none. Each kind checks the shape of what it gets."""
+    by_name = {t.name: t for t in graph.outputs}
+    if configured is not None:
+        if configured not in by_name:
+            raise ModelLoadError(
+                f"model {model}: output {configured!r} is not one of {sorted(by_name)}"
+            )
+        return by_name[configured]
+    named = next((by_name[name] for name in names if name in by_name), None)
+    return named or next((t for t in graph.outputs if t.is_float and len(t.shape) == rank), None)

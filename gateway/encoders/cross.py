@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.encoders.base import Capability, EncodeOptions
+from gateway.encoders.base import Capability, EncodeOptions, find_output
 from gateway.encoders.pairs import PreparedPairs
 from gateway.encoders.text import TokenGraphEncoder, TokenizedText
 from gateway.errors import ModelLoadError
@@ -25,17 +25,10 @@ LOGIT_OUTPUTS = ("logits", "output", "scores")
 
 def pick_logits_output(graph: GraphInfo, configured: str | None, model: str) -> str:
     """The [batch, 1] logits output; heads with several labels are refused, not guessed at."""
-    by_name = {t.name: t for t in graph.outputs}
-    if configured is not None and configured not in by_name:
-        raise ModelLoadError(
-            f"model {model}: output {configured!r} is not one of {sorted(by_name)}"
-        )
-    name = configured or next((n for n in LOGIT_OUTPUTS if n in by_name), None)
-    if name is None:
-        name = next((t.name for t in graph.outputs if t.is_float and len(t.shape) == 2), None)
-    if name is None or len(by_name[name].shape) != 2:
+    output = find_output(graph, configured, model, LOGIT_OUTPUTS, rank=2)
+    if output is None or len(output.shape) != 2:
         raise ModelLoadError(f"model {model}: no [batch, labels] logits output in the graph")
-    labels = by_name[name].shape[1]
+    name, labels = output.name, output.shape[1]
     if isinstance(labels, int) and labels != 1:
         raise ModelLoadError(
             f"model {model}: the head has {labels} labels; a reranker needs a single logit"

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from gateway.encoders.base import Capability, EncodeOptions, Encoder
+from gateway.encoders.base import Capability, EncodeOptions, Encoder, find_output
 from gateway.encoders.pairs import PreparedPairs
 from gateway.encoders.projection import Projection, load_projection
 from gateway.encoders.text import TOKEN_ROLES, map_graph_inputs
@@ -71,22 +71,13 @@ class LateTokens:
 
 def pick_token_output(graph: GraphInfo, configured: str | None, model: str) -> str:
     """The graph output holding one vector per token (rank 3: batch, sequence, width)."""
-    by_name = {t.name: t for t in graph.outputs}
-    if configured is not None:
-        if configured not in by_name:
-            raise ModelLoadError(
-                f"model {model}: output {configured!r} is not one of {sorted(by_name)}"
-            )
-        candidates = [by_name[configured]]
-    else:
-        named = [by_name[name] for name in TOKEN_OUTPUTS if name in by_name]
-        candidates = named or [t for t in graph.outputs if t.is_float and len(t.shape) == 3]
-    if not candidates or len(candidates[0].shape) != 3:
+    output = find_output(graph, configured, model, TOKEN_OUTPUTS, rank=3)
+    if output is None or len(output.shape) != 3:
         raise ModelLoadError(
-            f"model {model}: no per-token output (rank 3) among {sorted(by_name)}; "
+            f"model {model}: no per-token output (rank 3) among {sorted(graph.output_names)}; "
             "a late-interaction model needs one vector per token"
         )
-    return candidates[0].name
+    return output.name
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from gateway.encoders.base import Capability, EncodeOptions
+from gateway.encoders.base import Capability, EncodeOptions, find_output
 from gateway.encoders.text import TokenGraphEncoder, TokenizedText
 from gateway.errors import ModelLoadError
 from gateway.runtime import GraphInfo, Runtime
@@ -78,20 +78,14 @@ def pick_logits_output(
     graph: GraphInfo, configured: str | None, model: str, vocab_size: int | None
 ) -> str:
     """The [batch, tokens, vocab] logits output, its width checked against `vocab_size`."""
-    by_name = {t.name: t for t in graph.outputs}
-    if configured is not None and configured not in by_name:
+    output = find_output(graph, configured, model, LOGIT_OUTPUTS, rank=3)
+    if output is None or len(output.shape) != 3:
         raise ModelLoadError(
-            f"model {model}: output {configured!r} is not one of {sorted(by_name)}"
+            f"model {model}: no [batch, tokens, vocab] logits output among "
+            f"{sorted(graph.output_names)}; a sparse (SPLADE) model needs a masked-language-model "
+            "head"
         )
-    name = configured or next((n for n in LOGIT_OUTPUTS if n in by_name), None)
-    if name is None:
-        name = next((t.name for t in graph.outputs if t.is_float and len(t.shape) == 3), None)
-    if name is None or len(by_name[name].shape) != 3:
-        raise ModelLoadError(
-            f"model {model}: no [batch, tokens, vocab] logits output among {sorted(by_name)}; "
-            "a sparse (SPLADE) model needs a masked-language-model head"
-        )
-    width = by_name[name].shape[-1]
+    name, width = output.name, output.shape[-1]
     if vocab_size is not None and isinstance(width, int) and width != vocab_size:
         raise ModelLoadError(
             f"model {model}: output {name!r} is {width} wide, but vocab_size is {vocab_size}"

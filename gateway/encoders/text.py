@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from gateway.encoders.base import Capability, EncodeOptions, Encoder, InputT, OutT
+from gateway.encoders.base import Capability, EncodeOptions, Encoder, InputT, OutT, find_output
 from gateway.encoders.context import TokenizerLengths
 from gateway.encoders.pairs import PreparedPairs, ScoreScale
 from gateway.encoders.tokenization import encode_texts, load_tokenizer, pad_id
@@ -72,21 +72,11 @@ def map_graph_inputs(
 
 def pick_output(graph: GraphInfo, configured: str | None, model: str) -> tuple[str, bool]:
     """(output name, already pooled): hidden states of rank 3, or a pooled rank-2 output."""
-    by_name = {t.name: t for t in graph.outputs}
-    if configured is not None:
-        if configured not in by_name:
-            raise ModelLoadError(
-                f"model {model}: output {configured!r} is not one of {sorted(by_name)}"
-            )
-        return configured, len(by_name[configured].shape) == 2
-    for name in HIDDEN_STATE_OUTPUTS:
-        if name in by_name:
-            return name, False
-    for rank in (3, 2):
-        for tensor in graph.outputs:
-            if tensor.is_float and len(tensor.shape) == rank:
-                return tensor.name, rank == 2
-    raise ModelLoadError(f"model {model}: no float output of rank 3 or 2 in the graph")
+    output = find_output(graph, configured, model, HIDDEN_STATE_OUTPUTS, rank=3)
+    output = output or find_output(graph, None, model, (), rank=2)
+    if output is None:
+        raise ModelLoadError(f"model {model}: no float output of rank 3 or 2 in the graph")
+    return output.name, len(output.shape) == 2
 
 
 def sample_tokens(tokenizer: Tokenizer, count: int, tokens: int) -> list[TokenizedText]:
