@@ -195,6 +195,13 @@ class Settings:
         "most padded tokens in one inference run",
         16384,
     )
+    release_tokens: int = setting(
+        "GATEWAY_RELEASE_TOKENS",
+        int_in(0),
+        "a CPU run of at least this many padded tokens gives its working memory back once "
+        "the model's queue has been idle for a second; 0: runs keep it",
+        4096,
+    )
     run_overhead_tokens: float | None = setting(
         "GATEWAY_RUN_OVERHEAD_TOKENS",
         parse_run_overhead,

@@ -55,6 +55,7 @@ DOCUMENTED: dict[str, list[tuple[str, Any]]] = {
     "max_body_bytes": [("67108864", 64 << 20), ("64MiB", 64 << 20), ("1MB", 1_000_000)],
     "max_batch_size": [("64", 64)],
     "max_batch_tokens": [("16384", 16384)],
+    "release_tokens": [("4096", 4096), ("0", 0)],
     "run_overhead_tokens": [("auto", None), ("16", 16.0), ("0", 0.0)],
     "max_queue": [("8192", 8192)],
     "max_images": [("64", 64)],

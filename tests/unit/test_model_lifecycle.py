@@ -22,8 +22,10 @@ from gateway.catalog import Catalog
 from gateway.errors import Busy, ModelLoadError
 from gateway.loaded import LoadedModel
 from gateway.manager import ModelManager
+from gateway.memory import GrowthMeter
 from gateway.pulling import Puller
 from gateway.registry import Registry
+from gateway.run_memory import RunMemory
 from gateway.services.models import ModelAdmin
 from gateway.settings import Settings
 from gateway.sources import ModelStore
@@ -49,7 +51,8 @@ class FakeLoads:
         await self.gate.wait()
         if spec.name in self.broken:
             raise RuntimeError("cannot load model.onnx: protobuf parsing failed")
-        batcher = SimpleNamespace(stats=BatchStats(), close=_nothing)
+        memory = RunMemory(None, GrowthMeter())
+        batcher = SimpleNamespace(stats=BatchStats(), memory=memory, close=_nothing)
         encoder = SimpleNamespace(close=lambda: None)
         return LoadedModel(
             spec=spec,
@@ -353,10 +356,10 @@ def test_arena_growth_past_the_budget_evicts_an_idle_model_when_the_request_ends
     async def run() -> None:
         manager, _, beta = await alpha_and_beta_loaded(build, registry)
         async with manager.use(beta) as (model, _):
-            model.batcher.stats.grown_bytes += mib  # its first run at a new shape
+            model.batcher.memory.grown_bytes += mib  # its first run at a new shape
         assert [m.spec.name for m in manager.loaded()] == ["beta"]
         async with manager.use(beta) as (model, _):
-            model.batcher.stats.grown_bytes += 2 * mib  # alone and over: nothing to evict
+            model.batcher.memory.grown_bytes += 2 * mib  # alone and over: nothing to evict
         assert [m.spec.name for m in manager.loaded()] == ["beta"]
         assert manager.used() == 4 * mib
 
@@ -377,7 +380,7 @@ def test_growth_past_the_budget_while_the_other_model_is_busy_evicts_when_it_goe
         manager, alpha, beta = await alpha_and_beta_loaded(build, registry)
         async with manager.use(alpha):  # busy: not evictable while beta grows
             async with manager.use(beta) as (model, _):
-                model.batcher.stats.grown_bytes += mib  # beta's first run at a new shape
+                model.batcher.memory.grown_bytes += mib  # beta's first run at a new shape
             assert sorted(m.spec.name for m in manager.loaded()) == ["alpha", "beta"]
         assert [m.spec.name for m in manager.loaded()] == ["alpha"]  # beta was used less lately
         assert manager.used() <= (manager.budget() or 0)

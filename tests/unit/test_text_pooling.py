@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from gateway.batching import held_bytes
 from gateway.encoders import TextEncoder
 from gateway.encoders.text import TokenizedText
 from gateway.registry import parse_entry
+from gateway.run_memory import held_bytes
 
 HIDDEN = 16
 FILES = {"model": "m.onnx", "tokenizer": "t.json"}
