@@ -176,7 +176,7 @@ async def load_model(
         executor,
         max_batch_size=spec.max_batch_size or settings.max_batch_size,
         max_batch_tokens=token_budget(
-            spec.max_batch_tokens or settings.max_batch_tokens,
+            spec.max_batch_tokens or settings.batch_tokens(device),
             per_token,
             nvml.memory() if device == "cuda" else None,
         ),

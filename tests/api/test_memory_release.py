@@ -1,5 +1,5 @@
 """The real server, in the compute mode this machine picks (`auto`): after a batch large
-enough to be working memory (16 texts of 256 tokens, GATEWAY_RELEASE_TOKENS' 4096), the
+enough to be working memory (16 texts of 256 tokens; GATEWAY_RELEASE_TOKENS is 2048), the
 model's memory_bytes and the process's memory go back close to where they were once the model
 has been idle a second. Before, the runtime kept the batch's working memory for good, and
 memory_bytes counted all of it (~400 MiB here; 1.4 GiB after 64 x 256 tokens)."""
