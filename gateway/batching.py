@@ -25,15 +25,17 @@ from gateway.errors import Busy, GatewayError
 from gateway.memory import ArenaReading, GrowthMeter
 from gateway.redact import runtime_cause
 from gateway.request_context import NO_REQUEST, current_request_id
+from gateway.run_memory import RunMemory
 from gateway.run_overhead import DEFAULT_RUN_OVERHEAD_TOKENS, RunOverhead
 
 log = logging.getLogger(__name__)
 
 WINDOW_BATCHES = 8  # how many batches' worth of queued items are sorted together
-# RSS growth during a run below this is noise from other threads, not the model's arena.
-GROWTH_NOISE_BYTES = 4 << 20
 # A failed run's log line names at most this many of its requests (IDs are up to 128 chars).
 NAMED_REQUESTS = 10
+# How long a model's queue stays empty before large runs' working memory goes back: longer
+# than a client's pause between one large request and its next (run_memory.py).
+RELEASE_IDLE_SECONDS = 1.0
 
 
 class InferenceError(GatewayError):
@@ -70,8 +72,6 @@ class BatchStats:
     padded_tokens: int = 0
     busy_seconds: float = 0.0
     rejected: int = 0
-    # Host memory the runtime's arena took while serving (it grows with the largest batch).
-    grown_bytes: int = 0
 
     @property
     def padding_ratio(self) -> float:
@@ -115,17 +115,6 @@ def cut_batch(
     return group
 
 
-def held_bytes(arrays: Sequence[np.ndarray]) -> int:
-    """Bytes of the buffers behind `arrays`, each counted once (views share their base)."""
-    buffers: dict[int, int] = {}
-    for array in arrays:
-        root = array
-        while isinstance(root.base, np.ndarray):
-            root = root.base
-        buffers[id(root)] = root.nbytes
-    return sum(buffers.values())
-
-
 class Batcher:
     """Schedules one model's inference; owns its queue alone."""
 
@@ -141,6 +130,8 @@ class Batcher:
         run_overhead: RunOverhead | None = None,
         bucket: Callable[[int], int] | None = None,
         growth: GrowthMeter | None = None,
+        release_tokens: int = 0,
+        release_delay: float = RELEASE_IDLE_SECONDS,
     ) -> None:
         self.encoder = encoder
         self.executor = executor
@@ -149,11 +140,11 @@ class Batcher:
         self.max_batch_size = max_batch_size if encoder.batch_invariant else 1
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
-        self.arena = arena  # None: growth is not measured
-        # (rows, padded length) shapes whose growth was measured: an arena grows when the shape
-        # it runs is new, and reading /proc twice per run costs ~0.1 ms on the one-text path.
-        self._measured_shapes: set[tuple[int, int]] = set()
-        self.growth = growth or GrowthMeter()  # the device's: shared by its models' batchers
+        # What runs take from memory; runs of release_tokens or more give theirs back once
+        # the queue has been empty for release_delay seconds.
+        self.memory = RunMemory(arena, growth or GrowthMeter(), release_tokens)
+        self.release_delay = release_delay
+        self._release_timer: asyncio.TimerHandle | None = None
         self.stats = BatchStats()
         self.run_overhead = run_overhead or RunOverhead(DEFAULT_RUN_OVERHEAD_TOKENS, "default")
         self.bucket = bucket
@@ -198,6 +189,7 @@ class Batcher:
 
     async def close(self) -> None:
         self._closed = True
+        self._cancel_release()
         self._refuse_all()
 
     def _refuse_all(self) -> None:
@@ -218,7 +210,11 @@ class Batcher:
         if not self._pending or self._closed:
             self._on_device = False
             metrics.queue_depth(self.encoder.spec.name, len(self._pending))
+            if self.memory.due and not self._closed and self._loop is not None:
+                self._cancel_release()
+                self._release_timer = self._loop.call_later(self.release_delay, self._release)
             return
+        self._cancel_release()
         window = self._pending[: self.max_batch_size * WINDOW_BATCHES]
         batch = cut_batch(
             window,
@@ -236,6 +232,24 @@ class Batcher:
         except RuntimeError:  # the executor is shut down: the gateway is closing
             self._pending[:0] = batch
             self._refuse_all()
+
+    def _cancel_release(self) -> None:
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
+
+    def _release(self) -> None:
+        """On the event loop, the queue idle for release_delay: release on the device thread
+        (a batch submitted meanwhile runs after it there)."""
+        self._release_timer = None
+        if self._on_device or self._pending or self._closed:
+            return
+        with contextlib.suppress(RuntimeError):  # the executor is shut down: closing
+            self.executor.submit(self._release_on_device)
+
+    def _release_on_device(self) -> None:
+        if not self._closed:  # an unload frees the session after this, on the same thread
+            self.memory.release(self.encoder.release_memory)
 
     def _run_batch(self, batch: list[_Entry], dispatched: float) -> None:
         """On the device thread: run, then hand the outcome back to the event loop."""
@@ -286,29 +300,14 @@ class Batcher:
         self._dispatch()
 
     def _run(self, items: list[Item]) -> tuple[list[np.ndarray], float]:
-        """On the device thread: one run, its duration, and the memory the arena took (on a
-        shape's first run).
+        """On the device thread: one run, its duration, and the memory it took (RunMemory).
 
-        Timed here rather than around the await, which would add however long the event loop
+        Timed there rather than around the await, which would add however long the event loop
         took to notice the result: that delay is not the run's cost.
         """
         longest = max(item.length for item in items)
         shape = (len(items), self.bucket(longest) if self.bucket else longest)
-        arena = self.arena if shape not in self._measured_shapes else None
-        before = arena.read() if arena else None
-        started = time.perf_counter()
-        outputs = self.encoder.run(items)
-        seconds = time.perf_counter() - started
-        if arena:
-            self._measured_shapes.add(shape)
-            after = arena.read()
-        if arena and before is not None and after is not None:
-            # The outputs are the requests' until they finish, not the runtime's arena.
-            after -= held_bytes(outputs) if arena.holds_outputs else 0
-            grown = self.growth.charge(before, after)
-            if grown > GROWTH_NOISE_BYTES:
-                self.stats.grown_bytes += grown
-        return outputs, seconds
+        return self.memory.run(shape, partial(self.encoder.run, items))
 
     def _record(self, batch: list[_Entry], seconds: float, dispatched: float) -> None:
         stats = self.stats

@@ -55,8 +55,10 @@ class LoadedModel:
 
     @property
     def memory_bytes(self) -> int:
-        """Load footprint plus what the runtime's arena grew by while serving."""
-        return self.load_bytes + self.batcher.stats.grown_bytes
+        """Load footprint, plus what the runtime keeps from its runs, plus the working memory
+        of large runs while it is held (run_memory.py)."""
+        memory = self.batcher.memory
+        return self.load_bytes + memory.grown_bytes + memory.working_bytes
 
     @property
     def busy(self) -> bool:
@@ -174,7 +176,7 @@ async def load_model(
         executor,
         max_batch_size=spec.max_batch_size or settings.max_batch_size,
         max_batch_tokens=token_budget(
-            spec.max_batch_tokens or settings.max_batch_tokens,
+            spec.max_batch_tokens or settings.batch_tokens(device),
             per_token,
             nvml.memory() if device == "cuda" else None,
         ),
@@ -185,6 +187,8 @@ async def load_model(
         if placement and placement.bucketed
         else None,
         growth=growth[device] if growth else None,
+        # CUDA sessions keep their arena (nothing to release): counted as kept growth.
+        release_tokens=settings.release_tokens if device == "cpu" else 0,
     )
     model = LoadedModel(
         spec=spec,

@@ -167,6 +167,16 @@ def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def auto_or_int(low: int) -> Callable[[str], int | None]:
+    """'auto' (None: the code picks) or a whole number of at least `low`."""
+    whole = int_in(low)
+
+    def parse(raw: str) -> int | None:
+        return None if raw.strip().lower() == "auto" else whole(raw)
+
+    return parse
+
+
 def parse_run_overhead(raw: str) -> float | None:
     value = raw.strip().lower()
     if value == "auto":

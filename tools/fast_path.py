@@ -232,7 +232,8 @@ def worst_min(values: Iterable[float]) -> float:
 
 def _vectors(encoder: AnyEncoder, raw: list[np.ndarray]) -> list[np.ndarray]:
     """What parity is judged on: pooled vectors for text embedders (their raw outputs are
-    per-token rows), per-token vectors for ColBERT, the outputs themselves otherwise."""
+    already pooled rows, as float32 here), per-token vectors for ColBERT, the outputs
+    themselves otherwise."""
     if isinstance(encoder, TextEncoder):
         return list(encoder.pool(raw))
     return raw

@@ -139,6 +139,11 @@ class BackendSession(ABC):
     def get_providers(self) -> list[str]:
         return []
 
+    def release_memory(self) -> None:
+        """Free the working memory kept from earlier runs (the next run allocates afresh).
+        Called between runs, on the thread that runs them; a no-op where nothing is kept."""
+        return None
+
     def describe(self) -> dict[str, object]:
         return self.placement.describe()
 

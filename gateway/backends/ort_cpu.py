@@ -22,6 +22,7 @@ from gateway.backends.base import (
     drop_stale_cache_files,
     uses_dynamic_quantization,
 )
+from gateway.backends.probe import probe_feed
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,17 @@ class OrtSession(BackendSession):
 
     def get_providers(self) -> list[str]:
         return list(self.session.get_providers())
+
+    def release_memory(self) -> None:
+        """The CPU arena keeps its largest size (1.6 GiB after one MiniLM run of 64 x 256
+        tokens) and ONNX Runtime shrinks it only at the end of a run that asks: the smallest
+        run does that, freeing every chunk no run holds."""
+        options = ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        try:
+            self.session.run(None, probe_feed(self._info.inputs), options)
+        except Exception as exc:  # a graph the probe cannot feed: the arena stays as it is
+            log.warning("could not shrink the CPU arena: %s", exc)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,13 @@ class Encoder(ABC, Generic[InputT, ItemT, OutT]):
         """`count` made-up inputs of `tokens` tokens each, to time runs; None if not tokens."""
         return None
 
+    def release_memory(self) -> None:
+        """Hand back the working memory the runtime keeps from its largest runs (on the
+        device thread, while no run is going)."""
+        session = self.__dict__.get("session")
+        if session is not None:
+            session.release_memory()
+
     def close(self) -> None:
         """Drop the session so its memory can be freed (the GC does the rest)."""
         self.__dict__.pop("session", None)

@@ -27,6 +27,10 @@ class AdminModel(msgspec.Struct):
     device: str | UnsetType = UNSET
     memory_bytes: int | UnsetType = UNSET
     load_bytes: int | UnsetType = UNSET
+    # Of memory_bytes: large runs' working memory, held until the model idles (run_memory.py),
+    # and how many times such memory was given back.
+    working_bytes: int | UnsetType = UNSET
+    memory_releases: int | UnsetType = UNSET
     in_flight: int | UnsetType = UNSET
     queued: int | UnsetType = UNSET
     loaded_at: float | UnsetType = UNSET
@@ -72,6 +76,8 @@ def admin_loaded_fields(row: AdminModel, model: LoadedModel, cache: EmbeddingCac
         device=model.device,
         memory_bytes=model.memory_bytes,
         load_bytes=model.load_bytes,
+        working_bytes=model.batcher.memory.working_bytes,
+        memory_releases=model.batcher.memory.releases,
         in_flight=model.in_flight,
         queued=model.batcher.queued,
         loaded_at=model.loaded_at,

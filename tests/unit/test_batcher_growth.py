@@ -95,7 +95,7 @@ def test_other_threads_memory_is_not_charged_to_the_model_once_per_shape(noise: 
         asyncio.run(subject.submit([Text(length)]))
     real = 400 << 20
     outputs = 40 * 16  # the runs' outputs are the requests', not the arena's
-    assert real - outputs <= subject.stats.grown_bytes <= real + noise
+    assert real - outputs <= subject.memory.grown_bytes <= real + noise
 
 
 def test_growth_after_an_unload_is_charged_in_full() -> None:
@@ -137,7 +137,7 @@ def test_cuda_arena_growth_is_read_from_nvml(per_process: bool) -> None:
     subject = metered(gpu.run, arena_reading("cuda", gpu))  # type: ignore[arg-type]
     for length in (8, 16, 8, 24):  # three shapes: 8 runs twice
         asyncio.run(subject.submit([Text(length)] * 4))
-    assert subject.stats.grown_bytes == 3 * (64 << 20)
+    assert subject.memory.grown_bytes == 3 * (64 << 20)
 
 
 def test_without_nvml_cuda_growth_is_not_measured() -> None:
@@ -169,4 +169,4 @@ def test_a_failed_nvml_read_charges_nothing() -> None:
     gpu.fail_at = gpu.queries + 1  # the reading before the run fails
     subject = metered(gpu.run, arena)
     asyncio.run(subject.submit([Text(8)]))
-    assert subject.stats.grown_bytes == 0  # read as 0, all 2 GiB of it counted as growth
+    assert subject.memory.grown_bytes == 0  # read as 0, all 2 GiB of it counted as growth

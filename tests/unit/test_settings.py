@@ -168,6 +168,16 @@ def test_environment_is_read() -> None:
 
 
 @pytest.mark.parametrize(
+    ("raw", "cpu", "cuda"), [(None, 4096, 16384), ("auto", 4096, 16384), ("8192", 8192, 8192)]
+)
+def test_batch_tokens_auto_is_smaller_on_the_cpu(raw: str | None, cpu: int, cuda: int) -> None:
+    """A CPU run's working memory grows with its tokens and its speed does not (the default
+    was 16384 everywhere: 1.6 GiB of working memory for one MiniLM run)."""
+    settings = Settings.load({} if raw is None else {"GATEWAY_MAX_BATCH_TOKENS": raw})
+    assert (settings.batch_tokens("cpu"), settings.batch_tokens("cuda")) == (cpu, cuda)
+
+
+@pytest.mark.parametrize(
     ("raw", "seconds"), [("300", 300.0), ("-1", math.inf), ("-1m", math.inf), ("0", 0.0)]
 )
 def test_keep_alive_variable_takes_bare_seconds(raw: str, seconds: float) -> None:

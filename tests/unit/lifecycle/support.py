@@ -12,7 +12,9 @@ from typing import Any
 from gateway.batching import BatchStats
 from gateway.loaded import LoadedModel
 from gateway.manager import ModelManager
+from gateway.memory import GrowthMeter
 from gateway.registry import Registry
+from gateway.run_memory import RunMemory
 from gateway.specs import ModelSpec
 
 DEADLINE = 30.0  # far past anything these steps take, even on a loaded machine
@@ -46,7 +48,8 @@ class FakeLoads:
             raise RuntimeError("cannot load model.onnx: protobuf parsing failed")
         if spec.name in self.too_big and not self.room_for():
             raise RuntimeError(OUT_OF_MEMORY)
-        batcher = SimpleNamespace(stats=BatchStats(), close=_nothing)
+        memory = RunMemory(None, GrowthMeter())
+        batcher = SimpleNamespace(stats=BatchStats(), memory=memory, close=_nothing)
         encoder = SimpleNamespace(close=lambda: None)
         return LoadedModel(
             spec=spec,

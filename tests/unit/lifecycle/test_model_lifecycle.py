@@ -259,10 +259,10 @@ def test_arena_growth_past_the_budget_evicts_an_idle_model_when_the_request_ends
     async def run() -> None:
         manager, _, beta = await alpha_and_beta_loaded(build, registry)
         async with manager.use(beta) as (model, _):
-            model.batcher.stats.grown_bytes += mib  # its first run at a new shape
+            model.batcher.memory.grown_bytes += mib  # its first run at a new shape
         assert [m.spec.name for m in manager.loaded()] == ["beta"]
         async with manager.use(beta) as (model, _):
-            model.batcher.stats.grown_bytes += 2 * mib  # alone and over: nothing to evict
+            model.batcher.memory.grown_bytes += 2 * mib  # alone and over: nothing to evict
         assert [m.spec.name for m in manager.loaded()] == ["beta"]
         assert manager.used() == 4 * mib
 
@@ -283,7 +283,7 @@ def test_growth_past_the_budget_while_the_other_model_is_busy_evicts_when_it_goe
         manager, alpha, beta = await alpha_and_beta_loaded(build, registry)
         async with manager.use(alpha):  # busy: not evictable while beta grows
             async with manager.use(beta) as (model, _):
-                model.batcher.stats.grown_bytes += mib  # beta's first run at a new shape
+                model.batcher.memory.grown_bytes += mib  # beta's first run at a new shape
             assert sorted(m.spec.name for m in manager.loaded()) == ["alpha", "beta"]
         assert [m.spec.name for m in manager.loaded()] == ["alpha"]  # beta was used less lately
         assert manager.used() <= (manager.budget() or 0)
