@@ -198,8 +198,9 @@ class ModelManager:
         model.last_used = time.time()
         if self._loaded.get(model.spec.name) is not model:
             return
-        if model.memory_bytes > model.budgeted_bytes:
-            # The arena grew on a new shape: a load's check could not see that, so idle models
+        if model.memory_bytes > model.budgeted_bytes or model.batcher.memory.working_bytes:
+            # The arena grew on a new shape, or large runs hold working memory again (it goes
+            # back when the model idles): a load's check could not see that, so idle models
             # go now rather than the device staying over its budget until the next load.
             model.budgeted_bytes = model.memory_bytes
             await self.room.enforce_budget(

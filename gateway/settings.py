@@ -38,7 +38,7 @@ from gateway.units import parse_bytes, parse_duration
 
 # GATEWAY_MAX_BATCH_TOKENS=auto, per device. On the CPU a run's working memory grows with its
 # padded tokens (a MiniLM server's RSS peaked at 1.6 GiB at 16384, 0.6 GiB at 4096) while its
-# speed did not drop (four runs of 16 x 256 took 0.91-0.99x one of 64 x 256): docs/memory.md.
+# speed did not drop (four runs of 16 x 256 took 0.91-1.01x one of 64 x 256): docs/memory.md.
 AUTO_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384}
 
 

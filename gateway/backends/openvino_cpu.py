@@ -141,7 +141,7 @@ class OpenVinoSession(BackendSession):
 
     def release_memory(self) -> None:
         """OpenVINO keeps intermediate buffers sized for the largest shape run (1.4 GiB after
-        one MiniLM run of 64 x 256 tokens); release_memory frees them (to ~40 MiB)."""
+        one MiniLM run of 64 x 256 tokens); release_memory frees them (35 MiB stayed)."""
         with self._lock:
             self.compiled.release_memory()
             self._bound = []

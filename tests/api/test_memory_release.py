@@ -19,7 +19,7 @@ from tools.gateway_server import GatewayServer
 
 MIB = 1 << 20
 MODEL = "all-minilm"
-# Close to where they were: OpenVINO keeps ~40 MiB after a release, ONNX Runtime ~15.
+# Close to where they were: OpenVINO kept 35 MiB after a release, ONNX Runtime nothing.
 SLACK = 96 * MIB
 
 

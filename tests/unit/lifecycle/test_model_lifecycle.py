@@ -269,6 +269,30 @@ def test_arena_growth_past_the_budget_evicts_an_idle_model_when_the_request_ends
     asyncio.run(run())
 
 
+def test_working_memory_held_again_after_a_release_evicts_again(
+    loads: FakeLoads, build: Callable[..., ModelManager], registry: Registry
+) -> None:
+    """Large runs' working memory goes back when the model idles (run_memory.py), and comes
+    back with its next large request: the budget must see it each time, not only when it
+    first passes the most memory_bytes ever budgeted for the model."""
+    mib = 1 << 20
+
+    async def run() -> None:
+        manager, alpha, beta = await alpha_and_beta_loaded(build, registry)
+        async with manager.use(beta) as (model, _):
+            model.batcher.memory.working_bytes = mib  # a burst of large runs
+        assert [m.spec.name for m in manager.loaded()] == ["beta"]
+        model.batcher.memory.working_bytes = 0  # released once idle
+        await serve(manager, alpha, keep_alive=math.inf)  # fits again
+        async with manager.use(beta) as (model, _):
+            model.batcher.memory.working_bytes = mib  # the next burst
+        assert [m.spec.name for m in manager.loaded()] == ["beta"]
+        assert manager.used() <= (manager.budget() or 0)
+        await manager.close()
+
+    asyncio.run(run())
+
+
 def test_growth_past_the_budget_while_the_other_model_is_busy_evicts_when_it_goes_idle(
     loads: FakeLoads, build: Callable[..., ModelManager], registry: Registry
 ) -> None:
