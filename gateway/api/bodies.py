@@ -6,7 +6,7 @@ validation errors are here."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -17,6 +17,8 @@ from gateway.errors import InvalidRequest, UnsupportedEncoding
 
 T = TypeVar("T")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Scope-state key: the fast lane already found this request's body within MAX_DEPTH.
+_SHALLOW = "gateway.body_within_depth"
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$\.?(?P<path>[^`]*)`)?$")
 
 
@@ -39,12 +41,18 @@ def refuse_undecoded_codings(request: Request[Any, Any, Any]) -> None:
         )
 
 
+def mark_shallow(scope: MutableMapping[str, Any]) -> None:
+    scope.setdefault("state", {})[_SHALLOW] = True
+
+
 async def refuse_bad_bodies(request: Request[Any, Any, Any]) -> None:
     """Every route's `before_request`, so the fast lane (which hands such bodies here) and
     Litestar's own decode always agree: a content coding the server does not decode is a 415
     (before the body is read), a body nested past MAX_DEPTH a 400."""
     refuse_undecoded_codings(request)
-    if request.method in BODY_METHODS and nests_deeper_than(await request.body(), MAX_DEPTH):
+    if request.method not in BODY_METHODS or request.scope.get("state", {}).get(_SHALLOW):
+        return
+    if nests_deeper_than(await request.body(), MAX_DEPTH):
         raise InvalidRequest(TOO_DEEP)
 
 

@@ -31,7 +31,7 @@ from litestar.utils.scope.state import ScopeState
 
 from gateway import metrics
 from gateway.api import cohere_embed, native, ollama, openai, tei
-from gateway.api.bodies import unsupported_codings
+from gateway.api.bodies import mark_shallow, unsupported_codings
 from gateway.api.disconnect import Receive
 from gateway.api.errors import Family, error_answer
 from gateway.api.json_errors import MAX_DEPTH, nests_deeper_than
@@ -137,7 +137,7 @@ def _unsupported_coding(scope: Scope) -> bool:
 
 
 def _decoded(
-    routes: tuple[LaneRoute[Any], ...], body: bytes | None
+    routes: tuple[LaneRoute[Any], ...], body: bytes | None, scope: Scope
 ) -> tuple[LaneRoute[Any], Any] | None:
     """The route `body` is for and the body as its type, or None: Litestar then words the
     error in its shape.
@@ -149,6 +149,7 @@ def _decoded(
     """
     if body is None or nests_deeper_than(body, MAX_DEPTH):
         return None
+    mark_shallow(scope)  # a body handed on to Litestar is not counted a second time
     try:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError:
@@ -212,7 +213,7 @@ class FastLane:
         ):
             return _Replay([], receive)
         taken, body = await _read_body(receive, self.max_body_bytes)
-        decoded = _decoded(routes, body)
+        decoded = _decoded(routes, body, scope)
         if body is None or decoded is None:
             return _Replay(taken, receive)
         if key_name is not None:

@@ -109,3 +109,29 @@ def test_linear_time_on_adversarial_bodies(body: bytes) -> None:
     started = time.perf_counter()
     nests_deeper_than(body, MAX_DEPTH)
     assert time.perf_counter() - started < 1.0  # ~0.1 s here; 1 s for a slow, busy CI
+
+
+def test_a_body_the_fast_lane_counted_is_not_counted_again() -> None:
+    """The lane counts a body's depth before it decodes it; one it hands on to Litestar (a
+    shape it does not take) is not read and counted a second time. (An unmarked deep body is
+    refused on the real server: tests/api/test_error_messages.py.)"""
+    import asyncio
+
+    from litestar import Request
+
+    from gateway.api.bodies import mark_shallow, refuse_bad_bodies
+
+    deep = b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1)
+
+    def request(marked: bool) -> Request[object, object, object]:
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": deep, "more_body": False}
+
+        scope: dict[str, object] = {"type": "http", "method": "POST", "path": "/", "headers": []}
+        if marked:
+            mark_shallow(scope)
+        return Request(scope, receive)  # type: ignore[arg-type]
+
+    asyncio.run(refuse_bad_bodies(request(marked=True)))  # taken as counted: no second pass
+    with pytest.raises(KeyError):  # unmarked, it reads the body (here: no route to read it for)
+        asyncio.run(refuse_bad_bodies(request(marked=False)))
