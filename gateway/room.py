@@ -118,7 +118,8 @@ class Room:
                 raise
             evicted = 0
             while victim := budget.choose_victim(self.residents(), now=time.time(), exclude=name):
-                await self.unload(victim.name, f"out of memory loading {name}")
+                if not await self.unload(victim.name, f"out of memory loading {name}"):
+                    break  # taken by a request meanwhile: never pick the same one forever
                 evicted += 1
             if not evicted:
                 raise
