@@ -76,7 +76,7 @@ class Settings:
     auth_failures_per_minute: int = setting(
         "GATEWAY_AUTH_FAILURES_PER_MINUTE",
         int_in(1),
-        "failed authentications allowed per client address per minute (then 429)",
+        "wrong API keys allowed per client address per minute (then 429)",
         60,
     )
     trusted_proxies: tuple[str, ...] = setting(

@@ -1,7 +1,8 @@
 """The guard in front of every route: key, scope, then the key's rate limits.
 
 Failed authentications are logged with the client's address and, for a wrong key, the first
-digits of its SHA-256 (never the key), and each address may fail only so often per minute.
+digits of its SHA-256 (never the key), and each address may send wrong keys only so often per
+minute (a missing key is logged but not counted).
 Public routes (liveness) stay open; a key sent to them is still checked, so that /health can
 show its details to a caller with a key and only up/down to anyone else. A wrong key there is a
 failure like any other, and an address over its limit is answered there as if it sent no key.
@@ -115,7 +116,10 @@ class Authenticator:
             return
         self._refuse_if_failing(address)
         if presented is None:
-            self._failed(connection, address, "no key presented")
+            # Logged, not counted: a request without a key guesses nothing, and counting it
+            # would let one keyless client (a scraper left without its key file, a script
+            # missing its header) lock out every client behind the same address.
+            self._failed(connection, address, "no key presented", counted=False)
             raise Unauthorized(
                 "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
             )
@@ -190,12 +194,18 @@ class Authenticator:
             )
 
     def _failed(
-        self, connection: ASGIConnection[Any, Any, Any, Any], address: str, reason: str
+        self,
+        connection: ASGIConnection[Any, Any, Any, Any],
+        address: str,
+        reason: str,
+        *,
+        counted: bool = True,
     ) -> None:
-        bucket = self._failures.get(address)
-        if bucket is None:
-            bucket = self._failures[address] = TokenBucket(self.failures_per_minute)
-        bucket.take(1)
+        if counted:
+            bucket = self._failures.get(address)
+            if bucket is None:
+                bucket = self._failures[address] = TokenBucket(self.failures_per_minute)
+            bucket.take(1)
         # The path is the client's (decoded: "%0a" a newline), as may be the address (proxy).
         where = loggable(address), loggable(connection.url.path)
         log.warning("authentication failed from %s on %s: %s", *where, reason)

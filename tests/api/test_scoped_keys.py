@@ -227,6 +227,25 @@ def test_failed_authentications_are_limited_per_address(
     assert WRONG not in log and PLAIN not in log
 
 
+def test_requests_without_a_key_are_logged_but_do_not_lock_out_the_address(
+    default_model_dir: Path, tmp_path: Path
+) -> None:
+    """A keyless client (a scraper without its key file) guesses nothing: its 401s are logged
+    but do not use up the address's allowance for wrong keys."""
+    registry = bundled_registry_in(tmp_path)
+    env = {"GATEWAY_API_KEYS": PLAIN, "GATEWAY_AUTH_FAILURES_PER_MINUTE": "3"}
+    with GatewayServer(registry=registry, env=env) as server, server.client() as client:
+        keyless = [
+            client.post("/api/embed", json={"model": MODEL, "input": "hi"}) for _ in range(5)
+        ]
+        assert [response.status_code for response in keyless] == [401] * 5
+        assert client.get("/metrics").status_code == 401
+        assert embed(client, PLAIN).status_code == 200
+    log = server.log()
+    assert log.count("authentication failed from 127.0.0.1") == 6
+    assert log.count("no key presented") == 6
+
+
 @pytest.mark.parametrize("trusted", ["127.0.0.1", "none"])
 def test_behind_a_trusted_proxy_the_limit_is_per_forwarded_client(
     default_model_dir: Path, tmp_path: Path, trusted: str
