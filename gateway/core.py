@@ -79,7 +79,7 @@ class Gateway:
             health=HealthService(registry, catalog, manager, runtime, settings),
             images=ImageStatsService(fetch_policy, image_policy),
             tokens=TokenService(registry, store, manager, settings, embedding),
-            sparse=SparseService(registry, manager, settings),
+            sparse=SparseService(registry, manager, settings, cache),
         )
         return cls(settings, registry, store, runtime, manager, services)
 

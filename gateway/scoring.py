@@ -1,4 +1,5 @@
-"""Scoring for rerank: MaxSim for late-interaction vectors, cosine for single vectors.
+"""Scoring for rerank: MaxSim for late-interaction vectors, cosine for single vectors, the dot
+product for sparse (SPLADE) vectors.
 
 Raw scores and the `relevance_score` that rerank APIs return are kept apart:
 
@@ -13,6 +14,11 @@ Raw scores and the `relevance_score` that rerank APIs return are kept apart:
   temperature nobody publishes.
 - `relevance_from_logits` is the sigmoid of a cross-encoder's logit, in (0, 1), as
   sentence-transformers' CrossEncoder and TEI's /rerank return it by default.
+- `sparse_dot` is SPLADE's score, the dot product of query and document weights (>= 0,
+  unbounded, its scale the model's). `relevance_from_sparse_dot` maps it to s / (s + q.q), q.q
+  being the query's score against itself: 0 for a document sharing no term, 1/2 for one that
+  scores as the query itself, towards 1 above; increasing in s, so it ranks as the raw score,
+  and the same for any scaling of a model's weights, so needs no per-model constant.
 Cohere documents relevance_score in [0, 1], and clients compare it to thresholds in that range,
 so every model kind answers in [0, 1]. An API that wants the raw number passes scale="raw".
 """
@@ -20,7 +26,7 @@ so every model kind answers in [0, 1]. An API that wants the raw number passes s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -68,6 +74,34 @@ def maxsim(
     return scores
 
 
+class Sparse(Protocol):
+    """A sparse vector: vocabulary ids ascending, each once, and their weights."""
+
+    @property
+    def indices(self) -> np.ndarray: ...
+
+    @property
+    def values(self) -> np.ndarray: ...
+
+
+def sparse_dot(query: Sparse, documents: Sequence[Sparse]) -> np.ndarray:
+    """Dot product of one sparse vector with each of `documents` -> [n] float64: the sum, over
+    the ids both hold, of the two weights' product. All documents at once: each of their ids is
+    looked up among the query's (sorted) ids, and the products summed per document."""
+    if not documents:
+        return np.zeros(0, dtype=np.float64)
+    ids = np.concatenate([d.indices for d in documents])
+    weights = np.concatenate([d.values for d in documents]).astype(np.float64)
+    owners = np.repeat(np.arange(len(documents)), [len(d.indices) for d in documents])
+    q_ids = np.asarray(query.indices)
+    q_weights = np.asarray(query.values, dtype=np.float64)
+    if len(q_ids) == 0:
+        return np.zeros(len(documents), dtype=np.float64)
+    at = np.minimum(np.searchsorted(q_ids, ids), len(q_ids) - 1)
+    products = np.where(q_ids[at] == ids, q_weights[at] * weights, 0.0)
+    return np.bincount(owners, weights=products, minlength=len(documents))
+
+
 def cosine_scores(query: np.ndarray, documents: np.ndarray) -> np.ndarray:
     """Cosine of one vector [dim] against each row of [n, dim] -> [n] float64."""
     q = np.asarray(query, dtype=np.float64)
@@ -95,6 +129,17 @@ def relevance_from_cosine(cosines: np.ndarray, scale: ScoreScale = "normalized")
         return x
     # Clipped: float rounding can put a cosine of unit vectors a hair outside [-1, 1].
     return np.clip((x + 1.0) / 2.0, 0.0, 1.0)
+
+
+def relevance_from_sparse_dot(
+    scores: np.ndarray, query_self: float, scale: ScoreScale = "normalized"
+) -> np.ndarray:
+    """relevance_score for SPLADE: s / (s + q.q), `query_self` being q.q (or the raw score)."""
+    x = np.asarray(scores, dtype=np.float64)
+    if scale == "raw":
+        return x
+    # A query with no weight (every score 0) has no relevant document.
+    return x / np.maximum(x + query_self, np.finfo(np.float64).tiny)
 
 
 def relevance_from_logits(logits: np.ndarray, scale: ScoreScale = "normalized") -> np.ndarray:

@@ -19,7 +19,9 @@ and Infinity do.
 Results are sorted by relevance, most relevant first, and cut to top_n / top_k. On every route
 `relevance_score` (TEI: `score`) is in [0, 1], in the raw score's order: sigmoid of the logit for
 cross-encoders, (MaxSim / query vectors + 1) / 2 for ColBERT models, (cosine + 1) / 2 for
-embedders; `raw_scores: true` returns the raw logit, MaxSim or cosine instead. Cohere's routes
+embedders, s / (s + q.q) for sparse (SPLADE) models, s their dot product; `raw_scores: true`
+returns the raw logit, MaxSim, cosine or dot product instead. (TEI itself refuses any model but
+a sequence classifier on /rerank, a SPLADE one included.) Cohere's routes
 answer errors in OpenAI's shape (its SDK reads any JSON error body), the others as
 {"error": "message"}.
 """

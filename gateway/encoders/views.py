@@ -80,6 +80,8 @@ class SparseEmbedder(Protocol):
 
     def count_tokens(self, text: str, options: EncodeOptions) -> int: ...
 
+    def cache_variant(self, options: EncodeOptions) -> str: ...
+
     def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> list[SparseVector]: ...
 
 
@@ -109,8 +111,10 @@ def sparse_embedder(encoder: AnyEncoder) -> SparseEmbedder:
 
 
 def can_rank(capabilities: frozenset[Capability]) -> bool:
-    """Models that score pairs natively, and text embedders, which rank by cosine."""
-    return bool(capabilities & {Capability.SCORE_PAIRS, Capability.EMBED_TEXT})
+    """Models that score pairs natively, text embedders, which rank by cosine, and sparse
+    (SPLADE) models, which rank by the dot product."""
+    ranking = {Capability.SCORE_PAIRS, Capability.EMBED_TEXT, Capability.EMBED_SPARSE}
+    return bool(capabilities & ranking)
 
 
 def pair_scorer(encoder: AnyEncoder) -> PairScorer:

@@ -49,7 +49,7 @@ LATE_MODEL_HINT = (
 # zeros, scored by dot product unnormalized; no client of these routes expects that shape.
 SPARSE_MODEL_HINT = (
     "its vectors are sparse (vocabulary id -> weight); POST /embed_sparse (TEI's route) "
-    "returns them"
+    "returns them, and POST /v1/rerank or /api/rerank ranks documents with it"
 )
 RERANKER_HINT = "use POST /v1/rerank or /api/rerank to rank documents with it"
 

@@ -142,16 +142,12 @@ class Pipelines:
         """Pooled vectors of `texts` (the request's inputs at `indices`): from the cache where
         present (it holds vectors cut at the model's own max_tokens only), the rest run as one
         job; and the lookups, for `served` to count."""
+        keys: list[bytes] = []
+        found: list[CachedEmbedding | None] = [None] * len(texts)
         if self.cache.enabled and options.limit in (None, embedder.token_limit(EncodeOptions())):
             # Keyed by the prefix put before each text, so by exactly what is embedded.
             prefixes = embedder.prefixes_for(texts, options.task)
-            keys = [
-                self.cache.key(model.cache_id, prefix, text)
-                for prefix, text in zip(prefixes, texts, strict=True)
-            ]
-            found = self.cache.get_many(keys)
-        else:  # no hashing on the hot path for a cache that is off
-            keys, found = [], [None] * len(texts)
+            keys, found = self.cache.lookup(CachedEmbedding, model.cache_id, prefixes, texts)
         missing = [i for i, entry in enumerate(found) if entry is None]
         if missing:
             items = await prepare_off_loop_if_large(

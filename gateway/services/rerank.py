@@ -1,7 +1,8 @@
 """The rerank service: one query against many documents, with any model that can rank.
 
-Models that score pairs natively (ColBERT by MaxSim, cross-encoders) and text embedders (by
-cosine) rank; others are a 400 that says what the model can do. Requests that name no model
+Models that score pairs natively (ColBERT by MaxSim, cross-encoders), text embedders (by
+cosine) and sparse models (SPLADE, by the dot product) rank; others are a 400 that says what
+the model can do. Requests that name no model
 (Cohere v1 allows it) use the registry's reranker if it is pulled, else the default embedder.
 """
 

@@ -162,8 +162,7 @@ def test_each_embedding_family_refuses_a_sparse_model_in_its_shape(client: httpx
         assert_tei_error(client.post(path, json=tei), 422, "Validation", SPARSE_HINT)
     similarity = {"inputs": {"source_sentence": "a", "sentences": ["b"]}, "model": SPARSE}
     assert_tei_error(client.post("/similarity", json=similarity), 422, "Validation", SPARSE_HINT)
-    rerank = {"model": SPARSE, "query": "q", "documents": ["d"]}
-    assert_openai_error(client.post("/v1/rerank", json=rerank), 400, "cannot rerank")
+    # Rerank takes it (by the dot product): tests/api/test_sparse_rerank_api.py.
 
 
 def test_the_tokenizer_routes_and_show_serve_a_sparse_model(client: httpx.Client) -> None:

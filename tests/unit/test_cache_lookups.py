@@ -38,8 +38,8 @@ class Embedder:
     def token_limit(self, options: EncodeOptions) -> int:
         return LIMIT
 
-    def prefixes_for(self, texts: list[str], task: str | None) -> list[str | None]:
-        return [None] * len(texts)
+    def prefixes_for(self, texts: list[str], task: str | None) -> list[str]:
+        return [""] * len(texts)
 
     def prepare(self, texts: list[str], options: EncodeOptions) -> list[Item]:
         return [Item(len(t) + 2, min(len(t) + 2, LIMIT), len(t) + 2 > LIMIT) for t in texts]

@@ -59,8 +59,9 @@ def test_every_spec_type_has_exactly_one_encoder() -> None:
         ("image", {Capability.EMBED_IMAGE}, ["embedding", "vision"], False),
         ("late", {Capability.MULTIVECTOR, Capability.SCORE_PAIRS}, ["embedding", "rerank"], True),
         ("cross", {Capability.SCORE_PAIRS}, ["rerank"], True),
-        # Not Ollama's "embedding": /api/embed refuses it (its vectors are sparse).
-        ("sparse", {Capability.EMBED_SPARSE}, [], False),
+        # Not Ollama's "embedding": /api/embed refuses it (its vectors are sparse). It ranks by
+        # the dot product, as an embedder by cosine (not natively: not "rerank").
+        ("sparse", {Capability.EMBED_SPARSE}, [], True),
     ],
 )
 def test_capabilities_per_kind(

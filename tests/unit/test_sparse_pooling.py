@@ -69,7 +69,7 @@ def test_sparse_vector_keeps_the_non_zero_weights_in_index_order() -> None:
     weights = np.array([0.0, 0.5, 0.0, 0.0, 1.25, 1e-30, 0.0], dtype=np.float32)
     vector = sparse_vector(weights)
     assert vector.indices.tolist() == [1, 4, 5]
-    assert vector.indices.dtype == np.int64 and vector.values.dtype == np.float32
+    assert vector.indices.dtype == np.int32 and vector.values.dtype == np.float32
     assert vector.values.tolist() == [0.5, 1.25, np.float32(1e-30)]
     assert len(vector) == 3
     empty = sparse_vector(np.zeros(4, dtype=np.float32))
