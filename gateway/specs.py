@@ -41,7 +41,13 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
     # The longest input the graph takes (position embeddings); `truncate: false` accepts inputs
     # up to it, as Ollama accepts a model's full context. Default: max_tokens.
     max_positions: int | None = None
-    pooling: Literal["mean", "cls"] = "mean"
+    # last: the state of each text's last real token (decoder embedders such as Qwen3-Embedding;
+    # inputs are right-padded, so that is row `length - 1`).
+    pooling: Literal["mean", "cls", "last"] = "mean"
+    # A token the tokenizer appends to every input, replacing the tokenizer.json's own
+    # post-processor (Qwen3-Embedding pools the state of `<|endoftext|>`; copies of its
+    # tokenizer.json differ in whether they append it). None: the tokenizer.json as it is.
+    end_token: str | None = None
     # Nomic v1.5: layer_norm (no affine) over the full width before Matryoshka slicing.
     layer_norm: bool = False
     normalize: bool = True
@@ -65,6 +71,8 @@ class TextModelSpec(ModelSpec, frozen=True, tag="text"):
                 raise ValueError(f"dimensions: {width} is not within 1..{self.dim}")
         if self.default_task is not None and self.default_task not in self.prefixes:
             raise ValueError(f"default_task {self.default_task!r} is not one of prefixes")
+        if self.end_token == "":
+            raise ValueError("end_token must be a token, or left out")
 
     @property
     def advertised_dimensions(self) -> list[int]:

@@ -23,6 +23,8 @@ from tools.colbert_models import ColbertModel, bert_colbert, modernbert_colbert
 from tools.exports import export_minilm_fp32, export_tiny_nomic
 from tools.gateway_server import GatewayServer
 from tools.models import minilm_entry, nomic_entry, pull_default_model, write_registry
+from tools.qwen3 import ENTRY as QWEN3
+from tools.qwen3 import qwen3_dir, qwen3_entry
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +82,27 @@ def nomic_server(
         tmp_path_factory.mktemp("nomic") / "registry.yaml",
         {NOMIC: nomic_entry(nomic_dir)},
         default_model=NOMIC,
+    )
+    with GatewayServer(registry=registry, env={**NO_CACHE, **PINNED_BATCHING}) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def qwen3_folder() -> Path:
+    """The tiny random Qwen3 in onnx-community's layout, with torch/ weights (cached)."""
+    return qwen3_dir()
+
+
+@pytest.fixture(scope="session")
+def qwen3_server(
+    qwen3_folder: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    """A gateway whose default model is `qwen3-embedding` (the shipped entry) served from the
+    tiny export, its run overhead pinned by setting."""
+    registry = write_registry(
+        tmp_path_factory.mktemp("qwen3") / "registry.yaml",
+        {QWEN3: qwen3_entry(qwen3_folder)},
+        default_model=QWEN3,
     )
     with GatewayServer(registry=registry, env={**NO_CACHE, **PINNED_BATCHING}) as running:
         yield running

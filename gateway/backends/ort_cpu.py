@@ -28,7 +28,16 @@ log = logging.getLogger(__name__)
 
 # Protobuf cannot serialize a graph past 2 GiB without external data; such models are not cached.
 MAX_CACHED_GRAPH_BYTES = 1_800_000_000
+# Where exporters keep a large graph's weights beside it (torch, optimum, transformers.js:
+# model.onnx_data); the optimized graph would hold them inline.
+EXTERNAL_DATA_SUFFIXES = ("_data", ".data")
 ProviderList = list[str | tuple[str, dict[str, str]]]
+
+
+def graph_bytes(path: Path) -> int:
+    """The graph's size with its weights: the file and an external-data file beside it."""
+    beside = (path.with_name(path.name + suffix) for suffix in EXTERNAL_DATA_SUFFIXES)
+    return path.stat().st_size + sum(data.stat().st_size for data in beside if data.is_file())
 
 
 def cpu_model_name() -> str:
@@ -139,7 +148,7 @@ class OrtCpuBackend(Backend):
                 log.warning("ignoring cached optimized graph %s: %s", cached.name, exc)
                 cached.unlink(missing_ok=True)
         options = self.session_options(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-        if cached is None or path.stat().st_size > MAX_CACHED_GRAPH_BYTES:
+        if cached is None or graph_bytes(path) > MAX_CACHED_GRAPH_BYTES:
             return ort.InferenceSession(str(path), options, providers=providers)
         drop_stale_cache_files(cached, first_layout=f"{path.stem}-")
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from gateway.backends.base import BackendSession, TensorInfo
+from gateway.backends.kv_cache import empty_past, is_past_input
 
 # Shape-bucket lengths (buckets.py), so a bucketed graph sees real shapes; the broken graph
 # above was fine at 8 tokens, NaN from 16 and crashed at 64 in one probe.
@@ -33,9 +34,12 @@ def probe_feed(
     inputs: Sequence[TensorInfo], tokens: int = PROBE_TOKENS[0]
 ) -> dict[str, np.ndarray]:
     """One batch row per input: token ids and masks all 1, segment ids 0 (a graph may know only
-    one segment), images 0."""
+    one segment), images 0, a decoder's KV cache empty (kv_cache.py)."""
     feed = {}
     for tensor in inputs:
+        if is_past_input(tensor):
+            feed[tensor.name] = empty_past(tensor, 1)
+            continue
         dtype = _NUMPY_TYPES.get(tensor.type, np.float32)
         shape = []
         for axis, dim in enumerate(tensor.shape):

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
+from gateway.backends.kv_cache import past_inputs
 from gateway.encoders.base import Capability, EncodeOptions, Encoder, InputT, OutT, find_output
 from gateway.encoders.context import TokenizerLengths
+from gateway.encoders.decoder import POSITION_IDS, DecoderInputs
 from gateway.encoders.pairs import PreparedPairs, ScoreScale
 from gateway.encoders.tokenization import encode_texts, load_tokenizer, pad_id
 from gateway.errors import ModelLoadError, UnsupportedInput
@@ -21,6 +23,8 @@ from gateway.scoring import cosine_scores, relevance_from_cosine
 from gateway.specs import CrossEncoderSpec, SparseModelSpec, TextModelSpec
 
 TOKEN_ROLES = ("input_ids", "attention_mask", "token_type_ids")
+# What a decoder graph may take besides (its KV-cache inputs are recognized by name).
+DECODER_ROLES = (*TOKEN_ROLES, POSITION_IDS)
 HIDDEN_STATE_OUTPUTS = ("last_hidden_state", "token_embeddings")
 LAYER_NORM_EPS = 1e-5  # torch.nn.functional.layer_norm's default, as in nomic's model card
 
@@ -50,16 +54,21 @@ class TokenizedText:
 
 
 def map_graph_inputs(
-    graph: GraphInfo, overrides: dict[str, str], roles: Sequence[str], model: str
+    graph: GraphInfo,
+    overrides: dict[str, str],
+    roles: Sequence[str],
+    model: str,
+    fed_elsewhere: Sequence[str] = (),
 ) -> dict[str, str]:
-    """role -> graph input name; every graph input must be understood."""
+    """role -> graph input name; every graph input must be understood (a role, or one of
+    `fed_elsewhere`)."""
     names = set(graph.input_names)
     mapping: dict[str, str] = {}
     for role in roles:
         name = overrides.get(role, role)
         if name in names:
             mapping[role] = name
-    unknown = names - set(mapping.values())
+    unknown = names - set(mapping.values()) - set(fed_elsewhere)
     if unknown:
         raise ModelLoadError(
             f"model {model}: graph inputs {sorted(unknown)} are not understood; "
@@ -119,20 +128,27 @@ class TokenGraphEncoder(Encoder[InputT, TokenizedText, OutT]):
     """What every encoder of token ids shares: tokenizer, graph inputs, padded runs."""
 
     output_name: str
+    decoder = DecoderInputs()  # none, until a decoder graph's are found at load
 
     def __init__(
         self,
         spec: TextModelSpec | CrossEncoderSpec | SparseModelSpec,
         paths: dict[str, Path],
         runtime: Runtime,
+        end_token: str | None = None,
     ) -> None:
         self.spec = spec
         self.max_tokens = spec.max_tokens  # the shared tokenizer's cut
-        self.tokenizer = load_tokenizer(paths["tokenizer"], spec.max_tokens)
+        self.tokenizer = load_tokenizer(paths["tokenizer"], spec.max_tokens, end_token)
         self.lengths = TokenizerLengths(self.tokenizer)
         self.pad_id = pad_id(self.tokenizer)
         self.session, self.graph = runtime.load(paths["model"])
-        self.input_names = map_graph_inputs(self.graph, spec.inputs, TOKEN_ROLES, spec.name)
+        cache = [tensor.name for tensor in past_inputs(self.graph)]
+        self.input_names = map_graph_inputs(
+            self.graph, spec.inputs, DECODER_ROLES, spec.name, fed_elsewhere=cache
+        )
+        position_ids = self.input_names.pop(POSITION_IDS, None)
+        self.decoder = DecoderInputs.of(self.graph, position_ids, spec.name)
 
     def tokenize_within(self, texts: Sequence[str], limit: int) -> list[TokenizedText]:
         """`texts` cut at `limit` tokens (special tokens included); each item says if it was
@@ -151,18 +167,20 @@ class TokenGraphEncoder(Encoder[InputT, TokenizedText, OutT]):
         """The graph's output for a right-padded batch of `items`."""
         arrays = pad_batch(items, self.pad_id)
         feed = {name: arrays[role] for role, name in self.input_names.items()}
+        self.decoder.add_to(feed, arrays["attention_mask"])
         (output,) = self.session.run([self.output_name], feed)
         return np.asarray(output)
 
 
 class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
-    """A BERT-family sentence embedder described by a TextModelSpec: texts -> [n, width]."""
+    """A sentence embedder described by a TextModelSpec (BERT-family, or a decoder pooled at
+    its last token): texts -> [n, width]."""
 
     capabilities = frozenset({Capability.EMBED_TEXT})
     spec: TextModelSpec
 
     def __init__(self, spec: TextModelSpec, paths: dict[str, Path], runtime: Runtime) -> None:
-        super().__init__(spec, paths, runtime)
+        super().__init__(spec, paths, runtime, spec.end_token)
         self.output_name, self.output_is_pooled = pick_output(self.graph, spec.output, spec.name)
 
     def prefixes_for(self, texts: Sequence[str], task: str | None) -> list[str]:
@@ -194,7 +212,7 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
         return [np.array(output[row, : item.length]) for row, item in enumerate(items)]
 
     def run(self, items: Sequence[TokenizedText]) -> list[np.ndarray]:
-        """Per item: its pooled row (mean or CLS over its own token rows, or the graph's
+        """Per item: its pooled row (mean, CLS or last over its own token rows, or the graph's
         pooled output).
 
         Pooled here, on the device thread, rather than in finish: a request keeps its raw
@@ -207,6 +225,8 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
             return list(output)
         if self.spec.pooling == "cls":
             return [np.array(output[row, 0]) for row in range(len(items))]
+        if self.spec.pooling == "last":  # right-padded: a row's last real token is length - 1
+            return [np.array(output[row, item.length - 1]) for row, item in enumerate(items)]
         return [output[row, : item.length].mean(axis=0) for row, item in enumerate(items)]
 
     def pool(self, raw: Sequence[np.ndarray]) -> np.ndarray:

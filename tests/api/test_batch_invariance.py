@@ -22,6 +22,7 @@ from tests.support.api import ollama_embed
 from tests.support.models import MINILM_FP32, NOMIC, PINNED_OVERHEAD_TOKENS
 from tools.corpus import mixed_batch
 from tools.gateway_server import GatewayServer
+from tools.qwen3 import ENTRY as QWEN3
 
 MAX_DIFF = 1e-5
 PROBE = "The quick brown fox jumps over the lazy dog near the riverbank."
@@ -30,9 +31,10 @@ SERVERS = {
     "all-minilm": "uncached_server",
     MINILM_FP32: "minilm_fp32_server",
     NOMIC: "nomic_server",
+    QWEN3: "qwen3_server",  # a decoder pooled at its last token
 }
 # Where each of those servers pins the run overhead.
-PINNED_BY = {"all-minilm": "setting", MINILM_FP32: "registry", NOMIC: "setting"}
+PINNED_BY = {"all-minilm": "setting", MINILM_FP32: "registry", NOMIC: "setting", QWEN3: "setting"}
 
 
 def model_row(client: httpx.Client, model: str) -> dict[str, Any]:

@@ -68,9 +68,9 @@ def test_replica_settings_hand_eviction_to_serve(registry: Registry) -> None:
     assert replica.keep_alive == math.inf
     assert replica.max_loaded_models == 2
     assert replica.threads == 2  # its share of cores, rounded up
-    # The two largest registry estimates: splade-pp-en 1500MiB + nomic-embed-text 1200MiB.
-    assert replica.max_ram == str(2700 * MiB)
-    assert options.model_budget(settings, registry) == 2700 * MiB
+    # The two largest registry estimates: qwen3-embedding 3GiB + splade-pp-en 1500MiB.
+    assert replica.max_ram == str(4572 * MiB)
+    assert options.model_budget(settings, registry) == 4572 * MiB
 
 
 def test_model_limit_and_budget_fall_back_to_settings(registry: Registry) -> None:

@@ -23,6 +23,10 @@ UNVERIFIED = {
     ("answerai-colbert-small", "tokenizer"),
     ("gte-moderncolbert", "model"),
     ("gte-moderncolbert", "tokenizer"),
+    # Commit pinned (the one several projects pin) and tokenizer.json's sha256 found; no public
+    # record of the 2.4 GB fp32 graph's or its weights' sha256 was found offline (docs/models.md).
+    ("qwen3-embedding", "model"),
+    ("qwen3-embedding", "model_data"),
 }
 
 

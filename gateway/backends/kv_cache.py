@@ -1,0 +1,46 @@
+"""KV-cache inputs of decoder graphs exported for generation, and the empty cache they are fed.
+
+Optimum and transformers.js export decoders (onnx-community/Qwen3-Embedding-0.6B-ONNX among
+them) with the cache of earlier steps as inputs, `past_key_values.<layer>.key|value` of shape
+[batch, kv_heads, past_length, head_dim], and ONNX Runtime wants every declared input fed. An
+embedding is one fresh pass over the whole text, so its cache is empty: past_length 0, which
+leaves attention to the text's own tokens (TEI's ORT backend feeds the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from gateway.backends.base import GraphInfo, TensorInfo
+
+PAST_PREFIX = "past_key_values."
+PAST_RANK = 4  # [batch, kv_heads, past_length, head_dim]
+
+
+def is_past_input(tensor: TensorInfo) -> bool:
+    return tensor.name.startswith(PAST_PREFIX) and len(tensor.shape) == PAST_RANK
+
+
+def past_inputs(graph: GraphInfo) -> tuple[TensorInfo, ...]:
+    return tuple(tensor for tensor in graph.inputs if is_past_input(tensor))
+
+
+def unsized_past_inputs(inputs: Sequence[TensorInfo]) -> list[str]:
+    """Cache inputs whose head count or head width the graph leaves open: an empty cache of
+    the right shape cannot be made for them."""
+    return [
+        tensor.name
+        for tensor in inputs
+        if is_past_input(tensor) and not all(isinstance(tensor.shape[axis], int) for axis in (1, 3))
+    ]
+
+
+def empty_past(tensor: TensorInfo, batch: int) -> np.ndarray:
+    """A zero-length cache for `tensor`: [batch, kv_heads, 0, head_dim] of its float type."""
+    heads, width = tensor.shape[1], tensor.shape[3]
+    if not isinstance(heads, int) or not isinstance(width, int):
+        raise ValueError(f"input {tensor.name} leaves its heads or head width open")
+    dtype = np.float16 if tensor.type == "tensor(float16)" else np.float32
+    return np.zeros((batch, heads, 0, width), dtype=dtype)
