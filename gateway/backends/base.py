@@ -161,12 +161,26 @@ class Backend(ABC):
         Runtime.describe() (there is no /api/info)."""
 
 
+# Where exporters keep a large graph's weights beside it (torch, optimum, transformers.js:
+# model.onnx_data); what is derived from the graph depends on them too.
+EXTERNAL_DATA_SUFFIXES = ("_data", ".data")
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """The external-data files beside the graph at `path`, by the exporters' names."""
+    beside = (path.with_name(path.name + suffix) for suffix in EXTERNAL_DATA_SUFFIXES)
+    return [data for data in beside if data.is_file()]
+
+
 def file_cache_key(path: Path, *versions: str) -> str:
-    """A short key for what is cached from the file at `path`: its place, size and mtime (a
-    replaced file gets a new key) and whatever else the cached artefact depends on."""
-    stat = path.stat()
-    parts = [str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns), *versions]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    """A short key for what is cached from the file at `path`: its place, size and mtime, and
+    those of its external-data file (a replaced graph or weights file gets a new key), and
+    whatever else the cached artefact depends on."""
+    parts = [str(path.resolve())]
+    for source in (path, *external_data_files(path)):
+        stat = source.stat()
+        parts += [source.name, str(stat.st_size), str(stat.st_mtime_ns)]
+    return hashlib.sha256("|".join([*parts, *versions]).encode()).hexdigest()[:16]
 
 
 def cache_file(

@@ -20,6 +20,7 @@ from gateway.backends.base import (
     TensorInfo,
     cache_file,
     drop_stale_cache_files,
+    external_data_files,
     uses_dynamic_quantization,
 )
 from gateway.backends.probe import probe_feed
@@ -28,16 +29,12 @@ log = logging.getLogger(__name__)
 
 # Protobuf cannot serialize a graph past 2 GiB without external data; such models are not cached.
 MAX_CACHED_GRAPH_BYTES = 1_800_000_000
-# Where exporters keep a large graph's weights beside it (torch, optimum, transformers.js:
-# model.onnx_data); the optimized graph would hold them inline.
-EXTERNAL_DATA_SUFFIXES = ("_data", ".data")
 ProviderList = list[str | tuple[str, dict[str, str]]]
 
 
 def graph_bytes(path: Path) -> int:
     """The graph's size with its weights: the file and an external-data file beside it."""
-    beside = (path.with_name(path.name + suffix) for suffix in EXTERNAL_DATA_SUFFIXES)
-    return path.stat().st_size + sum(data.stat().st_size for data in beside if data.is_file())
+    return path.stat().st_size + sum(data.stat().st_size for data in external_data_files(path))
 
 
 def cpu_model_name() -> str:
