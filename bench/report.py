@@ -247,17 +247,23 @@ def print_report(result: dict[str, Any], min_cos: float, short_text: str) -> Non
         "server's first thread, uvicorn's event loop). pad = padded/real tokens (gateway: "
         "from /admin/models)."
     )
-    from bench.targets import describe, latency_target_lines, raw_backend, target_lines
+    from bench.targets import (
+        describe,
+        gateway_compute,
+        latency_target_lines,
+        raw_backend,
+        target_lines,
+    )
 
     for key, cells in result["cells"].items():
         chosen = result["models"][key].get("gateway_compute", {})
-        compute = chosen.get(GATEWAY)
+        compute = gateway_compute(chosen)
         if chosen:
             out.append(f"\n{key}: the gateway's compute, as /admin/models reports it:")
             for system, placement in chosen.items():
                 out.append(f"- {system}: {describe(placement)} ({placement.get('reason')})")
             out.append(
-                f"- raw backend of `gateway` (the 64x1 and one-text targets' baseline): "
+                f"- raw backend of the `auto` gateway (the 64x1 and one-text targets' baseline): "
                 f"{raw_backend(compute) or 'none measured for it'}"
             )
         for name, cell in cells.items():

@@ -243,9 +243,11 @@ class Run:
                     }
                 self.run_latency(model, systems)
                 for system in systems:
-                    if not isinstance(system, GatewaySystem) or system.key.endswith(
-                        ("-lean", "-openai")
-                    ):
+                    # The lean and openai rows share the `gateway` server: its compute is
+                    # recorded from the lean row too, for a run without the `gateway` row.
+                    if not isinstance(system, GatewaySystem) or system.key.endswith("-openai"):
+                        continue
+                    if system.key.endswith("-lean") and any(s.key == "gateway" for s in systems):
                         continue
                     # Cumulative since the gateway (last) started: a summary, not a measure.
                     with contextlib.suppress(httpx.HTTPError, StopIteration):

@@ -9,25 +9,28 @@ wrong baseline (an OpenVINO import failure would otherwise show only as a worse 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from bench.report import GATEWAY, LEAN, median
 
-# (gateway row, its load, row, that row's load, at least). BATCHED is 8x32 as fitted to the
+# (gateway rows, their load, row, that row's load, at least). BATCHED is 8x32 as fitted to the
 # workload; a row's load None means in-process; RAW_BACKEND is the raw row of what `auto` chose.
-# The 64x1 target is shown for both clients (aiohttp, and the lean one that costs the cores less).
+# A target with two gateway rows is measured by either: the 64x1 target by both clients
+# (aiohttp, and the lean one that costs the cores less), each shown when it ran; when only one
+# ran, its line says so (`--systems gateway-lean` runs the lean client alone).
 BATCHED = "batched"
 RAW_BACKEND = "raw backend"
-TARGETS = {
+BOTH_CLIENTS = (GATEWAY, LEAN)
+TARGETS: dict[str, tuple[tuple[tuple[str, ...], str, str, str | None, float], ...]] = {
     "sentences": (
-        (GATEWAY, BATCHED, "st", None, 2.5),
-        (GATEWAY, BATCHED, "raw", None, 2.0),
-        (GATEWAY, BATCHED, "infinity", "8x32", 2.5),
-        (GATEWAY, "64x1", RAW_BACKEND, None, 0.9),
-        (LEAN, "64x1", RAW_BACKEND, None, 0.9),
+        ((GATEWAY,), BATCHED, "st", None, 2.5),
+        ((GATEWAY,), BATCHED, "raw", None, 2.0),
+        ((GATEWAY,), BATCHED, "infinity", "8x32", 2.5),
+        (BOTH_CLIENTS, "64x1", RAW_BACKEND, None, 0.9),
     ),
-    "passages": ((GATEWAY, BATCHED, "st", None, 2.0),),
+    "passages": (((GATEWAY,), BATCHED, "st", None, 2.0),),
 }
 # One short text at one client: the gateway's p50 over its raw backend's, at most.
 LATENCY_TARGET = (RAW_BACKEND, 1.3)
@@ -44,6 +47,12 @@ def raw_backend(compute: Mapping[str, Any] | None) -> str | None:
     if not compute:
         return None
     return RAW_ROWS.get((str(compute.get("backend")), str(compute.get("precision"))))
+
+
+def gateway_compute(chosen: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """What `auto` chose, as recorded per row (`models.<key>.gateway_compute`): the `gateway`
+    row's, else the lean client's (the same server, when it ran alone)."""
+    return chosen.get(GATEWAY) or chosen.get(LEAN)
 
 
 def describe(compute: Mapping[str, Any] | None) -> str:
@@ -66,55 +75,69 @@ def rep_ratio(
     )
 
 
+def measured_lines(
+    ratios: Mapping[str, float | None], name: str, judge: Callable[[float], str]
+) -> list[str]:
+    """One line per gateway row whose ratio was measured: "- {row} {name}: {ratio}x (judged)";
+    when a row was not, the lines say which one was used; none measured: one line that says so."""
+    measured = {row: ratio for row, ratio in ratios.items() if ratio is not None}
+    if not measured:
+        return [f"- {' or '.join(ratios)} {name}: not measured"]
+    missing = [row for row in ratios if row not in measured]
+    note = f"; the {', '.join(measured)} row: {', '.join(missing)} not measured" if missing else ""
+    return [
+        f"- {row} {name}: {ratio:.2f}x ({judge(ratio)}{note})" for row, ratio in measured.items()
+    ]
+
+
 def target_lines(
     workload: str,
     samples: Sequence[dict[str, Any]],
     batched: str,
     compute: Mapping[str, Any] | None,
 ) -> list[str]:
-    """Each target's gateway row over the target row, from the per-rep ratios; `compute` is
+    """Each target's gateway rows over the target row, from the per-rep ratios; `compute` is
     what the gateway's `auto` chose, which names its raw backend's row."""
     out = []
     raw = raw_backend(compute)
-    for gateway, gateway_load, system, load, goal in TARGETS.get(workload, ()):
+    for rows, gateway_load, system, load, goal in TARGETS.get(workload, ()):
         base = batched if gateway_load == BATCHED else gateway_load
         if system == RAW_BACKEND:
             if raw is None:
                 out.append(
-                    f"- {gateway} {base} / its raw backend: the gateway ran {describe(compute)}, "
-                    "which no raw row runs: not measured"
+                    f"- {' or '.join(rows)} {base} / its raw backend: the gateway ran "
+                    f"{describe(compute)}, which no raw row runs: not measured"
                 )
                 continue
             system = raw
-        name = f"{gateway} {base} / {system}"
-        ratio = rep_ratio(samples, (gateway, base), (system, base if load else None))
-        if ratio is None:
-            out.append(f"- {name}: not measured")
-            continue
-        verdict = "met" if ratio >= goal else "NOT met"
-        out.append(f"- {name}: {ratio:.2f}x (target >= {goal}x: {verdict})")
+        theirs = (system, base if load else None)
+        ratios = {row: rep_ratio(samples, (row, base), theirs) for row in rows}
+        out += measured_lines(ratios, f"{base} / {system}", partial(at_least, goal))
     return out
+
+
+def at_least(goal: float, ratio: float) -> str:
+    return f"target >= {goal}x: {'met' if ratio >= goal else 'NOT met'}"
+
+
+def at_most(goal: float, ratio: float) -> str:
+    return f"target <= {goal}x: {'met' if ratio <= goal else 'NOT met'}"
 
 
 def latency_target_lines(
     rows: Sequence[dict[str, Any]], compute: Mapping[str, Any] | None
 ) -> list[str]:
+    """Each client's p50 for one short text over its raw backend's (either client may run)."""
     _, most = LATENCY_TARGET
     system = raw_backend(compute)
+    if system is None:
+        return [
+            f"- {' or '.join(BOTH_CLIENTS)} p50 / its raw backend p50: the gateway ran "
+            f"{describe(compute)}, which no raw row runs: not measured"
+        ]
     p50 = {r["system"]: r["p50_ms"] for r in rows if r["reps"]}
-    out = []
-    for gateway in (GATEWAY, LEAN):
-        if system is None:
-            out.append(
-                f"- {gateway} p50 / its raw backend p50: the gateway ran {describe(compute)}, "
-                "which no raw row runs: not measured"
-            )
-        elif gateway not in p50 or system not in p50:
-            out.append(f"- {gateway} p50 / {system} p50: not measured")
-        else:
-            ratio = p50[gateway] / p50[system]
-            verdict = "met" if ratio <= most else "NOT met"
-            out.append(
-                f"- {gateway} p50 / {system} p50: {ratio:.2f}x (target <= {most}x: {verdict})"
-            )
-    return out
+    ratios = {
+        gateway: p50[gateway] / p50[system] if gateway in p50 and system in p50 else None
+        for gateway in BOTH_CLIENTS
+    }
+    return measured_lines(ratios, f"p50 / {system} p50", partial(at_most, most))

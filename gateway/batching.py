@@ -279,25 +279,44 @@ class Batcher:
         self._record(batch, seconds, dispatched)
 
     def _failed(self, batch: list[_Entry], exc: Exception) -> None:
-        # Runs on the loop outside any request: the line names the requests that get the error.
-        ids = list(dict.fromkeys(e.job.request_id for e in batch if not e.job.future.done()))
+        jobs = list(dict.fromkeys(e.job for e in batch if not e.job.future.done()))
+        cause = runtime_cause(exc)
+        self._log_failure(list(dict.fromkeys(j.request_id for j in jobs)), batch, exc, cause)
+        error = InferenceError(f"inference failed: {cause}")
+        for job in jobs:
+            job.future.set_exception(error)
+        self._dispatch()
+
+    def _log_failure(self, ids: list[str], batch: list[_Entry], exc: Exception, cause: str) -> None:
+        """One line with the traceback for the batch, naming the requests (`ids`) it fails; it
+        runs on the loop outside any request. With one request, that line is the request's;
+        with several, each also gets a line of its own, so that its ID (the X-Request-ID its
+        client saw) finds its failure, though the batch line names ten at most."""
         named = ", ".join(ids[:NAMED_REQUESTS]) or "none still waiting"
         if len(ids) > NAMED_REQUESTS:
             named += f" and {len(ids) - NAMED_REQUESTS} more"
+        model = self.encoder.spec.name
         log.error(
             "inference failed for %s (%d inputs; requests: %s)",
-            self.encoder.spec.name,
+            model,
             len(batch),
             named,
             exc_info=exc,
-            # One request: the line is that request's, as its other lines are.
             extra={"request_id": ids[0]} if len(ids) == 1 and ids[0] != NO_REQUEST else None,
         )
-        error = InferenceError(f"inference failed: {runtime_cause(exc)}")
-        for entry in batch:
-            if not entry.job.future.done():
-                entry.job.future.set_exception(error)
-        self._dispatch()
+        if len(ids) < 2:
+            return
+        for request_id in ids:
+            if request_id != NO_REQUEST:
+                log.warning(
+                    "inference failed for %s: %s (a batch of %d inputs from %d requests, "
+                    "logged with its traceback)",
+                    model,
+                    cause,
+                    len(batch),
+                    len(ids),
+                    extra={"request_id": request_id},
+                )
 
     def _run(self, items: list[Item]) -> tuple[list[np.ndarray], float]:
         """On the device thread: one run, its duration, and the memory it took (RunMemory).

@@ -29,7 +29,7 @@ from gateway.api.errors import OLLAMA_ERRORS
 from gateway.api.openapi_inputs import NOT_EMPTY, BodyContract, integer_or_null
 from gateway.api.probes import StatusView
 from gateway.api.responses import embedded, float_json
-from gateway.auth.guard import authenticated_key
+from gateway.auth.guard import sees_health_detail
 from gateway.errors import ModelNotFound
 from gateway.inputs import ImageInput, TextInput
 from gateway.media import ImageStats
@@ -46,6 +46,14 @@ from gateway.services.views import HealthView, InfoView
 # `dim` is typed as any JSON value so that a width sent as a string or a float is refused with
 # the model's range; the document says what is taken.
 WIDTH = BodyContract({"dim": integer_or_null(1)})
+HEALTH_DESCRIPTION = (
+    "Open to every caller: `status` is `OK`, or `degraded` when the default model is not "
+    "pulled. With API keys on, the detail (default model, each model's state, memory, GPU) "
+    "is shown to a key of scope `admin` or `metrics` only (the operator's, who reads the same "
+    "facts from /metrics and /admin/models; GATEWAY_API_KEYS keys are admin); any other "
+    'caller, an `embed` key included, gets `{"status": ...}` alone. With keys off, everyone '
+    "gets the detail. Probes: /health/live, /health/ready."
+)
 
 
 class EmbedBody(msgspec.Struct):
@@ -297,13 +305,18 @@ class NativeController(Controller):
         stats = await image_stats.stats(data.content, data.averaging_method)
         return stats_response(stats, time.perf_counter() - started)
 
-    @get("/health", opt=PUBLIC)
+    @get(
+        "/health",
+        opt=PUBLIC,
+        summary="Status; models and memory for an operator's key",
+        description=HEALTH_DESCRIPTION,
+    )
     async def health(
         self, health: NamedDependency[HealthService], request: Request[Any, Any, Any]
     ) -> HealthView | StatusView:
         view = health.health()
-        if request.app.state.auth.enabled and authenticated_key(request) is None:
-            return StatusView(view.status)  # up or down only, without a key
+        if not sees_health_detail(request):
+            return StatusView(view.status)  # up or down only
         return view
 
     @get("/info")

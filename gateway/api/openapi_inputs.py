@@ -8,11 +8,14 @@ stricter in others:
   case where null is allowed; clients built around forms and query strings send
   `"truncate": "0"`. Every top-level boolean of a request body is documented as that union.
 - Integers. The same conversion takes for an integer a string that spells one as a JSON number
-  ("3", "-2", "1e2", "1.0"; a fraction or exponent only while the value is below 2**53, as a
-  float holds it), and "null" in any case where null is allowed. A top-level field typed as an
-  integer (and not also as a string, which would take the string as it is) is documented as
-  the integer or such a string; a minimum applies to the string's value too. Fields a handler
-  reads itself (a width: `integer_or_null`) take no strings and are left as they are.
+  ("3", "-2", "1e2", "1.0"; digits alone at any length, a fraction or exponent only while the
+  float it is read as is at most 2**53, so documented up to 15 digits), and "null" in any case
+  where null is allowed. A top-level field typed as an integer (and not also as a string, which
+  would take the string as it is) is documented as the integer or such a string; a minimum
+  applies to the string's value too. Fields a handler reads itself (a width:
+  `integer_or_null`) take no strings and are left as they are.
+- Null. A top-level field that may be null but takes no string (a list, an object) takes
+  "null" in any case as null: documented as a string of that spelling.
 - Handlers refuse some values with messages of their own (and of their family's shape): an
   empty string or list, a field required though its type has a default, a choice between
   fields, a width sent as anything but an integer. Each body type declares these beside its
@@ -53,10 +56,10 @@ def integer_or_null(minimum: int | None = None) -> Mapping[str, Any]:
 
 
 def sent(name: str) -> Schema:
-    """A body that carries `name`, not null (for a choice of fields: BodyContract.one_of)."""
-    return Schema(
-        required=[name], properties={name: Schema(schema_not=Schema(type=OpenAPIType.NULL))}
-    )
+    """A body that carries `name`, not null (for a choice of fields: BodyContract.one_of), of a
+    field that takes no string: there "null" in any case is null too."""
+    null = Schema(any_of=[Schema(type=OpenAPIType.NULL), null_word()])
+    return Schema(required=[name], properties={name: Schema(schema_not=null)})
 
 
 def named(name: str) -> Schema:
@@ -93,20 +96,48 @@ def lenient_boolean(nullable: bool) -> list[Schema]:
 
 
 _ZERO_FRACTION = r"(?:\.0+)?"
+# A spelling with a fraction or an exponent is read as a float first and taken only while that
+# float is at most 2**53 (above, it is refused; at the edge, rounded): such spellings are
+# documented up to 15 digits, below 10**15, where every float is the integer it spells.
+FLOAT_DIGITS = 15
+
+
+def _exponent_at_most(top: int) -> str:
+    """An exponent of 0 to `top` (at most 14), leading zeros allowed."""
+    if top == 0:
+        return "0+"
+    return f"0*[0-{top}]" if top <= 9 else f"0*(?:[0-9]|1[0-{top - 10}])"
+
+
+def _float_spelled(minimum: int | None) -> list[str]:
+    """Alternatives for an integer of at most FLOAT_DIGITS digits (and at least `minimum`)
+    spelled with a zero fraction or a non-negative exponent: one per count of digits before
+    the point, whose exponent may bring the digits to FLOAT_DIGITS."""
+    spelled = []
+    for digits in range(1, FLOAT_DIGITS + 1):
+        head = "[1-9]" + (f"[0-9]{{{digits - 1}}}" if digits > 1 else "")
+        exponent = _exponent_at_most(FLOAT_DIGITS - digits)
+        if digits == 1 and minimum is not None:
+            # One digit: below `minimum` unless an exponent of 1 or more scales it to 10.
+            spelled.append(rf"[{minimum}-9]{_ZERO_FRACTION}(?:[eE]\+?0+)?")
+            scaled = exponent.replace("[0-9]", "[1-9]")  # 0*(?:[0-9]|1[0-4]): 1 to 14
+            spelled.append(rf"{head}{_ZERO_FRACTION}[eE]\+?{scaled}")
+            continue
+        spelled.append(rf"{head}{_ZERO_FRACTION}(?:[eE]\+?{exponent})?")
+    return spelled
 
 
 def integer_words(minimum: int | None) -> str:
     """A regex (unanchored alternatives) of the strings msgspec's lax conversion reads as an
-    integer of at least `minimum`: JSON number spellings whose fraction is zeros and whose
-    exponent is not negative (a negative one may still give an integer, "10e-1": not promised)."""
+    integer of at least `minimum`: digits, as many as may be; or JSON number spellings whose
+    fraction is zeros and whose exponent is not negative, up to FLOAT_DIGITS digits (a negative
+    exponent may still give an integer, "10e-1": not promised)."""
     if minimum is None:
-        return rf"-?(?:0|[1-9][0-9]*){_ZERO_FRACTION}(?:[eE]\+?[0-9]+)?"
+        zero = rf"0{_ZERO_FRACTION}(?:[eE]\+?[0-9]+)?"
+        return "-?(?:" + "|".join([zero, "[1-9][0-9]*", *_float_spelled(None)]) + ")"
     if not 1 <= minimum <= 9:
         raise TypeError(f"no string pattern for an integer of at least {minimum}")
-    # Times ten or more: at least 10, whatever the digits; else the digits themselves count.
-    scaled = rf"[1-9][0-9]*{_ZERO_FRACTION}[eE]\+?0*[1-9][0-9]*"
-    unscaled = rf"(?:[{minimum}-9]|[1-9][0-9]+){_ZERO_FRACTION}(?:[eE]\+?0+)?"
-    return f"{scaled}|{unscaled}"
+    return "|".join([f"[{minimum}-9]", "[1-9][0-9]+", *_float_spelled(minimum)])
 
 
 def lenient_integer(minimum: int | None, nullable: bool) -> list[Schema]:
@@ -120,20 +151,39 @@ def lenient_integer(minimum: int | None, nullable: bool) -> list[Schema]:
     ]
 
 
-def lenient_integer_fields(body_type: type) -> set[str]:
-    """The wire names of `body_type`'s fields that msgspec converts from a string to an integer:
-    typed as an integer, alone or in a union without a string (which would keep the string)."""
+def _field_kinds(body_type: type) -> dict[str, set[type]]:
+    """Each field's wire name -> the msgspec.inspect kinds of its type (a union's members)."""
     info = msgspec.inspect.type_info(body_type)
     if not isinstance(info, msgspec.inspect.StructType):
-        return set()
-    names = set()
+        return {}
+    kinds = {}
     for field_info in info.fields:
         kind = field_info.type
         types = kind.types if isinstance(kind, msgspec.inspect.UnionType) else (kind,)
-        kinds = {type(t) for t in types}
-        if msgspec.inspect.IntType in kinds and msgspec.inspect.StrType not in kinds:
-            names.add(field_info.encode_name)
-    return names
+        kinds[field_info.encode_name] = {type(t) for t in types}
+    return kinds
+
+
+def lenient_integer_fields(body_type: type) -> set[str]:
+    """The wire names of `body_type`'s fields that msgspec converts from a string to an integer:
+    typed as an integer, alone or in a union without a string (which would keep the string)."""
+    return {
+        name
+        for name, kinds in _field_kinds(body_type).items()
+        if msgspec.inspect.IntType in kinds and msgspec.inspect.StrType not in kinds
+    }
+
+
+def null_word_fields(body_type: type) -> set[str]:
+    """The wire names of `body_type`'s fields that msgspec converts from "null" (any case) to
+    None: typed as a union with None and without a string. A field typed as any value (read by
+    its handler: `integer_or_null`) keeps the string."""
+    inspect = msgspec.inspect
+    return {
+        name
+        for name, kinds in _field_kinds(body_type).items()
+        if inspect.NoneType in kinds and not kinds & {inspect.StrType, inspect.AnyType}
+    }
 
 
 def _with_lenient_integer(schema: Schema) -> Schema:
@@ -174,7 +224,26 @@ def _with_lenient_booleans(schema: Schema) -> Schema:
     return schema
 
 
-def _apply(component: Schema, contract: BodyContract, integers: set[str]) -> None:
+def null_word() -> Schema:
+    """ "null" in any case, as a string: what a nullable field that takes no string (a list, an
+    object) also reads as null."""
+    return Schema(type=OpenAPIType.STRING, pattern=f"^(?:{_NULL_WORD})$")
+
+
+def _with_null_words(schema: Schema) -> Schema:
+    """A nullable field that takes no string: its union also takes the null word (booleans'
+    and integers' strings already spell it)."""
+    branches = schema.any_of or []
+    if any(_is(b, OpenAPIType.NULL) for b in branches) and not any(
+        _is(b, OpenAPIType.STRING) for b in branches
+    ):
+        schema.any_of = [*branches, null_word()]
+    return schema
+
+
+def _apply(
+    component: Schema, contract: BodyContract, integers: set[str], nullable: set[str]
+) -> None:
     properties = component.properties or {}
     for name, keywords in contract.fields.items():
         target = properties[name]  # KeyError: the contract names a field the type lacks
@@ -191,7 +260,8 @@ def _apply(component: Schema, contract: BodyContract, integers: set[str]) -> Non
     for name, schema in properties.items():
         if isinstance(schema, Schema):
             lenient = _with_lenient_booleans(schema)
-            properties[name] = _with_lenient_integer(lenient) if name in integers else lenient
+            lenient = _with_lenient_integer(lenient) if name in integers else lenient
+            properties[name] = _with_null_words(lenient) if name in nullable else lenient
 
 
 def document_request_bodies(
@@ -219,4 +289,5 @@ def document_request_bodies(
         component = components[name] if components else None
         if isinstance(component, Schema):
             contract = getattr(body_type, "contract", NO_CONTRACT)
-            _apply(component, contract, lenient_integer_fields(body_type))
+            integers, nullable = lenient_integer_fields(body_type), null_word_fields(body_type)
+            _apply(component, contract, integers, nullable)

@@ -4,8 +4,9 @@ Failed authentications are logged with the client's address and, for a wrong key
 digits of its SHA-256 (never the key), and each address may send wrong keys only so often per
 minute (a missing key is logged but not counted).
 Public routes (liveness) stay open; a key sent to them is still checked, so that /health can
-show its details to a caller with a key and only up/down to anyone else. A wrong key there is a
-failure like any other, and an address over its limit is answered there as if it sent no key.
+show its details to an operator's key (scope admin or metrics) and only up/down to anyone
+else. A wrong key there is a failure like any other, and an address over its limit is answered
+there as if it sent no key.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ INPUT_FIELDS = ("input", "inputs", "texts", "documents", "contents", "images", "
 # Addresses whose failures are remembered; beyond it the oldest are forgotten.
 TRACKED_ADDRESSES = 65536
 AUTHENTICATED_KEY = "gateway_api_key"
+AUTHENTICATED_SCOPE = "gateway_api_key_scope"
+# Scopes shown /health's detail (model states, memory, GPU): the operator's facts, which
+# /metrics and /admin/models show them already. An embedding client's key gets the status only,
+# as a caller without a key does.
+HEALTH_DETAIL_SCOPES = frozenset({Scope.ADMIN, Scope.METRICS})
 
 
 class Forbidden(GatewayError):
@@ -89,6 +95,16 @@ def authenticated_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | N
     state: dict[str, Any] = connection.scope.get("state", {})
     name = state.get(AUTHENTICATED_KEY)
     return name if isinstance(name, str) else None
+
+
+def sees_health_detail(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether /health may show this request its detail: keys are off, or its key's scope is
+    one of HEALTH_DETAIL_SCOPES."""
+    authenticator: Authenticator = connection.app.state.auth
+    if not authenticator.enabled:
+        return True
+    state: dict[str, Any] = connection.scope.get("state", {})
+    return state.get(AUTHENTICATED_SCOPE) in HEALTH_DETAIL_SCOPES
 
 
 class Authenticator:
@@ -164,7 +180,8 @@ class Authenticator:
     def _check_public(
         self, connection: ASGIConnection[Any, Any, Any, Any], presented: str | None, address: str
     ) -> None:
-        """A public route answers everyone; a valid key only adds detail (/health's full view).
+        """A public route answers everyone; a valid key of an operator's scope only adds detail
+        (/health's full view).
         So that it is no unmetered key oracle, a wrong key counts as a failure, logged, as on
         any route; and an address over its failure limit gets the keyless answer whatever it
         sends. Not a 429: a load balancer's health check (keyless, or with a stale key) from
@@ -178,7 +195,9 @@ class Authenticator:
         self._remember(connection, key)
 
     def _remember(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
-        remember_key(connection.scope.setdefault("state", {}), key.name)
+        state = connection.scope.setdefault("state", {})
+        remember_key(state, key.name)
+        state[AUTHENTICATED_SCOPE] = key.scope
 
     def _failure_wait(self, address: str) -> float:
         """Seconds until `address` may try a key again (0: it is not refused)."""

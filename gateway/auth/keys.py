@@ -44,6 +44,7 @@ STAT_INTERVAL_SECONDS = 1.0
 class Scope(enum.Enum):
     """What a key may call: `embed` the API routes, `metrics` GET /metrics alone (a scraper's
     key, which cannot embed), `admin` every route (also pull, delete, /admin/*, /metrics).
+    `metrics` and `admin` also see /health's detail (guard.HEALTH_DETAIL_SCOPES).
     Not ordered: an embed key reads no metrics, a metrics key embeds nothing."""
 
     EMBED = "embed"

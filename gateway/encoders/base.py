@@ -99,6 +99,12 @@ class Encoder(ABC, Generic[InputT, ItemT, OutT]):
 AnyEncoder = Encoder[Any, Any, Any]
 
 
+def own_rows(batch: np.ndarray) -> list[np.ndarray]:
+    """The rows of a run's output, each copied into a buffer of its own: a request keeps its
+    rows until its last batch ends, and a view would keep its batch mates' rows alive too."""
+    return [np.array(row) for row in batch]
+
+
 def describe_capabilities(capabilities: frozenset[Capability]) -> str:
     return ", ".join(sorted(capabilities)) or "nothing"
 

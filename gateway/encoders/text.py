@@ -12,7 +12,15 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from gateway.backends.kv_cache import past_inputs
-from gateway.encoders.base import Capability, EncodeOptions, Encoder, InputT, OutT, find_output
+from gateway.encoders.base import (
+    Capability,
+    EncodeOptions,
+    Encoder,
+    InputT,
+    OutT,
+    find_output,
+    own_rows,
+)
 from gateway.encoders.context import TokenizerLengths
 from gateway.encoders.decoder import POSITION_IDS, DecoderInputs
 from gateway.encoders.pairs import PreparedPairs, ScoreScale
@@ -218,13 +226,14 @@ class TextEncoder(TokenGraphEncoder[str, np.ndarray]):
         Pooled here, on the device thread, rather than in finish: a request keeps its raw
         arrays until its last batch ends, and views into each batch's padded hidden states kept
         all of them (25 MiB per MiniLM batch of 64 x 256 tokens: 800 MiB for 2,048 inputs).
-        Mean over each item's own rows: the same reduction whatever it was batched with.
+        Mean over each item's own rows: the same reduction whatever it was batched with. Pooled
+        rows are copied (~1 us each) so that one row does not keep its batch mates' alive.
         """
         output = self.forward(items)
         if self.output_is_pooled:
-            return list(output)
+            return own_rows(output)
         if self.spec.pooling == "cls":
-            return [np.array(output[row, 0]) for row in range(len(items))]
+            return own_rows(output[:, 0])
         if self.spec.pooling == "last":  # right-padded: a row's last real token is length - 1
             return [np.array(output[row, item.length - 1]) for row, item in enumerate(items)]
         return [output[row, : item.length].mean(axis=0) for row, item in enumerate(items)]

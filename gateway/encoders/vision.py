@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gateway.encoders.base import Capability, EncodeOptions, Encoder
+from gateway.encoders.base import Capability, EncodeOptions, Encoder, own_rows
 from gateway.encoders.pixels import (
     PixelFormat,
     Preprocessing,
@@ -209,19 +209,28 @@ class VisionEncoder(Encoder[Image.Image, PreparedImage, np.ndarray]):
         return [self.prepare_image(image) for image in inputs]
 
     def run(self, items: Sequence[PreparedImage]) -> list[np.ndarray]:
-        """Per image: the graph's pooled row, or its token rows when pooling is left to us."""
+        """Per image: its pooled vector (the graph's pooled row, or CLS or mean over its token
+        rows), in a buffer of its own.
+
+        Pooled here, on the device thread, as TextEncoder.run does: a request keeps its raw
+        arrays until its last batch ends, and views into a batch's token states kept all of
+        them alive (a ViT-B batch of 64 at 224 is [64, 197, 768]: 37 MiB), other requests'
+        images included; one vector is 3 KiB.
+        """
         batch = np.stack([item.pixels for item in items]).astype(self.pixel_input.dtype, copy=False)
         (output,) = self.session.run([self.output_name], {self.pixel_input.name: batch})
-        return list(np.asarray(output, dtype=np.float32))
+        states = np.asarray(output, dtype=np.float32)
+        if self.output_is_pooled:
+            return own_rows(states)
+        if self.spec.pooling == "mean":
+            return [tokens.mean(axis=0) for tokens in states]
+        return own_rows(states[:, 0])
 
     def pool(self, raw: Sequence[np.ndarray]) -> np.ndarray:
+        """The pooled vectors `run` gave, as [n, width] float32."""
         if not raw:
             return np.zeros((0, self.spec.dim), dtype=np.float32)
-        if self.output_is_pooled:
-            return np.stack(raw)
-        if self.spec.pooling == "mean":
-            return np.stack([tokens.mean(axis=0) for tokens in raw])
-        return np.stack([tokens[0] for tokens in raw])
+        return np.stack(raw)
 
     def finish(self, raw: Sequence[np.ndarray], options: EncodeOptions) -> np.ndarray:
         """Pool, Matryoshka slice, L2 (unless the request or the registry turns it off)."""

@@ -163,6 +163,8 @@ class Pipelines:
                     )
             raw = await model.batcher.submit(items)
             pooled = await finish_off_loop(lambda r, _: embedder.pool(r), raw, options)
+            # np.array copies: an entry outlives its request, and a view into `pooled` would
+            # keep the rows of every input of the request alive as long.
             fresh = [
                 CachedEmbedding(np.array(vector, dtype=np.float32), item.tokens, item.truncated)
                 for item, vector in zip(items, pooled, strict=True)

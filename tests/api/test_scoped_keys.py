@@ -167,15 +167,22 @@ def test_a_compressed_body_is_refused_unread_and_uncharged(keyed: GatewayServer)
         assert embed(client, THRIFTY, ["x", "y"]).status_code == 200  # the minute is intact
 
 
-def test_health_shows_details_to_key_holders_only(keyed: GatewayServer) -> None:
+def test_health_shows_details_to_operator_keys_only(keyed: GatewayServer) -> None:
+    """Models, memory and GPU are the operator's facts (/metrics, /admin/models): an admin or
+    metrics key sees them; an embedding client's key, a wrong key or none gets the status."""
     with keyed.client() as client:
-        anonymous = client.get("/health")
-        assert anonymous.status_code == 200
-        assert anonymous.json() == {"status": "OK"}
-        wrong = client.get("/health", headers=auth(WRONG))
-        assert wrong.json() == {"status": "OK"}
-        detailed = client.get("/health", headers=auth(EMBEDDER)).json()
-        assert detailed["status"] == "OK" and MODEL in detailed["models"]
+        for headers in ({}, auth(WRONG), auth(EMBEDDER), auth(LIMITED)):
+            brief = client.get("/health", headers=headers)
+            assert brief.status_code == 200 and brief.json() == {"status": "OK"}, headers
+        for key in (ADMIN, SCRAPER, PLAIN):
+            detailed = client.get("/health", headers=auth(key))
+            assert detailed.status_code == 200
+            view = detailed.json()
+            assert view["status"] == "OK" and MODEL in view["models"] and "memory" in view
+        # The probes answer every caller the same.
+        for headers in ({}, auth(EMBEDDER), auth(SCRAPER), auth(ADMIN)):
+            assert client.get("/health/live", headers=headers).json() == {"status": "alive"}
+            assert client.get("/health/ready", headers=headers).json() == {"status": "ready"}
 
 
 def test_keys_file_is_reloaded_on_change_and_on_sighup(keyed: GatewayServer) -> None:

@@ -4,9 +4,10 @@ For each operation with a request body, a body the server answers with 200 is ch
 at a time: an empty string where the field may be a string, an empty list where it may be a
 list, the spellings of a boolean the request decoder takes or refuses where it may be a
 boolean, 0, -1 and integers spelled as strings (taken or refused) where it may be an integer,
-and the field left out. Each changed body is checked against the document (JSON Schema 2020-12,
-the dialect of OpenAPI 3.1) and sent: the document must accept exactly what the server accepts
-(2xx) and refuse what it refuses (4xx).
+"null" spelled as a string where it may be null but not a string, and the field left out. Each
+changed body is checked against the document (JSON Schema 2020-12, the dialect of OpenAPI 3.1)
+and sent: the document must accept exactly what the server accepts (2xx) and refuse what it
+refuses (4xx).
 Only these probes are sent, so a value refused for its meaning (an unknown model or task) never
 counts against the document.
 """
@@ -24,13 +25,17 @@ from jsonschema import Draft202012Validator
 BOOLEAN_PROBES: tuple[Any, ...] = ("true", "False", "TRUE", "1", "0", "-0", 1, 0)
 BOOLEAN_REFUSED: tuple[Any, ...] = ("yes", "on", "", "01", 2, -1, 0.5, "null", "NULL")
 # Integers as strings: spellings msgspec's lax conversion reads as an integer, and some it
-# refuses ("null" in any case only where null is allowed). A field's minimum decides too: "0",
-# "-0" and "-1" are under a minimum of 1.
+# refuses ("null" in any case only where null is allowed; a fraction or an exponent past
+# 2**53). A field's minimum decides too: "0", "-0" and "-1" are under a minimum of 1.
 INTEGER_PROBES: tuple[Any, ...] = ("3", "1e2", "1E+02", "5.0", "1.00e1", "0", "-0", "-1")
 INTEGER_REFUSED: tuple[Any, ...] = (
     *("03", "+3", " 3", "3 ", "1.5", "1e-1", "0x10", "1_000", "three", "2.", "null", "NULL"),
+    *("1e16", "9007199254740994.0"),
     *(2.5, True),
 )
+# "null" in any case, where a field may be null but not a string (a list, an object): the
+# decoder takes it as null there (a string field keeps it as the string).
+NULL_WORDS: tuple[Any, ...] = ("null", "NULL", "Null")
 ABSENT = object()
 
 
@@ -96,6 +101,8 @@ def probes(document: dict[str, Any], path: str, base: dict[str, Any]) -> Iterato
             values += [*BOOLEAN_PROBES, *BOOLEAN_REFUSED]
         if "integer" in types:
             values += [0, -1, *INTEGER_PROBES, *INTEGER_REFUSED]
+        if "null" in types and not types & {"string", "boolean", "integer"}:
+            values += NULL_WORDS
         if field in base:
             values.append(ABSENT)
         for value in values:

@@ -1,5 +1,6 @@
 """A failed run is logged once per batch, and the line names the requests it failed: a batch
-mixes clients, and the line is written on the event loop outside all of them."""
+mixes clients, and the line is written on the event loop outside all of them. Each request of a
+shared batch also gets a line of its own, stamped with its request ID."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ class FailingEncoder:
 
 
 def failure_lines(requests: int) -> list[str]:
+    """The batch lines of the failed runs: one request alone, then `requests` in one batch."""
+    return [line for line in failure_log(requests) if "; requests: " in line]
+
+
+def failure_log(requests: int) -> list[str]:
     """Log lines of the failed runs: one request alone, then `requests` in one batch."""
     encoder = FailingEncoder()
     executor = ThreadPoolExecutor(1)
@@ -84,6 +90,11 @@ def failure_lines(requests: int) -> list[str]:
     return [line for line in stream.getvalue().splitlines() if "inference failed" in line]
 
 
+def own_lines(lines: list[str], request_id: str) -> list[str]:
+    """The lines stamped with `request_id` (the text formatter writes it in brackets)."""
+    return [line for line in lines if f" [{request_id}] " in line]
+
+
 def test_a_failed_batch_names_every_request_in_it() -> None:
     alone, together = failure_lines(3)
     # One request: the line is that request's own (its request_id field), and names it.
@@ -98,3 +109,19 @@ def test_the_named_requests_are_bounded() -> None:
     shown = ", ".join(f"req-{i}" for i in range(batching.NAMED_REQUESTS))
     assert f"requests: {shown} and 3 more)" in together
     assert f"req-{batching.NAMED_REQUESTS}," not in together
+
+
+def test_each_request_of_a_failed_batch_has_a_line_with_its_own_id() -> None:
+    """Past the ten the batch line names, and in JSON logs (which filter by the request_id
+    field), a request's failure must still be found by its ID."""
+    many = batching.NAMED_REQUESTS + 3
+    lines = failure_log(many)
+    for i in range(many):
+        (own,) = own_lines(lines, f"req-{i}")
+        assert " WARNING " in own
+        said = f"inference failed for failing: device lost (a batch of {2 * many} inputs"
+        assert f"{said} from {many} requests" in own
+    # The request alone has its batch line, which is its own; no second line.
+    (alone,) = own_lines(lines, "req-alone")
+    assert " ERROR " in alone and "requests: req-alone)" in alone
+    assert len(lines) == 2 + many

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.targets import latency_target_lines, rep_ratio, target_lines
+from bench.targets import gateway_compute, latency_target_lines, rep_ratio, target_lines
 
 OV_BF16 = {"backend": "openvino", "device": "cpu", "precision": "bf16", "reason": "auto: AMX"}
 ORT_FP32 = {"backend": "onnxruntime", "device": "cpu", "precision": "fp32", "reason": "auto"}
@@ -80,15 +80,16 @@ def test_the_raw_backend_is_the_row_of_what_the_gateway_chose() -> None:
         *_rates("raw-ov-bf16", None, 300.0),
     ]
     lines = target_lines("sentences", samples, "8x32", ORT_FP32)
-    assert "- gateway 64x1 / raw: 0.90x (target >= 0.9x: met)" in lines
+    only = "the gateway row: gateway-lean not measured"
+    assert f"- gateway 64x1 / raw: 0.90x (target >= 0.9x: met; {only})" in lines
     rows = [
         {"system": "gateway", "p50_ms": 1.2, "reps": 3},
         {"system": "raw", "p50_ms": 1.0, "reps": 3},
         {"system": "raw-ov-bf16", "p50_ms": 0.5, "reps": 3},
     ]
-    assert latency_target_lines(rows, ORT_FP32)[0] == (
-        "- gateway p50 / raw p50: 1.20x (target <= 1.3x: met)"
-    )
+    assert latency_target_lines(rows, ORT_FP32) == [
+        f"- gateway p50 / raw p50: 1.20x (target <= 1.3x: met; {only})"
+    ]
 
 
 def test_a_gateway_compute_no_raw_row_runs_is_not_compared_with_the_wrong_one() -> None:
@@ -100,3 +101,29 @@ def test_a_gateway_compute_no_raw_row_runs_is_not_compared_with_the_wrong_one() 
         assert raw_lines and all("no raw row runs: not measured" in line for line in raw_lines)
         rows = [{"system": "gateway", "p50_ms": 1.0, "reps": 1}]
         assert "no raw row runs" in latency_target_lines(rows, compute)[0]
+
+
+def test_the_lean_row_alone_measures_the_64x1_and_latency_targets() -> None:
+    """`--systems raw,gateway-lean`: the lean client's row is the one measured, and says so."""
+    samples = [*_rates("gateway-lean", "64x1", 95.0, 96.0), *_rates("raw", None, 100.0, 100.0)]
+    lines = target_lines("sentences", samples, "8x32", ORT_FP32)
+    only = "the gateway-lean row: gateway not measured"
+    assert lines[-1] == f"- gateway-lean 64x1 / raw: 0.95x (target >= 0.9x: met; {only})"
+    assert not any("64x1" in line and "not measured)" not in line for line in lines[:-1])
+    rows = [
+        {"system": "gateway-lean", "p50_ms": 1.5, "reps": 3},
+        {"system": "raw", "p50_ms": 1.0, "reps": 3},
+    ]
+    assert latency_target_lines(rows, ORT_FP32) == [
+        f"- gateway-lean p50 / raw p50: 1.50x (target <= 1.3x: NOT met; {only})"
+    ]
+    # Neither client ran: one line for the target, naming both rows.
+    assert target_lines("sentences", samples[-2:], "8x32", ORT_FP32)[-1] == (
+        "- gateway or gateway-lean 64x1 / raw: not measured"
+    )
+
+
+def test_the_report_takes_the_compute_of_whichever_gateway_row_ran() -> None:
+    assert gateway_compute({"gateway-lean": ORT_FP32}) == ORT_FP32
+    assert gateway_compute({"gateway": OV_BF16, "gateway-lean": ORT_FP32}) == OV_BF16
+    assert gateway_compute({"gateway-ov-fp32": OV_BF16}) is None
