@@ -1,6 +1,7 @@
 """HTTP/1.1 over a raw socket, for the tests of what the connection layer answers
-(tests/api/test_connection_hardening.py, test_connection_cap.py): requests as bytes and
-answers read back."""
+(tests/api/test_connection_hardening.py, test_connection_cap.py, connection_bounds/):
+requests as bytes, answers read back, and the answers expected to bytes that are not a
+request."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import socket
 
 from tools.gateway_server import GatewayServer
 
+# The header timeout of tests/api/connection_bounds/'s server.
+HEADER_TIMEOUT = 3.0
 # A body every embedding route takes.
 EMBED = json.dumps({"model": "all-minilm", "input": "hello"}).encode()
+# The gateway's answer to bytes its HTTP parser cannot read as a request.
+MALFORMED = (
+    "the request is not valid HTTP/1.1 (its framing, request line or a header could not be parsed)"
+)
 
 
 def connect(server: GatewayServer, timeout: float = 10) -> socket.socket:
@@ -56,3 +63,30 @@ def embed_request(path: str, body: bytes, extra: bytes = b"") -> bytes:
         b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s"
         b"Content-Length: %d\r\n\r\n%s" % (path.encode(), extra, len(body), body)
     )
+
+
+def answer_before_close(sock: socket.socket) -> tuple[bytes, dict[str, str], object]:
+    """Status line, headers and JSON body of the one answer before the server closes."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    assert int(headers["content-length"]) == len(body)
+    return status.encode(), headers, json.loads(body)
+
+
+def refused(server: GatewayServer, sent: bytes, timeout: float = 5) -> tuple[bytes, object]:
+    """Status line and JSON body of the connection's own answer to `sent`."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(sent)
+        status, headers, body = answer_before_close(sock)
+    assert headers["content-type"] == "application/json"
+    return status, body
+
+
+def openai_shape(message: str, code: str) -> dict[str, object]:
+    return {
+        "error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    }
