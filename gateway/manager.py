@@ -25,7 +25,6 @@ import math
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
 
 from gateway import budget, metrics
 from gateway.budget import GpuView, Limits, MemoryView, Resident
@@ -34,6 +33,7 @@ from gateway.load_errors import load_error, missing_files_error, out_of_memory, 
 from gateway.load_failures import LoadFailures, files_state
 from gateway.loaded import LoadedModel, load_model
 from gateway.memory import GrowthMeter, Nvml, host_available, process_rss, release_free_heap
+from gateway.model_use import ModelUse
 from gateway.pulling import Puller
 from gateway.registry import Registry
 from gateway.room import Room
@@ -45,39 +45,6 @@ from gateway.specs import ModelSpec
 __all__ = ["LoadedModel", "ModelManager"]
 
 log = logging.getLogger(__name__)
-
-
-class ModelUse:
-    """`async with manager.use(spec) as (model, load_seconds)`. A class: @asynccontextmanager's
-    generator costs ~10 us on every request."""
-
-    __slots__ = ("_arrival", "_keep_alive", "_manager", "_model", "_spec")
-
-    def __init__(self, manager: ModelManager, spec: ModelSpec, keep_alive: float | None) -> None:
-        self._manager = manager
-        self._spec = spec
-        self._keep_alive = keep_alive
-        self._arrival = next(manager.arrivals)
-        self._model: LoadedModel | None = None
-
-    async def __aenter__(self) -> tuple[LoadedModel, float]:
-        model, load_seconds = await self._manager._acquire(self._spec)
-        self._model = model
-        return model, load_seconds
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._model is not None:
-            model, self._model = self._model, None
-            # A request refused Busy (queue full, model unloaded) was not served: as in Ollama,
-            # which refuses before scheduling, it does not become the last request.
-            if not isinstance(exc, Busy):
-                keep_alive = self._keep_alive
-                if keep_alive is None:
-                    keep_alive = self._manager.default_keep_alive(self._spec)
-                model.set_keep_alive(keep_alive, self._arrival)
-            await self._manager._release(model)
 
 
 class ModelManager:

