@@ -144,11 +144,14 @@ class EmbeddingCache:
         metrics.cache_lookups(model, hits, misses)
 
     def put_many(self, keys: Sequence[bytes], entries: Sequence[Entry]) -> None:
+        """Keep `entries`; one larger than the whole budget is left out (the LRU would raise
+        ValueError for it: a long text's SPLADE vector under a small budget)."""
         if self._entries is None:
             return
         with self._lock:
             for key, entry in zip(keys, entries, strict=True):
-                self._entries[key] = entry
+                if _entry_size(entry) <= self.max_bytes:
+                    self._entries[key] = entry
 
     def hit_rate(self, model: str) -> float | None:
         total = self.hits[model] + self.misses[model]

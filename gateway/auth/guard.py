@@ -2,7 +2,8 @@
 
 Failed authentications are logged with the client's address and, for a wrong key, the first
 digits of its SHA-256 (never the key), and each address may send wrong keys only so often per
-minute (a missing key is logged but not counted).
+minute (a missing key is logged, at most KEYLESS_LOG_LINES_PER_MINUTE lines an address, but
+not counted).
 Public routes (liveness) stay open; a key sent to them is still checked, so that /health can
 show its details to an operator's key (scope admin or metrics) and only up/down to anyone
 else. A wrong key there is a failure like any other, and an address over its limit is answered
@@ -39,6 +40,10 @@ METRICS_PATH = "/metrics"
 INPUT_FIELDS = ("input", "inputs", "texts", "documents", "contents", "images", "content")
 # Addresses whose failures are remembered; beyond it the oldest are forgotten.
 TRACKED_ADDRESSES = 65536
+# Log lines an address gets a minute for requests without a key. Those are not counted as
+# failures (they guess nothing), so nothing else bounds them: a keyless flood would otherwise
+# write one WARNING line per request.
+KEYLESS_LOG_LINES_PER_MINUTE = 60
 AUTHENTICATED_KEY = "gateway_api_key"
 AUTHENTICATED_SCOPE = "gateway_api_key_scope"
 # Scopes shown /health's detail (model states, memory, GPU): the operator's facts, which
@@ -112,6 +117,7 @@ class Authenticator:
         self.ring = ring
         self.failures_per_minute = failures_per_minute
         self._failures: TTLCache[str, TokenBucket] = TTLCache(TRACKED_ADDRESSES, ttl=60)
+        self._keyless_lines: TTLCache[str, TokenBucket] = TTLCache(TRACKED_ADDRESSES, ttl=60)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -135,7 +141,7 @@ class Authenticator:
             # Logged, not counted: a request without a key guesses nothing, and counting it
             # would let one keyless client (a scraper left without its key file, a script
             # missing its header) lock out every client behind the same address.
-            self._failed(connection, address, "no key presented", counted=False)
+            self._keyless(connection, address)
             raise Unauthorized(
                 "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
             )
@@ -193,6 +199,20 @@ class Authenticator:
             self._failed(connection, address, f"unknown key {fingerprint(digest_of(presented))}")
             return
         self._remember(connection, key)
+
+    def _keyless(self, connection: ASGIConnection[Any, Any, Any, Any], address: str) -> None:
+        """Log a request without a key, not counted as a failure: at most
+        KEYLESS_LOG_LINES_PER_MINUTE lines an address, the last saying that more are left out."""
+        bucket = self._keyless_lines.get(address)
+        if bucket is None:
+            bucket = self._keyless_lines[address] = TokenBucket(KEYLESS_LOG_LINES_PER_MINUTE)
+        if bucket.wait_for(1) > 0:
+            return
+        bucket.take(1)
+        reason = "no key presented"
+        if bucket.wait_for(1) > 0:
+            reason += " (more from this address are not logged for a minute)"
+        self._failed(connection, address, reason, counted=False)
 
     def _remember(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
         state = connection.scope.setdefault("state", {})
