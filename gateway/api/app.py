@@ -157,9 +157,11 @@ def create_app(
     )
     # Inside the lane, which leaves requests with an Origin alone.
     with_origin_gate(app, cors, bound_to=settings.host)
+    # Inside the lane too: it answers HEAD only, the lane POST only, so the lane's requests
+    # skip one layer.
+    with_head_as_get(app)
     if settings.fast_lane:
         with_fast_lane(app, services.embedding, app.state.auth, settings.max_body_bytes)
-    with_head_as_get(app)
     if drain is not None:
         app.state.drain = drain  # readiness reads it (gateway/api/probes.py)
         app.asgi_handler = drain.wrap(app.asgi_handler)
