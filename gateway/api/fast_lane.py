@@ -38,7 +38,7 @@ from gateway.api.json_errors import MAX_DEPTH, nests_deeper_than
 from gateway.api.ollama_wire import EmbedBody
 from gateway.api.ollama_wire import EmbeddingsBody as LegacyBody
 from gateway.api.responses import Message, Scope, Send, send_json, truncated_headers
-from gateway.auth.guard import Authenticator, remember_key
+from gateway.auth.guard import Authenticator
 from gateway.services import EmbeddingService, EmbedResult
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -203,7 +203,7 @@ class FastLane:
         headers = _headers(scope)
         client = scope.get("client")
         address = client[0] if client else "unknown"
-        admitted, key_name = self.auth.admits_quietly(headers, address, scope["path"])
+        admitted = self.auth.admits_quietly(headers, address, scope["path"])
         declared = headers.get("content-length", "")
         if (
             "origin" in headers
@@ -216,8 +216,6 @@ class FastLane:
         decoded = _decoded(routes, body, scope)
         if body is None or decoded is None:
             return _Replay(taken, receive)
-        if key_name is not None:
-            remember_key(scope.setdefault("state", {}), key_name)
         # Kept where Litestar keeps a body it read, so an answer written for this request
         # outside the lane (the drain's 503 at shutdown) picks its family from the body, as it
         # does for a request the route was serving.

@@ -44,7 +44,6 @@ TRACKED_ADDRESSES = 65536
 # failures (they guess nothing), so nothing else bounds them: a keyless flood would otherwise
 # write one WARNING line per request.
 KEYLESS_LOG_LINES_PER_MINUTE = 60
-AUTHENTICATED_KEY = "gateway_api_key"
 AUTHENTICATED_SCOPE = "gateway_api_key_scope"
 # Scopes shown /health's detail (model states, memory, GPU): the operator's facts, which
 # /metrics and /admin/models show them already. An embedding client's key gets the status only,
@@ -90,16 +89,12 @@ def count_inputs(body: bytes) -> int:
     return max(total, 1)
 
 
-def remember_key(state: dict[str, Any], name: str) -> None:
-    """Mark the request (its scope's state) as authenticated with key `name`."""
-    state[AUTHENTICATED_KEY] = name
-
-
-def authenticated_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    """The name of the key this request was authenticated with, if any."""
+def authenticated_scope(connection: ASGIConnection[Any, Any, Any, Any]) -> Scope | None:
+    """The scope of the key a public route's request was authenticated with, if any (what
+    /health's detail depends on)."""
     state: dict[str, Any] = connection.scope.get("state", {})
-    name = state.get(AUTHENTICATED_KEY)
-    return name if isinstance(name, str) else None
+    scope = state.get(AUTHENTICATED_SCOPE)
+    return scope if isinstance(scope, Scope) else None
 
 
 def sees_health_detail(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
@@ -108,8 +103,7 @@ def sees_health_detail(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     authenticator: Authenticator = connection.app.state.auth
     if not authenticator.enabled:
         return True
-    state: dict[str, Any] = connection.scope.get("state", {})
-    return state.get(AUTHENTICATED_SCOPE) in HEALTH_DETAIL_SCOPES
+    return authenticated_scope(connection) in HEALTH_DETAIL_SCOPES
 
 
 class Authenticator:
@@ -166,22 +160,18 @@ class Authenticator:
             )
         if key.limited:
             await self._charge(connection, key)
-        self._remember(connection, key)
 
-    def admits_quietly(self, headers: Headers, address: str, path: str) -> tuple[bool, str | None]:
-        """(True, the key's name or None) when `check` would let a non-public request through
-        with nothing to log, charge or refuse: keys are off, or a known key with the path's
-        scope and no rate limits comes from an address not refused for failures.
-        (False, None): anything else, which the guard itself must decide."""
+    def admits_quietly(self, headers: Headers, address: str, path: str) -> bool:
+        """Whether `check` would let a non-public request through with nothing to log, charge
+        or refuse: keys are off, or a known key with the path's scope and no rate limits comes
+        from an address not refused for failures. Anything else the guard itself must decide."""
         if not self.enabled:
-            return True, None
+            return True
         presented = presented_key(headers)
         key = self.ring.find(presented) if presented else None
         if key is None or key.limited or not key.scope.grants(required_scope(path)):
-            return False, None
-        if self._failure_wait(address) > 0:
-            return False, None
-        return True, key.name
+            return False
+        return self._failure_wait(address) <= 0
 
     def _check_public(
         self, connection: ASGIConnection[Any, Any, Any, Any], presented: str | None, address: str
@@ -215,9 +205,8 @@ class Authenticator:
         self._failed(connection, address, reason, counted=False)
 
     def _remember(self, connection: ASGIConnection[Any, Any, Any, Any], key: ApiKey) -> None:
-        state = connection.scope.setdefault("state", {})
-        remember_key(state, key.name)
-        state[AUTHENTICATED_SCOPE] = key.scope
+        """Note a public route's key scope in the request's state (authenticated_scope)."""
+        connection.scope.setdefault("state", {})[AUTHENTICATED_SCOPE] = key.scope
 
     def _failure_wait(self, address: str) -> float:
         """Seconds until `address` may try a key again (0: it is not refused)."""

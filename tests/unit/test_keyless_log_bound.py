@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.auth.guard import KEYLESS_LOG_LINES_PER_MINUTE, Authenticator, authenticated_key
+from gateway.auth.guard import KEYLESS_LOG_LINES_PER_MINUTE, Authenticator
 from gateway.auth.keys import KeyRing
 from gateway.errors import Unauthorized
 
@@ -45,7 +45,5 @@ def test_a_keyless_flood_logs_a_bounded_number_of_lines_and_locks_nobody_out(
     assert len(from_flood) == KEYLESS_LOG_LINES_PER_MINUTE
     assert "not logged" in from_flood[-1]  # the operator is told the rest were left out
     assert sum("198.51.100.4" in line for line in lines) == 1
-    # Still not counted: a good key from the flooding address is let through.
-    good = connection(GOOD)
-    asyncio.run(guard.check(good, public=False))
-    assert authenticated_key(good) == "key-1"
+    # Still not counted: a good key from the flooding address is let through (no 429).
+    asyncio.run(guard.check(connection(GOOD), public=False))

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.auth.guard import Authenticator, RateLimited, authenticated_key
-from gateway.auth.keys import KeyRing
+from gateway.auth.guard import Authenticator, RateLimited, authenticated_scope
+from gateway.auth.keys import KeyRing, Scope
 from gateway.errors import Unauthorized
 
 GOOD = "gw-good-key-5d1e"
@@ -24,10 +24,10 @@ def connection(key: str | None, path: str = "/health", host: str = "192.0.2.7") 
     )
 
 
-def check(guard: Authenticator, request: Any, public: bool = True) -> str | None:
-    """The key the request is taken to be from (None: answered as without a key)."""
+def check(guard: Authenticator, request: Any, public: bool = True) -> Scope | None:
+    """The scope of the key the request is taken to be from (None: answered as without a key)."""
     asyncio.run(guard.check(request, public=public))
-    return authenticated_key(request)
+    return authenticated_scope(request)
 
 
 def test_a_wrong_key_on_a_public_route_is_a_logged_failure(
@@ -38,7 +38,7 @@ def test_a_wrong_key_on_a_public_route_is_a_logged_failure(
         assert check(guard, connection(WRONG)) is None
     assert "authentication failed from 192.0.2.7 on /health: unknown key" in caplog.text
     assert WRONG not in caplog.text
-    assert check(guard, connection(GOOD)) == "key-1"
+    assert check(guard, connection(GOOD)) is Scope.ADMIN
     assert check(guard, connection(None)) is None  # no key: nothing to count
 
 
@@ -53,6 +53,6 @@ def test_over_the_limit_public_routes_answer_as_if_no_key_was_sent() -> None:
     with pytest.raises(RateLimited):
         check(guard, connection(GOOD, path="/api/embed"), public=False)
     # Another address is not affected.
-    assert check(guard, connection(GOOD, host="198.51.100.4")) == "key-1"
+    assert check(guard, connection(GOOD, host="198.51.100.4")) is Scope.ADMIN
     with pytest.raises(Unauthorized):
         check(guard, connection(WRONG, path="/api/embed", host="198.51.100.4"), public=False)
