@@ -37,10 +37,21 @@ def unsized_past_inputs(inputs: Sequence[TensorInfo]) -> list[str]:
     ]
 
 
+# The cache element types an empty cache can be made in (numpy has no bfloat16).
+PAST_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def unfed_past_types(inputs: Sequence[TensorInfo]) -> list[str]:
+    """Cache inputs of an element type no empty cache is made in (bfloat16, say): fed float32
+    they would fail every run, so the model is refused at load instead."""
+    return [t.name for t in inputs if is_past_input(t) and t.type not in PAST_TYPES]
+
+
 def empty_past(tensor: TensorInfo, batch: int) -> np.ndarray:
     """A zero-length cache for `tensor`: [batch, kv_heads, 0, head_dim] of its float type."""
     heads, width = tensor.shape[1], tensor.shape[3]
     if not isinstance(heads, int) or not isinstance(width, int):
         raise ValueError(f"input {tensor.name} leaves its heads or head width open")
-    dtype = np.float16 if tensor.type == "tensor(float16)" else np.float32
-    return np.zeros((batch, heads, 0, width), dtype=dtype)
+    if tensor.type not in PAST_TYPES:
+        raise ValueError(f"input {tensor.name} is {tensor.type}: no empty cache of that type")
+    return np.zeros((batch, heads, 0, width), dtype=PAST_TYPES[tensor.type])

@@ -137,6 +137,12 @@ def test_a_cache_of_open_head_sizes_is_refused_at_load() -> None:
         DecoderInputs.of(graph, "position_ids", "m")
 
 
+def test_a_cache_of_a_type_no_empty_cache_is_made_in_is_refused_at_load() -> None:
+    graph = decoder_graph(past(0, "key"), past(0, "value", type_="tensor(bfloat16)"))
+    with pytest.raises(ModelLoadError, match=r"past_key_values\.0\.value.*neither float32"):
+        DecoderInputs.of(graph, "position_ids", "m")
+
+
 def test_an_encoder_graph_has_no_decoder_inputs() -> None:
     feed = {"input_ids": np.ones((1, 3), np.int64)}
     DecoderInputs().add_to(feed, np.ones((1, 3), np.int64))
