@@ -153,6 +153,21 @@ class EmbeddingCache:
                 if _entry_size(entry) <= self.max_bytes:
                     self._entries[key] = entry
 
+    def complete(
+        self,
+        keys: Sequence[bytes],
+        found: list[EntryT | None],
+        missing: Sequence[int],
+        fresh: Sequence[EntryT],
+    ) -> list[EntryT]:
+        """After a `lookup` (its `keys` and `found`) and a run of the `missing` inputs: keep the
+        `fresh` entries (when the lookup gave keys) and answer every input's entry, in order."""
+        if keys:
+            self.put_many([keys[i] for i in missing], fresh)
+        for index, entry in zip(missing, fresh, strict=True):
+            found[index] = entry
+        return [entry for entry in found if entry is not None]
+
     def hit_rate(self, model: str) -> float | None:
         total = self.hits[model] + self.misses[model]
         return None if total == 0 else self.hits[model] / total

@@ -163,19 +163,17 @@ class Pipelines:
                         param=request.input_param,
                     )
             raw = await model.batcher.submit(items)
-            pooled = await finish_off_loop(lambda r, _: embedder.pool(r), raw, options)
-            # np.array copies: an entry outlives its request, and a view into `pooled` would
-            # keep the rows of every input of the request alive as long.
+            # run() hands over each input's pooled row in a buffer of its own (own_rows), so an
+            # entry, which outlives its request, keeps no batch mate's row alive; float32 as
+            # the cache holds it (a copy only for another dtype, CUDA fp16's).
             fresh = [
-                CachedEmbedding(np.array(vector, dtype=np.float32), item.tokens, item.truncated)
-                for item, vector in zip(items, pooled, strict=True)
+                CachedEmbedding(np.asarray(row, dtype=np.float32), item.tokens, item.truncated)
+                for item, row in zip(items, raw, strict=True)
             ]
-            if keys:
-                self.cache.put_many([keys[i] for i in missing], fresh)
-            for index, entry in zip(missing, fresh, strict=True):
-                found[index] = entry
+        else:
+            fresh = []
         lookups = Lookups(model.spec.name, len(keys) - len(missing), len(missing)) if keys else None
-        return [entry for entry in found if entry is not None], lookups
+        return self.cache.complete(keys, found, missing, fresh), lookups
 
     async def images(
         self,

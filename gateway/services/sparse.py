@@ -92,11 +92,8 @@ class SparseService:
             CachedSparse(vector, item.tokens, item.truncated)
             for vector, item in zip(vectors, items, strict=True)
         ]
-        for index, entry in zip(missing, fresh, strict=True):
-            found[index] = entry
-        entries = [entry for entry in found if entry is not None]
+        entries = self.cache.complete(keys, found, missing, fresh)
         if keys:
-            self.cache.put_many([keys[i] for i in missing], fresh)
             # Counted once the request has its vectors, as dense lookups (Pipelines.served).
             self.cache.served(spec.name, len(keys) - len(missing), len(missing))
         return SparseResult(

@@ -1,6 +1,7 @@
 """An embedding cache entry owns its vector: the cache keeps entries for as long as the LRU
 allows, so a view would keep its request's (or a batch's) whole pooled array alive as long.
-A guard: Pipelines copies each pooled vector before caching it."""
+A guard: Pipelines caches the rows the run hands over as they are, so those must own their
+memory (TextEncoder.run copies them: tests/unit/test_run_outputs_own_memory.py)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class Item:
 
 
 class Embedder:
-    """Pools as TextEncoder does: one [n, WIDTH] array, whose rows are views."""
+    """A text embedder whose run (the Batcher below) hands over one buffer per row."""
 
     capabilities = frozenset({Capability.EMBED_TEXT})
 
@@ -40,9 +41,6 @@ class Embedder:
 
     def prepare(self, texts: Sequence[str], options: EncodeOptions) -> list[Item]:
         return [Item(len(text), len(text)) for text in texts]
-
-    def pool(self, raw: Sequence[np.ndarray]) -> np.ndarray:
-        return np.stack(raw)
 
     def finish_pooled(self, pooled: np.ndarray, options: EncodeOptions) -> np.ndarray:
         return pooled
