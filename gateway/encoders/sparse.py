@@ -93,14 +93,10 @@ def nonzero_pairs(weights: np.ndarray) -> np.ndarray:
 
 
 def from_pairs(pairs: np.ndarray) -> SparseVector:
+    """The SparseVector of `nonzero_pairs`' records, read-only (the cache shares it)."""
     vector = SparseVector(pairs["index"].copy(), pairs["value"].copy())
     vector.indices.flags.writeable = vector.values.flags.writeable = False
     return vector
-
-
-def sparse_vector(weights: np.ndarray) -> SparseVector:
-    """The non-zero entries of a [vocab] weight row."""
-    return from_pairs(nonzero_pairs(weights))
 
 
 def pick_logits_output(

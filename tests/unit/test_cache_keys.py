@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from gateway.cache import ENTRY_OVERHEAD_BYTES, CachedEmbedding, CachedSparse, EmbeddingCache
-from gateway.encoders.sparse import sparse_vector
+from gateway.encoders.sparse import from_pairs, nonzero_pairs
 
 MODEL = "a" * 40  # a cache identity: hex
 
@@ -47,7 +47,7 @@ def test_keys_of_a_batch_equal_keys_one_by_one() -> None:
 
 def test_lookup_finds_only_its_own_kind() -> None:
     cache = EmbeddingCache(1 << 20)
-    vector = sparse_vector(np.array([0.0, 1.5, 0.0, 0.25], dtype=np.float32))
+    vector = from_pairs(nonzero_pairs(np.array([0.0, 1.5, 0.0, 0.25], dtype=np.float32)))
     keys_sparse, found = cache.lookup(CachedSparse, MODEL, [""], ["t"])
     assert found == [None]
     cache.put_many(keys_sparse, [CachedSparse(vector, 3, False)])
@@ -60,7 +60,7 @@ def test_lookup_finds_only_its_own_kind() -> None:
 def test_a_sparse_entry_counts_its_two_arrays_in_the_byte_budget() -> None:
     weights = np.zeros(30522, dtype=np.float32)
     weights[np.arange(0, 30522, 300)] = 1.0  # 102 non-zero weights
-    vector = sparse_vector(weights)
+    vector = from_pairs(nonzero_pairs(weights))
     assert vector.indices.dtype == np.int32 and len(vector) == 102
     entry = CachedSparse(vector, 10, False)
     assert entry.nbytes == 102 * 8  # not the 30522-wide row, nor 12 bytes a weight

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gateway.cache import ENTRY_OVERHEAD_BYTES, CachedEmbedding, CachedSparse, EmbeddingCache
-from gateway.encoders.sparse import sparse_vector
+from gateway.encoders.sparse import from_pairs, nonzero_pairs
 
 MODEL = "a" * 40
 
@@ -20,8 +20,10 @@ def test_an_entry_over_the_budget_is_skipped_and_the_others_are_kept() -> None:
     cache = EmbeddingCache(budget)
     weights = np.zeros(30522, dtype=np.float32)
     weights[:2000] = 1.0  # 2,000 weights: 16,000 bytes, over the budget
-    big = CachedSparse(sparse_vector(weights), 500, False)
-    small = CachedSparse(sparse_vector(np.array([0.0, 2.0], dtype=np.float32)), 3, False)
+    big = CachedSparse(from_pairs(nonzero_pairs(weights)), 500, False)
+    small = CachedSparse(
+        from_pairs(nonzero_pairs(np.array([0.0, 2.0], dtype=np.float32))), 3, False
+    )
     keys, _ = cache.lookup(CachedSparse, MODEL, ["", ""], ["long", "short"])
     cache.put_many(keys, [big, small])  # no ValueError
     _, found = cache.lookup(CachedSparse, MODEL, ["", ""], ["long", "short"])

@@ -11,8 +11,9 @@ from gateway.backends.base import GraphInfo, TensorInfo
 from gateway.encoders.sparse import (
     Activation,
     Pooling,
+    from_pairs,
+    nonzero_pairs,
     pick_logits_output,
-    sparse_vector,
     splade_pool,
 )
 from gateway.errors import ModelLoadError
@@ -65,14 +66,14 @@ def test_max_pooling_reduces_before_the_activation_without_changing_a_bit() -> N
     assert np.array_equal(splade_pool(rows, "max", "relu"), everywhere)
 
 
-def test_sparse_vector_keeps_the_non_zero_weights_in_index_order() -> None:
+def test_a_sparse_vector_keeps_the_non_zero_weights_in_index_order() -> None:
     weights = np.array([0.0, 0.5, 0.0, 0.0, 1.25, 1e-30, 0.0], dtype=np.float32)
-    vector = sparse_vector(weights)
+    vector = from_pairs(nonzero_pairs(weights))
     assert vector.indices.tolist() == [1, 4, 5]
     assert vector.indices.dtype == np.int32 and vector.values.dtype == np.float32
     assert vector.values.tolist() == [0.5, 1.25, np.float32(1e-30)]
     assert len(vector) == 3
-    empty = sparse_vector(np.zeros(4, dtype=np.float32))
+    empty = from_pairs(nonzero_pairs(np.zeros(4, dtype=np.float32)))
     assert len(empty) == 0 and empty.values.shape == (0,)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.encoders.sparse import SparseEncoder, nonzero_pairs, sparse_vector
+from gateway.encoders.sparse import SparseEncoder, from_pairs, nonzero_pairs
 from gateway.scoring import relevance_from_sparse_dot, sparse_dot
 
 VOCAB = 500
@@ -28,7 +28,9 @@ def test_sparse_dot_is_the_dot_product_of_the_dense_rows() -> None:
     documents[3] = 0.0  # no weight at all
     documents[7] = np.where(query > 0, 0.0, 1.0)  # no term in common
     documents[9] = query  # the query itself
-    ours = sparse_dot(sparse_vector(query), [sparse_vector(row) for row in documents])
+    ours = sparse_dot(
+        from_pairs(nonzero_pairs(query)), [from_pairs(nonzero_pairs(row)) for row in documents]
+    )
     expected = documents.astype(np.float64) @ query.astype(np.float64)
     assert ours.dtype == np.float64 and ours.shape == (50,)
     np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=0)
@@ -37,8 +39,8 @@ def test_sparse_dot_is_the_dot_product_of_the_dense_rows() -> None:
 
 
 def test_sparse_dot_of_nothing_and_with_an_empty_query() -> None:
-    empty = sparse_vector(np.zeros(VOCAB, dtype=np.float32))
-    documents = [sparse_vector(row) for row in random_rows(2, 3, 0.1)]
+    empty = from_pairs(nonzero_pairs(np.zeros(VOCAB, dtype=np.float32)))
+    documents = [from_pairs(nonzero_pairs(row)) for row in random_rows(2, 3, 0.1)]
     assert sparse_dot(empty, documents).tolist() == [0.0, 0.0, 0.0]
     assert sparse_dot(documents[0], []).shape == (0,)
 
@@ -46,8 +48,8 @@ def test_sparse_dot_of_nothing_and_with_an_empty_query() -> None:
 def test_relevance_ranks_as_the_dot_product_and_stays_in_0_1() -> None:
     query = random_rows(3, 1, 0.1)[0]
     documents = random_rows(4, 40, 0.2)
-    q = sparse_vector(query)
-    scores = sparse_dot(q, [sparse_vector(row) for row in documents])
+    q = from_pairs(nonzero_pairs(query))
+    scores = sparse_dot(q, [from_pairs(nonzero_pairs(row)) for row in documents])
     query_self = float(sparse_dot(q, [q])[0])
     relevance = relevance_from_sparse_dot(scores, query_self)
     assert np.all((relevance >= 0) & (relevance < 1))
