@@ -92,6 +92,13 @@ gpu-check: export GPU_CHECK_STARTED_AT := $(shell date +%s.%N)
 gpu-check: setup-test
 	$(BIN)/python -m bench.gpu_check $(GPU_CHECK_ARGS)
 
+## For a GPU machine that cannot reach PyPI (the `device` tool's): pack onnxruntime-gpu, the
+## dependencies its image lacks and the bundled model into parts of one call's carry each, and
+## print the calls that take them over (each runs `python3 -m bench.gpu_carry_step`; the one
+## that brings the last part installs and runs the check). bench/gpu_carry.py says how.
+gpu-carry: setup-test
+	$(BIN)/python -m bench.gpu_carry $(GPU_CARRY_ARGS)
+
 ## Build the CPU image from this repo on a Debian machine without a registry (debootstrap base),
 ## run it non-root with a models volume, wait for its HEALTHCHECK, embed through it with the
 ## ollama client, print image sizes (root; ~15 min the first time). GPU=1 adds the GPU image.

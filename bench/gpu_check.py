@@ -175,7 +175,12 @@ def write(report: Report, output: Path | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-dry-run", action="store_true", help="no GPU: check the logic")
-    parser.add_argument("--installed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--installed",
+        action="store_true",
+        help="onnxruntime-gpu already imports (bench/gpu_carry_step.py put it on PYTHONPATH; "
+        "the re-start after the install): skip the install",
+    )
     parser.add_argument("--sentences", type=int, help="texts for throughput (512; dry run 48)")
     parser.add_argument("--quick", action="store_true", help="fewer kinds and texts (tests)")
     parser.add_argument("--output", type=Path)
