@@ -47,6 +47,24 @@ def unfed_past_types(inputs: Sequence[TensorInfo]) -> list[str]:
     return [t.name for t in inputs if is_past_input(t) and t.type not in PAST_TYPES]
 
 
+def past_refusal(inputs: Sequence[TensorInfo]) -> str | None:
+    """Why no empty cache can be fed to these inputs, in the words every load refuses such a
+    graph with (the encoder's check and the backends' load-time probe); None when one can."""
+    unsized = unsized_past_inputs(inputs)
+    if unsized:
+        return (
+            f"KV-cache inputs {unsized[:2]} leave their heads or head width open; export the "
+            "graph without the cache (use_cache=False) or with static head sizes"
+        )
+    untyped = unfed_past_types(inputs)
+    if untyped:
+        return (
+            f"KV-cache inputs {untyped[:2]} are neither float32 nor float16; export the graph "
+            "without the cache (use_cache=False) or with a float cache"
+        )
+    return None
+
+
 def empty_past(tensor: TensorInfo, batch: int) -> np.ndarray:
     """A zero-length cache for `tensor`: [batch, kv_heads, 0, head_dim] of its float type."""
     heads, width = tensor.shape[1], tensor.shape[3]
