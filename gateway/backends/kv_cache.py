@@ -5,6 +5,10 @@ them) with the cache of earlier steps as inputs, `past_key_values.<layer>.key|va
 [batch, kv_heads, past_length, head_dim], and ONNX Runtime wants every declared input fed. An
 embedding is one fresh pass over the whole text, so its cache is empty: past_length 0, which
 leaves attention to the text's own tokens (TEI's ORT backend feeds the same).
+
+Some exports declare the cache's batch axis a static 1 rather than leaving it open; fed more
+rows, such a graph fails every run (ONNX Runtime checks the declared size, OpenVINO's Concat
+refuses the shape). `one_row_inputs` finds them at load, and their batches run a row at a time.
 """
 
 from __future__ import annotations
@@ -63,6 +67,16 @@ def past_refusal(inputs: Sequence[TensorInfo]) -> str | None:
             "without the cache (use_cache=False) or with a float cache"
         )
     return None
+
+
+def one_row_inputs(inputs: Sequence[TensorInfo]) -> list[str]:
+    """Cache inputs, and token inputs ([batch, sequence]: input_ids and the like), whose batch
+    axis the graph fixes to 1 instead of leaving it open: such a graph takes one row a run."""
+    return [
+        tensor.name
+        for tensor in inputs
+        if (is_past_input(tensor) or len(tensor.shape) == 2) and tensor.shape[0] == 1
+    ]
 
 
 def empty_past(tensor: TensorInfo, batch: int) -> np.ndarray:
