@@ -200,7 +200,7 @@ async def load_model(
         keep_alive=keep_alive,
         digest=digest,
         cache_id=cache_id,
-        compute=placement.describe() if placement else {},
+        compute=compute_description(encoder, placement),
     )
     if not encoder.batch_invariant:
         log.warning(
@@ -209,10 +209,30 @@ async def load_model(
             spec.name,
         )
     log.info(
-        "loaded %s on %s in %.2fs (%.0f MiB)",
+        "loaded %s on %s in %.2fs (%.0f MiB)%s",
         spec.name,
         device,
         model.load_seconds,
         footprint / 2**20,
+        f"; {one_row_reason(encoder)}" if encoder.one_row_inputs else "",
     )
     return model
+
+
+def one_row_reason(encoder: AnyEncoder) -> str:
+    """Why an encoder whose graph takes one row a run serves fewer inputs a second."""
+    names = encoder.one_row_inputs
+    shown = ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+    return (
+        f"one input per run: the graph fixes the batch axis of {shown} to 1, so each batch "
+        "runs an input at a time (the same vectors, a batch of one's throughput)"
+    )
+
+
+def compute_description(encoder: AnyEncoder, placement: Placement | None) -> dict[str, object]:
+    """`compute` in /admin/models: the placement, and a graph's limit of one row a run."""
+    compute = placement.describe() if placement else {}
+    if encoder.one_row_inputs:
+        compute["rows_per_run"] = 1
+        compute["rows_per_run_reason"] = one_row_reason(encoder)
+    return compute

@@ -19,6 +19,7 @@ as Qwen's tokenizer_config.json asks) and the model card's transformers recipe
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ from tools.paths import REPO
 
 NAME = "qwen3-tiny"
 VERSION = "l2-h64-kv2-bpe600-r1"
+# The same export with the cache inputs' batch axis fixed to 1, as some exports declare it.
+ONE_ROW_NAME = "qwen3-tiny-cache-batch1"
+ONE_ROW_VERSION = f"{VERSION}-c1"
 ENTRY = "qwen3-embedding"
 END = "<|endoftext|>"
 SPECIALS = [END, "<|im_start|>", "<|im_end|>"]
@@ -202,6 +206,44 @@ def build(folder: Path) -> None:
 
 def qwen3_dir() -> Path:
     return cached_export(NAME, VERSION, build)
+
+
+def declare_cache_axis(graph_path: Path, axis: int, size: int | str) -> None:
+    """Declare `axis` of every `past_key_values.*` input of the graph at `graph_path` a static
+    `size` (an int) or a named, open one (a str), in place; its external weights stay as they
+    are."""
+    import onnx
+
+    graph = onnx.load(str(graph_path), load_external_data=False)
+    for tensor in graph.graph.input:
+        if tensor.name.startswith("past_key_values."):
+            dim = tensor.type.tensor_type.shape.dim[axis]
+            if isinstance(size, int):
+                dim.dim_value = size  # clears dim_param (one of the two)
+            else:
+                dim.dim_param = size
+    onnx.save_model(graph, str(graph_path))
+
+
+def copy_export(folder: Path) -> Path:
+    """What qwen3_dir() serves (not torch/) copied into `folder`; the graph's path there."""
+    source = qwen3_dir()
+    for path in source.rglob("*"):
+        relative = path.relative_to(source)
+        if path.is_file() and relative.parts[0] != "torch" and path.name != ".complete":
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, folder / relative)
+    return folder / "onnx" / "model.onnx"
+
+
+def build_one_row(folder: Path) -> None:
+    """The export of qwen3_dir(), its cache inputs fixed to a batch of 1."""
+    declare_cache_axis(copy_export(folder), 0, 1)
+
+
+def qwen3_one_row_dir() -> Path:
+    """The tiny Qwen3 whose KV-cache inputs take one row only (a static batch of 1)."""
+    return cached_export(ONE_ROW_NAME, ONE_ROW_VERSION, build_one_row)
 
 
 def qwen3_entry(folder: Path, **overrides: object) -> dict[str, Any]:

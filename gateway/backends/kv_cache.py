@@ -5,6 +5,10 @@ them) with the cache of earlier steps as inputs, `past_key_values.<layer>.key|va
 [batch, kv_heads, past_length, head_dim], and ONNX Runtime wants every declared input fed. An
 embedding is one fresh pass over the whole text, so its cache is empty: past_length 0, which
 leaves attention to the text's own tokens (TEI's ORT backend feeds the same).
+
+Some exports declare the cache's batch axis a static 1 rather than leaving it open; fed more
+rows, such a graph fails every run (ONNX Runtime checks the declared size, OpenVINO's Concat
+refuses the shape). `one_row_inputs` finds them at load, and their batches run a row at a time.
 """
 
 from __future__ import annotations
@@ -45,6 +49,34 @@ def unfed_past_types(inputs: Sequence[TensorInfo]) -> list[str]:
     """Cache inputs of an element type no empty cache is made in (bfloat16, say): fed float32
     they would fail every run, so the model is refused at load instead."""
     return [t.name for t in inputs if is_past_input(t) and t.type not in PAST_TYPES]
+
+
+def past_refusal(inputs: Sequence[TensorInfo]) -> str | None:
+    """Why no empty cache can be fed to these inputs, in the words every load refuses such a
+    graph with (the encoder's check and the backends' load-time probe); None when one can."""
+    unsized = unsized_past_inputs(inputs)
+    if unsized:
+        return (
+            f"KV-cache inputs {unsized[:2]} leave their heads or head width open; export the "
+            "graph without the cache (use_cache=False) or with static head sizes"
+        )
+    untyped = unfed_past_types(inputs)
+    if untyped:
+        return (
+            f"KV-cache inputs {untyped[:2]} are neither float32 nor float16; export the graph "
+            "without the cache (use_cache=False) or with a float cache"
+        )
+    return None
+
+
+def one_row_inputs(inputs: Sequence[TensorInfo]) -> list[str]:
+    """Cache inputs, and token inputs ([batch, sequence]: input_ids and the like), whose batch
+    axis the graph fixes to 1 instead of leaving it open: such a graph takes one row a run."""
+    return [
+        tensor.name
+        for tensor in inputs
+        if (is_past_input(tensor) or len(tensor.shape) == 2) and tensor.shape[0] == 1
+    ]
 
 
 def empty_past(tensor: TensorInfo, batch: int) -> np.ndarray:

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from gateway.backends.base import BackendSession, TensorInfo
-from gateway.backends.kv_cache import empty_past, is_past_input
+from gateway.backends.kv_cache import empty_past, is_past_input, past_refusal
+from gateway.errors import ModelLoadError
 
 # Shape-bucket lengths (buckets.py), so a bucketed graph sees real shapes; the broken graph
 # above was fine at 8 tokens, NaN from 16 and crashed at 64 in one probe.
@@ -55,8 +56,12 @@ def probe_feed(
 
 
 def non_finite_outputs(session: BackendSession) -> list[str]:
-    """Names of the float outputs that hold NaN or infinity for any probe input."""
+    """Names of the float outputs that hold NaN or infinity for any probe input. A KV cache no
+    empty cache can be made for is refused first, as the encoder refuses it (kv_cache.py)."""
     info = session.graph_info()
+    refusal = past_refusal(info.inputs)
+    if refusal is not None:
+        raise ModelLoadError(refusal)
     has_tokens = any(len(tensor.shape) == 2 for tensor in info.inputs)
     broken: dict[str, None] = {}
     for tokens in PROBE_TOKENS if has_tokens else PROBE_TOKENS[:1]:

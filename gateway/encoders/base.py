@@ -62,6 +62,10 @@ class Encoder(ABC, Generic[InputT, ItemT, OutT]):
     spec: ModelSpec
     graph: GraphInfo
     session: Any  # the runtime's session: run() is its only caller
+    # Graph inputs whose batch axis is a static 1 (kv_cache.one_row_inputs): the graph takes one
+    # row a run, so `run` runs a batch's items one at a time (text.py finds them for token
+    # graphs). Vectors are the same; throughput is a batch of one's.
+    one_row_inputs: tuple[str, ...] = ()
 
     @property
     def batch_invariant(self) -> bool:

@@ -12,12 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gateway.backends.kv_cache import (
-    empty_past,
-    past_inputs,
-    unfed_past_types,
-    unsized_past_inputs,
-)
+from gateway.backends.kv_cache import empty_past, past_inputs, past_refusal
 from gateway.errors import ModelLoadError
 from gateway.runtime import GraphInfo, TensorInfo
 
@@ -42,19 +37,9 @@ class DecoderInputs:
         """`position_ids`: the graph's name for it, if it takes one. A cache whose head count
         or width the graph leaves open, or of a type other than float32/float16, is refused:
         no empty cache fits it."""
-        unsized = unsized_past_inputs(graph.inputs)
-        if unsized:
-            raise ModelLoadError(
-                f"model {model}: KV-cache inputs {unsized[:2]} leave their heads or head "
-                "width open; export the graph without the cache (use_cache=False) or with "
-                "static head sizes"
-            )
-        untyped = unfed_past_types(graph.inputs)
-        if untyped:
-            raise ModelLoadError(
-                f"model {model}: KV-cache inputs {untyped[:2]} are neither float32 nor float16; "
-                "export the graph without the cache (use_cache=False) or with a float cache"
-            )
+        refusal = past_refusal(graph.inputs)
+        if refusal is not None:
+            raise ModelLoadError(f"model {model}: {refusal}")
         return cls(position_ids, past_inputs(graph))
 
     def add_to(self, feed: dict[str, np.ndarray], mask: np.ndarray) -> None:

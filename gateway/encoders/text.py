@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from gateway.backends.kv_cache import past_inputs
+from gateway.backends.kv_cache import one_row_inputs, past_inputs
 from gateway.encoders.base import (
     Capability,
     EncodeOptions,
@@ -116,6 +116,20 @@ def pad_batch(items: Sequence[TokenizedText], pad: int) -> dict[str, np.ndarray]
     return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
 
 
+def stack_rows(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """The outputs of one-row runs as one batch's output: along the batch axis, a token axis
+    (axis 1, where rows of different lengths differ) right-padded with zeros. What lies past a
+    row's length is padding, which no caller reads."""
+    first = outputs[0]
+    if all(output.shape == first.shape for output in outputs):
+        return np.concatenate(outputs)
+    longest = max(output.shape[1] for output in outputs)
+    batch = np.zeros((len(outputs), longest, *first.shape[2:]), dtype=first.dtype)
+    for row, output in enumerate(outputs):
+        batch[row, : output.shape[1]] = output[0]
+    return batch
+
+
 def postprocess(
     pooled: np.ndarray, *, layer_norm: bool, dimensions: int, normalize: bool
 ) -> np.ndarray:
@@ -157,6 +171,7 @@ class TokenGraphEncoder(Encoder[InputT, TokenizedText, OutT]):
         )
         position_ids = self.input_names.pop(POSITION_IDS, None)
         self.decoder = DecoderInputs.of(self.graph, position_ids, spec.name)
+        self.one_row_inputs = tuple(one_row_inputs(self.graph.inputs))
 
     def tokenize_within(self, texts: Sequence[str], limit: int) -> list[TokenizedText]:
         """`texts` cut at `limit` tokens (special tokens included); each item says if it was
@@ -172,7 +187,10 @@ class TokenGraphEncoder(Encoder[InputT, TokenizedText, OutT]):
         return self.tokenizer
 
     def forward(self, items: Sequence[TokenizedText]) -> np.ndarray:
-        """The graph's output for a right-padded batch of `items`."""
+        """The graph's output for a right-padded batch of `items`. A graph that takes one row
+        a run (`one_row_inputs`) runs each item alone, as a batch of one holding it would."""
+        if self.one_row_inputs and len(items) > 1:
+            return stack_rows([self.forward(items[row : row + 1]) for row in range(len(items))])
         arrays = pad_batch(items, self.pad_id)
         feed = {name: arrays[role] for role, name in self.input_names.items()}
         self.decoder.add_to(feed, arrays["attention_mask"])

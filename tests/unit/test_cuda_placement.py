@@ -172,6 +172,7 @@ def test_a_graph_non_finite_in_fp32_too_is_refused(
 
 class FakeEncoder:
     batch_invariant = True
+    one_row_inputs: tuple[str, ...] = ()
 
     def __init__(self, placement: Placement) -> None:
         self.session = SimpleNamespace(placement=placement)
