@@ -39,7 +39,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CARRY = REPO / ".gpu-carry"
 SITE = Path("/tmp/gpu-carry-site")
-PART_BYTES = 56 * 2**20  # a call carries 64 MiB in all, the working tree (~3 MiB) included
+CALL_BYTES = 64 * 2**20  # what one call carries in all, the working tree included
+MARGIN_BYTES = 2**20  # for files that appear in the tree between `prepare` and the calls
 DEVICE_PYTHON = "3.12"
 ORT_GPU = "onnxruntime-gpu==1.31.1"  # built for CUDA 13 and cuDNN 9, which the image holds
 # Beyond the gateway's own dependencies, without theirs (the image's sentence-transformers
@@ -205,11 +206,26 @@ def write_parts(stream: bytes, out: Path, part_bytes: int, about: dict[str, obje
     return len(chunks)
 
 
+def tree_bytes() -> int:
+    """What every call carries besides its part: the files git tracks or does not ignore."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    paths = (REPO / name for name in listed.decode().split("\0") if name)
+    return sum(path.stat().st_size for path in paths if path.is_file())
+
+
+def part_size() -> int:
+    """The largest part that fits one call beside this working tree."""
+    return CALL_BYTES - tree_bytes() - MARGIN_BYTES
+
+
 def plan(out: Path, count: int, check_args: str) -> str:
     """The `run` calls that take the parts over, for the session to make (see the docstring)."""
+    where = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     calls = "\n".join(
-        f'  run(carry=["{out.relative_to(REPO)}/p{k:02d}"], timeout_s=500, command="{STEP} '
-        f'-- {check_args}")'
+        f'  run(carry=["{where}/p{k:02d}"], timeout_s=500, command="{STEP} -- {check_args}")'
         for k in range(count)
     )
     return (
@@ -241,7 +257,7 @@ def prepare(out: Path, python_version: str, ort: str, part_bytes: int) -> int:
     about = {"python": python_version, "onnxruntime": ort, "wheels": [w.name for w in wheels],
              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
     count = write_parts(stream, out, part_bytes, about)
-    log(f"stream {len(stream) / 2**20:.0f} MiB in {count} parts")
+    log(f"stream {len(stream) / 2**20:.0f} MiB in {count} parts of {part_bytes / 2**20:.1f} MiB")
     print(plan(out, count, "--output $OUT/gpu-check.json"))
     return 0
 
@@ -251,9 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=CARRY)
     parser.add_argument("--python-version", default=DEVICE_PYTHON)
     parser.add_argument("--onnxruntime", default=ORT_GPU, help="the onnxruntime to carry")
-    parser.add_argument("--part-mib", type=int, default=PART_BYTES // 2**20)
+    parser.add_argument("--part-mib", type=float, help="default: what fits beside the tree")
     args = parser.parse_args(argv)
-    return prepare(args.out.resolve(), args.python_version, args.onnxruntime, args.part_mib * 2**20)
+    part = int(args.part_mib * 2**20) if args.part_mib else part_size()
+    return prepare(args.out.resolve(), args.python_version, args.onnxruntime, part)
 
 
 if __name__ == "__main__":
