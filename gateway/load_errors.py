@@ -65,8 +65,9 @@ def out_of_memory(exc: BaseException) -> bool:
 
 def load_error(name: str, exc: Exception) -> GatewayError:
     """Any failure while building a model, as a ModelLoadError that names the model."""
-    if isinstance(exc, ModelLoadError):
-        return ModelLoadError(f"model '{name}' could not be loaded: {exc.message}")
+    if isinstance(exc, ModelLoadError):  # encoders name the model too: say it once
+        own = exc.message.removeprefix(f"model {name}: ")
+        return ModelLoadError(f"model '{name}' could not be loaded: {own}")
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, OSError):

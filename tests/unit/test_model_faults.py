@@ -79,6 +79,11 @@ def test_load_errors_name_the_model_and_cause(exc: Exception, needles: list[str]
         assert needle in error.message
 
 
+def test_an_encoder_error_that_names_the_model_names_it_once() -> None:
+    error = load_error("victim", ModelLoadError("model victim: the graph has no input_ids input"))
+    assert error.message == "model 'victim' could not be loaded: the graph has no input_ids input"
+
+
 def test_a_new_pull_removes_what_a_killed_one_left(
     store_and_registry: tuple[ModelStore, Registry],
 ) -> None:
