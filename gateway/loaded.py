@@ -116,7 +116,10 @@ def build_measured(
     if device == "cuda" and placement is not None and placement.device != "cuda":
         gpu_before = None  # CUDA did not start (or OpenVINO): host memory is what it takes
     overhead = run_overhead_at_load(
-        encoder, registry=spec.run_overhead_tokens, setting=pinned_overhead
+        encoder,
+        registry=spec.run_overhead_tokens,
+        setting=pinned_overhead,
+        measurable=not encoder.one_row_inputs,
     )
     per_token = probe_vram_per_token(encoder, nvml) if gpu_before is not None else None
     # glibc keeps the pages the load's scratch (parsing, graph rewrites) freed resident until

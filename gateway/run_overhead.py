@@ -111,10 +111,16 @@ def _warm_up(encoder: TimedEncoder) -> tuple[Sequence[_Sized], Sequence[_Sized]]
 
 
 def run_overhead_at_load(
-    encoder: TimedEncoder, *, registry: float | None, setting: float | None
+    encoder: TimedEncoder,
+    *,
+    registry: float | None,
+    setting: float | None,
+    measurable: bool = True,
 ) -> RunOverhead:
-    """On the device thread at load: the pinned value after a warm-up, else a measurement."""
-    if registry is not None or setting is not None:
+    """On the device thread at load: the pinned value after a warm-up, else a measurement.
+    `measurable` False (a graph that runs one row at a time, where the large sample is eight
+    runs, not one): the default after a warm-up, since the timings would mix the two costs."""
+    if registry is not None or setting is not None or not measurable:
         _warm_up(encoder)
         return choose_run_overhead(None, registry=registry, setting=setting)
     return choose_run_overhead(measure_run_overhead(encoder), registry=None, setting=None)

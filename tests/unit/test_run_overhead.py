@@ -102,6 +102,14 @@ def test_a_pinned_model_is_warmed_up_not_timed() -> None:
     assert measured.source == "measured" and measured.tokens == measured.measured
 
 
+def test_a_graph_run_a_row_at_a_time_is_warmed_up_and_given_the_default() -> None:
+    """Its large sample is eight runs, not one: timing it would mix the two costs."""
+    device = ScriptedDevice()
+    chosen = run_overhead_at_load(device, registry=None, setting=None, measurable=False)
+    assert chosen == RunOverhead(DEFAULT_RUN_OVERHEAD_TOKENS, "default", None)
+    assert device.runs == 2
+
+
 def test_registry_pin_wins_then_setting_then_measurement() -> None:
     assert choose_run_overhead(17.0, registry=4.0, setting=8.0) == RunOverhead(
         4.0, "registry", 17.0
