@@ -34,14 +34,17 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 CARRY = REPO / ".gpu-carry"
 SITE = Path("/tmp/gpu-carry-site")
 CALL_BYTES = 64 * 2**20  # what one call carries in all, the working tree included
-MARGIN_BYTES = 2**20  # for files that appear in the tree between `prepare` and the calls
+MARGIN_BYTES = 2 * 2**20  # for files that appear in the tree between `prepare` and the calls
 DEVICE_PYTHON = "3.12"
 ORT_GPU = "onnxruntime-gpu==1.31.1"  # built for CUDA 13 and cuDNN 9, which the image holds
 # Beyond the gateway's own dependencies, without theirs (the image's sentence-transformers
@@ -119,14 +122,38 @@ def wanted(dependencies: Iterable[str], ort: str) -> list[str]:
     return [*kept, ort]
 
 
-def to_carry(resolved: Iterable[tuple[str, str]], ort: str) -> list[tuple[str, str]]:
-    """The resolved (name, version) pairs the device lacks; the onnxruntime asked for always."""
+def to_carry(
+    resolved: Iterable[Mapping[str, Any]], roots: Sequence[str], ort: str, python_version: str
+) -> list[tuple[str, str]]:
+    """(name, version) of what `roots` need that the image lacks, from pip's report (each
+    item's `metadata`). The walk stops at the image's packages: resolved at their newest
+    releases they ask for more than the image's own versions do (typer 0.29 brings pydantic,
+    huggingface-hub 2 brings httpx2), and the image's copies are the ones that will run.
+    The onnxruntime asked for is carried whatever the image holds."""
+    found = {normalize(item["metadata"]["name"]): item["metadata"] for item in resolved}
     ort_name = requirement_name(ort)
-    return sorted(
-        (name, version)
-        for name, version in resolved
-        if normalize(name) == ort_name or normalize(name) not in DEVICE_IMAGE
-    )
+    environment = {"python_version": python_version, "python_full_version": f"{python_version}.0"}
+    todo = [(Requirement(root).name, frozenset(Requirement(root).extras)) for root in roots]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    carried: dict[str, tuple[str, str]] = {}
+    while todo:
+        name, extras = todo.pop()
+        key = normalize(name)
+        if (key, extras) in seen or key not in found:
+            continue
+        seen.add((key, extras))
+        if key in DEVICE_IMAGE and key != ort_name:
+            continue
+        metadata = found[key]
+        carried[key] = (metadata["name"], metadata["version"])
+        for line in metadata.get("requires_dist") or []:
+            needed = Requirement(line)
+            marker = needed.marker
+            if marker is None or any(
+                marker.evaluate({**environment, "extra": extra}) for extra in ("", *extras)
+            ):
+                todo.append((needed.name, frozenset(needed.extras)))
+    return sorted(carried.values())
 
 
 def platform_options(python_version: str) -> list[str]:
@@ -139,9 +166,9 @@ def platform_options(python_version: str) -> list[str]:
     return options
 
 
-def resolve(requirements: Sequence[str], python_version: str) -> list[tuple[str, str]]:
-    """(name, version) of everything `requirements` install on that interpreter (pip's report;
-    PyPI's metadata files spare the downloads)."""
+def resolve(requirements: Sequence[str], python_version: str) -> list[dict[str, Any]]:
+    """pip's report of everything `requirements` install on that interpreter (its `install`
+    items; PyPI's metadata files spare the downloads)."""
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
         subprocess.run(
@@ -151,7 +178,8 @@ def resolve(requirements: Sequence[str], python_version: str) -> list[tuple[str,
             check=True,
         )  # fmt: skip
         data = json.loads(report.read_text())
-    return [(i["metadata"]["name"], i["metadata"]["version"]) for i in data["install"]]
+    items: list[dict[str, Any]] = data["install"]
+    return items
 
 
 def download(pinned: Sequence[tuple[str, str]], dest: Path, python_version: str) -> list[Path]:
@@ -182,20 +210,26 @@ def pack(wheels: Sequence[Path], model: Path | None) -> bytes:
     """One xz stream: a tar of wheels/<stored wheel> and, when given, the bundled model."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
-        for wheel in wheels:
-            data = stored(wheel)
-            info = tarfile.TarInfo(f"wheels/{wheel.name}")
+        members = [(f"wheels/{wheel.name}", stored(wheel)) for wheel in wheels]
+        members += [(str(BUNDLED_MODEL / f.name), f.read_bytes()) for f in model_files(model)]
+        for name, data in members:  # contents, never links: the device extracts data only
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        if model is not None:
-            tar.add(model, arcname=str(BUNDLED_MODEL))
     return lzma.compress(raw.getvalue(), preset=6)
+
+
+def model_files(model: Path | None) -> list[Path]:
+    """The model folder's own files: not the caches a run writes beside them (dot-folders)."""
+    if model is None:
+        return []
+    return sorted(p for p in model.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def write_parts(stream: bytes, out: Path, part_bytes: int, about: dict[str, object]) -> int:
     """`out/pNN/part.bin`, each with the whole set's manifest beside it; returns the count."""
-    if out.exists():
-        shutil.rmtree(out)
+    for old in out.glob("p[0-9][0-9]"):  # an earlier set's parts, and nothing else
+        shutil.rmtree(old)
     chunks = [stream[i : i + part_bytes] for i in range(0, len(stream), part_bytes)]
     manifest = {
         **about,
@@ -226,19 +260,26 @@ def part_size() -> int:
     return CALL_BYTES - tree_bytes() - MARGIN_BYTES
 
 
-def plan(out: Path, count: int, check_args: str) -> str:
-    """The `run` calls that take the parts over, for the session to make (see the docstring)."""
-    where = out.relative_to(REPO) if out.is_relative_to(REPO) else out
+def plan(out: Path, count: int, part_bytes: int, check_args: str) -> str:
+    """The `run` calls that take the parts over, for the session to make (see the docstring).
+    `out` is inside the repository and ignored by git (carry takes such paths only)."""
+    where = out.relative_to(REPO)
+    step = STEP if out == CARRY else f"{STEP} --carry {where}"
     calls = "\n".join(
-        f'  run(carry=["{where}/p{k:02d}"], timeout_s=500, command="{STEP} -- {check_args}")'
+        f'  run(carry=["{where}/p{k:02d}"], timeout_s=500, command="{step} -- {check_args}")'
         for k in range(count)
     )
+    room = (CALL_BYTES - part_bytes) / 2**20
     return (
-        f"{count} parts under {out}. Make these calls back to back: a machine idle for 30 s is "
-        "given back, and a fresh one starts bare (the first call starts it, which takes minutes; "
-        "the order does not matter). Each call reports the parts it sees; the one that brings "
-        "the last installs and runs the check (< 6 min), whose JSON comes back under $OUT.\n"
-        + calls
+        f"{count} parts under {where}/. Make these calls back to back: a machine idle for 30 s "
+        "is given back and a fresh one starts bare, losing the parts carried before (each call "
+        "says how long ago its machine's first step ran). The first call starts the machine "
+        "(minutes); the order does not matter. Each call but the last exits 3 and names the "
+        "parts still to carry; the last installs and runs the check (< 6 min), whose JSON comes "
+        f"back under $OUT. Start + {count} calls + the check take about 10 of the session's 15 "
+        f"device minutes: a second try will not fit. Each call carries its part beside the "
+        f"working tree, which must stay under {room:.1f} MiB (now "
+        f"{tree_bytes() / 2**20:.1f} MiB; untracked files count).\n" + calls
     )
 
 
@@ -251,7 +292,8 @@ def prepare(out: Path, python_version: str, ort: str, part_bytes: int) -> int:
     from tools.models import pull_default_model
 
     dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    pinned = to_carry(resolve(wanted(dependencies, ort), python_version), ort) + list(EXTRA)
+    roots = wanted(dependencies, ort)
+    pinned = to_carry(resolve(roots, python_version), roots, ort, python_version) + list(EXTRA)
     log("carrying " + ", ".join(f"{name} {version}" for name, version in pinned))
     model = pull_default_model()
     with tempfile.TemporaryDirectory(prefix="gpu-carry-") as scratch:
@@ -263,7 +305,7 @@ def prepare(out: Path, python_version: str, ort: str, part_bytes: int) -> int:
              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
     count = write_parts(stream, out, part_bytes, about)
     log(f"stream {len(stream) / 2**20:.0f} MiB in {count} parts of {part_bytes / 2**20:.1f} MiB")
-    print(plan(out, count, "--output $OUT/gpu-check.json"))
+    print(plan(out, count, part_bytes, "--output $OUT/gpu-check.json"))
     return 0
 
 
@@ -274,8 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnxruntime", default=ORT_GPU, help="the onnxruntime to carry")
     parser.add_argument("--part-mib", type=float, help="default: what fits beside the tree")
     args = parser.parse_args(argv)
+    out = args.out.resolve()
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(out)], cwd=REPO).returncode == 0
+    if not out.is_relative_to(REPO) or not ignored:
+        parser.error(f"--out {out}: the run tool carries only ignored paths inside {REPO}")
     part = int(args.part_mib * 2**20) if args.part_mib else part_size()
-    return prepare(args.out.resolve(), args.python_version, args.onnxruntime, part)
+    return prepare(out, args.python_version, args.onnxruntime, part)
 
 
 if __name__ == "__main__":
