@@ -317,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part-mib", type=float, help="default: what fits beside the tree")
     args = parser.parse_args(argv)
     out = args.out.resolve()
-    ignored = subprocess.run(["git", "check-ignore", "-q", str(out)], cwd=REPO).returncode == 0
-    if not out.is_relative_to(REPO) or not ignored:
+    if not out.is_relative_to(REPO):
         parser.error(f"--out {out}: the run tool carries only ignored paths inside {REPO}")
+    out.mkdir(parents=True, exist_ok=True)  # git matches a folder-only pattern to folders
+    if subprocess.run(["git", "check-ignore", "-q", str(out)], cwd=REPO).returncode != 0:
+        parser.error(f"--out {out}: not ignored by git, so a call would carry it every time")
     part = int(args.part_mib * 2**20) if args.part_mib else part_size()
     return prepare(out, args.python_version, args.onnxruntime, part)
 

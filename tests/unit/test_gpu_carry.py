@@ -256,3 +256,9 @@ def test_the_images_cuda_libraries_come_first_on_the_loaders_path(
     assert libraries[:2] == [str(tmp_path / "nvidia/cu13/lib"), str(tmp_path / "nvidia/cudnn/lib")]
     assert libraries[-1] == "/image/lib"
     assert env["PYTHONPATH"].split(os.pathsep) == [str(site), str(gpu_carry.REPO), "/image/py"]
+
+
+def test_parts_outside_the_repository_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as refused:
+        gpu_carry.main(["--out", str(tmp_path / "parts")])
+    assert refused.value.code == 2 and not (tmp_path / "parts").exists()
