@@ -21,6 +21,8 @@ KEPT = 16 * MIB
 class FakeEncoder:
     """What a model keeps after its load: `KEPT` bytes, touched."""
 
+    one_row_inputs: tuple[str, ...] = ()
+
     def __init__(self) -> None:
         self.weights = b"\x01" * KEPT
 
