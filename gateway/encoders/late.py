@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from gateway.backends.kv_cache import one_row_inputs
 from gateway.encoders.base import Capability, EncodeOptions, Encoder, find_output
 from gateway.encoders.pairs import PreparedPairs
 from gateway.encoders.projection import Projection, load_projection
@@ -109,6 +110,7 @@ class LateInteractionEncoder(Encoder[str, LateTokens, list[np.ndarray]]):
         self.session, self.graph = runtime.load(paths["model"])
         self.input_names = map_graph_inputs(self.graph, spec.inputs, TOKEN_ROLES, spec.name)
         self.output_name = pick_token_output(self.graph, spec.output, spec.name)
+        self.one_row_inputs = tuple(one_row_inputs(self.graph.inputs))
         self.projection: Projection | None = (
             load_projection(paths["projection"]) if "projection" in paths else None
         )
@@ -227,7 +229,10 @@ class LateInteractionEncoder(Encoder[str, LateTokens, list[np.ndarray]]):
     # -- inference (the inference thread) -----------------------------------------------------
 
     def run(self, items: Sequence[LateTokens]) -> list[np.ndarray]:
-        """Per item: the graph's rows it keeps (padding, skiplist dropped), not yet projected."""
+        """Per item: the graph's rows it keeps (padding, skiplist dropped), not yet projected.
+        A graph whose token inputs fix the batch to 1 runs each item alone, at its own length."""
+        if self.one_row_inputs and len(items) > 1:
+            return [rows for item in items for rows in self.run([item])]
         longest = max(item.length for item in items)
         # Padding is [MASK] with attention 0, as PyLate pads (pad_token = mask_token).
         ids = np.full((len(items), longest), self.mask_id, dtype=np.int64)

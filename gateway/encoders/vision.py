@@ -188,6 +188,12 @@ class VisionEncoder(Encoder[Image.Image, PreparedImage, np.ndarray]):
         self.preprocessing = self.preparer.preprocessing
         self.session, self.graph = runtime.load(paths["model"])
         self.pixel_input = detect_pixel_input(self.graph, spec, self.preprocessing.crop_size)
+        # Exports often fix pixel_values' batch axis to 1 ([1, 3, H, W]): one image a run.
+        self.one_row_inputs = tuple(
+            t.name
+            for t in self.graph.inputs
+            if t.name == self.pixel_input.name and t.shape and t.shape[0] == 1
+        )
         self.output_name, self.output_is_pooled = pick_image_output(self.graph, spec)
         width = next(t for t in self.graph.outputs if t.name == self.output_name).shape[-1]
         if isinstance(width, int) and width != spec.dim:
@@ -217,6 +223,8 @@ class VisionEncoder(Encoder[Image.Image, PreparedImage, np.ndarray]):
         them alive (a ViT-B batch of 64 at 224 is [64, 197, 768]: 37 MiB), other requests'
         images included; one vector is 3 KiB.
         """
+        if self.one_row_inputs and len(items) > 1:  # the graph takes one image a run
+            return [vector for item in items for vector in self.run([item])]
         batch = np.stack([item.pixels for item in items]).astype(self.pixel_input.dtype, copy=False)
         (output,) = self.session.run([self.output_name], {self.pixel_input.name: batch})
         states = np.asarray(output, dtype=np.float32)
