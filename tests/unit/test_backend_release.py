@@ -43,7 +43,6 @@ def ort_session(path: Path) -> BackendSession:
 
 
 def openvino_session(path: Path) -> BackendSession:
-    pytest.importorskip("openvino")
     from gateway.backends.openvino_cpu import OpenVinoBackend, OpenVinoOptions
 
     backend = OpenVinoBackend(OpenVinoOptions(threads=2, cache_dir=None))

@@ -1,6 +1,11 @@
 """Cache lookups are counted for answered requests only: a request refused after its lookup (a
 full queue, an unloaded model, an input too long for truncate: false) or whose run failed must
-not move the hit rate."""
+not move the hit rate.
+
+And an entry owns its vector: the cache keeps entries for as long as the LRU allows, so a view
+would keep its request's (or a batch's) whole pooled array alive as long. Pipelines caches the
+rows the run hands over as they are, so those must own their memory (TextEncoder.run copies
+them: tests/unit/test_run_outputs_own_memory.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gateway.batching import InferenceError
-from gateway.cache import EmbeddingCache
+from gateway.cache import CachedEmbedding, EmbeddingCache
 from gateway.encoders import Capability, EncodeOptions
 from gateway.errors import Busy, GatewayError, InputTooLong
 from gateway.services.pipelines import Pipelines
@@ -119,3 +124,19 @@ def test_lookups_count_only_for_answered_requests() -> None:
     embed(["a", "b"])  # all hits: served without a run
     assert moved() == (2, 2, 2, 2)
     assert cache.hit_rate(MODEL) == 0.5
+
+
+def test_cached_vectors_own_their_memory() -> None:
+    cache = EmbeddingCache(1 << 20)
+    spec: Any = SimpleNamespace(name=MODEL, vector_width=4)
+    model = SimpleNamespace(spec=spec, cache_id="id", batcher=Batcher(), encoder=Embedder())
+    pipelines = Pipelines(Models(model), cache, None, None)  # type: ignore[arg-type]
+    request: Any = SimpleNamespace(truncate=True, keep_alive=None, input_param="input")
+    texts = ["a", "bb", "ccc"]
+    inputs = [SimpleNamespace(text=text) for text in texts]
+    asyncio.run(pipelines.texts(spec, inputs, [0, 1, 2], EncodeOptions(), request))
+    _, entries = cache.lookup(CachedEmbedding, "id", [""] * len(texts), texts)
+    for entry, text in zip(entries, texts, strict=True):
+        assert entry is not None
+        assert entry.vector.base is None and entry.vector.nbytes == 4 * 4
+        assert entry.vector[0] == len(text) + 2  # the stand-in's item length: text + 2 specials
